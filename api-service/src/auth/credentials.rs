@@ -1,0 +1,148 @@
+//! Secrets at rest and on the wire: argon2id password hashes, HS256 JWTs and API tokens
+//! that are stored only as SHA-256 hashes.
+
+use argon2::password_hash::rand_core::OsRng;
+use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use argon2::Argon2;
+use base64::Engine;
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use rand::RngCore;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+/// Hashes a password with argon2id and a random salt (PHC string format).
+/// CPU-heavy by design: call it from `spawn_blocking`.
+pub fn hash_password(password: &str) -> anyhow::Result<String> {
+    let salt = SaltString::generate(&mut OsRng);
+    Argon2::default()
+        .hash_password(password.as_bytes(), &salt)
+        .map(|h| h.to_string())
+        .map_err(|e| anyhow::anyhow!("argon2 hashing failed: {e}"))
+}
+
+/// True when `password` matches the stored PHC hash. A malformed hash never matches.
+pub fn verify_password(password: &str, stored_hash: &str) -> bool {
+    PasswordHash::new(stored_hash)
+        .map(|parsed| Argon2::default().verify_password(password.as_bytes(), &parsed).is_ok())
+        .unwrap_or(false)
+}
+
+/// A freshly issued API token. The plain text exists only until it is shown once.
+pub struct ApiToken {
+    pub plain: String,
+    pub hash: Vec<u8>,
+}
+
+impl ApiToken {
+    /// Prefix that makes leaked tokens easy to recognise (secret scanners, logs).
+    const PREFIX: &'static str = "sgk_";
+
+    /// 256 random bits, base64url, with the recognisable prefix.
+    pub fn generate() -> ApiToken {
+        let mut bytes = [0u8; 32];
+        rand::thread_rng().fill_bytes(&mut bytes);
+        let plain = format!("{}{}", Self::PREFIX, base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes));
+        let hash = Self::hash(&plain);
+        ApiToken { plain, hash }
+    }
+
+    /// The lookup key stored in `api_tokens.token_hash`. A fast hash is right here: the
+    /// token is 256 random bits, so there is nothing to brute-force.
+    pub fn hash(plain: &str) -> Vec<u8> {
+        Sha256::digest(plain.as_bytes()).to_vec()
+    }
+}
+
+/// Claims of the access tokens `POST /api/auth/login` issues.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Claims {
+    /// The user id, as a string per RFC 7519.
+    pub sub: String,
+    pub username: String,
+    pub iat: i64,
+    pub exp: i64,
+}
+
+/// HS256 signing and verification keys, made once from JWT_SECRET_KEY.
+#[derive(Clone)]
+pub struct JwtKeys {
+    encoding: EncodingKey,
+    decoding: DecodingKey,
+    pub lifetime: chrono::Duration,
+}
+
+impl JwtKeys {
+    pub fn new(secret: &[u8], lifetime: chrono::Duration) -> JwtKeys {
+        JwtKeys {
+            encoding: EncodingKey::from_secret(secret),
+            decoding: DecodingKey::from_secret(secret),
+            lifetime,
+        }
+    }
+
+    /// A signed token for `user_id`, valid for `lifetime` from now.
+    pub fn issue(&self, user_id: i64, username: &str) -> anyhow::Result<String> {
+        let now = chrono::Utc::now();
+        let claims = Claims {
+            sub: user_id.to_string(),
+            username: username.to_owned(),
+            iat: now.timestamp(),
+            exp: (now + self.lifetime).timestamp(),
+        };
+        Ok(jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)?)
+    }
+
+    /// The user id of a valid, unexpired token signed with our key; `None` otherwise.
+    pub fn verify(&self, token: &str) -> Option<i64> {
+        let validation = Validation::new(Algorithm::HS256);
+        jsonwebtoken::decode::<Claims>(token, &self.decoding, &validation)
+            .ok()
+            .and_then(|data| data.claims.sub.parse().ok())
+    }
+}
+
+/// JWTs have exactly two dots; our API tokens (base64url with a prefix) have none.
+pub fn looks_like_jwt(token: &str) -> bool {
+    token.bytes().filter(|b| *b == b'.').count() == 2
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_password_verifies_against_its_own_hash_only() {
+        let hash = hash_password("SMSpass#12").unwrap();
+        assert!(hash.starts_with("$argon2id$"));
+        assert!(verify_password("SMSpass#12", &hash));
+        assert!(!verify_password("SMSpass#13", &hash));
+        assert!(!verify_password("SMSpass#12", "not a hash"));
+    }
+
+    #[test]
+    fn api_tokens_are_random_and_hash_deterministically() {
+        let a = ApiToken::generate();
+        let b = ApiToken::generate();
+        assert_ne!(a.plain, b.plain);
+        assert_eq!(ApiToken::hash(&a.plain), a.hash);
+        assert_eq!(a.hash.len(), 32);
+        assert!(!looks_like_jwt(&a.plain));
+    }
+
+    #[test]
+    fn a_jwt_round_trips_and_a_foreign_one_is_refused() {
+        let keys = JwtKeys::new(b"secret-one", chrono::Duration::hours(24));
+        let token = keys.issue(42, "alice").unwrap();
+        assert!(looks_like_jwt(&token));
+        assert_eq!(keys.verify(&token), Some(42));
+        let other = JwtKeys::new(b"secret-two", chrono::Duration::hours(24));
+        assert_eq!(other.verify(&token), None);
+    }
+
+    #[test]
+    fn an_expired_jwt_is_refused() {
+        let keys = JwtKeys::new(b"secret", chrono::Duration::hours(-2));
+        let token = keys.issue(1, "bob").unwrap();
+        assert_eq!(keys.verify(&token), None);
+    }
+}

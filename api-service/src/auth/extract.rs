@@ -1,0 +1,62 @@
+//! The `AuthUser` extractor: `Authorization: Bearer <jwt or api token>` or `X-API-Key`.
+
+use axum::extract::FromRequestParts;
+use axum::http::request::Parts;
+
+use super::service::{self, AuthError, Caller};
+use crate::error::ApiError;
+use crate::state::AppState;
+
+/// The authenticated caller. Taking it as a handler argument is what makes a route private.
+#[derive(Debug, Clone)]
+pub struct AuthUser(pub Caller);
+
+impl std::ops::Deref for AuthUser {
+    type Target = Caller;
+    fn deref(&self) -> &Caller {
+        &self.0
+    }
+}
+
+impl FromRequestParts<AppState> for AuthUser {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+        let token = bearer_token(parts).ok_or(ApiError::Unauthorized {
+            code: "UNAUTHORIZED",
+            message: "Authentication required: send `Authorization: Bearer <token>` or `X-API-Key`",
+        })?;
+        let caller = service::authenticate(&state.db, &state.jwt, token).await?;
+        tracing::Span::current().record("user.id", caller.id);
+        Ok(AuthUser(caller))
+    }
+}
+
+fn bearer_token(parts: &Parts) -> Option<&str> {
+    let from_authorization = parts
+        .headers
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
+        .map(str::trim);
+    let from_api_key = || parts.headers.get("x-api-key").and_then(|v| v.to_str().ok()).map(str::trim);
+    from_authorization.or_else(from_api_key).filter(|t| !t.is_empty())
+}
+
+impl From<AuthError> for ApiError {
+    fn from(err: AuthError) -> ApiError {
+        match err {
+            AuthError::InvalidCredentials => ApiError::Unauthorized {
+                code: "INVALID_CREDENTIALS",
+                message: "Invalid username or password",
+            },
+            AuthError::InvalidToken => ApiError::Unauthorized {
+                code: "INVALID_TOKEN",
+                message: "The token is invalid, revoked or expired",
+            },
+            AuthError::Disabled => ApiError::Forbidden { code: "ACCOUNT_DISABLED", message: "This account is disabled" },
+            AuthError::Database(e) => e.into(),
+            AuthError::Internal(e) => ApiError::Internal(e),
+        }
+    }
+}

@@ -1,0 +1,11 @@
+//! Who is calling: password login, JWTs, per-user API tokens and the default admin.
+
+mod credentials;
+mod extract;
+pub mod repo;
+mod routes;
+pub mod service;
+
+pub use credentials::{hash_password, verify_password, ApiToken, JwtKeys};
+pub use extract::AuthUser;
+pub use routes::router;

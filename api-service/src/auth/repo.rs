@@ -1,0 +1,114 @@
+//! SQL for users and API tokens. One function per statement.
+
+use chrono::{DateTime, Utc};
+use sqlx::PgPool;
+
+/// What authentication needs to know about a user.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct UserRow {
+    pub id: i64,
+    pub username: String,
+    pub password_hash: String,
+    pub is_admin: bool,
+    pub is_active: bool,
+    pub must_change_password: bool,
+}
+
+/// A user found through one of their API tokens.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct TokenOwnerRow {
+    pub token_id: i64,
+    pub last_used_at: Option<DateTime<Utc>>,
+    pub user_id: i64,
+    pub username: String,
+    pub is_admin: bool,
+    pub is_active: bool,
+}
+
+pub async fn find_user_by_username(db: &PgPool, username: &str) -> Result<Option<UserRow>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT id, username, password_hash, is_admin, is_active, must_change_password
+         FROM users WHERE lower(username) = lower($1)",
+    )
+    .bind(username)
+    .fetch_optional(db)
+    .await
+}
+
+pub async fn find_user_by_id(db: &PgPool, id: i64) -> Result<Option<UserRow>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT id, username, password_hash, is_admin, is_active, must_change_password
+         FROM users WHERE id = $1",
+    )
+    .bind(id)
+    .fetch_optional(db)
+    .await
+}
+
+pub async fn find_token_owner(db: &PgPool, token_hash: &[u8]) -> Result<Option<TokenOwnerRow>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT t.id AS token_id, t.last_used_at, u.id AS user_id, u.username, u.is_admin, u.is_active
+         FROM api_tokens t JOIN users u ON u.id = t.user_id
+         WHERE t.token_hash = $1 AND t.revoked_at IS NULL",
+    )
+    .bind(token_hash)
+    .fetch_optional(db)
+    .await
+}
+
+pub async fn touch_token(db: &PgPool, token_id: i64) -> Result<(), sqlx::Error> {
+    sqlx::query("UPDATE api_tokens SET last_used_at = now() WHERE id = $1")
+        .bind(token_id)
+        .execute(db)
+        .await?;
+    Ok(())
+}
+
+pub async fn count_users(db: &PgPool) -> Result<i64, sqlx::Error> {
+    sqlx::query_scalar("SELECT count(*) FROM users").fetch_one(db).await
+}
+
+pub async fn insert_user(
+    db: &PgPool,
+    username: &str,
+    password_hash: &str,
+    is_admin: bool,
+    must_change_password: bool,
+) -> Result<i64, sqlx::Error> {
+    sqlx::query_scalar(
+        "INSERT INTO users (username, password_hash, is_admin, must_change_password)
+         VALUES ($1, $2, $3, $4) RETURNING id",
+    )
+    .bind(username)
+    .bind(password_hash)
+    .bind(is_admin)
+    .bind(must_change_password)
+    .fetch_one(db)
+    .await
+}
+
+pub async fn insert_api_token(db: &PgPool, user_id: i64, token_hash: &[u8], label: &str) -> Result<i64, sqlx::Error> {
+    sqlx::query_scalar("INSERT INTO api_tokens (user_id, token_hash, label) VALUES ($1, $2, $3) RETURNING id")
+        .bind(user_id)
+        .bind(token_hash)
+        .bind(label)
+        .fetch_one(db)
+        .await
+}
+
+pub async fn insert_audit(
+    db: &PgPool,
+    actor_id: Option<i64>,
+    action: &str,
+    target: &str,
+    details: serde_json::Value,
+) -> Result<(), sqlx::Error> {
+    sqlx::query("INSERT INTO audit_log (actor_id, action, target, details) VALUES ($1, $2, $3, $4)")
+        .bind(actor_id)
+        .bind(action)
+        .bind(target)
+        .bind(details)
+        .execute(db)
+        .await?;
+    Ok(())
+}

@@ -1,0 +1,176 @@
+//! `ApiError`: the one error type of the HTTP API, rendered once as
+//! `{"error": {"code": "MACHINE_CODE", "message": "human text"}}`.
+
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+
+/// One invalid entry of a bulk request, reported with its position.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct InvalidEntry {
+    pub index: usize,
+    pub value: String,
+    pub reason: String,
+}
+
+/// Everything a request can fail with. Internal causes are logged here, once, inside the
+/// request's span, and never shown to the client.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("{message}")]
+    Validation { code: &'static str, message: String },
+    #[error("{} invalid recipient(s)", .0.len())]
+    InvalidRecipients(Vec<InvalidEntry>),
+    #[error("request body is too large")]
+    PayloadTooLarge,
+    #[error("authentication required")]
+    Unauthorized { code: &'static str, message: &'static str },
+    #[error("{message}")]
+    Forbidden { code: &'static str, message: &'static str },
+    #[error("{0} not found")]
+    NotFound(&'static str),
+    #[error("service temporarily unavailable")]
+    Unavailable(#[source] anyhow::Error),
+    #[error("internal error")]
+    Internal(#[source] anyhow::Error),
+}
+
+impl ApiError {
+    pub fn validation(code: &'static str, message: impl Into<String>) -> ApiError {
+        ApiError::Validation { code, message: message.into() }
+    }
+
+    fn status(&self) -> StatusCode {
+        match self {
+            // The replaced panel's clients expect 400 for every validation failure.
+            ApiError::Validation { .. } | ApiError::InvalidRecipients(_) => StatusCode::BAD_REQUEST,
+            ApiError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::Unauthorized { .. } => StatusCode::UNAUTHORIZED,
+            ApiError::Forbidden { .. } => StatusCode::FORBIDDEN,
+            ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    fn code(&self) -> &'static str {
+        match self {
+            ApiError::Validation { code, .. } => code,
+            ApiError::InvalidRecipients(_) => "INVALID_RECIPIENTS",
+            ApiError::PayloadTooLarge => "PAYLOAD_TOO_LARGE",
+            ApiError::Unauthorized { code, .. } | ApiError::Forbidden { code, .. } => code,
+            ApiError::NotFound(_) => "NOT_FOUND",
+            ApiError::Unavailable(_) => "SERVICE_UNAVAILABLE",
+            ApiError::Internal(_) => "INTERNAL_SERVER_ERROR",
+        }
+    }
+
+    fn public_message(&self) -> String {
+        match self {
+            ApiError::Unauthorized { message, .. } | ApiError::Forbidden { message, .. } => (*message).to_owned(),
+            ApiError::Unavailable(_) => "Service temporarily unavailable, please retry shortly".to_owned(),
+            ApiError::Internal(_) => "Internal server error".to_owned(),
+            ApiError::NotFound(what) => format!("{what} not found"),
+            other => other.to_string(),
+        }
+    }
+}
+
+/// How long clients should wait before retrying after a 503.
+const RETRY_AFTER_SECS: &str = "5";
+
+#[derive(Serialize)]
+struct ErrorBody<'a> {
+    error: ErrorDetail<'a>,
+}
+
+#[derive(Serialize)]
+struct ErrorDetail<'a> {
+    code: &'a str,
+    message: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    details: Option<&'a [InvalidEntry]>,
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        match &self {
+            ApiError::Internal(cause) => tracing::error!(error = ?cause, "request failed"),
+            ApiError::Unavailable(cause) => tracing::warn!(error = %cause, "dependency unavailable"),
+            _ => {}
+        }
+        let details = match &self {
+            ApiError::InvalidRecipients(entries) => Some(entries.as_slice()),
+            _ => None,
+        };
+        let body = ErrorBody {
+            error: ErrorDetail { code: self.code(), message: self.public_message(), details },
+        };
+        let mut response = (self.status(), axum::Json(body)).into_response();
+        if matches!(self, ApiError::Unavailable(_)) {
+            response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static(RETRY_AFTER_SECS));
+        }
+        response
+    }
+}
+
+impl From<sqlx::Error> for ApiError {
+    /// A pool that cannot hand out a connection means PostgreSQL is down or saturated:
+    /// that is a 503 the client may retry, not a 500.
+    fn from(err: sqlx::Error) -> ApiError {
+        match err {
+            sqlx::Error::PoolTimedOut | sqlx::Error::Io(_) | sqlx::Error::PoolClosed => {
+                ApiError::Unavailable(err.into())
+            }
+            other => ApiError::Internal(other.into()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn body_of(err: ApiError) -> (StatusCode, serde_json::Value, Option<HeaderValue>) {
+        let response = err.into_response();
+        let status = response.status();
+        let retry = response.headers().get(header::RETRY_AFTER).cloned();
+        let bytes = axum::body::to_bytes(response.into_body(), 1 << 20).await.unwrap();
+        (status, serde_json::from_slice(&bytes).unwrap(), retry)
+    }
+
+    #[tokio::test]
+    async fn validation_errors_are_400_in_the_panel_format() {
+        let (status, body, _) = body_of(ApiError::validation("EMPTY_CONTENT", "content must not be empty")).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST);
+        assert_eq!(body["error"]["code"], "EMPTY_CONTENT");
+        assert_eq!(body["error"]["message"], "content must not be empty");
+    }
+
+    #[tokio::test]
+    async fn internal_errors_hide_their_cause() {
+        let (status, body, _) = body_of(ApiError::Internal(anyhow::anyhow!("password=hunter2"))).await;
+        assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR);
+        assert!(!body.to_string().contains("hunter2"));
+    }
+
+    #[tokio::test]
+    async fn unavailable_carries_retry_after() {
+        let (status, body, retry) = body_of(ApiError::Unavailable(anyhow::anyhow!("down"))).await;
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(body["error"]["code"], "SERVICE_UNAVAILABLE");
+        assert_eq!(retry.unwrap(), "5");
+    }
+
+    #[tokio::test]
+    async fn invalid_recipients_list_every_entry() {
+        let entries = vec![
+            InvalidEntry { index: 1, value: "1234-5678".into(), reason: "bad".into() },
+            InvalidEntry { index: 3, value: "x".into(), reason: "bad".into() },
+        ];
+        let (status, body, _) = body_of(ApiError::InvalidRecipients(entries)).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST);
+        assert_eq!(body["error"]["details"].as_array().unwrap().len(), 2);
+        assert_eq!(body["error"]["details"][1]["index"], 3);
+    }
+}

@@ -1,0 +1,147 @@
+//! The smsgate API service: REST API, web panel host and outbox reconciler.
+//!
+//! `main.rs` reads settings and calls [`start`]; tests call [`start`] with their own
+//! settings (port 0, their own database and queue prefix).
+
+pub mod auth;
+pub mod error;
+mod extract;
+mod health;
+pub mod outbox;
+pub mod settings;
+pub mod sms;
+pub mod state;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use axum::http::{Request, StatusCode};
+use axum::response::IntoResponse;
+use axum::Router;
+use secrecy::ExposeSecret;
+use smsgate_shared::queue::{declare_topology, Broker};
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::PgPool;
+use tokio_util::sync::CancellationToken;
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::trace::TraceLayer;
+use tracing::{info, warn};
+
+use crate::auth::service::{ensure_default_admin, DefaultAdmin};
+use crate::auth::JwtKeys;
+use crate::error::ApiError;
+use crate::outbox::Outbox;
+use crate::settings::Settings;
+use crate::state::AppState;
+
+/// Migrations of every crate, embedded in the binary.
+pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations");
+
+/// Longest a request may run before it is cut off: never a hang.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The whole HTTP surface with its middleware.
+pub fn build_app(state: AppState) -> Router {
+    let body_limit = state.settings.body_limit_bytes;
+    Router::new()
+        .merge(auth::router())
+        .merge(sms::router())
+        .merge(health::router())
+        .fallback(|| async { ApiError::NotFound("Route") })
+        .layer(axum::extract::DefaultBodyLimit::max(body_limit))
+        .layer(tower_http::timeout::TimeoutLayer::with_status_code(
+            StatusCode::SERVICE_UNAVAILABLE,
+            REQUEST_TIMEOUT,
+        ))
+        .layer(CatchPanicLayer::custom(|_| ApiError::Internal(anyhow::anyhow!("handler panicked")).into_response()))
+        .layer(TraceLayer::new_for_http().make_span_with(|req: &Request<_>| {
+            tracing::info_span!("http.request", method = %req.method(), path = %req.uri().path(), user.id = tracing::field::Empty)
+        }))
+        .with_state(state)
+}
+
+/// Connects a pool whose acquire timeout turns a dead database into quick 503s.
+pub async fn connect_database(settings: &Settings) -> anyhow::Result<PgPool> {
+    let options: PgConnectOptions = settings.database_url.expose_secret().parse().context("DATABASE_URL is not a valid URL")?;
+    PgPoolOptions::new()
+        .max_connections(settings.db_max_connections)
+        .acquire_timeout(settings.db_acquire_timeout)
+        .connect_with(options)
+        .await
+        .context("cannot connect to PostgreSQL (DATABASE_URL)")
+}
+
+/// Runs pending migrations.
+pub async fn migrate(db: &PgPool) -> anyhow::Result<()> {
+    MIGRATOR.run(db).await.context("running migrations")
+}
+
+/// A running API: its address, and a way to stop it.
+pub struct RunningApi {
+    pub addr: SocketAddr,
+    pub state: AppState,
+    shutdown: CancellationToken,
+    server: tokio::task::JoinHandle<std::io::Result<()>>,
+    reconciler: tokio::task::JoinHandle<()>,
+}
+
+impl RunningApi {
+    /// Stops accepting requests, finishes in-flight ones and background publishes.
+    pub async fn stop(self) {
+        self.shutdown.cancel();
+        let _ = self.server.await;
+        let _ = self.reconciler.await;
+        self.state.outbox.drain(Duration::from_secs(10)).await;
+        self.state.broker.close().await;
+    }
+
+    pub fn shutdown_token(&self) -> CancellationToken {
+        self.shutdown.clone()
+    }
+
+    /// Waits until the server stops (after `shutdown_token().cancel()`).
+    pub async fn wait(self) {
+        let _ = (&mut { self.server }).await;
+    }
+}
+
+/// Migrates, provisions the default admin, declares the topology (if the broker is up),
+/// binds and serves. Returns once the listener is bound.
+pub async fn start(settings: Settings) -> anyhow::Result<RunningApi> {
+    let db = connect_database(&settings).await?;
+    migrate(&db).await?;
+    let admin_password = settings.admin_password.as_ref().map(|p| p.expose_secret().to_owned());
+    match ensure_default_admin(&db, admin_password.as_deref()).await.map_err(|e| anyhow::anyhow!("{e}"))? {
+        DefaultAdmin::CreatedWithGeneratedPassword(password) => {
+            // Printed once, on purpose: this is the only way the operator learns it.
+            warn!("created admin `{}` with generated password `{password}`; change it at first login", auth::service::DEFAULT_ADMIN);
+        }
+        DefaultAdmin::CreatedWithConfiguredPassword => info!("created admin `{}` with ADMIN_PASSWORD", auth::service::DEFAULT_ADMIN),
+        DefaultAdmin::AlreadyProvisioned => {}
+    }
+
+    let broker = Broker::new(&settings.queue.amqp_url);
+    match broker.channel().await {
+        Ok(channel) => declare_topology(&channel, &settings.queue).await.context("declaring the queue topology")?,
+        Err(e) => warn!(error = %e, "broker unreachable at start; sends are stored and published once it is back"),
+    }
+
+    let outbox = Outbox::new(db.clone(), broker.clone(), settings.queue.clone(), settings.publish_lease);
+    let jwt = JwtKeys::new(settings.jwt_secret.expose_secret().as_bytes(), chrono::Duration::hours(24));
+    let settings = Arc::new(settings);
+    let state = AppState { db, broker, jwt, outbox: outbox.clone(), settings: settings.clone() };
+
+    let shutdown = CancellationToken::new();
+    let reconciler = outbox.spawn_reconciler(settings.reconcile_interval, shutdown.clone());
+    let listener = tokio::net::TcpListener::bind(settings.bind).await.with_context(|| format!("binding {}", settings.bind))?;
+    let addr = listener.local_addr()?;
+    let app = build_app(state.clone());
+    let token = shutdown.clone();
+    let server = tokio::spawn(async move {
+        axum::serve(listener, app).with_graceful_shutdown(async move { token.cancelled().await }).await
+    });
+    info!(%addr, "API listening");
+    Ok(RunningApi { addr, state, shutdown, server, reconciler })
+}

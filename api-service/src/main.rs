@@ -1,0 +1,25 @@
+use anyhow::Context;
+use smsgate_api::settings::Settings;
+
+/// `smsgate-api [serve]` runs the service; `smsgate-api migrate` migrates and exits.
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let _telemetry = smsgate_shared::telemetry::init("smsgate-api");
+    let settings = Settings::from_env().context("invalid configuration")?;
+    match std::env::args().nth(1).as_deref() {
+        None | Some("serve") => {
+            let api = smsgate_api::start(settings).await?;
+            smsgate_shared::shutdown::signal().await;
+            tracing::info!("shutting down");
+            api.stop().await;
+            Ok(())
+        }
+        Some("migrate") => {
+            let db = smsgate_api::connect_database(&settings).await?;
+            smsgate_api::migrate(&db).await?;
+            tracing::info!("migrations applied");
+            Ok(())
+        }
+        Some(other) => anyhow::bail!("unknown command `{other}`; use `serve` or `migrate`"),
+    }
+}

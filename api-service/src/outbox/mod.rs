@@ -1,0 +1,192 @@
+//! The transactional outbox: publishes the jobs of committed messages and marks each
+//! message once the broker confirmed all of them; a reconciler republishes the pending
+//! recipients of messages left unmarked (process crash, broker outage).
+//!
+//! Per message, not per recipient: `enqueued_at` is the marker and `publish_lease_until`
+//! says who is publishing, so neither the happy path nor the reconciler writes a row per
+//! recipient.
+
+mod repo;
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use smsgate_shared::config::QueueSettings;
+use smsgate_shared::domain::{MessageBody, PhoneNumber};
+use smsgate_shared::queue::{
+    declare_topology, routing, Broker, BrokerError, ConfirmedPublisher, JobHeaders, Names, OutboundJob,
+    OutgoingMessage,
+};
+use sqlx::PgPool;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::{info, info_span, warn, Instrument};
+
+/// Cheap to clone; all clones share the task tracker and topology flag.
+#[derive(Clone)]
+pub struct Outbox {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    db: PgPool,
+    broker: Broker,
+    publisher: ConfirmedPublisher,
+    queue: QueueSettings,
+    lease: Duration,
+    tasks: TaskTracker,
+    /// Cleared after any publish failure, so the next attempt re-declares the topology
+    /// (the broker may have come back empty).
+    topology_ready: AtomicBool,
+}
+
+#[derive(Debug, thiserror::Error)]
+enum PublishError {
+    #[error("broker")]
+    Broker(#[from] BrokerError),
+    #[error("database")]
+    Database(#[from] sqlx::Error),
+}
+
+/// Messages the reconciler claims per round; each one's pending recipients are published.
+const RECONCILE_BATCH: i64 = 20;
+
+impl Outbox {
+    pub fn new(db: PgPool, broker: Broker, queue: QueueSettings, lease: Duration) -> Outbox {
+        let publisher = broker.publisher(Names::new(&queue.prefix).outbound_exchange());
+        Outbox {
+            inner: Arc::new(Inner {
+                db,
+                broker,
+                publisher,
+                queue,
+                lease,
+                tasks: TaskTracker::new(),
+                topology_ready: AtomicBool::new(false),
+            }),
+        }
+    }
+
+    /// How long a publisher owns a message before the reconciler may take it over.
+    pub fn lease(&self) -> Duration {
+        self.inner.lease
+    }
+
+    /// Publishes the jobs of a message that was just committed, off the request path.
+    /// A failure only logs: the recipients are durable and the reconciler retries.
+    pub fn publish_in_background(&self, message_id: i64, jobs: Vec<OutboundJob>) {
+        let outbox = self.clone();
+        let span = info_span!("outbox.publish", message.id = message_id, jobs = jobs.len());
+        self.inner.tasks.spawn(
+            async move {
+                if let Err(e) = outbox.publish_and_mark(message_id, jobs).await {
+                    warn!(error = %e, cause = ?std::error::Error::source(&e), "publishing failed; the reconciler will retry");
+                    outbox.release_lease(message_id).await;
+                }
+            }
+            .instrument(span),
+        );
+    }
+
+    async fn publish_and_mark(&self, message_id: i64, jobs: Vec<OutboundJob>) -> Result<(), PublishError> {
+        self.ensure_topology().await?;
+        let messages = jobs
+            .iter()
+            .map(|job| OutgoingMessage {
+                routing_key: routing::HKT.to_owned(),
+                payload: job.to_json(),
+                headers: JobHeaders::new(1),
+            })
+            .collect();
+        if let Err(e) = self.inner.publisher.publish_all(messages).await {
+            self.inner.topology_ready.store(false, Ordering::Relaxed);
+            return Err(e.into());
+        }
+        repo::mark_enqueued(&self.inner.db, message_id).await?;
+        Ok(())
+    }
+
+    async fn ensure_topology(&self) -> Result<(), BrokerError> {
+        if !self.inner.topology_ready.load(Ordering::Relaxed) {
+            let channel = self.inner.broker.channel().await?;
+            declare_topology(&channel, &self.inner.queue).await?;
+            let _ = channel.close(200, "topology declared").await;
+            self.inner.topology_ready.store(true, Ordering::Relaxed);
+        }
+        Ok(())
+    }
+
+    /// Gives the message back to the reconciler at once instead of after the lease.
+    async fn release_lease(&self, message_id: i64) {
+        if let Err(e) = repo::release_lease(&self.inner.db, message_id).await {
+            warn!(error = %e, message.id = message_id, "could not release the publish lease");
+        }
+    }
+
+    /// One reconciler round: claims unmarked messages whose lease ran out and republishes
+    /// their still-pending recipients. Returns how many messages it marked.
+    pub async fn reconcile_once(&self) -> Result<usize, sqlx::Error> {
+        let claimed = repo::claim_unenqueued(&self.inner.db, RECONCILE_BATCH, self.inner.lease.as_secs_f64()).await?;
+        let mut marked = 0;
+        for message in claimed {
+            let span = info_span!("outbox.reconcile", message.id = message.id);
+            let result = async {
+                let pending = repo::pending_recipients(&self.inner.db, message.id).await?;
+                let body = MessageBody::parse(&message.content, u32::MAX).ok();
+                let jobs = pending
+                    .into_iter()
+                    .filter_map(|(recipient_id, phone)| {
+                        Some(OutboundJob::SendV1 {
+                            recipient_id,
+                            message_id: message.id,
+                            to: PhoneNumber::parse(&phone).ok()?,
+                            body: body.clone()?,
+                        })
+                    })
+                    .collect::<Vec<_>>();
+                info!(jobs = jobs.len(), "republishing pending recipients");
+                self.publish_and_mark(message.id, jobs).await
+            }
+            .instrument(span)
+            .await;
+            match result {
+                Ok(()) => marked += 1,
+                Err(PublishError::Database(e)) => return Err(e),
+                Err(PublishError::Broker(e)) => {
+                    warn!(error = %e, message.id = message.id, "reconciler could not publish; will retry");
+                    self.release_lease(message.id).await;
+                    break; // the broker is down: the rest would fail the same way
+                }
+            }
+        }
+        Ok(marked)
+    }
+
+    /// Runs `reconcile_once` every `interval` until `shutdown` is cancelled.
+    pub fn spawn_reconciler(&self, interval: Duration, shutdown: CancellationToken) -> tokio::task::JoinHandle<()> {
+        let outbox = self.clone();
+        tokio::spawn(async move {
+            let mut ticker = tokio::time::interval(interval);
+            ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tokio::select! {
+                    _ = shutdown.cancelled() => break,
+                    _ = ticker.tick() => {
+                        if let Err(e) = outbox.reconcile_once().await {
+                            warn!(error = %e, "reconciler round failed");
+                        }
+                    }
+                }
+            }
+        })
+    }
+
+    /// Waits (up to `grace`) for background publishes to finish, for a clean shutdown.
+    pub async fn drain(&self, grace: Duration) {
+        self.inner.tasks.close();
+        if tokio::time::timeout(grace, self.inner.tasks.wait()).await.is_err() {
+            warn!("shutting down with publishes in flight; the reconciler will finish them");
+        }
+    }
+}

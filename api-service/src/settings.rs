@@ -1,0 +1,114 @@
+//! The API service's settings: defaults, then `.env`, then environment variables.
+//! Validated once at start-up; errors name the key.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use secrecy::{ExposeSecret, SecretString};
+use smsgate_shared::config::{self, AppEnv, ConfigError, QueueSettings};
+use smsgate_shared::domain::MessageBody;
+
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub env: AppEnv,
+    pub bind: SocketAddr,
+    pub database_url: SecretString,
+    pub db_max_connections: u32,
+    /// How long a request waits for a database connection before answering 503.
+    pub db_acquire_timeout: Duration,
+    pub queue: QueueSettings,
+    pub jwt_secret: SecretString,
+    pub secret_key: SecretString,
+    pub admin_password: Option<SecretString>,
+    /// Largest accepted request body; a 100,000-recipient bulk is about 2 MB of JSON.
+    pub body_limit_bytes: usize,
+    pub max_bulk_recipients: usize,
+    pub max_segments: u32,
+    /// How often the outbox reconciler looks for messages whose jobs were not confirmed.
+    pub reconcile_interval: Duration,
+    /// How long one publisher may hold a message's jobs before the reconciler takes over.
+    pub publish_lease: Duration,
+}
+
+/// Secrets that ship in examples and old READMEs; production refuses them.
+const KNOWN_DEFAULT_SECRETS: &[&str] = &["dev-secret-key", "dev-jwt-key", "change-me", "secret", "changeme"];
+
+impl Settings {
+    /// Reads every key; in production a missing or known-default secret is an error, in
+    /// development a random one is generated (sessions and tokens then end at restart).
+    pub fn from_env() -> Result<Settings, ConfigError> {
+        config::load_dotenv();
+        let env = AppEnv::from_env()?;
+        Ok(Settings {
+            env,
+            bind: config::parse_or("BIND_ADDR", SocketAddr::from(([0, 0, 0, 0], 3570)))?,
+            database_url: config::string_or("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/smsgate").into(),
+            db_max_connections: config::parse_or("DB_MAX_CONNECTIONS", 20)?,
+            db_acquire_timeout: config::duration_or("DB_ACQUIRE_TIMEOUT", Duration::from_secs(3))?,
+            queue: QueueSettings::from_env()?,
+            jwt_secret: secret(env, "JWT_SECRET_KEY")?,
+            secret_key: secret(env, "SECRET_KEY")?,
+            admin_password: config::var("ADMIN_PASSWORD").map(SecretString::from),
+            body_limit_bytes: config::parse_or("BODY_LIMIT_BYTES", 16 * 1024 * 1024)?,
+            max_bulk_recipients: config::parse_or("MAX_BULK_RECIPIENTS", 100_000)?,
+            max_segments: config::parse_or("MAX_SEGMENTS", MessageBody::DEFAULT_MAX_SEGMENTS)?,
+            reconcile_interval: config::duration_or("RECONCILE_INTERVAL", Duration::from_secs(5))?,
+            publish_lease: config::duration_or("PUBLISH_LEASE", Duration::from_secs(60))?,
+        })
+    }
+
+    /// Settings for tests: everything local, the given database and queue prefix.
+    pub fn for_tests(database_url: &str, amqp_url: &str, queue_prefix: &str) -> Settings {
+        Settings {
+            env: AppEnv::Development,
+            bind: SocketAddr::from(([127, 0, 0, 1], 0)),
+            database_url: database_url.to_owned().into(),
+            db_max_connections: 10,
+            db_acquire_timeout: Duration::from_secs(2),
+            queue: QueueSettings {
+                amqp_url: amqp_url.to_owned(),
+                prefix: queue_prefix.to_owned(),
+                retry_schedule: config::default_retry_schedule(),
+                quorum_queues: true,
+                queue_expiry: Some(Duration::from_secs(600)),
+            },
+            jwt_secret: "test-jwt-secret-0123456789abcdef".to_owned().into(),
+            secret_key: "test-secret-key-0123456789abcdef".to_owned().into(),
+            admin_password: Some("SMSpass#12".to_owned().into()),
+            body_limit_bytes: 16 * 1024 * 1024,
+            max_bulk_recipients: 100_000,
+            max_segments: MessageBody::DEFAULT_MAX_SEGMENTS,
+            reconcile_interval: Duration::from_millis(500),
+            publish_lease: Duration::from_secs(5),
+        }
+    }
+
+    pub fn database_url(&self) -> &str {
+        self.database_url.expose_secret()
+    }
+}
+
+fn secret(env: AppEnv, key: &'static str) -> Result<SecretString, ConfigError> {
+    match (config::var(key), env) {
+        (Some(value), AppEnv::Production) if KNOWN_DEFAULT_SECRETS.contains(&value.as_str()) || value.len() < 16 => {
+            Err(ConfigError::new(key, "is a known default or shorter than 16 characters; set a strong random value"))
+        }
+        (Some(value), _) => Ok(value.into()),
+        (None, AppEnv::Production) => Err(ConfigError::new(key, "is required in production")),
+        (None, AppEnv::Development) => {
+            tracing::warn!("{key} is not set; generated a random one for this run (development mode)");
+            Ok(random_secret().into())
+        }
+    }
+}
+
+fn random_secret() -> String {
+    use rand::RngCore;
+    let mut bytes = [0u8; 32];
+    rand::thread_rng().fill_bytes(&mut bytes);
+    hex_encode(&bytes)
+}
+
+fn hex_encode(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}

@@ -1,0 +1,277 @@
+//! The SMS panel's API, unchanged for its clients: `POST /api/sms`, `POST /api/sms/send-bulk`,
+//! `GET /api/sms`, `GET /api/sms/{id}`, `GET /api/sms/{id}/recipients`.
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use chrono::{DateTime, SecondsFormat, Utc};
+use serde::{Deserialize, Serialize};
+use smsgate_shared::domain::{MessageBody, MessageBodyError, PhoneNumber};
+
+use super::repo::{MessageRow, RecipientRow};
+use super::service::{self, NewSend, Page};
+use super::parse_recipients;
+use crate::auth::AuthUser;
+use crate::error::ApiError;
+use crate::extract::{ApiJson, ApiQuery, IdPath};
+use crate::state::AppState;
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/api/sms", post(send_sms).get(list_messages))
+        .route("/api/sms/send-bulk", post(send_bulk))
+        .route("/api/sms/{id}", get(get_message))
+        .route("/api/sms/{id}/recipients", get(list_recipients))
+}
+
+/// The panel's success envelope: `{"success": true, "data": …, "message": …}`.
+#[derive(Serialize)]
+struct Success<T> {
+    success: bool,
+    data: T,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    message: Option<&'static str>,
+}
+
+fn success<T>(data: T, message: Option<&'static str>) -> Json<Success<T>> {
+    Json(Success { success: true, data, message })
+}
+
+fn rfc3339(at: DateTime<Utc>) -> String {
+    at.to_rfc3339_opts(SecondsFormat::Millis, true)
+}
+
+fn parse_body(app: &AppState, content: &str) -> Result<MessageBody, ApiError> {
+    MessageBody::parse(content, app.settings.max_segments).map_err(|e| match e {
+        MessageBodyError::Empty => ApiError::validation("EMPTY_CONTENT", "content must not be empty"),
+        too_long @ MessageBodyError::TooLong { .. } => ApiError::validation("CONTENT_TOO_LONG", too_long.to_string()),
+    })
+}
+
+#[derive(Deserialize)]
+struct SendSmsRequest {
+    recipient: String,
+    /// The edge gateway's clients call it `message`.
+    #[serde(alias = "message")]
+    content: String,
+}
+
+#[derive(Serialize)]
+struct SentSms {
+    id: i64,
+    status: &'static str,
+    recipient: String,
+    content: String,
+    created_at: String,
+}
+
+async fn send_sms(
+    State(app): State<AppState>,
+    user: AuthUser,
+    ApiJson(req): ApiJson<SendSmsRequest>,
+) -> Result<(StatusCode, Json<Success<SentSms>>), ApiError> {
+    let to = PhoneNumber::parse(&req.recipient)
+        .map_err(|e| ApiError::validation("INVALID_PHONE_NUMBER", format!("recipient: {e}")))?;
+    let body = parse_body(&app, &req.content)?;
+    let send = NewSend { recipients: vec![to.clone()], body };
+    let accepted = service::accept(&app.db, &app.outbox, user.id, send).await?;
+    let data = SentSms {
+        id: accepted.id,
+        status: accepted.status.as_str(),
+        recipient: to.to_string(),
+        content: req.content,
+        created_at: rfc3339(accepted.created_at),
+    };
+    Ok((StatusCode::ACCEPTED, success(data, Some("SMS queued for sending"))))
+}
+
+#[derive(Deserialize)]
+struct SendBulkRequest {
+    recipients: Vec<serde_json::Value>,
+    #[serde(alias = "message")]
+    content: String,
+}
+
+#[derive(Serialize)]
+struct SentBulk {
+    id: i64,
+    status: &'static str,
+    total: usize,
+    content: String,
+    created_at: String,
+}
+
+async fn send_bulk(
+    State(app): State<AppState>,
+    user: AuthUser,
+    ApiJson(req): ApiJson<SendBulkRequest>,
+) -> Result<(StatusCode, Json<Success<SentBulk>>), ApiError> {
+    let body = parse_body(&app, &req.content)?;
+    if req.recipients.is_empty() {
+        return Err(ApiError::validation("EMPTY_RECIPIENTS", "recipients must not be empty"));
+    }
+    let max = app.settings.max_bulk_recipients;
+    if req.recipients.len() > max {
+        return Err(ApiError::validation(
+            "TOO_MANY_RECIPIENTS",
+            format!("{} recipients given; at most {max} per request", req.recipients.len()),
+        ));
+    }
+    let recipients = parse_recipients(&req.recipients).map_err(ApiError::InvalidRecipients)?;
+    let accepted = service::accept(&app.db, &app.outbox, user.id, NewSend { recipients, body }).await?;
+    let data = SentBulk {
+        id: accepted.id,
+        status: accepted.status.as_str(),
+        total: accepted.total,
+        content: req.content,
+        created_at: rfc3339(accepted.created_at),
+    };
+    Ok((StatusCode::ACCEPTED, success(data, Some("Bulk SMS queued for sending"))))
+}
+
+#[derive(Deserialize)]
+struct PageQuery {
+    page: Option<i64>,
+    per_page: Option<i64>,
+}
+
+impl PageQuery {
+    const DEFAULT_PER_PAGE: i64 = 20;
+    const MAX_PER_PAGE: i64 = 1000;
+
+    fn resolve(&self) -> (i64, i64) {
+        let page = self.page.unwrap_or(1).max(1);
+        let per_page = self.per_page.unwrap_or(Self::DEFAULT_PER_PAGE).clamp(1, Self::MAX_PER_PAGE);
+        (page, per_page)
+    }
+}
+
+#[derive(Serialize)]
+struct MessageView {
+    id: i64,
+    content: String,
+    status: &'static str,
+    encoding: String,
+    segments: i32,
+    recipient_count: i32,
+    success_count: i32,
+    failed_count: i32,
+    pending_count: i32,
+    created_at: String,
+    completed_at: Option<String>,
+    /// The replaced panel's name for the completion time.
+    sent_at: Option<String>,
+}
+
+impl From<MessageRow> for MessageView {
+    fn from(m: MessageRow) -> MessageView {
+        MessageView {
+            id: m.id,
+            status: m.status.as_str(),
+            encoding: m.encoding,
+            segments: m.segments,
+            recipient_count: m.total_count,
+            success_count: m.sent_count,
+            failed_count: m.failed_count,
+            pending_count: m.total_count - m.sent_count - m.failed_count,
+            created_at: rfc3339(m.created_at),
+            completed_at: m.completed_at.map(rfc3339),
+            sent_at: m.completed_at.map(rfc3339),
+            content: m.content,
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct MessageList {
+    messages: Vec<MessageView>,
+    total: i64,
+    pages: i64,
+    current_page: i64,
+    per_page: i64,
+}
+
+async fn list_messages(
+    State(app): State<AppState>,
+    user: AuthUser,
+    ApiQuery(query): ApiQuery<PageQuery>,
+) -> Result<Json<Success<MessageList>>, ApiError> {
+    let (page, per_page) = query.resolve();
+    let listed: Page<MessageRow> = service::list_messages(&app.db, user.id, page, per_page).await?;
+    let data = MessageList {
+        total: listed.total,
+        pages: listed.pages(),
+        current_page: listed.page,
+        per_page: listed.per_page,
+        messages: listed.items.into_iter().map(MessageView::from).collect(),
+    };
+    Ok(success(data, None))
+}
+
+async fn get_message(
+    State(app): State<AppState>,
+    user: AuthUser,
+    IdPath(id): IdPath,
+) -> Result<Json<Success<MessageView>>, ApiError> {
+    let message = service::find_message(&app.db, user.id, id).await?.ok_or(ApiError::NotFound("Message"))?;
+    Ok(success(message.into(), None))
+}
+
+#[derive(Serialize)]
+struct RecipientView {
+    id: i64,
+    phone: String,
+    status: &'static str,
+    attempts: i32,
+    error_message: Option<String>,
+    updated_at: String,
+    sent_at: Option<String>,
+    delivered_at: Option<String>,
+}
+
+impl From<RecipientRow> for RecipientView {
+    fn from(r: RecipientRow) -> RecipientView {
+        RecipientView {
+            id: r.id,
+            phone: r.phone,
+            status: r.status.as_str(),
+            attempts: r.attempts,
+            error_message: r.last_error,
+            updated_at: rfc3339(r.updated_at),
+            sent_at: r.sent_at.map(rfc3339),
+            delivered_at: r.delivered_at.map(rfc3339),
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct RecipientList {
+    message_id: i64,
+    recipients: Vec<RecipientView>,
+    total: i64,
+    pages: i64,
+    current_page: i64,
+    per_page: i64,
+}
+
+async fn list_recipients(
+    State(app): State<AppState>,
+    user: AuthUser,
+    IdPath(id): IdPath,
+    ApiQuery(query): ApiQuery<PageQuery>,
+) -> Result<Json<Success<RecipientList>>, ApiError> {
+    let (page, per_page) = query.resolve();
+    let (message, listed) = service::list_recipients(&app.db, user.id, id, page, per_page)
+        .await?
+        .ok_or(ApiError::NotFound("Message"))?;
+    let data = RecipientList {
+        message_id: message.id,
+        total: listed.total,
+        pages: listed.pages(),
+        current_page: listed.page,
+        per_page: listed.per_page,
+        recipients: listed.items.into_iter().map(RecipientView::from).collect(),
+    };
+    Ok(success(data, None))
+}

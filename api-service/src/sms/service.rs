@@ -1,0 +1,89 @@
+//! Accepting sends and reading history. Takes domain types, knows nothing of HTTP.
+
+use chrono::{DateTime, Utc};
+use smsgate_shared::domain::{MessageBody, MessageStatus, PhoneNumber};
+use smsgate_shared::queue::OutboundJob;
+use sqlx::PgPool;
+use tracing::Span;
+
+use super::repo::{self, MessageRow, RecipientRow};
+use crate::outbox::Outbox;
+
+/// A send that passed validation: at least one distinct recipient and a valid body.
+pub struct NewSend {
+    pub recipients: Vec<PhoneNumber>,
+    pub body: MessageBody,
+}
+
+/// A message that is durable in PostgreSQL; its jobs are being published.
+pub struct Accepted {
+    pub id: i64,
+    pub status: MessageStatus,
+    pub total: usize,
+    pub created_at: DateTime<Utc>,
+}
+
+/// Stores the message and all its recipients in one transaction, then hands the jobs to
+/// the outbox. Returns once the rows are committed: nothing is accepted that is not durable,
+/// and publishing can't lose a recipient (the reconciler republishes what isn't confirmed).
+#[tracing::instrument(name = "sms.accept", skip_all, fields(user.id = user_id, message.id, recipients = send.recipients.len()))]
+pub async fn accept(db: &PgPool, outbox: &Outbox, user_id: i64, send: NewSend) -> Result<Accepted, sqlx::Error> {
+    let total = send.recipients.len();
+    let phones: Vec<&str> = send.recipients.iter().map(PhoneNumber::as_str).collect();
+    let mut tx = db.begin().await?;
+    let (id, created_at) =
+        repo::insert_message(&mut tx, user_id, &send.body, total as i32, outbox.lease().as_secs_f64()).await?;
+    let recipient_ids = repo::insert_recipients(&mut tx, id, &phones).await?;
+    tx.commit().await?;
+    Span::current().record("message.id", id);
+
+    let jobs = recipient_ids
+        .into_iter()
+        .zip(send.recipients)
+        .map(|(recipient_id, to)| OutboundJob::SendV1 { recipient_id, message_id: id, to, body: send.body.clone() })
+        .collect();
+    outbox.publish_in_background(id, jobs);
+    Ok(Accepted { id, status: MessageStatus::Pending, total, created_at })
+}
+
+/// One page of a listing, with the figures the panel's clients read.
+pub struct Page<T> {
+    pub items: Vec<T>,
+    pub total: i64,
+    pub page: i64,
+    pub per_page: i64,
+}
+
+impl<T> Page<T> {
+    pub fn pages(&self) -> i64 {
+        (self.total + self.per_page - 1) / self.per_page
+    }
+}
+
+pub async fn list_messages(db: &PgPool, user_id: i64, page: i64, per_page: i64) -> Result<Page<MessageRow>, sqlx::Error> {
+    let (items, total) = tokio::try_join!(
+        repo::list_messages(db, user_id, per_page, (page - 1) * per_page),
+        repo::count_messages(db, user_id),
+    )?;
+    Ok(Page { items, total, page, per_page })
+}
+
+pub async fn find_message(db: &PgPool, user_id: i64, id: i64) -> Result<Option<MessageRow>, sqlx::Error> {
+    repo::find_own_message(db, user_id, id).await
+}
+
+/// The recipients of the caller's own message `id`; `None` if there is no such message.
+pub async fn list_recipients(
+    db: &PgPool,
+    user_id: i64,
+    id: i64,
+    page: i64,
+    per_page: i64,
+) -> Result<Option<(MessageRow, Page<RecipientRow>)>, sqlx::Error> {
+    let Some(message) = repo::find_own_message(db, user_id, id).await? else {
+        return Ok(None);
+    };
+    let items = repo::list_recipients(db, id, per_page, (page - 1) * per_page).await?;
+    let total = i64::from(message.total_count);
+    Ok(Some((message, Page { items, total, page, per_page })))
+}

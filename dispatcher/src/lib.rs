@@ -1,0 +1,94 @@
+//! The dispatcher: consumes HKT jobs, calls the gateway, retries on a schedule and writes
+//! results in batches. Run any number of them; they compete for the same queue.
+
+mod consumer;
+pub mod hkt;
+pub mod job;
+mod repo;
+pub mod retry;
+pub mod settings;
+mod writer;
+
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use smsgate_shared::queue::{Broker, Names};
+use sqlx::postgres::PgPoolOptions;
+use sqlx::PgPool;
+use tokio::sync::{mpsc, Semaphore};
+use tokio_util::sync::CancellationToken;
+
+use crate::hkt::HktClient;
+use crate::retry::RetryPolicy;
+use crate::settings::Settings;
+
+/// Everything the consumer and the writer share.
+pub(crate) struct Context {
+    settings: Settings,
+    db: PgPool,
+    broker: Broker,
+    names: Names,
+    hkt: HktClient,
+    retry_policy: RetryPolicy,
+    concurrency: Arc<Semaphore>,
+}
+
+/// A running dispatcher.
+pub struct RunningDispatcher {
+    shutdown: CancellationToken,
+    kill: CancellationToken,
+    broker: Broker,
+    consumer: tokio::task::JoinHandle<()>,
+    writer: tokio::task::JoinHandle<()>,
+}
+
+impl RunningDispatcher {
+    /// Graceful stop (SIGTERM): stop consuming, finish in-flight sends, flush, ack, close.
+    pub async fn stop(self) {
+        self.shutdown.cancel();
+        let _ = self.consumer.await;
+        let _ = self.writer.await;
+        self.broker.close().await;
+    }
+
+    /// A crash, for tests: drop the connection at once; results not yet committed are
+    /// lost and their jobs return to the queue unacked.
+    pub async fn kill(self) {
+        self.kill.cancel();
+        self.broker.close().await;
+        self.consumer.abort();
+        self.writer.abort();
+    }
+
+    /// Resolves when the dispatcher has stopped by itself (it only does on `stop`).
+    pub fn shutdown_token(&self) -> CancellationToken {
+        self.shutdown.clone()
+    }
+}
+
+/// Connects and starts consuming. Fails only on bad configuration or an unreachable
+/// database; an unreachable broker is retried in the background.
+pub async fn start(settings: Settings) -> anyhow::Result<RunningDispatcher> {
+    let db = PgPoolOptions::new()
+        .max_connections(settings.db_max_connections)
+        .connect(&settings.database_url)
+        .await
+        .context("cannot connect to PostgreSQL (DATABASE_URL)")?;
+    let broker = Broker::new(&settings.queue.amqp_url);
+    let hkt = HktClient::new(settings.hkt.clone(), settings.concurrency).context("building the HTTP client")?;
+    let ctx = Arc::new(Context {
+        names: Names::new(&settings.queue.prefix),
+        retry_policy: RetryPolicy::new(settings.queue.retry_schedule.clone()),
+        concurrency: Arc::new(Semaphore::new(settings.concurrency.max(1))),
+        settings,
+        db,
+        broker: broker.clone(),
+        hkt,
+    });
+    let shutdown = CancellationToken::new();
+    let kill = CancellationToken::new();
+    let (results, receiver) = mpsc::unbounded_channel();
+    let writer = tokio::spawn(writer::run(ctx.clone(), receiver, kill.clone()));
+    let consumer = tokio::spawn(consumer::run(ctx, results, shutdown.clone(), kill.clone()));
+    Ok(RunningDispatcher { shutdown, kill, broker, consumer, writer })
+}

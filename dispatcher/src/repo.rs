@@ -1,0 +1,146 @@
+//! SQL of the dispatcher: status lookups for a batch of jobs and the batched result write.
+
+use std::collections::HashMap;
+
+use smsgate_shared::domain::{MessageStatus, RecipientStatus};
+use sqlx::{PgPool, Postgres, Transaction};
+
+/// Current status of each recipient in `ids` (missing ids were deleted with their message).
+pub async fn recipient_statuses(db: &PgPool, ids: &[i64]) -> Result<HashMap<i64, RecipientStatus>, sqlx::Error> {
+    let rows: Vec<(i64, RecipientStatus)> = sqlx::query_as("SELECT id, status FROM recipients WHERE id = ANY($1)")
+        .bind(ids)
+        .fetch_all(db)
+        .await?;
+    Ok(rows.into_iter().collect())
+}
+
+/// One recipient's result as the batch writes it. `status` is `pending` for a retry.
+pub struct ResultRow {
+    pub recipient_id: i64,
+    pub status: RecipientStatus,
+    pub error: Option<String>,
+    pub response: Option<String>,
+}
+
+/// A recipient row the batch actually changed.
+#[derive(Debug, sqlx::FromRow)]
+pub struct ChangedRecipient {
+    pub id: i64,
+    pub message_id: i64,
+    pub status: RecipientStatus,
+    pub attempts: i32,
+    pub last_error: Option<String>,
+}
+
+/// A message's counters after the batch.
+#[derive(Debug, sqlx::FromRow)]
+pub struct MessageProgress {
+    pub id: i64,
+    pub status: MessageStatus,
+    pub total_count: i32,
+    pub sent_count: i32,
+    pub failed_count: i32,
+}
+
+/// Locks the batch's messages in id order. Two writers touching the same messages then
+/// queue up instead of deadlocking on each other's rows.
+pub async fn lock_messages(tx: &mut Transaction<'_, Postgres>, message_ids: &[i64]) -> Result<(), sqlx::Error> {
+    sqlx::query("SELECT id FROM messages WHERE id = ANY($1) ORDER BY id FOR UPDATE")
+        .bind(message_ids)
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}
+
+/// Writes every result in one statement. Only recipients still `pending` change, so a
+/// duplicate job's result never counts twice.
+pub async fn update_recipients(
+    tx: &mut Transaction<'_, Postgres>,
+    rows: &[ResultRow],
+) -> Result<Vec<ChangedRecipient>, sqlx::Error> {
+    let ids: Vec<i64> = rows.iter().map(|r| r.recipient_id).collect();
+    let statuses: Vec<&str> = rows.iter().map(|r| r.status.as_str()).collect();
+    let errors: Vec<Option<&str>> = rows.iter().map(|r| r.error.as_deref()).collect();
+    let responses: Vec<Option<&str>> = rows.iter().map(|r| r.response.as_deref()).collect();
+    sqlx::query_as(
+        "UPDATE recipients r SET
+             status = i.status,
+             attempts = r.attempts + 1,
+             last_error = i.error,
+             gateway_response = COALESCE(i.response, r.gateway_response),
+             updated_at = now(),
+             sent_at = CASE WHEN i.status = 'sent' THEN now() ELSE r.sent_at END
+         FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[]) AS i(id, status, error, response)
+         WHERE r.id = i.id AND r.status = 'pending'
+         RETURNING r.id, r.message_id, r.status, r.attempts, r.last_error",
+    )
+    .bind(&ids)
+    .bind(&statuses)
+    .bind(&errors)
+    .bind(&responses)
+    .fetch_all(&mut **tx)
+    .await
+}
+
+/// Adds each message's new sent/failed counts and derives its status once per batch:
+/// `sending` while recipients remain, then `sent`, `failed` or `partial`.
+pub async fn update_message_counters(
+    tx: &mut Transaction<'_, Postgres>,
+    message_ids: &[i64],
+    sent_deltas: &[i32],
+    failed_deltas: &[i32],
+) -> Result<Vec<MessageProgress>, sqlx::Error> {
+    sqlx::query_as(
+        "UPDATE messages m SET
+             sent_count = m.sent_count + d.sent,
+             failed_count = m.failed_count + d.failed,
+             status = CASE
+                 WHEN m.sent_count + d.sent + m.failed_count + d.failed < m.total_count THEN 'sending'
+                 WHEN m.failed_count + d.failed = 0 THEN 'sent'
+                 WHEN m.sent_count + d.sent = 0 THEN 'failed'
+                 ELSE 'partial' END,
+             completed_at = CASE
+                 WHEN m.sent_count + d.sent + m.failed_count + d.failed >= m.total_count THEN COALESCE(m.completed_at, now())
+                 ELSE NULL END
+         FROM unnest($1::bigint[], $2::int[], $3::int[]) AS d(id, sent, failed)
+         WHERE m.id = d.id AND m.status NOT IN ('cancelled')
+         RETURNING m.id, m.status, m.total_count, m.sent_count, m.failed_count",
+    )
+    .bind(message_ids)
+    .bind(sent_deltas)
+    .bind(failed_deltas)
+    .fetch_all(&mut **tx)
+    .await
+}
+
+/// One dead letter per recipient that exhausted its retries.
+pub struct DeadLetterRow {
+    pub recipient_id: i64,
+    pub message_id: i64,
+    pub reason: String,
+    pub attempts: i32,
+    pub payload: serde_json::Value,
+}
+
+pub async fn insert_dead_letters(tx: &mut Transaction<'_, Postgres>, rows: &[DeadLetterRow]) -> Result<(), sqlx::Error> {
+    if rows.is_empty() {
+        return Ok(());
+    }
+    let recipient_ids: Vec<i64> = rows.iter().map(|r| r.recipient_id).collect();
+    let message_ids: Vec<i64> = rows.iter().map(|r| r.message_id).collect();
+    let reasons: Vec<&str> = rows.iter().map(|r| r.reason.as_str()).collect();
+    let attempts: Vec<i32> = rows.iter().map(|r| r.attempts).collect();
+    let payloads: Vec<serde_json::Value> = rows.iter().map(|r| r.payload.clone()).collect();
+    sqlx::query(
+        "INSERT INTO dead_letters (recipient_id, message_id, reason, attempts, payload)
+         SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::text[], $4::int[], $5::jsonb[])",
+    )
+    .bind(&recipient_ids)
+    .bind(&message_ids)
+    .bind(&reasons)
+    .bind(&attempts)
+    .bind(&payloads)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}

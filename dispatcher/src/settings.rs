@@ -1,0 +1,77 @@
+//! The dispatcher's settings: defaults, then `.env`, then environment variables.
+
+use std::time::Duration;
+
+use smsgate_shared::config::{self, ConfigError, QueueSettings};
+
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub database_url: String,
+    pub db_max_connections: u32,
+    pub queue: QueueSettings,
+    pub hkt: HktSettings,
+    /// Unacked jobs the broker hands this process at once. It must cover the sends in
+    /// flight plus the results waiting for their batch to commit, or the pipe runs dry.
+    pub prefetch: u16,
+    /// Gateway requests in flight at once.
+    pub concurrency: usize,
+    /// A result batch is written when it holds this many results…
+    pub batch_size: usize,
+    /// …or when its oldest result has waited this long.
+    pub batch_max_wait: Duration,
+}
+
+/// Where and as whom the HKT gateway is called.
+#[derive(Debug, Clone)]
+pub struct HktSettings {
+    pub base_url: String,
+    pub application_id: String,
+    pub sender_number: String,
+    pub timeout: Duration,
+}
+
+impl Settings {
+    pub fn from_env() -> Result<Settings, ConfigError> {
+        config::load_dotenv();
+        Ok(Settings {
+            database_url: config::string_or("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/smsgate"),
+            db_max_connections: config::parse_or("DB_MAX_CONNECTIONS", 5)?,
+            queue: QueueSettings::from_env()?,
+            hkt: HktSettings {
+                base_url: config::string_or("HKT_BASE_URL", "http://127.0.0.1:5555/gateway/gateway.jsp"),
+                application_id: config::string_or("HKT_APPLICATION_ID", "LabourDept"),
+                sender_number: config::string_or("HKT_SENDER_NUMBER", "852520702793127"),
+                timeout: config::parse_or("HKT_TIMEOUT_MS", 10_000u64).map(Duration::from_millis)?,
+            },
+            prefetch: config::parse_or("DISPATCH_PREFETCH", 1000)?,
+            concurrency: config::parse_or("DISPATCH_CONCURRENCY", 128)?,
+            batch_size: config::parse_or("RESULT_BATCH_SIZE", 500)?,
+            batch_max_wait: config::parse_or("RESULT_BATCH_MS", 50u64).map(Duration::from_millis)?,
+        })
+    }
+
+    /// Settings for tests: the given database, broker, prefix and gateway.
+    pub fn for_tests(database_url: &str, amqp_url: &str, queue_prefix: &str, gateway_url: &str) -> Settings {
+        Settings {
+            database_url: database_url.to_owned(),
+            db_max_connections: 5,
+            queue: QueueSettings {
+                amqp_url: amqp_url.to_owned(),
+                prefix: queue_prefix.to_owned(),
+                retry_schedule: config::default_retry_schedule(),
+                quorum_queues: true,
+                queue_expiry: Some(Duration::from_secs(600)),
+            },
+            hkt: HktSettings {
+                base_url: gateway_url.to_owned(),
+                application_id: "LabourDept".to_owned(),
+                sender_number: "852520702793127".to_owned(),
+                timeout: Duration::from_secs(2),
+            },
+            prefetch: 200,
+            concurrency: 32,
+            batch_size: 200,
+            batch_max_wait: Duration::from_millis(20),
+        }
+    }
+}

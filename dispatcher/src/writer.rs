@@ -1,0 +1,294 @@
+//! The batch writer: buffers results, writes each batch in one transaction (recipients,
+//! message counters and status, dead letters), then routes retries and dead jobs, then
+//! acks, then publishes status events.
+//!
+//! Ack comes after commit: if the process dies before the commit, the broker redelivers
+//! and the job runs again (at-least-once); if it dies after the commit but before the
+//! ack, the redelivered job finds its recipient terminal and is skipped.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::time::Duration;
+
+use lapin::acker::Acker;
+use lapin::options::{BasicAckOptions, BasicNackOptions};
+use lapin::types::FieldTable;
+use smsgate_shared::domain::RecipientStatus;
+use smsgate_shared::queue::{routing, with_attempt, OutgoingMessage, OutboundJob, RecipientUpdate, StatusEvent};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, error, info_span, warn, Instrument};
+
+use crate::hkt::GatewayVerdict;
+use crate::repo::{self, DeadLetterRow, ResultRow};
+use crate::retry::NextStep;
+use crate::Context;
+
+/// A job whose gateway attempt finished, waiting to be recorded and acked.
+pub struct Completed {
+    pub acker: Acker,
+    pub job: OutboundJob,
+    /// The routing key it arrived with: retries dead-letter back to the same route.
+    pub routing_key: String,
+    pub payload: Vec<u8>,
+    pub headers: Option<FieldTable>,
+    pub attempt: u32,
+    pub verdict: GatewayVerdict,
+}
+
+/// What the batch decided for one result.
+enum Disposition {
+    Record,
+    Retry { step: usize, attempt: u32 },
+    Dead { reason: String },
+}
+
+/// Sending half: cheap to clone, one per in-flight send.
+pub type ResultSender = mpsc::UnboundedSender<Completed>;
+
+/// Runs until every sender is dropped, then flushes what is left and returns.
+pub async fn run(ctx: Arc<Context>, mut results: mpsc::UnboundedReceiver<Completed>, kill: CancellationToken) {
+    let max = ctx.settings.batch_size.max(1);
+    while let Some(first) = results.recv().await {
+        let mut batch = vec![first];
+        let deadline = tokio::time::Instant::now() + ctx.settings.batch_max_wait;
+        while batch.len() < max {
+            tokio::select! {
+                next = results.recv() => match next {
+                    Some(item) => batch.push(item),
+                    None => break,
+                },
+                _ = tokio::time::sleep_until(deadline) => break,
+            }
+        }
+        if kill.is_cancelled() {
+            return; // a simulated crash: drop the batch unacked, the broker redelivers
+        }
+        flush(&ctx, batch, &kill).await;
+    }
+}
+
+async fn flush(ctx: &Context, batch: Vec<Completed>, kill: &CancellationToken) {
+    let span = info_span!("dispatch.write_batch", results = batch.len());
+    async {
+        let dispositions: Vec<Disposition> = batch.iter().map(|c| decide(ctx, c)).collect();
+        let Some(changed) = commit_with_retry(ctx, &batch, &dispositions, kill).await else {
+            return;
+        };
+        let routed = route_retries_and_dead(ctx, &batch, &dispositions).await;
+        for completed in batch {
+            let result = if routed {
+                completed.acker.ack(BasicAckOptions::default()).await
+            } else {
+                // The retry could not be queued: hand the job back for another attempt now
+                // rather than lose it (the broker connection is most likely gone anyway).
+                completed.acker.nack(BasicNackOptions { requeue: true, ..Default::default() }).await
+            };
+            if let Err(e) = result {
+                debug!(error = %e, "ack failed; the broker will redeliver and the job will be skipped");
+            }
+        }
+        publish_events(ctx, changed);
+    }
+    .instrument(span)
+    .await
+}
+
+fn decide(ctx: &Context, completed: &Completed) -> Disposition {
+    match &completed.verdict {
+        GatewayVerdict::Sent { .. } | GatewayVerdict::Permanent { .. } => Disposition::Record,
+        GatewayVerdict::Transient { error, retry_after } => {
+            match ctx.retry_policy.after_failure(completed.attempt, *retry_after) {
+                NextStep::RetryIn { step, attempt } => Disposition::Retry { step, attempt },
+                NextStep::GiveUp => Disposition::Dead {
+                    reason: format!("gave up after {} attempts: {error}", completed.attempt),
+                },
+            }
+        }
+    }
+}
+
+fn result_row(completed: &Completed, disposition: &Disposition) -> ResultRow {
+    let recipient_id = completed.job.recipient_id();
+    match (&completed.verdict, disposition) {
+        (GatewayVerdict::Sent { response }, _) => ResultRow {
+            recipient_id,
+            status: RecipientStatus::Sent,
+            error: None,
+            response: Some(response.clone()),
+        },
+        (GatewayVerdict::Permanent { error }, _) => ResultRow {
+            recipient_id,
+            status: RecipientStatus::Failed,
+            error: Some(error.clone()),
+            response: None,
+        },
+        (GatewayVerdict::Transient { error, .. }, Disposition::Dead { .. }) => ResultRow {
+            recipient_id,
+            status: RecipientStatus::Failed,
+            error: Some(error.clone()),
+            response: None,
+        },
+        (GatewayVerdict::Transient { error, .. }, _) => ResultRow {
+            recipient_id,
+            status: RecipientStatus::Pending,
+            error: Some(error.clone()),
+            response: None,
+        },
+    }
+}
+
+/// Commits the batch, retrying with backoff while PostgreSQL is unavailable (the jobs
+/// stay unacked meanwhile, and prefetch stops the flow). `None` only when killed.
+async fn commit_with_retry(
+    ctx: &Context,
+    batch: &[Completed],
+    dispositions: &[Disposition],
+    kill: &CancellationToken,
+) -> Option<Changes> {
+    let mut backoff = Duration::from_millis(100);
+    loop {
+        match commit(ctx, batch, dispositions).await {
+            Ok(changes) => return Some(changes),
+            Err(e) => {
+                error!(error = %e, "writing a result batch failed; retrying in {backoff:?}");
+                tokio::select! {
+                    _ = kill.cancelled() => return None,
+                    _ = tokio::time::sleep(backoff) => {}
+                }
+                backoff = (backoff * 2).min(Duration::from_secs(5));
+            }
+        }
+    }
+}
+
+/// What a committed batch changed, for the status events.
+struct Changes {
+    recipients: Vec<repo::ChangedRecipient>,
+    messages: Vec<repo::MessageProgress>,
+}
+
+async fn commit(ctx: &Context, batch: &[Completed], dispositions: &[Disposition]) -> Result<Changes, sqlx::Error> {
+    let rows: Vec<ResultRow> = batch.iter().zip(dispositions).map(|(c, d)| result_row(c, d)).collect();
+    let mut message_ids: Vec<i64> = batch.iter().map(|c| c.job.message_id()).collect();
+    message_ids.sort_unstable();
+    message_ids.dedup();
+
+    let mut tx = ctx.db.begin().await?;
+    repo::lock_messages(&mut tx, &message_ids).await?;
+    let changed = repo::update_recipients(&mut tx, &rows).await?;
+
+    let mut deltas: BTreeMap<i64, (i32, i32)> = message_ids.iter().map(|id| (*id, (0, 0))).collect();
+    for recipient in &changed {
+        let delta = deltas.entry(recipient.message_id).or_default();
+        match recipient.status {
+            RecipientStatus::Sent => delta.0 += 1,
+            RecipientStatus::Failed => delta.1 += 1,
+            _ => {}
+        }
+    }
+    let ids: Vec<i64> = deltas.keys().copied().collect();
+    let sent: Vec<i32> = deltas.values().map(|d| d.0).collect();
+    let failed: Vec<i32> = deltas.values().map(|d| d.1).collect();
+    let messages = repo::update_message_counters(&mut tx, &ids, &sent, &failed).await?;
+
+    // Only recipients this batch actually failed get a dead letter: a duplicate job for
+    // an already-failed recipient must not add a second one.
+    let failed_now: HashMap<i64, i32> = changed
+        .iter()
+        .filter(|r| r.status == RecipientStatus::Failed)
+        .map(|r| (r.id, r.attempts))
+        .collect();
+    let dead: Vec<DeadLetterRow> = batch
+        .iter()
+        .zip(dispositions)
+        .filter_map(|(c, d)| match d {
+            Disposition::Dead { reason } => {
+                let attempts = *failed_now.get(&c.job.recipient_id())?;
+                Some(DeadLetterRow {
+                    recipient_id: c.job.recipient_id(),
+                    message_id: c.job.message_id(),
+                    reason: reason.clone(),
+                    attempts,
+                    payload: serde_json::to_value(&c.job).unwrap_or_default(),
+                })
+            }
+            _ => None,
+        })
+        .collect();
+    repo::insert_dead_letters(&mut tx, &dead).await?;
+    tx.commit().await?;
+    Ok(Changes { recipients: changed, messages })
+}
+
+/// Publishes retries to their step's exchange and exhausted jobs to the dead queue, with
+/// confirms. False if any publish failed.
+async fn route_retries_and_dead(ctx: &Context, batch: &[Completed], dispositions: &[Disposition]) -> bool {
+    let mut by_exchange: BTreeMap<String, Vec<OutgoingMessage>> = BTreeMap::new();
+    for (completed, disposition) in batch.iter().zip(dispositions) {
+        let (exchange, routing_key, headers) = match disposition {
+            Disposition::Record => continue,
+            Disposition::Retry { step, attempt } => (
+                ctx.names.retry(*step),
+                completed.routing_key.clone(),
+                with_attempt(completed.headers.as_ref(), *attempt),
+            ),
+            // The default exchange routes by queue name.
+            Disposition::Dead { .. } => (
+                String::new(),
+                ctx.names.dead_queue(),
+                with_attempt(completed.headers.as_ref(), completed.attempt),
+            ),
+        };
+        by_exchange.entry(exchange).or_default().push(OutgoingMessage {
+            routing_key,
+            payload: completed.payload.clone(),
+            headers,
+        });
+    }
+    for (exchange, messages) in by_exchange {
+        if let Err(e) = ctx.broker.publisher(exchange.clone()).publish_all(messages).await {
+            warn!(error = %e, exchange, "could not route jobs for retry");
+            return false;
+        }
+    }
+    true
+}
+
+/// Publishes one progress event per touched message, off the write path: events feed
+/// live views, and a lost one is corrected by the next (they carry absolute counters).
+fn publish_events(ctx: &Context, changes: Changes) {
+    if changes.messages.is_empty() {
+        return;
+    }
+    let mut updates: HashMap<i64, Vec<RecipientUpdate>> = HashMap::new();
+    for r in changes.recipients {
+        updates.entry(r.message_id).or_default().push(RecipientUpdate {
+            recipient_id: r.id,
+            status: r.status,
+            attempts: r.attempts,
+            error: r.last_error,
+        });
+    }
+    let messages: Vec<OutgoingMessage> = changes
+        .messages
+        .into_iter()
+        .map(|m| {
+            let event = StatusEvent::MessageProgressV1 {
+                message_id: m.id,
+                status: m.status,
+                total: i64::from(m.total_count),
+                sent: i64::from(m.sent_count),
+                failed: i64::from(m.failed_count),
+                recipients: updates.remove(&m.id).unwrap_or_default(),
+            };
+            OutgoingMessage { routing_key: routing::status(m.id), payload: event.to_json(), headers: FieldTable::default() }
+        })
+        .collect();
+    let publisher = ctx.broker.publisher(ctx.names.events_exchange());
+    tokio::spawn(async move {
+        if let Err(e) = publisher.publish_all(messages).await {
+            debug!(error = %e, "status events not published");
+        }
+    });
+}

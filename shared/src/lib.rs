@@ -1,0 +1,9 @@
+//! Everything two or more smsgate processes must agree on: domain types that are valid
+//! by construction, the RabbitMQ contract (names, jobs, events, headers), configuration
+//! helpers and telemetry setup.
+
+pub mod config;
+pub mod domain;
+pub mod queue;
+pub mod shutdown;
+pub mod telemetry;

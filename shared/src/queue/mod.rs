@@ -1,0 +1,19 @@
+//! The RabbitMQ contract, defined once: names, routing keys, headers, job and event
+//! payloads, the topology every process declares, and a reconnecting broker handle.
+//!
+//! Payloads are serde JSON with a `type` tag naming a versioned variant (`SendV1`).
+//! Evolve by adding optional fields or new variants, never by changing a meaning.
+
+mod broker;
+mod contract;
+mod events;
+mod headers;
+mod jobs;
+mod topology;
+
+pub use broker::{Broker, BrokerError, ConfirmedPublisher, OutgoingMessage};
+pub use contract::{routing, Names};
+pub use events::{RecipientUpdate, StatusEvent};
+pub use headers::{attempt_of, with_attempt, JobHeaders, ATTEMPT_HEADER, TRACEPARENT_HEADER};
+pub use jobs::OutboundJob;
+pub use topology::declare_topology;
