@@ -10,7 +10,7 @@ use opentelemetry::trace::TracerProvider as _;
 use opentelemetry_sdk::propagation::TraceContextPropagator;
 use opentelemetry_sdk::trace::TracerProvider;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
-use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::layer::{Layer, SubscriberExt};
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::EnvFilter;
 
@@ -37,14 +37,18 @@ pub fn init(service_name: &'static str) -> TelemetryGuard {
         )]))
         .build();
     let tracer = provider.tracer(service_name);
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    let otel = tracing_opentelemetry::layer().with_tracer(tracer);
+    // Each layer filters on its own: RUST_LOG quiets the logs, but spans still reach the
+    // OpenTelemetry layer, so `traceparent` propagation never depends on the log level.
+    let log_filter = || EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let otel = tracing_opentelemetry::layer()
+        .with_tracer(tracer)
+        .with_filter(tracing_subscriber::filter::LevelFilter::INFO);
     let json = crate::config::var("LOG_FORMAT").is_some_and(|f| f == "json");
-    let registry = tracing_subscriber::registry().with(filter).with(otel);
+    let registry = tracing_subscriber::registry().with(otel);
     let _ = if json {
-        registry.with(tracing_subscriber::fmt::layer().json()).try_init()
+        registry.with(tracing_subscriber::fmt::layer().json().with_filter(log_filter())).try_init()
     } else {
-        registry.with(tracing_subscriber::fmt::layer().compact()).try_init()
+        registry.with(tracing_subscriber::fmt::layer().compact().with_filter(log_filter())).try_init()
     };
     TelemetryGuard { provider }
 }

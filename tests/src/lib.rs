@@ -1,4 +1,6 @@
-//! Test tools: the mock HKT gateway, the in-process `TestApp` spawner and helpers
-//! shared by the integration suite and the benchmark harness.
+//! Test tools: the mock HKT gateway, the in-process `TestApp` spawner, a cuttable TCP
+//! proxy for outage tests, and helpers shared by the integration suite and the benchmark.
 
+pub mod app;
 pub mod mock_hkt;
+pub mod proxy;

@@ -1,0 +1,259 @@
+//! `TestApp`: one isolated stack per test — a fresh database, a random queue prefix, the
+//! mock HKT gateway, the API and a dispatcher, all in-process on port 0 — and typed helpers.
+
+use std::time::Duration;
+
+use rand::Rng;
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+use smsgate_api::settings::Settings as ApiSettings;
+use smsgate_api::RunningApi;
+use smsgate_dispatcher::settings::Settings as DispatcherSettings;
+use smsgate_dispatcher::RunningDispatcher;
+use sqlx::{Connection, PgConnection, PgPool};
+
+use crate::mock_hkt::MockHkt;
+
+/// The default admin's password in every test stack.
+pub const ADMIN_PASSWORD: &str = "SMSpass#12";
+
+/// How a test wants its stack.
+#[derive(Clone)]
+pub struct TestOptions {
+    /// Short by default, so exhausting the schedule takes about a second.
+    pub retry_schedule: Vec<Duration>,
+    pub start_dispatcher: bool,
+    /// Broker URL the API uses (a `CuttableProxy` in outage tests); the real one if `None`.
+    pub api_amqp_url: Option<String>,
+    /// Database URL the API serves requests with (a proxy in outage tests).
+    pub api_database_url: Option<String>,
+}
+
+impl Default for TestOptions {
+    fn default() -> Self {
+        TestOptions {
+            retry_schedule: vec![Duration::from_millis(300), Duration::from_millis(600), Duration::from_millis(900)],
+            start_dispatcher: true,
+            api_amqp_url: None,
+            api_database_url: None,
+        }
+    }
+}
+
+pub fn test_database_server_url() -> String {
+    std::env::var("TEST_DATABASE_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
+}
+
+pub fn test_amqp_url() -> String {
+    std::env::var("TEST_AMQP_URL").unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:5672/%2f".into())
+}
+
+/// Replaces the database name in a PostgreSQL URL.
+pub fn with_database(url: &str, name: &str) -> String {
+    let (base, query) = url.split_once('?').map_or((url, None), |(b, q)| (b, Some(q)));
+    let base = base.rsplit_once('/').map_or(base, |(head, _)| head);
+    match query {
+        Some(q) => format!("{base}/{name}?{q}"),
+        None => format!("{base}/{name}"),
+    }
+}
+
+pub struct TestApp {
+    pub api: Option<RunningApi>,
+    pub dispatcher: Option<RunningDispatcher>,
+    pub mock: MockHkt,
+    pub db: PgPool,
+    pub db_name: String,
+    pub database_url: String,
+    pub prefix: String,
+    pub options: TestOptions,
+    pub base_url: String,
+    pub http: reqwest::Client,
+    /// A JWT of the default admin.
+    pub token: String,
+}
+
+impl TestApp {
+    pub async fn spawn() -> TestApp {
+        TestApp::spawn_with(TestOptions::default()).await
+    }
+
+    pub async fn spawn_with(options: TestOptions) -> TestApp {
+        let _ = smsgate_shared::telemetry::init("smsgate-tests");
+        let suffix: u64 = rand::thread_rng().gen();
+        let db_name = format!("smsgate_test_{suffix:016x}");
+        let server_url = test_database_server_url();
+        let mut admin = PgConnection::connect(&server_url).await.expect("connect to the test PostgreSQL server");
+        sqlx::query(&format!("CREATE DATABASE {db_name}")).execute(&mut admin).await.expect("create test database");
+        let database_url = with_database(&server_url, &db_name);
+        let prefix = format!("t{suffix:016x}");
+        let mock = MockHkt::spawn("127.0.0.1:0").await.expect("start the mock gateway");
+
+        let mut api_settings = ApiSettings::for_tests(
+            options.api_database_url.as_ref().map_or(&database_url, |u| u),
+            options.api_amqp_url.as_deref().unwrap_or(&test_amqp_url()),
+            &prefix,
+        );
+        api_settings.queue.retry_schedule = options.retry_schedule.clone();
+        let api = smsgate_api::start(api_settings).await.expect("start the API");
+        let db = PgPool::connect(&database_url).await.expect("connect to the test database");
+        let base_url = format!("http://{}", api.addr);
+        let mut app = TestApp {
+            api: Some(api),
+            dispatcher: None,
+            mock,
+            db,
+            db_name,
+            database_url,
+            prefix,
+            options: options.clone(),
+            base_url,
+            http: reqwest::Client::new(),
+            token: String::new(),
+        };
+        app.token = app.login("SMSadmin", ADMIN_PASSWORD).await;
+        if options.start_dispatcher {
+            app.start_dispatcher().await;
+        }
+        app
+    }
+
+    pub fn dispatcher_settings(&self) -> DispatcherSettings {
+        let mut settings =
+            DispatcherSettings::for_tests(&self.database_url, &test_amqp_url(), &self.prefix, &self.mock.gateway_url());
+        settings.queue.retry_schedule = self.options.retry_schedule.clone();
+        settings
+    }
+
+    pub async fn start_dispatcher(&mut self) {
+        let dispatcher = smsgate_dispatcher::start(self.dispatcher_settings()).await.expect("start the dispatcher");
+        self.dispatcher = Some(dispatcher);
+    }
+
+    /// Simulates the dispatcher process dying: nothing is flushed or acked.
+    pub async fn kill_dispatcher(&mut self) {
+        if let Some(d) = self.dispatcher.take() {
+            d.kill().await;
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base_url)
+    }
+
+    /// Logs in through the API and returns the access token.
+    pub async fn login(&self, username: &str, password: &str) -> String {
+        let (status, body) = self
+            .request(reqwest::Method::POST, "/api/auth/login", None, Some(json!({"username": username, "password": password})))
+            .await;
+        assert_eq!(status, StatusCode::OK, "login failed: {body}");
+        body["access_token"].as_str().expect("access_token").to_owned()
+    }
+
+    /// Creates a user directly (the admin API is a later issue) and returns (id, API token).
+    pub async fn create_user(&self, username: &str, password: &str) -> (i64, String) {
+        let hash = smsgate_api::auth::hash_password(password).unwrap();
+        let id = smsgate_api::auth::repo::insert_user(&self.db, username, &hash, false, false).await.unwrap();
+        let token = smsgate_api::auth::service::issue_api_token(&self.db, id, "test").await.unwrap();
+        (id, token)
+    }
+
+    /// Any request; returns the status and the JSON body (`Null` when the body is not JSON).
+    pub async fn request(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+    ) -> (StatusCode, Value) {
+        let mut req = self.http.request(method, self.url(path)).timeout(Duration::from_secs(30));
+        if let Some(token) = token {
+            req = req.bearer_auth(token);
+        }
+        if let Some(body) = body {
+            req = req.json(&body);
+        }
+        let response = req.send().await.expect("request sent");
+        let status = response.status();
+        let bytes = response.bytes().await.unwrap_or_default();
+        (status, serde_json::from_slice(&bytes).unwrap_or(Value::Null))
+    }
+
+    pub async fn post(&self, path: &str, body: Value) -> (StatusCode, Value) {
+        self.request(reqwest::Method::POST, path, Some(&self.token), Some(body)).await
+    }
+
+    pub async fn get(&self, path: &str) -> (StatusCode, Value) {
+        self.request(reqwest::Method::GET, path, Some(&self.token), None).await
+    }
+
+    /// `POST /api/sms`; asserts 202 and returns the message id.
+    pub async fn send_sms(&self, recipient: &str, content: &str) -> i64 {
+        let (status, body) = self.post("/api/sms", json!({"recipient": recipient, "content": content})).await;
+        assert_eq!(status, StatusCode::ACCEPTED, "send failed: {body}");
+        body["data"]["id"].as_i64().unwrap()
+    }
+
+    /// `POST /api/sms/send-bulk`; asserts 202 and returns the message id.
+    pub async fn send_bulk(&self, recipients: &[String], content: &str) -> i64 {
+        let (status, body) = self.post("/api/sms/send-bulk", json!({"recipients": recipients, "content": content})).await;
+        assert_eq!(status, StatusCode::ACCEPTED, "bulk failed: {body}");
+        body["data"]["id"].as_i64().unwrap()
+    }
+
+    /// `GET /api/sms/{id}`'s `data`.
+    pub async fn message(&self, id: i64) -> Value {
+        let (status, body) = self.get(&format!("/api/sms/{id}")).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        body["data"].clone()
+    }
+
+    /// Polls the message until its status is final (sent, failed, partial) or panics at the deadline.
+    pub async fn wait_until_final(&self, id: i64, deadline: Duration) -> Value {
+        let until = tokio::time::Instant::now() + deadline;
+        loop {
+            let message = self.message(id).await;
+            if ["sent", "failed", "partial"].contains(&message["status"].as_str().unwrap_or("")) {
+                return message;
+            }
+            assert!(tokio::time::Instant::now() < until, "message {id} not final in {deadline:?}: {message}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Every recipient row of a message, straight from the database: (status, attempts).
+    pub async fn recipient_rows(&self, message_id: i64) -> Vec<(String, String, i32)> {
+        sqlx::query_as("SELECT phone, status, attempts FROM recipients WHERE message_id = $1 ORDER BY id")
+            .bind(message_id)
+            .fetch_all(&self.db)
+            .await
+            .unwrap()
+    }
+
+    pub async fn dead_letter_count(&self, message_id: i64) -> i64 {
+        sqlx::query_scalar("SELECT count(*) FROM dead_letters WHERE message_id = $1")
+            .bind(message_id)
+            .fetch_one(&self.db)
+            .await
+            .unwrap()
+    }
+
+    /// Stops everything and drops the database.
+    pub async fn teardown(mut self) {
+        if let Some(d) = self.dispatcher.take() {
+            d.stop().await;
+        }
+        if let Some(api) = self.api.take() {
+            api.stop().await;
+        }
+        self.db.close().await;
+        if let Ok(mut admin) = PgConnection::connect(&test_database_server_url()).await {
+            let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.db_name)).execute(&mut admin).await;
+        }
+    }
+}
+
+/// `n` distinct valid Hong Kong numbers, `prefix` making them distinct across calls.
+pub fn numbers(n: usize, prefix: u32) -> Vec<String> {
+    (0..n).map(|i| format!("{:04}{:04}", prefix % 10_000, i % 10_000)).collect()
+}

@@ -1,0 +1,1 @@
+//! Bad input and access control: each gets its status and machine code.

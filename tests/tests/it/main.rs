@@ -1,0 +1,6 @@
+//! The integration suite: one binary, real PostgreSQL and RabbitMQ, one database and one
+//! queue prefix per test.
+
+mod api_errors;
+mod pipeline;
+mod resilience;
