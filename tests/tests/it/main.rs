@@ -2,5 +2,6 @@
 //! queue prefix per test.
 
 mod api_errors;
+mod auth;
 mod pipeline;
 mod resilience;

@@ -1,0 +1,1 @@
+//! Login, tokens and account state.
