@@ -89,7 +89,11 @@ impl Settings {
 }
 
 fn secret(env: AppEnv, key: &'static str) -> Result<SecretString, ConfigError> {
-    match (config::var(key), env) {
+    resolve_secret(env, key, config::var(key))
+}
+
+fn resolve_secret(env: AppEnv, key: &'static str, value: Option<String>) -> Result<SecretString, ConfigError> {
+    match (value, env) {
         (Some(value), AppEnv::Production) if KNOWN_DEFAULT_SECRETS.contains(&value.as_str()) || value.len() < 16 => {
             Err(ConfigError::new(key, "is a known default or shorter than 16 characters; set a strong random value"))
         }
@@ -111,4 +115,31 @@ fn random_secret() -> String {
 
 fn hex_encode(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn production_refuses_a_missing_secret_and_names_the_key() {
+        let err = resolve_secret(AppEnv::Production, "JWT_SECRET_KEY", None).unwrap_err();
+        assert_eq!(err.key, "JWT_SECRET_KEY");
+    }
+
+    #[test]
+    fn production_refuses_known_defaults_and_short_secrets() {
+        for weak in ["dev-jwt-key", "dev-secret-key", "short"] {
+            assert!(resolve_secret(AppEnv::Production, "SECRET_KEY", Some(weak.into())).is_err(), "{weak}");
+        }
+        assert!(resolve_secret(AppEnv::Production, "SECRET_KEY", Some("a".repeat(32))).is_ok());
+    }
+
+    #[test]
+    fn development_generates_a_random_secret_when_none_is_set() {
+        let a = resolve_secret(AppEnv::Development, "SECRET_KEY", None).unwrap();
+        let b = resolve_secret(AppEnv::Development, "SECRET_KEY", None).unwrap();
+        assert_eq!(a.expose_secret().len(), 64);
+        assert_ne!(a.expose_secret(), b.expose_secret());
+    }
 }

@@ -81,11 +81,7 @@ impl TestApp {
     pub async fn spawn_with(options: TestOptions) -> TestApp {
         let _ = smsgate_shared::telemetry::init("smsgate-tests");
         let suffix: u64 = rand::thread_rng().gen();
-        let db_name = format!("smsgate_test_{suffix:016x}");
-        let server_url = test_database_server_url();
-        let mut admin = PgConnection::connect(&server_url).await.expect("connect to the test PostgreSQL server");
-        sqlx::query(&format!("CREATE DATABASE {db_name}")).execute(&mut admin).await.expect("create test database");
-        let database_url = with_database(&server_url, &db_name);
+        let (db_name, database_url) = create_database(suffix).await;
         let prefix = format!("t{suffix:016x}");
         let mock = MockHkt::spawn("127.0.0.1:0").await.expect("start the mock gateway");
 
@@ -247,9 +243,25 @@ impl TestApp {
             api.stop().await;
         }
         self.db.close().await;
-        if let Ok(mut admin) = PgConnection::connect(&test_database_server_url()).await {
-            let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.db_name)).execute(&mut admin).await;
-        }
+        drop_database(&self.db_name).await;
+    }
+}
+
+/// Creates an empty database named after `suffix`; returns its name and URL.
+/// Test databases all start with `smsgate_test_`, so `make test` can sweep leftovers.
+pub async fn create_database(suffix: u64) -> (String, String) {
+    let db_name = format!("smsgate_test_{suffix:016x}");
+    let server_url = test_database_server_url();
+    let mut admin = PgConnection::connect(&server_url).await.expect("connect to the test PostgreSQL server");
+    sqlx::query(&format!("CREATE DATABASE {db_name}")).execute(&mut admin).await.expect("create test database");
+    let url = with_database(&server_url, &db_name);
+    (db_name, url)
+}
+
+/// Drops a test database, closing any connection left on it.
+pub async fn drop_database(db_name: &str) {
+    if let Ok(mut admin) = PgConnection::connect(&test_database_server_url()).await {
+        let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {db_name} WITH (FORCE)")).execute(&mut admin).await;
     }
 }
 

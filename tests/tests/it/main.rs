@@ -4,4 +4,5 @@
 mod api_errors;
 mod auth;
 mod pipeline;
+mod provisioning;
 mod resilience;
