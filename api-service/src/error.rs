@@ -24,9 +24,15 @@ pub enum ApiError {
     #[error("request body is too large")]
     PayloadTooLarge,
     #[error("authentication required")]
-    Unauthorized { code: &'static str, message: &'static str },
+    Unauthorized {
+        code: &'static str,
+        message: &'static str,
+    },
     #[error("{message}")]
-    Forbidden { code: &'static str, message: &'static str },
+    Forbidden {
+        code: &'static str,
+        message: &'static str,
+    },
     #[error("{0} not found")]
     NotFound(&'static str),
     #[error("service temporarily unavailable")]
@@ -37,7 +43,10 @@ pub enum ApiError {
 
 impl ApiError {
     pub fn validation(code: &'static str, message: impl Into<String>) -> ApiError {
-        ApiError::Validation { code, message: message.into() }
+        ApiError::Validation {
+            code,
+            message: message.into(),
+        }
     }
 
     fn status(&self) -> StatusCode {
@@ -67,8 +76,12 @@ impl ApiError {
 
     fn public_message(&self) -> String {
         match self {
-            ApiError::Unauthorized { message, .. } | ApiError::Forbidden { message, .. } => (*message).to_owned(),
-            ApiError::Unavailable(_) => "Service temporarily unavailable, please retry shortly".to_owned(),
+            ApiError::Unauthorized { message, .. } | ApiError::Forbidden { message, .. } => {
+                (*message).to_owned()
+            }
+            ApiError::Unavailable(_) => {
+                "Service temporarily unavailable, please retry shortly".to_owned()
+            }
             ApiError::Internal(_) => "Internal server error".to_owned(),
             ApiError::NotFound(what) => format!("{what} not found"),
             other => other.to_string(),
@@ -96,7 +109,9 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         match &self {
             ApiError::Internal(cause) => tracing::error!(error = ?cause, "request failed"),
-            ApiError::Unavailable(cause) => tracing::warn!(error = %cause, "dependency unavailable"),
+            ApiError::Unavailable(cause) => {
+                tracing::warn!(error = %cause, "dependency unavailable")
+            }
             _ => {}
         }
         let details = match &self {
@@ -104,11 +119,18 @@ impl IntoResponse for ApiError {
             _ => None,
         };
         let body = ErrorBody {
-            error: ErrorDetail { code: self.code(), message: self.public_message(), details },
+            error: ErrorDetail {
+                code: self.code(),
+                message: self.public_message(),
+                details,
+            },
         };
         let mut response = (self.status(), axum::Json(body)).into_response();
         if matches!(self, ApiError::Unavailable(_)) {
-            response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static(RETRY_AFTER_SECS));
+            response.headers_mut().insert(
+                header::RETRY_AFTER,
+                HeaderValue::from_static(RETRY_AFTER_SECS),
+            );
         }
         response
     }
@@ -135,13 +157,19 @@ mod tests {
         let response = err.into_response();
         let status = response.status();
         let retry = response.headers().get(header::RETRY_AFTER).cloned();
-        let bytes = axum::body::to_bytes(response.into_body(), 1 << 20).await.unwrap();
+        let bytes = axum::body::to_bytes(response.into_body(), 1 << 20)
+            .await
+            .unwrap();
         (status, serde_json::from_slice(&bytes).unwrap(), retry)
     }
 
     #[tokio::test]
     async fn validation_errors_are_400_in_the_panel_format() {
-        let (status, body, _) = body_of(ApiError::validation("EMPTY_CONTENT", "content must not be empty")).await;
+        let (status, body, _) = body_of(ApiError::validation(
+            "EMPTY_CONTENT",
+            "content must not be empty",
+        ))
+        .await;
         assert_eq!(status, StatusCode::BAD_REQUEST);
         assert_eq!(body["error"]["code"], "EMPTY_CONTENT");
         assert_eq!(body["error"]["message"], "content must not be empty");
@@ -149,7 +177,8 @@ mod tests {
 
     #[tokio::test]
     async fn internal_errors_hide_their_cause() {
-        let (status, body, _) = body_of(ApiError::Internal(anyhow::anyhow!("password=hunter2"))).await;
+        let (status, body, _) =
+            body_of(ApiError::Internal(anyhow::anyhow!("password=hunter2"))).await;
         assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR);
         assert!(!body.to_string().contains("hunter2"));
     }
@@ -165,8 +194,16 @@ mod tests {
     #[tokio::test]
     async fn invalid_recipients_list_every_entry() {
         let entries = vec![
-            InvalidEntry { index: 1, value: "1234-5678".into(), reason: "bad".into() },
-            InvalidEntry { index: 3, value: "x".into(), reason: "bad".into() },
+            InvalidEntry {
+                index: 1,
+                value: "1234-5678".into(),
+                reason: "bad".into(),
+            },
+            InvalidEntry {
+                index: 3,
+                value: "x".into(),
+                reason: "bad".into(),
+            },
         ];
         let (status, body, _) = body_of(ApiError::InvalidRecipients(entries)).await;
         assert_eq!(status, StatusCode::BAD_REQUEST);

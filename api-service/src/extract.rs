@@ -29,12 +29,19 @@ where
 
 fn json_rejection(rejection: JsonRejection) -> ApiError {
     match rejection {
-        JsonRejection::JsonDataError(e) => ApiError::validation("VALIDATION_ERROR", data_error_text(&e.body_text())),
-        JsonRejection::JsonSyntaxError(_) => ApiError::validation("INVALID_JSON", "The request body is not valid JSON"),
-        JsonRejection::MissingJsonContentType(_) => {
-            ApiError::validation("INVALID_CONTENT_TYPE", "Send the body as JSON with `Content-Type: application/json`")
+        JsonRejection::JsonDataError(e) => {
+            ApiError::validation("VALIDATION_ERROR", data_error_text(&e.body_text()))
         }
-        JsonRejection::BytesRejection(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => ApiError::PayloadTooLarge,
+        JsonRejection::JsonSyntaxError(_) => {
+            ApiError::validation("INVALID_JSON", "The request body is not valid JSON")
+        }
+        JsonRejection::MissingJsonContentType(_) => ApiError::validation(
+            "INVALID_CONTENT_TYPE",
+            "Send the body as JSON with `Content-Type: application/json`",
+        ),
+        JsonRejection::BytesRejection(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+            ApiError::PayloadTooLarge
+        }
         other if other.status() == StatusCode::PAYLOAD_TOO_LARGE => ApiError::PayloadTooLarge,
         other => ApiError::validation("INVALID_BODY", other.body_text()),
     }
@@ -42,7 +49,9 @@ fn json_rejection(rejection: JsonRejection) -> ApiError {
 
 /// serde's message says which field and why; drop axum's generic prefix.
 fn data_error_text(text: &str) -> String {
-    let detail = text.strip_prefix("Failed to deserialize the JSON body into the target type: ").unwrap_or(text);
+    let detail = text
+        .strip_prefix("Failed to deserialize the JSON body into the target type: ")
+        .unwrap_or(text);
     format!("Invalid request body: {detail}")
 }
 
@@ -71,9 +80,14 @@ impl<S: Send + Sync> FromRequestParts<S> for IdPath {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
-        let axum::extract::Path(raw) = axum::extract::Path::<String>::from_request_parts(parts, state)
-            .await
-            .map_err(|_| ApiError::NotFound("Resource"))?;
-        raw.parse::<i64>().ok().filter(|id| *id > 0).map(IdPath).ok_or(ApiError::NotFound("Resource"))
+        let axum::extract::Path(raw) =
+            axum::extract::Path::<String>::from_request_parts(parts, state)
+                .await
+                .map_err(|_| ApiError::NotFound("Resource"))?;
+        raw.parse::<i64>()
+            .ok()
+            .filter(|id| *id > 0)
+            .map(IdPath)
+            .ok_or(ApiError::NotFound("Resource"))
     }
 }

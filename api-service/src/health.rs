@@ -11,7 +11,10 @@ use crate::state::AppState;
 pub fn router() -> Router<AppState> {
     Router::new()
         .route("/health", get(check_readiness))
-        .route("/health/live", get(|| async { Json(json!({"status": "ok"})) }))
+        .route(
+            "/health/live",
+            get(|| async { Json(json!({"status": "ok"})) }),
+        )
         .route("/health/ready", get(check_readiness))
 }
 
@@ -19,7 +22,11 @@ pub fn router() -> Router<AppState> {
 async fn check_readiness(State(app): State<AppState>) -> (StatusCode, Json<Value>) {
     let database = sqlx::query("SELECT 1").execute(&app.db).await.is_ok();
     let broker = app.broker.connection().await.is_ok();
-    let status = if database && broker { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    let status = if database && broker {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
     let word = |up: bool| if up { "up" } else { "down" };
     (
         status,

@@ -64,7 +64,11 @@ pub fn build_app(state: AppState) -> Router {
 
 /// Connects a pool whose acquire timeout turns a dead database into quick 503s.
 pub async fn connect_database(settings: &Settings) -> anyhow::Result<PgPool> {
-    let options: PgConnectOptions = settings.database_url.expose_secret().parse().context("DATABASE_URL is not a valid URL")?;
+    let options: PgConnectOptions = settings
+        .database_url
+        .expose_secret()
+        .parse()
+        .context("DATABASE_URL is not a valid URL")?;
     PgPoolOptions::new()
         .max_connections(settings.db_max_connections)
         .acquire_timeout(settings.db_acquire_timeout)
@@ -112,36 +116,76 @@ impl RunningApi {
 pub async fn start(settings: Settings) -> anyhow::Result<RunningApi> {
     let db = connect_database(&settings).await?;
     migrate(&db).await?;
-    let admin_password = settings.admin_password.as_ref().map(|p| p.expose_secret().to_owned());
-    match ensure_default_admin(&db, admin_password.as_deref()).await.map_err(|e| anyhow::anyhow!("{e}"))? {
+    let admin_password = settings
+        .admin_password
+        .as_ref()
+        .map(|p| p.expose_secret().to_owned());
+    match ensure_default_admin(&db, admin_password.as_deref())
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))?
+    {
         DefaultAdmin::CreatedWithGeneratedPassword(password) => {
             // Printed once, on purpose: this is the only way the operator learns it.
-            warn!("created admin `{}` with generated password `{password}`; change it at first login", auth::service::DEFAULT_ADMIN);
+            warn!(
+                "created admin `{}` with generated password `{password}`; change it at first login",
+                auth::service::DEFAULT_ADMIN
+            );
         }
-        DefaultAdmin::CreatedWithConfiguredPassword => info!("created admin `{}` with ADMIN_PASSWORD", auth::service::DEFAULT_ADMIN),
+        DefaultAdmin::CreatedWithConfiguredPassword => info!(
+            "created admin `{}` with ADMIN_PASSWORD",
+            auth::service::DEFAULT_ADMIN
+        ),
         DefaultAdmin::AlreadyProvisioned => {}
     }
 
     let broker = Broker::new(&settings.queue.amqp_url);
     match broker.channel().await {
-        Ok(channel) => declare_topology(&channel, &settings.queue).await.context("declaring the queue topology")?,
-        Err(e) => warn!(error = %e, "broker unreachable at start; sends are stored and published once it is back"),
+        Ok(channel) => declare_topology(&channel, &settings.queue)
+            .await
+            .context("declaring the queue topology")?,
+        Err(e) => {
+            warn!(error = %e, "broker unreachable at start; sends are stored and published once it is back")
+        }
     }
 
-    let outbox = Outbox::new(db.clone(), broker.clone(), settings.queue.clone(), settings.publish_lease);
-    let jwt = JwtKeys::new(settings.jwt_secret.expose_secret().as_bytes(), chrono::Duration::hours(24));
+    let outbox = Outbox::new(
+        db.clone(),
+        broker.clone(),
+        settings.queue.clone(),
+        settings.publish_lease,
+    );
+    let jwt = JwtKeys::new(
+        settings.jwt_secret.expose_secret().as_bytes(),
+        chrono::Duration::hours(24),
+    );
     let settings = Arc::new(settings);
-    let state = AppState { db, broker, jwt, outbox: outbox.clone(), settings: settings.clone() };
+    let state = AppState {
+        db,
+        broker,
+        jwt,
+        outbox: outbox.clone(),
+        settings: settings.clone(),
+    };
 
     let shutdown = CancellationToken::new();
     let reconciler = outbox.spawn_reconciler(settings.reconcile_interval, shutdown.clone());
-    let listener = tokio::net::TcpListener::bind(settings.bind).await.with_context(|| format!("binding {}", settings.bind))?;
+    let listener = tokio::net::TcpListener::bind(settings.bind)
+        .await
+        .with_context(|| format!("binding {}", settings.bind))?;
     let addr = listener.local_addr()?;
     let app = build_app(state.clone());
     let token = shutdown.clone();
     let server = tokio::spawn(async move {
-        axum::serve(listener, app).with_graceful_shutdown(async move { token.cancelled().await }).await
+        axum::serve(listener, app)
+            .with_graceful_shutdown(async move { token.cancelled().await })
+            .await
     });
     info!(%addr, "API listening");
-    Ok(RunningApi { addr, state, shutdown, server, reconciler })
+    Ok(RunningApi {
+        addr,
+        state,
+        shutdown,
+        server,
+        reconciler,
+    })
 }

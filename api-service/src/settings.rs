@@ -31,7 +31,13 @@ pub struct Settings {
 }
 
 /// Secrets that ship in examples and old READMEs; production refuses them.
-const KNOWN_DEFAULT_SECRETS: &[&str] = &["dev-secret-key", "dev-jwt-key", "change-me", "secret", "changeme"];
+const KNOWN_DEFAULT_SECRETS: &[&str] = &[
+    "dev-secret-key",
+    "dev-jwt-key",
+    "change-me",
+    "secret",
+    "changeme",
+];
 
 impl Settings {
     /// Reads every key; in production a missing or known-default secret is an error, in
@@ -42,7 +48,11 @@ impl Settings {
         Ok(Settings {
             env,
             bind: config::parse_or("BIND_ADDR", SocketAddr::from(([0, 0, 0, 0], 3570)))?,
-            database_url: config::string_or("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/smsgate").into(),
+            database_url: config::string_or(
+                "DATABASE_URL",
+                "postgres://postgres@127.0.0.1:5432/smsgate",
+            )
+            .into(),
             db_max_connections: config::parse_or("DB_MAX_CONNECTIONS", 20)?,
             db_acquire_timeout: config::duration_or("DB_ACQUIRE_TIMEOUT", Duration::from_secs(3))?,
             queue: QueueSettings::from_env()?,
@@ -92,15 +102,26 @@ fn secret(env: AppEnv, key: &'static str) -> Result<SecretString, ConfigError> {
     resolve_secret(env, key, config::var(key))
 }
 
-fn resolve_secret(env: AppEnv, key: &'static str, value: Option<String>) -> Result<SecretString, ConfigError> {
+fn resolve_secret(
+    env: AppEnv,
+    key: &'static str,
+    value: Option<String>,
+) -> Result<SecretString, ConfigError> {
     match (value, env) {
-        (Some(value), AppEnv::Production) if KNOWN_DEFAULT_SECRETS.contains(&value.as_str()) || value.len() < 16 => {
-            Err(ConfigError::new(key, "is a known default or shorter than 16 characters; set a strong random value"))
+        (Some(value), AppEnv::Production)
+            if KNOWN_DEFAULT_SECRETS.contains(&value.as_str()) || value.len() < 16 =>
+        {
+            Err(ConfigError::new(
+                key,
+                "is a known default or shorter than 16 characters; set a strong random value",
+            ))
         }
         (Some(value), _) => Ok(value.into()),
         (None, AppEnv::Production) => Err(ConfigError::new(key, "is required in production")),
         (None, AppEnv::Development) => {
-            tracing::warn!("{key} is not set; generated a random one for this run (development mode)");
+            tracing::warn!(
+                "{key} is not set; generated a random one for this run (development mode)"
+            );
             Ok(random_secret().into())
         }
     }
@@ -130,7 +151,10 @@ mod tests {
     #[test]
     fn production_refuses_known_defaults_and_short_secrets() {
         for weak in ["dev-jwt-key", "dev-secret-key", "short"] {
-            assert!(resolve_secret(AppEnv::Production, "SECRET_KEY", Some(weak.into())).is_err(), "{weak}");
+            assert!(
+                resolve_secret(AppEnv::Production, "SECRET_KEY", Some(weak.into())).is_err(),
+                "{weak}"
+            );
         }
         assert!(resolve_secret(AppEnv::Production, "SECRET_KEY", Some("a".repeat(32))).is_ok());
     }

@@ -8,7 +8,7 @@ use futures::{FutureExt, StreamExt};
 use lapin::message::Delivery;
 use lapin::options::{BasicAckOptions, BasicConsumeOptions, BasicQosOptions};
 use lapin::types::FieldTable;
-use smsgate_shared::queue::{attempt_of, declare_topology, OutgoingMessage, OutboundJob};
+use smsgate_shared::queue::{attempt_of, declare_topology, OutboundJob, OutgoingMessage};
 use smsgate_shared::telemetry;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -23,7 +23,12 @@ use crate::Context;
 const LOOKUP_BATCH: usize = 256;
 
 /// Consumes until `shutdown` (graceful) or `kill` (simulated crash) is cancelled.
-pub async fn run(ctx: Arc<Context>, results: ResultSender, shutdown: CancellationToken, kill: CancellationToken) {
+pub async fn run(
+    ctx: Arc<Context>,
+    results: ResultSender,
+    shutdown: CancellationToken,
+    kill: CancellationToken,
+) {
     let sends = TaskTracker::new();
     let mut backoff = Duration::from_millis(500);
     while !shutdown.is_cancelled() && !kill.is_cancelled() {
@@ -53,9 +58,16 @@ async fn session(
 ) -> anyhow::Result<()> {
     let channel = ctx.broker.channel().await?;
     declare_topology(&channel, &ctx.settings.queue).await?;
-    channel.basic_qos(ctx.settings.prefetch, BasicQosOptions::default()).await?;
+    channel
+        .basic_qos(ctx.settings.prefetch, BasicQosOptions::default())
+        .await?;
     let mut consumer = channel
-        .basic_consume(&ctx.names.hkt_queue(), "", BasicConsumeOptions::default(), FieldTable::default())
+        .basic_consume(
+            &ctx.names.hkt_queue(),
+            "",
+            BasicConsumeOptions::default(),
+            FieldTable::default(),
+        )
         .await?;
     info!(queue = %ctx.names.hkt_queue(), prefetch = ctx.settings.prefetch, "consuming");
     loop {
@@ -119,17 +131,25 @@ async fn dispatch_batch(
             let _ = delivery.acker.ack(BasicAckOptions::default()).await;
             continue;
         }
-        let Ok(permit) = ctx.concurrency.clone().acquire_owned().await else { return };
+        let Ok(permit) = ctx.concurrency.clone().acquire_owned().await else {
+            return;
+        };
         let ctx = ctx.clone();
         let results = results.clone();
-        let span = info_span!("dispatch.job", message.id = job.message_id(), recipient.id = job.recipient_id());
+        let span = info_span!(
+            "dispatch.job",
+            message.id = job.message_id(),
+            recipient.id = job.recipient_id()
+        );
         telemetry::set_parent_from_headers(&span, delivery.properties.headers().as_ref());
         sends.spawn(
             async move {
                 let attempt = attempt_of(delivery.properties.headers().as_ref());
                 let outcome = handle(&job, current, &ctx.hkt).await;
                 drop(permit);
-                let Outcome::Attempted(verdict) = outcome else { return };
+                let Outcome::Attempted(verdict) = outcome else {
+                    return;
+                };
                 let _ = results.send(Completed {
                     routing_key: delivery.routing_key.to_string(),
                     headers: delivery.properties.headers().clone(),
@@ -154,7 +174,13 @@ async fn bury_poison(ctx: &Context, delivery: Delivery, cause: serde_json::Error
         payload: delivery.data.clone(),
         headers: delivery.properties.headers().clone().unwrap_or_default(),
     };
-    if ctx.broker.publisher(String::new()).publish_one(message).await.is_ok() {
+    if ctx
+        .broker
+        .publisher(String::new())
+        .publish_one(message)
+        .await
+        .is_ok()
+    {
         let _ = delivery.acker.ack(BasicAckOptions::default()).await;
     }
 }

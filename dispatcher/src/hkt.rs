@@ -17,7 +17,10 @@ pub enum GatewayVerdict {
     /// Refused for good (4xx other than 408 and 429): retrying can't help.
     Permanent { error: String },
     /// Worth another try later (5xx, 408, 429, timeouts, connection errors).
-    Transient { error: String, retry_after: Option<Duration> },
+    Transient {
+        error: String,
+        retry_after: Option<Duration>,
+    },
 }
 
 /// Why a request did not get an HTTP answer.
@@ -57,17 +60,29 @@ const RESPONSE_EXCERPT: usize = 200;
 /// Turns an answer (or the lack of one) into what to do with the recipient.
 pub fn classify(result: Result<GatewayAnswer, HktError>) -> GatewayVerdict {
     match result {
-        Ok(answer) if answer.status.is_success() => {
-            GatewayVerdict::Sent { response: excerpt(&answer.body) }
-        }
+        Ok(answer) if answer.status.is_success() => GatewayVerdict::Sent {
+            response: excerpt(&answer.body),
+        },
         Ok(answer)
-            if answer.status == StatusCode::REQUEST_TIMEOUT || answer.status == StatusCode::TOO_MANY_REQUESTS =>
+            if answer.status == StatusCode::REQUEST_TIMEOUT
+                || answer.status == StatusCode::TOO_MANY_REQUESTS =>
         {
-            GatewayVerdict::Transient { error: describe(&answer), retry_after: answer.retry_after }
+            GatewayVerdict::Transient {
+                error: describe(&answer),
+                retry_after: answer.retry_after,
+            }
         }
-        Ok(answer) if answer.status.is_client_error() => GatewayVerdict::Permanent { error: describe(&answer) },
-        Ok(answer) => GatewayVerdict::Transient { error: describe(&answer), retry_after: answer.retry_after },
-        Err(e) => GatewayVerdict::Transient { error: e.to_string(), retry_after: None },
+        Ok(answer) if answer.status.is_client_error() => GatewayVerdict::Permanent {
+            error: describe(&answer),
+        },
+        Ok(answer) => GatewayVerdict::Transient {
+            error: describe(&answer),
+            retry_after: answer.retry_after,
+        },
+        Err(e) => GatewayVerdict::Transient {
+            error: e.to_string(),
+            retry_after: None,
+        },
     }
 }
 
@@ -87,7 +102,14 @@ fn excerpt(body: &str) -> String {
 /// Parses `Retry-After` given in seconds (the HTTP-date form is rare for gateways and
 /// ignored: the retry schedule applies instead).
 fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
-    headers.get(RETRY_AFTER)?.to_str().ok()?.trim().parse().ok().map(Duration::from_secs)
+    headers
+        .get(RETRY_AFTER)?
+        .to_str()
+        .ok()?
+        .trim()
+        .parse()
+        .ok()
+        .map(Duration::from_secs)
 }
 
 /// One pooled HTTP client for the whole process, with the gateway's credentials.
@@ -98,7 +120,10 @@ pub struct HktClient {
 }
 
 impl HktClient {
-    pub fn new(settings: HktSettings, max_idle_connections: usize) -> Result<HktClient, reqwest::Error> {
+    pub fn new(
+        settings: HktSettings,
+        max_idle_connections: usize,
+    ) -> Result<HktClient, reqwest::Error> {
         let http = reqwest::Client::builder()
             .timeout(settings.timeout)
             .connect_timeout(settings.timeout.min(Duration::from_secs(5)))
@@ -108,7 +133,11 @@ impl HktClient {
     }
 
     /// Form-POSTs one SMS: `application`, `mrt` (digits, `852XXXXXXXX`), `sender`, `msg_utf8`.
-    pub async fn submit(&self, to: &PhoneNumber, body: &MessageBody) -> Result<GatewayAnswer, HktError> {
+    pub async fn submit(
+        &self,
+        to: &PhoneNumber,
+        body: &MessageBody,
+    ) -> Result<GatewayAnswer, HktError> {
         let form = [
             ("application", self.settings.application_id.as_str()),
             ("mrt", to.hkt_digits()),
@@ -116,14 +145,26 @@ impl HktClient {
             ("msg_utf8", body.as_str()),
         ];
         async {
-            let response = self.http.post(&self.settings.base_url).form(&form).send().await?;
+            let response = self
+                .http
+                .post(&self.settings.base_url)
+                .form(&form)
+                .send()
+                .await?;
             let status = response.status();
             let retry_after = retry_after(response.headers());
             let body = response.text().await.unwrap_or_default();
             tracing::Span::current().record("http.status", status.as_u16());
-            Ok(GatewayAnswer { status, retry_after, body })
+            Ok(GatewayAnswer {
+                status,
+                retry_after,
+                body,
+            })
         }
-        .instrument(tracing::info_span!("hkt.submit", http.status = tracing::field::Empty))
+        .instrument(tracing::info_span!(
+            "hkt.submit",
+            http.status = tracing::field::Empty
+        ))
         .await
     }
 }
@@ -142,31 +183,60 @@ mod tests {
 
     #[test]
     fn two_hundreds_are_sent() {
-        assert!(matches!(classify(answer(200, None)), GatewayVerdict::Sent { .. }));
-        assert!(matches!(classify(answer(202, None)), GatewayVerdict::Sent { .. }));
+        assert!(matches!(
+            classify(answer(200, None)),
+            GatewayVerdict::Sent { .. }
+        ));
+        assert!(matches!(
+            classify(answer(202, None)),
+            GatewayVerdict::Sent { .. }
+        ));
     }
 
     #[test]
     fn client_errors_are_permanent_except_408_and_429() {
         for status in [400, 401, 403, 404, 422] {
-            assert!(matches!(classify(answer(status, None)), GatewayVerdict::Permanent { .. }), "{status}");
+            assert!(
+                matches!(
+                    classify(answer(status, None)),
+                    GatewayVerdict::Permanent { .. }
+                ),
+                "{status}"
+            );
         }
-        assert!(matches!(classify(answer(408, None)), GatewayVerdict::Transient { .. }));
+        assert!(matches!(
+            classify(answer(408, None)),
+            GatewayVerdict::Transient { .. }
+        ));
         assert_eq!(
             classify(answer(429, Some(7))),
-            GatewayVerdict::Transient { error: "HTTP 429: body".into(), retry_after: Some(Duration::from_secs(7)) }
+            GatewayVerdict::Transient {
+                error: "HTTP 429: body".into(),
+                retry_after: Some(Duration::from_secs(7))
+            }
         );
     }
 
     #[test]
     fn server_errors_are_transient() {
         for status in [500, 502, 503, 504] {
-            assert!(matches!(classify(answer(status, None)), GatewayVerdict::Transient { .. }), "{status}");
+            assert!(
+                matches!(
+                    classify(answer(status, None)),
+                    GatewayVerdict::Transient { .. }
+                ),
+                "{status}"
+            );
         }
     }
 
     #[test]
     fn the_permanent_error_keeps_the_status_and_body() {
-        assert_eq!(classify(answer(401, None)), GatewayVerdict::Permanent { error: "HTTP 401: body".into() });
+        assert_eq!(
+            classify(answer(401, None)),
+            GatewayVerdict::Permanent {
+                error: "HTTP 401: body".into()
+            }
+        );
     }
 }

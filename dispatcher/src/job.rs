@@ -10,11 +10,19 @@ use crate::hkt::{classify, GatewayAnswer, GatewayVerdict, HktClient, HktError};
 
 /// Anything that can submit one SMS: the HKT client, or a fake in tests.
 pub trait Gateway: Send + Sync {
-    fn submit(&self, to: &PhoneNumber, body: &MessageBody) -> impl Future<Output = Result<GatewayAnswer, HktError>> + Send;
+    fn submit(
+        &self,
+        to: &PhoneNumber,
+        body: &MessageBody,
+    ) -> impl Future<Output = Result<GatewayAnswer, HktError>> + Send;
 }
 
 impl Gateway for HktClient {
-    fn submit(&self, to: &PhoneNumber, body: &MessageBody) -> impl Future<Output = Result<GatewayAnswer, HktError>> + Send {
+    fn submit(
+        &self,
+        to: &PhoneNumber,
+        body: &MessageBody,
+    ) -> impl Future<Output = Result<GatewayAnswer, HktError>> + Send {
         HktClient::submit(self, to, body)
     }
 }
@@ -30,7 +38,11 @@ pub enum Outcome {
 
 /// Sends the job's SMS unless its recipient is already terminal.
 /// `current` is `None` when the recipient no longer exists (its message was deleted).
-pub async fn handle(job: &OutboundJob, current: Option<RecipientStatus>, gateway: &impl Gateway) -> Outcome {
+pub async fn handle(
+    job: &OutboundJob,
+    current: Option<RecipientStatus>,
+    gateway: &impl Gateway,
+) -> Outcome {
     match current {
         Some(status) if !status.is_terminal() => {}
         _ => return Outcome::Skipped,
@@ -53,9 +65,17 @@ mod tests {
     }
 
     impl Gateway for FakeGateway {
-        async fn submit(&self, _: &PhoneNumber, _: &MessageBody) -> Result<GatewayAnswer, HktError> {
+        async fn submit(
+            &self,
+            _: &PhoneNumber,
+            _: &MessageBody,
+        ) -> Result<GatewayAnswer, HktError> {
             self.calls.fetch_add(1, Ordering::SeqCst);
-            Ok(GatewayAnswer { status: StatusCode::from_u16(self.status).unwrap(), retry_after: None, body: "OK".into() })
+            Ok(GatewayAnswer {
+                status: StatusCode::from_u16(self.status).unwrap(),
+                retry_after: None,
+                body: "OK".into(),
+            })
         }
     }
 
@@ -70,9 +90,19 @@ mod tests {
 
     #[tokio::test]
     async fn a_terminal_recipient_is_skipped_without_calling_the_gateway() {
-        let gateway = FakeGateway { status: 200, calls: AtomicUsize::new(0) };
-        for status in [RecipientStatus::Sent, RecipientStatus::Failed, RecipientStatus::Delivered] {
-            assert_eq!(handle(&job(), Some(status), &gateway).await, Outcome::Skipped);
+        let gateway = FakeGateway {
+            status: 200,
+            calls: AtomicUsize::new(0),
+        };
+        for status in [
+            RecipientStatus::Sent,
+            RecipientStatus::Failed,
+            RecipientStatus::Delivered,
+        ] {
+            assert_eq!(
+                handle(&job(), Some(status), &gateway).await,
+                Outcome::Skipped
+            );
         }
         assert_eq!(handle(&job(), None, &gateway).await, Outcome::Skipped);
         assert_eq!(gateway.calls.load(Ordering::SeqCst), 0);
@@ -80,9 +110,17 @@ mod tests {
 
     #[tokio::test]
     async fn a_pending_recipient_is_sent_and_classified() {
-        let gateway = FakeGateway { status: 200, calls: AtomicUsize::new(0) };
+        let gateway = FakeGateway {
+            status: 200,
+            calls: AtomicUsize::new(0),
+        };
         let outcome = handle(&job(), Some(RecipientStatus::Pending), &gateway).await;
-        assert_eq!(outcome, Outcome::Attempted(GatewayVerdict::Sent { response: "OK".into() }));
+        assert_eq!(
+            outcome,
+            Outcome::Attempted(GatewayVerdict::Sent {
+                response: "OK".into()
+            })
+        );
         assert_eq!(gateway.calls.load(Ordering::SeqCst), 1);
     }
 }

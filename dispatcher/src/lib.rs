@@ -75,7 +75,8 @@ pub async fn start(settings: Settings) -> anyhow::Result<RunningDispatcher> {
         .await
         .context("cannot connect to PostgreSQL (DATABASE_URL)")?;
     let broker = Broker::new(&settings.queue.amqp_url);
-    let hkt = HktClient::new(settings.hkt.clone(), settings.concurrency).context("building the HTTP client")?;
+    let hkt = HktClient::new(settings.hkt.clone(), settings.concurrency)
+        .context("building the HTTP client")?;
     let ctx = Arc::new(Context {
         names: Names::new(&settings.queue.prefix),
         retry_policy: RetryPolicy::new(settings.queue.retry_schedule.clone()),
@@ -90,5 +91,11 @@ pub async fn start(settings: Settings) -> anyhow::Result<RunningDispatcher> {
     let (results, receiver) = mpsc::unbounded_channel();
     let writer = tokio::spawn(writer::run(ctx.clone(), receiver, kill.clone()));
     let consumer = tokio::spawn(consumer::run(ctx, results, shutdown.clone(), kill.clone()));
-    Ok(RunningDispatcher { shutdown, kill, broker, consumer, writer })
+    Ok(RunningDispatcher {
+        shutdown,
+        kill,
+        broker,
+        consumer,
+        writer,
+    })
 }

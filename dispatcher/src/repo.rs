@@ -6,11 +6,15 @@ use smsgate_shared::domain::{MessageStatus, RecipientStatus};
 use sqlx::{PgPool, Postgres, Transaction};
 
 /// Current status of each recipient in `ids` (missing ids were deleted with their message).
-pub async fn recipient_statuses(db: &PgPool, ids: &[i64]) -> Result<HashMap<i64, RecipientStatus>, sqlx::Error> {
-    let rows: Vec<(i64, RecipientStatus)> = sqlx::query_as("SELECT id, status FROM recipients WHERE id = ANY($1)")
-        .bind(ids)
-        .fetch_all(db)
-        .await?;
+pub async fn recipient_statuses(
+    db: &PgPool,
+    ids: &[i64],
+) -> Result<HashMap<i64, RecipientStatus>, sqlx::Error> {
+    let rows: Vec<(i64, RecipientStatus)> =
+        sqlx::query_as("SELECT id, status FROM recipients WHERE id = ANY($1)")
+            .bind(ids)
+            .fetch_all(db)
+            .await?;
     Ok(rows.into_iter().collect())
 }
 
@@ -44,7 +48,10 @@ pub struct MessageProgress {
 
 /// Locks the batch's messages in id order. Two writers touching the same messages then
 /// queue up instead of deadlocking on each other's rows.
-pub async fn lock_messages(tx: &mut Transaction<'_, Postgres>, message_ids: &[i64]) -> Result<(), sqlx::Error> {
+pub async fn lock_messages(
+    tx: &mut Transaction<'_, Postgres>,
+    message_ids: &[i64],
+) -> Result<(), sqlx::Error> {
     sqlx::query("SELECT id FROM messages WHERE id = ANY($1) ORDER BY id FOR UPDATE")
         .bind(message_ids)
         .execute(&mut **tx)
@@ -122,7 +129,10 @@ pub struct DeadLetterRow {
     pub payload: serde_json::Value,
 }
 
-pub async fn insert_dead_letters(tx: &mut Transaction<'_, Postgres>, rows: &[DeadLetterRow]) -> Result<(), sqlx::Error> {
+pub async fn insert_dead_letters(
+    tx: &mut Transaction<'_, Postgres>,
+    rows: &[DeadLetterRow],
+) -> Result<(), sqlx::Error> {
     if rows.is_empty() {
         return Ok(());
     }

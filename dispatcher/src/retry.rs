@@ -20,7 +20,10 @@ pub struct RetryPolicy {
 impl RetryPolicy {
     /// `schedule` must not be empty (settings validation guarantees it).
     pub fn new(schedule: Vec<Duration>) -> RetryPolicy {
-        assert!(!schedule.is_empty(), "retry schedule needs at least one step");
+        assert!(
+            !schedule.is_empty(),
+            "retry schedule needs at least one step"
+        );
         RetryPolicy { schedule }
     }
 
@@ -38,12 +41,15 @@ impl RetryPolicy {
             return NextStep::GiveUp;
         }
         let step = match retry_after {
-            Some(wait) if wait > self.schedule[step] => {
-                (step..self.schedule.len()).find(|&i| self.schedule[i] >= wait).unwrap_or(self.schedule.len() - 1)
-            }
+            Some(wait) if wait > self.schedule[step] => (step..self.schedule.len())
+                .find(|&i| self.schedule[i] >= wait)
+                .unwrap_or(self.schedule.len() - 1),
             _ => step,
         };
-        NextStep::RetryIn { step, attempt: attempt + 1 }
+        NextStep::RetryIn {
+            step,
+            attempt: attempt + 1,
+        }
     }
 }
 
@@ -59,16 +65,46 @@ mod tests {
     fn each_attempt_waits_in_the_next_step_until_the_schedule_ends() {
         let p = policy();
         assert_eq!(p.max_attempts(), 5);
-        assert_eq!(p.after_failure(1, None), NextStep::RetryIn { step: 0, attempt: 2 });
-        assert_eq!(p.after_failure(4, None), NextStep::RetryIn { step: 3, attempt: 5 });
+        assert_eq!(
+            p.after_failure(1, None),
+            NextStep::RetryIn {
+                step: 0,
+                attempt: 2
+            }
+        );
+        assert_eq!(
+            p.after_failure(4, None),
+            NextStep::RetryIn {
+                step: 3,
+                attempt: 5
+            }
+        );
         assert_eq!(p.after_failure(5, None), NextStep::GiveUp);
     }
 
     #[test]
     fn retry_after_picks_the_first_step_that_waits_long_enough() {
         let p = policy();
-        assert_eq!(p.after_failure(1, Some(Duration::from_secs(20))), NextStep::RetryIn { step: 1, attempt: 2 });
-        assert_eq!(p.after_failure(1, Some(Duration::from_secs(3))), NextStep::RetryIn { step: 0, attempt: 2 });
-        assert_eq!(p.after_failure(1, Some(Duration::from_secs(3600))), NextStep::RetryIn { step: 3, attempt: 2 });
+        assert_eq!(
+            p.after_failure(1, Some(Duration::from_secs(20))),
+            NextStep::RetryIn {
+                step: 1,
+                attempt: 2
+            }
+        );
+        assert_eq!(
+            p.after_failure(1, Some(Duration::from_secs(3))),
+            NextStep::RetryIn {
+                step: 0,
+                attempt: 2
+            }
+        );
+        assert_eq!(
+            p.after_failure(1, Some(Duration::from_secs(3600))),
+            NextStep::RetryIn {
+                step: 3,
+                attempt: 2
+            }
+        );
     }
 }

@@ -34,24 +34,37 @@ impl Settings {
     pub fn from_env() -> Result<Settings, ConfigError> {
         config::load_dotenv();
         Ok(Settings {
-            database_url: config::string_or("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/smsgate"),
+            database_url: config::string_or(
+                "DATABASE_URL",
+                "postgres://postgres@127.0.0.1:5432/smsgate",
+            ),
             db_max_connections: config::parse_or("DB_MAX_CONNECTIONS", 5)?,
             queue: QueueSettings::from_env()?,
             hkt: HktSettings {
-                base_url: config::string_or("HKT_BASE_URL", "http://127.0.0.1:5555/gateway/gateway.jsp"),
+                base_url: config::string_or(
+                    "HKT_BASE_URL",
+                    "http://127.0.0.1:5555/gateway/gateway.jsp",
+                ),
                 application_id: config::string_or("HKT_APPLICATION_ID", "LabourDept"),
                 sender_number: config::string_or("HKT_SENDER_NUMBER", "852520702793127"),
-                timeout: config::parse_or("HKT_TIMEOUT_MS", 10_000u64).map(Duration::from_millis)?,
+                timeout: config::parse_or("HKT_TIMEOUT_MS", 10_000u64)
+                    .map(Duration::from_millis)?,
             },
             prefetch: config::parse_or("DISPATCH_PREFETCH", 1000)?,
             concurrency: config::parse_or("DISPATCH_CONCURRENCY", 128)?,
             batch_size: config::parse_or("RESULT_BATCH_SIZE", 500)?,
-            batch_max_wait: config::parse_or("RESULT_BATCH_MS", 50u64).map(Duration::from_millis)?,
+            batch_max_wait: config::parse_or("RESULT_BATCH_MS", 50u64)
+                .map(Duration::from_millis)?,
         })
     }
 
     /// Settings for tests: the given database, broker, prefix and gateway.
-    pub fn for_tests(database_url: &str, amqp_url: &str, queue_prefix: &str, gateway_url: &str) -> Settings {
+    pub fn for_tests(
+        database_url: &str,
+        amqp_url: &str,
+        queue_prefix: &str,
+        gateway_url: &str,
+    ) -> Settings {
         Settings {
             database_url: database_url.to_owned(),
             db_max_connections: 5,

@@ -14,7 +14,9 @@ use lapin::acker::Acker;
 use lapin::options::{BasicAckOptions, BasicNackOptions};
 use lapin::types::FieldTable;
 use smsgate_shared::domain::RecipientStatus;
-use smsgate_shared::queue::{routing, with_attempt, OutgoingMessage, OutboundJob, RecipientUpdate, StatusEvent};
+use smsgate_shared::queue::{
+    routing, with_attempt, OutboundJob, OutgoingMessage, RecipientUpdate, StatusEvent,
+};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, info_span, warn, Instrument};
@@ -47,7 +49,11 @@ enum Disposition {
 pub type ResultSender = mpsc::UnboundedSender<Completed>;
 
 /// Runs until every sender is dropped, then flushes what is left and returns.
-pub async fn run(ctx: Arc<Context>, mut results: mpsc::UnboundedReceiver<Completed>, kill: CancellationToken) {
+pub async fn run(
+    ctx: Arc<Context>,
+    mut results: mpsc::UnboundedReceiver<Completed>,
+    kill: CancellationToken,
+) {
     let max = ctx.settings.batch_size.max(1);
     while let Some(first) = results.recv().await {
         let mut batch = vec![first];
@@ -98,7 +104,10 @@ fn decide(ctx: &Context, completed: &Completed) -> Disposition {
     match &completed.verdict {
         GatewayVerdict::Sent { .. } | GatewayVerdict::Permanent { .. } => Disposition::Record,
         GatewayVerdict::Transient { error, retry_after } => {
-            match ctx.retry_policy.after_failure(completed.attempt, *retry_after) {
+            match ctx
+                .retry_policy
+                .after_failure(completed.attempt, *retry_after)
+            {
                 NextStep::RetryIn { step, attempt } => Disposition::Retry { step, attempt },
                 NextStep::GiveUp => Disposition::Dead {
                     reason: format!("gave up after {} attempts: {error}", completed.attempt),
@@ -168,8 +177,16 @@ struct Changes {
     messages: Vec<repo::MessageProgress>,
 }
 
-async fn commit(ctx: &Context, batch: &[Completed], dispositions: &[Disposition]) -> Result<Changes, sqlx::Error> {
-    let rows: Vec<ResultRow> = batch.iter().zip(dispositions).map(|(c, d)| result_row(c, d)).collect();
+async fn commit(
+    ctx: &Context,
+    batch: &[Completed],
+    dispositions: &[Disposition],
+) -> Result<Changes, sqlx::Error> {
+    let rows: Vec<ResultRow> = batch
+        .iter()
+        .zip(dispositions)
+        .map(|(c, d)| result_row(c, d))
+        .collect();
     let mut message_ids: Vec<i64> = batch.iter().map(|c| c.job.message_id()).collect();
     message_ids.sort_unstable();
     message_ids.dedup();
@@ -178,7 +195,8 @@ async fn commit(ctx: &Context, batch: &[Completed], dispositions: &[Disposition]
     repo::lock_messages(&mut tx, &message_ids).await?;
     let changed = repo::update_recipients(&mut tx, &rows).await?;
 
-    let mut deltas: BTreeMap<i64, (i32, i32)> = message_ids.iter().map(|id| (*id, (0, 0))).collect();
+    let mut deltas: BTreeMap<i64, (i32, i32)> =
+        message_ids.iter().map(|id| (*id, (0, 0))).collect();
     for recipient in &changed {
         let delta = deltas.entry(recipient.message_id).or_default();
         match recipient.status {
@@ -218,12 +236,19 @@ async fn commit(ctx: &Context, batch: &[Completed], dispositions: &[Disposition]
         .collect();
     repo::insert_dead_letters(&mut tx, &dead).await?;
     tx.commit().await?;
-    Ok(Changes { recipients: changed, messages })
+    Ok(Changes {
+        recipients: changed,
+        messages,
+    })
 }
 
 /// Publishes retries to their step's exchange and exhausted jobs to the dead queue, with
 /// confirms. False if any publish failed.
-async fn route_retries_and_dead(ctx: &Context, batch: &[Completed], dispositions: &[Disposition]) -> bool {
+async fn route_retries_and_dead(
+    ctx: &Context,
+    batch: &[Completed],
+    dispositions: &[Disposition],
+) -> bool {
     let mut by_exchange: BTreeMap<String, Vec<OutgoingMessage>> = BTreeMap::new();
     for (completed, disposition) in batch.iter().zip(dispositions) {
         let (exchange, routing_key, headers) = match disposition {
@@ -240,14 +265,22 @@ async fn route_retries_and_dead(ctx: &Context, batch: &[Completed], dispositions
                 with_attempt(completed.headers.as_ref(), completed.attempt),
             ),
         };
-        by_exchange.entry(exchange).or_default().push(OutgoingMessage {
-            routing_key,
-            payload: completed.payload.clone(),
-            headers,
-        });
+        by_exchange
+            .entry(exchange)
+            .or_default()
+            .push(OutgoingMessage {
+                routing_key,
+                payload: completed.payload.clone(),
+                headers,
+            });
     }
     for (exchange, messages) in by_exchange {
-        if let Err(e) = ctx.broker.publisher(exchange.clone()).publish_all(messages).await {
+        if let Err(e) = ctx
+            .broker
+            .publisher(exchange.clone())
+            .publish_all(messages)
+            .await
+        {
             warn!(error = %e, exchange, "could not route jobs for retry");
             return false;
         }
@@ -263,12 +296,15 @@ fn publish_events(ctx: &Context, changes: Changes) {
     }
     let mut updates: HashMap<i64, Vec<RecipientUpdate>> = HashMap::new();
     for r in changes.recipients {
-        updates.entry(r.message_id).or_default().push(RecipientUpdate {
-            recipient_id: r.id,
-            status: r.status,
-            attempts: r.attempts,
-            error: r.last_error,
-        });
+        updates
+            .entry(r.message_id)
+            .or_default()
+            .push(RecipientUpdate {
+                recipient_id: r.id,
+                status: r.status,
+                attempts: r.attempts,
+                error: r.last_error,
+            });
     }
     let messages: Vec<OutgoingMessage> = changes
         .messages
@@ -282,7 +318,11 @@ fn publish_events(ctx: &Context, changes: Changes) {
                 failed: i64::from(m.failed_count),
                 recipients: updates.remove(&m.id).unwrap_or_default(),
             };
-            OutgoingMessage { routing_key: routing::status(m.id), payload: event.to_json(), headers: FieldTable::default() }
+            OutgoingMessage {
+                routing_key: routing::status(m.id),
+                payload: event.to_json(),
+                headers: FieldTable::default(),
+            }
         })
         .collect();
     let publisher = ctx.broker.publisher(ctx.names.events_exchange());

@@ -16,7 +16,10 @@ pub struct ConfigError {
 
 impl ConfigError {
     pub fn new(key: &'static str, problem: impl Into<String>) -> Self {
-        ConfigError { key, problem: problem.into() }
+        ConfigError {
+            key,
+            problem: problem.into(),
+        }
     }
 }
 
@@ -65,7 +68,9 @@ pub fn parse_duration(raw: &str) -> Result<Duration, String> {
     let raw = raw.trim();
     let split = raw.find(|c: char| !c.is_ascii_digit()).unwrap_or(raw.len());
     let (number, unit) = raw.split_at(split);
-    let n: u64 = number.parse().map_err(|_| format!("`{raw}` is not a duration like 5s"))?;
+    let n: u64 = number
+        .parse()
+        .map_err(|_| format!("`{raw}` is not a duration like 5s"))?;
     match unit.trim() {
         "ms" => Ok(Duration::from_millis(n)),
         "" | "s" => Ok(Duration::from_secs(n)),
@@ -76,7 +81,10 @@ pub fn parse_duration(raw: &str) -> Result<Duration, String> {
 }
 
 /// A comma-separated list of durations, e.g. the retry schedule `5s,30s,2m,10m`.
-pub fn duration_list_or(key: &'static str, default: &[Duration]) -> Result<Vec<Duration>, ConfigError> {
+pub fn duration_list_or(
+    key: &'static str,
+    default: &[Duration],
+) -> Result<Vec<Duration>, ConfigError> {
     match var(key) {
         None => Ok(default.to_vec()),
         Some(raw) => raw
@@ -107,7 +115,10 @@ impl AppEnv {
         match var("APP_ENV").map(|v| v.to_ascii_lowercase()).as_deref() {
             None | Some("development") | Some("dev") => Ok(AppEnv::Development),
             Some("production") | Some("prod") => Ok(AppEnv::Production),
-            Some(other) => Err(ConfigError::new("APP_ENV", format!("`{other}` is neither development nor production"))),
+            Some(other) => Err(ConfigError::new(
+                "APP_ENV",
+                format!("`{other}` is neither development nor production"),
+            )),
         }
     }
 }
@@ -136,11 +147,20 @@ impl QueueSettings {
     pub fn from_env() -> Result<QueueSettings, ConfigError> {
         let retry_schedule = duration_list_or("RETRY_SCHEDULE", &default_retry_schedule())?;
         if retry_schedule.is_empty() || retry_schedule.iter().any(Duration::is_zero) {
-            return Err(ConfigError::new("RETRY_SCHEDULE", "needs at least one non-zero delay"));
+            return Err(ConfigError::new(
+                "RETRY_SCHEDULE",
+                "needs at least one non-zero delay",
+            ));
         }
         let prefix = string_or("QUEUE_PREFIX", "smsgate");
-        if !prefix.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
-            return Err(ConfigError::new("QUEUE_PREFIX", "only letters, digits, `-` and `_` are allowed"));
+        if !prefix
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        {
+            return Err(ConfigError::new(
+                "QUEUE_PREFIX",
+                "only letters, digits, `-` and `_` are allowed",
+            ));
         }
         Ok(QueueSettings {
             amqp_url: string_or("AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/%2f"),

@@ -31,24 +31,36 @@ impl Drop for TelemetryGuard {
 pub fn init(service_name: &'static str) -> TelemetryGuard {
     opentelemetry::global::set_text_map_propagator(TraceContextPropagator::new());
     let provider = TracerProvider::builder()
-        .with_resource(opentelemetry_sdk::Resource::new([opentelemetry::KeyValue::new(
-            "service.name",
-            service_name,
-        )]))
+        .with_resource(opentelemetry_sdk::Resource::new([
+            opentelemetry::KeyValue::new("service.name", service_name),
+        ]))
         .build();
     let tracer = provider.tracer(service_name);
     // Each layer filters on its own: RUST_LOG quiets the logs, but spans still reach the
     // OpenTelemetry layer, so `traceparent` propagation never depends on the log level.
-    let log_filter = || EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let log_filter =
+        || EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     let otel = tracing_opentelemetry::layer()
         .with_tracer(tracer)
         .with_filter(tracing_subscriber::filter::LevelFilter::INFO);
     let json = crate::config::var("LOG_FORMAT").is_some_and(|f| f == "json");
     let registry = tracing_subscriber::registry().with(otel);
     let _ = if json {
-        registry.with(tracing_subscriber::fmt::layer().json().with_filter(log_filter())).try_init()
+        registry
+            .with(
+                tracing_subscriber::fmt::layer()
+                    .json()
+                    .with_filter(log_filter()),
+            )
+            .try_init()
     } else {
-        registry.with(tracing_subscriber::fmt::layer().compact().with_filter(log_filter())).try_init()
+        registry
+            .with(
+                tracing_subscriber::fmt::layer()
+                    .compact()
+                    .with_filter(log_filter()),
+            )
+            .try_init()
     };
     TelemetryGuard { provider }
 }
@@ -57,7 +69,10 @@ struct HeaderInjector<'a>(&'a mut FieldTable);
 
 impl Injector for HeaderInjector<'_> {
     fn set(&mut self, key: &str, value: String) {
-        self.0.insert(ShortString::from(key.to_owned()), AMQPValue::LongString(value.into()));
+        self.0.insert(
+            ShortString::from(key.to_owned()),
+            AMQPValue::LongString(value.into()),
+        );
     }
 }
 

@@ -32,7 +32,11 @@ pub struct TestOptions {
 impl Default for TestOptions {
     fn default() -> Self {
         TestOptions {
-            retry_schedule: vec![Duration::from_millis(300), Duration::from_millis(600), Duration::from_millis(900)],
+            retry_schedule: vec![
+                Duration::from_millis(300),
+                Duration::from_millis(600),
+                Duration::from_millis(900),
+            ],
             start_dispatcher: true,
             api_amqp_url: None,
             api_database_url: None,
@@ -41,16 +45,20 @@ impl Default for TestOptions {
 }
 
 pub fn test_database_server_url() -> String {
-    std::env::var("TEST_DATABASE_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
+    std::env::var("TEST_DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
 }
 
 pub fn test_amqp_url() -> String {
-    std::env::var("TEST_AMQP_URL").unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:5672/%2f".into())
+    std::env::var("TEST_AMQP_URL")
+        .unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:5672/%2f".into())
 }
 
 /// Replaces the database name in a PostgreSQL URL.
 pub fn with_database(url: &str, name: &str) -> String {
-    let (base, query) = url.split_once('?').map_or((url, None), |(b, q)| (b, Some(q)));
+    let (base, query) = url
+        .split_once('?')
+        .map_or((url, None), |(b, q)| (b, Some(q)));
     let base = base.rsplit_once('/').map_or(base, |(head, _)| head);
     match query {
         Some(q) => format!("{base}/{name}?{q}"),
@@ -83,16 +91,25 @@ impl TestApp {
         let suffix: u64 = rand::thread_rng().gen();
         let (db_name, database_url) = create_database(suffix).await;
         let prefix = format!("t{suffix:016x}");
-        let mock = MockHkt::spawn("127.0.0.1:0").await.expect("start the mock gateway");
+        let mock = MockHkt::spawn("127.0.0.1:0")
+            .await
+            .expect("start the mock gateway");
 
         let mut api_settings = ApiSettings::for_tests(
-            options.api_database_url.as_ref().map_or(&database_url, |u| u),
+            options
+                .api_database_url
+                .as_ref()
+                .map_or(&database_url, |u| u),
             options.api_amqp_url.as_deref().unwrap_or(&test_amqp_url()),
             &prefix,
         );
         api_settings.queue.retry_schedule = options.retry_schedule.clone();
-        let api = smsgate_api::start(api_settings).await.expect("start the API");
-        let db = PgPool::connect(&database_url).await.expect("connect to the test database");
+        let api = smsgate_api::start(api_settings)
+            .await
+            .expect("start the API");
+        let db = PgPool::connect(&database_url)
+            .await
+            .expect("connect to the test database");
         let base_url = format!("http://{}", api.addr);
         let mut app = TestApp {
             api: Some(api),
@@ -115,14 +132,20 @@ impl TestApp {
     }
 
     pub fn dispatcher_settings(&self) -> DispatcherSettings {
-        let mut settings =
-            DispatcherSettings::for_tests(&self.database_url, &test_amqp_url(), &self.prefix, &self.mock.gateway_url());
+        let mut settings = DispatcherSettings::for_tests(
+            &self.database_url,
+            &test_amqp_url(),
+            &self.prefix,
+            &self.mock.gateway_url(),
+        );
         settings.queue.retry_schedule = self.options.retry_schedule.clone();
         settings
     }
 
     pub async fn start_dispatcher(&mut self) {
-        let dispatcher = smsgate_dispatcher::start(self.dispatcher_settings()).await.expect("start the dispatcher");
+        let dispatcher = smsgate_dispatcher::start(self.dispatcher_settings())
+            .await
+            .expect("start the dispatcher");
         self.dispatcher = Some(dispatcher);
     }
 
@@ -140,17 +163,29 @@ impl TestApp {
     /// Logs in through the API and returns the access token.
     pub async fn login(&self, username: &str, password: &str) -> String {
         let (status, body) = self
-            .request(reqwest::Method::POST, "/api/auth/login", None, Some(json!({"username": username, "password": password})))
+            .request(
+                reqwest::Method::POST,
+                "/api/auth/login",
+                None,
+                Some(json!({"username": username, "password": password})),
+            )
             .await;
         assert_eq!(status, StatusCode::OK, "login failed: {body}");
-        body["access_token"].as_str().expect("access_token").to_owned()
+        body["access_token"]
+            .as_str()
+            .expect("access_token")
+            .to_owned()
     }
 
     /// Creates a user directly (the admin API is a later issue) and returns (id, API token).
     pub async fn create_user(&self, username: &str, password: &str) -> (i64, String) {
         let hash = smsgate_api::auth::hash_password(password).unwrap();
-        let id = smsgate_api::auth::repo::insert_user(&self.db, username, &hash, false, false).await.unwrap();
-        let token = smsgate_api::auth::service::issue_api_token(&self.db, id, "test").await.unwrap();
+        let id = smsgate_api::auth::repo::insert_user(&self.db, username, &hash, false, false)
+            .await
+            .unwrap();
+        let token = smsgate_api::auth::service::issue_api_token(&self.db, id, "test")
+            .await
+            .unwrap();
         (id, token)
     }
 
@@ -162,7 +197,10 @@ impl TestApp {
         token: Option<&str>,
         body: Option<Value>,
     ) -> (StatusCode, Value) {
-        let mut req = self.http.request(method, self.url(path)).timeout(Duration::from_secs(30));
+        let mut req = self
+            .http
+            .request(method, self.url(path))
+            .timeout(Duration::from_secs(30));
         if let Some(token) = token {
             req = req.bearer_auth(token);
         }
@@ -172,27 +210,42 @@ impl TestApp {
         let response = req.send().await.expect("request sent");
         let status = response.status();
         let bytes = response.bytes().await.unwrap_or_default();
-        (status, serde_json::from_slice(&bytes).unwrap_or(Value::Null))
+        (
+            status,
+            serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+        )
     }
 
     pub async fn post(&self, path: &str, body: Value) -> (StatusCode, Value) {
-        self.request(reqwest::Method::POST, path, Some(&self.token), Some(body)).await
+        self.request(reqwest::Method::POST, path, Some(&self.token), Some(body))
+            .await
     }
 
     pub async fn get(&self, path: &str) -> (StatusCode, Value) {
-        self.request(reqwest::Method::GET, path, Some(&self.token), None).await
+        self.request(reqwest::Method::GET, path, Some(&self.token), None)
+            .await
     }
 
     /// `POST /api/sms`; asserts 202 and returns the message id.
     pub async fn send_sms(&self, recipient: &str, content: &str) -> i64 {
-        let (status, body) = self.post("/api/sms", json!({"recipient": recipient, "content": content})).await;
+        let (status, body) = self
+            .post(
+                "/api/sms",
+                json!({"recipient": recipient, "content": content}),
+            )
+            .await;
         assert_eq!(status, StatusCode::ACCEPTED, "send failed: {body}");
         body["data"]["id"].as_i64().unwrap()
     }
 
     /// `POST /api/sms/send-bulk`; asserts 202 and returns the message id.
     pub async fn send_bulk(&self, recipients: &[String], content: &str) -> i64 {
-        let (status, body) = self.post("/api/sms/send-bulk", json!({"recipients": recipients, "content": content})).await;
+        let (status, body) = self
+            .post(
+                "/api/sms/send-bulk",
+                json!({"recipients": recipients, "content": content}),
+            )
+            .await;
         assert_eq!(status, StatusCode::ACCEPTED, "bulk failed: {body}");
         body["data"]["id"].as_i64().unwrap()
     }
@@ -212,18 +265,23 @@ impl TestApp {
             if ["sent", "failed", "partial"].contains(&message["status"].as_str().unwrap_or("")) {
                 return message;
             }
-            assert!(tokio::time::Instant::now() < until, "message {id} not final in {deadline:?}: {message}");
+            assert!(
+                tokio::time::Instant::now() < until,
+                "message {id} not final in {deadline:?}: {message}"
+            );
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
 
     /// Every recipient row of a message, straight from the database: (status, attempts).
     pub async fn recipient_rows(&self, message_id: i64) -> Vec<(String, String, i32)> {
-        sqlx::query_as("SELECT phone, status, attempts FROM recipients WHERE message_id = $1 ORDER BY id")
-            .bind(message_id)
-            .fetch_all(&self.db)
-            .await
-            .unwrap()
+        sqlx::query_as(
+            "SELECT phone, status, attempts FROM recipients WHERE message_id = $1 ORDER BY id",
+        )
+        .bind(message_id)
+        .fetch_all(&self.db)
+        .await
+        .unwrap()
     }
 
     pub async fn dead_letter_count(&self, message_id: i64) -> i64 {
@@ -252,8 +310,13 @@ impl TestApp {
 pub async fn create_database(suffix: u64) -> (String, String) {
     let db_name = format!("smsgate_test_{suffix:016x}");
     let server_url = test_database_server_url();
-    let mut admin = PgConnection::connect(&server_url).await.expect("connect to the test PostgreSQL server");
-    sqlx::query(&format!("CREATE DATABASE {db_name}")).execute(&mut admin).await.expect("create test database");
+    let mut admin = PgConnection::connect(&server_url)
+        .await
+        .expect("connect to the test PostgreSQL server");
+    sqlx::query(&format!("CREATE DATABASE {db_name}"))
+        .execute(&mut admin)
+        .await
+        .expect("create test database");
     let url = with_database(&server_url, &db_name);
     (db_name, url)
 }
@@ -261,11 +324,15 @@ pub async fn create_database(suffix: u64) -> (String, String) {
 /// Drops a test database, closing any connection left on it.
 pub async fn drop_database(db_name: &str) {
     if let Ok(mut admin) = PgConnection::connect(&test_database_server_url()).await {
-        let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {db_name} WITH (FORCE)")).execute(&mut admin).await;
+        let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {db_name} WITH (FORCE)"))
+            .execute(&mut admin)
+            .await;
     }
 }
 
 /// `n` distinct valid Hong Kong numbers, `prefix` making them distinct across calls.
 pub fn numbers(n: usize, prefix: u32) -> Vec<String> {
-    (0..n).map(|i| format!("{:04}{:04}", prefix % 10_000, i % 10_000)).collect()
+    (0..n)
+        .map(|i| format!("{:04}{:04}", prefix % 10_000, i % 10_000))
+        .collect()
 }

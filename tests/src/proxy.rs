@@ -32,7 +32,9 @@ impl CuttableProxy {
                 }
                 let mut cut = accept_generation.subscribe();
                 tokio::spawn(async move {
-                    let Ok(mut outbound) = TcpStream::connect(target).await else { return };
+                    let Ok(mut outbound) = TcpStream::connect(target).await else {
+                        return;
+                    };
                     tokio::select! {
                         _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound) => {}
                         _ = cut.changed() => {}
@@ -40,7 +42,12 @@ impl CuttableProxy {
                 });
             }
         });
-        Ok(CuttableProxy { addr, up, generation, task })
+        Ok(CuttableProxy {
+            addr,
+            up,
+            generation,
+            task,
+        })
     }
 
     pub fn addr(&self) -> SocketAddr {

@@ -23,7 +23,11 @@ pub fn hash_password(password: &str) -> anyhow::Result<String> {
 /// True when `password` matches the stored PHC hash. A malformed hash never matches.
 pub fn verify_password(password: &str, stored_hash: &str) -> bool {
     PasswordHash::new(stored_hash)
-        .map(|parsed| Argon2::default().verify_password(password.as_bytes(), &parsed).is_ok())
+        .map(|parsed| {
+            Argon2::default()
+                .verify_password(password.as_bytes(), &parsed)
+                .is_ok()
+        })
         .unwrap_or(false)
 }
 
@@ -41,7 +45,11 @@ impl ApiToken {
     pub fn generate() -> ApiToken {
         let mut bytes = [0u8; 32];
         rand::thread_rng().fill_bytes(&mut bytes);
-        let plain = format!("{}{}", Self::PREFIX, base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes));
+        let plain = format!(
+            "{}{}",
+            Self::PREFIX,
+            base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+        );
         let hash = Self::hash(&plain);
         ApiToken { plain, hash }
     }
@@ -89,7 +97,11 @@ impl JwtKeys {
             iat: now.timestamp(),
             exp: (now + self.lifetime).timestamp(),
         };
-        Ok(jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)?)
+        Ok(jsonwebtoken::encode(
+            &Header::new(Algorithm::HS256),
+            &claims,
+            &self.encoding,
+        )?)
     }
 
     /// The user id of a valid, unexpired token signed with our key; `None` otherwise.

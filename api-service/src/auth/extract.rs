@@ -21,7 +21,10 @@ impl std::ops::Deref for AuthUser {
 impl FromRequestParts<AppState> for AuthUser {
     type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
         let token = bearer_token(parts).ok_or(ApiError::Unauthorized {
             code: "UNAUTHORIZED",
             message: "Authentication required: send `Authorization: Bearer <token>` or `X-API-Key`",
@@ -37,10 +40,21 @@ fn bearer_token(parts: &Parts) -> Option<&str> {
         .headers
         .get(axum::http::header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
+        .and_then(|v| {
+            v.strip_prefix("Bearer ")
+                .or_else(|| v.strip_prefix("bearer "))
+        })
         .map(str::trim);
-    let from_api_key = || parts.headers.get("x-api-key").and_then(|v| v.to_str().ok()).map(str::trim);
-    from_authorization.or_else(from_api_key).filter(|t| !t.is_empty())
+    let from_api_key = || {
+        parts
+            .headers
+            .get("x-api-key")
+            .and_then(|v| v.to_str().ok())
+            .map(str::trim)
+    };
+    from_authorization
+        .or_else(from_api_key)
+        .filter(|t| !t.is_empty())
 }
 
 impl From<AuthError> for ApiError {
@@ -54,7 +68,10 @@ impl From<AuthError> for ApiError {
                 code: "INVALID_TOKEN",
                 message: "The token is invalid, revoked or expired",
             },
-            AuthError::Disabled => ApiError::Forbidden { code: "ACCOUNT_DISABLED", message: "This account is disabled" },
+            AuthError::Disabled => ApiError::Forbidden {
+                code: "ACCOUNT_DISABLED",
+                message: "This account is disabled",
+            },
             AuthError::Database(e) => e.into(),
             AuthError::Internal(e) => ApiError::Internal(e),
         }

@@ -25,7 +25,10 @@ pub struct TokenOwnerRow {
     pub is_active: bool,
 }
 
-pub async fn find_user_by_username(db: &PgPool, username: &str) -> Result<Option<UserRow>, sqlx::Error> {
+pub async fn find_user_by_username(
+    db: &PgPool,
+    username: &str,
+) -> Result<Option<UserRow>, sqlx::Error> {
     sqlx::query_as(
         "SELECT id, username, password_hash, is_admin, is_active, must_change_password
          FROM users WHERE lower(username) = lower($1)",
@@ -45,7 +48,10 @@ pub async fn find_user_by_id(db: &PgPool, id: i64) -> Result<Option<UserRow>, sq
     .await
 }
 
-pub async fn find_token_owner(db: &PgPool, token_hash: &[u8]) -> Result<Option<TokenOwnerRow>, sqlx::Error> {
+pub async fn find_token_owner(
+    db: &PgPool,
+    token_hash: &[u8],
+) -> Result<Option<TokenOwnerRow>, sqlx::Error> {
     sqlx::query_as(
         "SELECT t.id AS token_id, t.last_used_at, u.id AS user_id, u.username, u.is_admin, u.is_active
          FROM api_tokens t JOIN users u ON u.id = t.user_id
@@ -65,7 +71,9 @@ pub async fn touch_token(db: &PgPool, token_id: i64) -> Result<(), sqlx::Error> 
 }
 
 pub async fn count_users(db: &PgPool) -> Result<i64, sqlx::Error> {
-    sqlx::query_scalar("SELECT count(*) FROM users").fetch_one(db).await
+    sqlx::query_scalar("SELECT count(*) FROM users")
+        .fetch_one(db)
+        .await
 }
 
 pub async fn insert_user(
@@ -87,13 +95,20 @@ pub async fn insert_user(
     .await
 }
 
-pub async fn insert_api_token(db: &PgPool, user_id: i64, token_hash: &[u8], label: &str) -> Result<i64, sqlx::Error> {
-    sqlx::query_scalar("INSERT INTO api_tokens (user_id, token_hash, label) VALUES ($1, $2, $3) RETURNING id")
-        .bind(user_id)
-        .bind(token_hash)
-        .bind(label)
-        .fetch_one(db)
-        .await
+pub async fn insert_api_token(
+    db: &PgPool,
+    user_id: i64,
+    token_hash: &[u8],
+    label: &str,
+) -> Result<i64, sqlx::Error> {
+    sqlx::query_scalar(
+        "INSERT INTO api_tokens (user_id, token_hash, label) VALUES ($1, $2, $3) RETURNING id",
+    )
+    .bind(user_id)
+    .bind(token_hash)
+    .bind(label)
+    .fetch_one(db)
+    .await
 }
 
 pub async fn insert_audit(
@@ -103,12 +118,14 @@ pub async fn insert_audit(
     target: &str,
     details: serde_json::Value,
 ) -> Result<(), sqlx::Error> {
-    sqlx::query("INSERT INTO audit_log (actor_id, action, target, details) VALUES ($1, $2, $3, $4)")
-        .bind(actor_id)
-        .bind(action)
-        .bind(target)
-        .bind(details)
-        .execute(db)
-        .await?;
+    sqlx::query(
+        "INSERT INTO audit_log (actor_id, action, target, details) VALUES ($1, $2, $3, $4)",
+    )
+    .bind(actor_id)
+    .bind(action)
+    .bind(target)
+    .bind(details)
+    .execute(db)
+    .await?;
     Ok(())
 }

@@ -27,7 +27,14 @@ struct LoginResponse {
     expires_in: i64,
 }
 
-async fn log_in(State(app): State<AppState>, ApiJson(req): ApiJson<LoginRequest>) -> Result<Json<LoginResponse>, ApiError> {
+async fn log_in(
+    State(app): State<AppState>,
+    ApiJson(req): ApiJson<LoginRequest>,
+) -> Result<Json<LoginResponse>, ApiError> {
     let login = service::login(&app.db, &app.jwt, &req.username, &req.password).await?;
-    Ok(Json(LoginResponse { access_token: login.access_token, token_type: "Bearer", expires_in: login.expires_in }))
+    Ok(Json(LoginResponse {
+        access_token: login.access_token,
+        token_type: "Bearer",
+        expires_in: login.expires_in,
+    }))
 }

@@ -44,9 +44,17 @@ pub struct Login {
 /// Checks a username and password and issues a JWT. Unknown users cost the same argon2
 /// work as wrong passwords, so response time does not reveal which usernames exist.
 #[tracing::instrument(name = "auth.login", skip_all)]
-pub async fn login(db: &PgPool, keys: &JwtKeys, username: &str, password: &str) -> Result<Login, AuthError> {
+pub async fn login(
+    db: &PgPool,
+    keys: &JwtKeys,
+    username: &str,
+    password: &str,
+) -> Result<Login, AuthError> {
     let user = repo::find_user_by_username(db, username).await?;
-    let stored = user.as_ref().map(|u| u.password_hash.clone()).unwrap_or_else(|| DUMMY_HASH.to_owned());
+    let stored = user
+        .as_ref()
+        .map(|u| u.password_hash.clone())
+        .unwrap_or_else(|| DUMMY_HASH.to_owned());
     let password = password.to_owned();
     let matches = tokio::task::spawn_blocking(move || verify_password(&password, &stored))
         .await
@@ -62,7 +70,11 @@ pub async fn login(db: &PgPool, keys: &JwtKeys, username: &str, password: &str) 
     Ok(Login {
         access_token,
         expires_in: keys.lifetime.num_seconds(),
-        user: Caller { id: user.id, username: user.username, is_admin: user.is_admin },
+        user: Caller {
+            id: user.id,
+            username: user.username,
+            is_admin: user.is_admin,
+        },
     })
 }
 
@@ -75,18 +87,29 @@ const DUMMY_HASH: &str = "$argon2id$v=19$m=19456,t=2,p=1$c29tZXNhbHRzb21lc2FsdA$
 pub async fn authenticate(db: &PgPool, keys: &JwtKeys, token: &str) -> Result<Caller, AuthError> {
     if looks_like_jwt(token) {
         let user_id = keys.verify(token).ok_or(AuthError::InvalidToken)?;
-        let user = repo::find_user_by_id(db, user_id).await?.ok_or(AuthError::InvalidToken)?;
+        let user = repo::find_user_by_id(db, user_id)
+            .await?
+            .ok_or(AuthError::InvalidToken)?;
         if !user.is_active {
             return Err(AuthError::Disabled);
         }
-        return Ok(Caller { id: user.id, username: user.username, is_admin: user.is_admin });
+        return Ok(Caller {
+            id: user.id,
+            username: user.username,
+            is_admin: user.is_admin,
+        });
     }
-    let owner = repo::find_token_owner(db, &ApiToken::hash(token)).await?.ok_or(AuthError::InvalidToken)?;
+    let owner = repo::find_token_owner(db, &ApiToken::hash(token))
+        .await?
+        .ok_or(AuthError::InvalidToken)?;
     if !owner.is_active {
         return Err(AuthError::Disabled);
     }
     // Record usage at most once a minute per token, off the request path.
-    if owner.last_used_at.is_none_or(|at| Utc::now() - at > chrono::Duration::minutes(1)) {
+    if owner
+        .last_used_at
+        .is_none_or(|at| Utc::now() - at > chrono::Duration::minutes(1))
+    {
         let db = db.clone();
         tokio::spawn(async move {
             if let Err(e) = repo::touch_token(&db, owner.token_id).await {
@@ -94,7 +117,11 @@ pub async fn authenticate(db: &PgPool, keys: &JwtKeys, token: &str) -> Result<Ca
             }
         });
     }
-    Ok(Caller { id: owner.user_id, username: owner.username, is_admin: owner.is_admin })
+    Ok(Caller {
+        id: owner.user_id,
+        username: owner.username,
+        is_admin: owner.is_admin,
+    })
 }
 
 /// Issues a new API token for `user_id`; the plain text is returned once and never stored.
@@ -117,13 +144,19 @@ pub enum DefaultAdmin {
 
 /// On first start (no users at all) creates the `SMSadmin` admin. Safe to call from
 /// several instances starting together: the unique username index lets only one win.
-pub async fn ensure_default_admin(db: &PgPool, configured_password: Option<&str>) -> Result<DefaultAdmin, AuthError> {
+pub async fn ensure_default_admin(
+    db: &PgPool,
+    configured_password: Option<&str>,
+) -> Result<DefaultAdmin, AuthError> {
     if repo::count_users(db).await? > 0 {
         return Ok(DefaultAdmin::AlreadyProvisioned);
     }
     let (password, generated) = match configured_password {
         Some(p) => (p.to_owned(), false),
-        None => (ApiToken::generate().plain.trim_start_matches("sgk_")[..16].to_owned(), true),
+        None => (
+            ApiToken::generate().plain.trim_start_matches("sgk_")[..16].to_owned(),
+            true,
+        ),
     };
     let to_hash = password.clone();
     let hash = tokio::task::spawn_blocking(move || hash_password(&to_hash))
@@ -131,7 +164,14 @@ pub async fn ensure_default_admin(db: &PgPool, configured_password: Option<&str>
         .map_err(|e| anyhow::anyhow!("hashing task failed: {e}"))??;
     match repo::insert_user(db, DEFAULT_ADMIN, &hash, true, generated).await {
         Ok(id) => {
-            repo::insert_audit(db, None, "user.create", &format!("user:{id}"), serde_json::json!({"username": DEFAULT_ADMIN, "reason": "first start"})).await?;
+            repo::insert_audit(
+                db,
+                None,
+                "user.create",
+                &format!("user:{id}"),
+                serde_json::json!({"username": DEFAULT_ADMIN, "reason": "first start"}),
+            )
+            .await?;
             info!(user.id = id, "created the default admin {DEFAULT_ADMIN}");
             Ok(if generated {
                 DefaultAdmin::CreatedWithGeneratedPassword(password)
@@ -139,7 +179,9 @@ pub async fn ensure_default_admin(db: &PgPool, configured_password: Option<&str>
                 DefaultAdmin::CreatedWithConfiguredPassword
             })
         }
-        Err(sqlx::Error::Database(e)) if e.is_unique_violation() => Ok(DefaultAdmin::AlreadyProvisioned),
+        Err(sqlx::Error::Database(e)) if e.is_unique_violation() => {
+            Ok(DefaultAdmin::AlreadyProvisioned)
+        }
         Err(e) => Err(e.into()),
     }
 }

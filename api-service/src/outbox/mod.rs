@@ -15,8 +15,8 @@ use std::time::Duration;
 use smsgate_shared::config::QueueSettings;
 use smsgate_shared::domain::{MessageBody, PhoneNumber};
 use smsgate_shared::queue::{
-    declare_topology, routing, Broker, BrokerError, ConfirmedPublisher, JobHeaders, Names, OutboundJob,
-    OutgoingMessage,
+    declare_topology, job_headers, routing, Broker, BrokerError, ConfirmedPublisher, Names,
+    OutboundJob, OutgoingMessage,
 };
 use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
@@ -89,14 +89,18 @@ impl Outbox {
         );
     }
 
-    async fn publish_and_mark(&self, message_id: i64, jobs: Vec<OutboundJob>) -> Result<(), PublishError> {
+    async fn publish_and_mark(
+        &self,
+        message_id: i64,
+        jobs: Vec<OutboundJob>,
+    ) -> Result<(), PublishError> {
         self.ensure_topology().await?;
         let messages = jobs
             .iter()
             .map(|job| OutgoingMessage {
                 routing_key: routing::HKT.to_owned(),
                 payload: job.to_json(),
-                headers: JobHeaders::new(1),
+                headers: job_headers(1),
             })
             .collect();
         if let Err(e) = self.inner.publisher.publish_all(messages).await {
@@ -127,7 +131,12 @@ impl Outbox {
     /// One reconciler round: claims unmarked messages whose lease ran out and republishes
     /// their still-pending recipients. Returns how many messages it marked.
     pub async fn reconcile_once(&self) -> Result<usize, sqlx::Error> {
-        let claimed = repo::claim_unenqueued(&self.inner.db, RECONCILE_BATCH, self.inner.lease.as_secs_f64()).await?;
+        let claimed = repo::claim_unenqueued(
+            &self.inner.db,
+            RECONCILE_BATCH,
+            self.inner.lease.as_secs_f64(),
+        )
+        .await?;
         let mut marked = 0;
         for message in claimed {
             let span = info_span!("outbox.reconcile", message.id = message.id);
@@ -164,7 +173,11 @@ impl Outbox {
     }
 
     /// Runs `reconcile_once` every `interval` until `shutdown` is cancelled.
-    pub fn spawn_reconciler(&self, interval: Duration, shutdown: CancellationToken) -> tokio::task::JoinHandle<()> {
+    pub fn spawn_reconciler(
+        &self,
+        interval: Duration,
+        shutdown: CancellationToken,
+    ) -> tokio::task::JoinHandle<()> {
         let outbox = self.clone();
         tokio::spawn(async move {
             let mut ticker = tokio::time::interval(interval);
@@ -185,7 +198,10 @@ impl Outbox {
     /// Waits (up to `grace`) for background publishes to finish, for a clean shutdown.
     pub async fn drain(&self, grace: Duration) {
         self.inner.tasks.close();
-        if tokio::time::timeout(grace, self.inner.tasks.wait()).await.is_err() {
+        if tokio::time::timeout(grace, self.inner.tasks.wait())
+            .await
+            .is_err()
+        {
             warn!("shutting down with publishes in flight; the reconciler will finish them");
         }
     }

@@ -10,24 +10,32 @@ pub struct ClaimedMessage {
 
 /// Marks a message as fully enqueued and drops its lease.
 pub async fn mark_enqueued(db: &PgPool, message_id: i64) -> Result<(), sqlx::Error> {
-    sqlx::query("UPDATE messages SET enqueued_at = now(), publish_lease_until = NULL WHERE id = $1")
-        .bind(message_id)
-        .execute(db)
-        .await?;
+    sqlx::query(
+        "UPDATE messages SET enqueued_at = now(), publish_lease_until = NULL WHERE id = $1",
+    )
+    .bind(message_id)
+    .execute(db)
+    .await?;
     Ok(())
 }
 
 pub async fn release_lease(db: &PgPool, message_id: i64) -> Result<(), sqlx::Error> {
-    sqlx::query("UPDATE messages SET publish_lease_until = NULL WHERE id = $1 AND enqueued_at IS NULL")
-        .bind(message_id)
-        .execute(db)
-        .await?;
+    sqlx::query(
+        "UPDATE messages SET publish_lease_until = NULL WHERE id = $1 AND enqueued_at IS NULL",
+    )
+    .bind(message_id)
+    .execute(db)
+    .await?;
     Ok(())
 }
 
 /// Takes the lease of up to `limit` unmarked messages whose lease is free or expired.
 /// SKIP LOCKED lets several API instances reconcile at once without taking the same rows.
-pub async fn claim_unenqueued(db: &PgPool, limit: i64, lease_secs: f64) -> Result<Vec<ClaimedMessage>, sqlx::Error> {
+pub async fn claim_unenqueued(
+    db: &PgPool,
+    limit: i64,
+    lease_secs: f64,
+) -> Result<Vec<ClaimedMessage>, sqlx::Error> {
     sqlx::query_as(
         "UPDATE messages SET publish_lease_until = now() + make_interval(secs => $2)
          WHERE id IN (
@@ -45,9 +53,14 @@ pub async fn claim_unenqueued(db: &PgPool, limit: i64, lease_secs: f64) -> Resul
 }
 
 /// Recipients of a message that no result has been written for yet.
-pub async fn pending_recipients(db: &PgPool, message_id: i64) -> Result<Vec<(i64, String)>, sqlx::Error> {
-    sqlx::query_as("SELECT id, phone FROM recipients WHERE message_id = $1 AND status = 'pending' ORDER BY id")
-        .bind(message_id)
-        .fetch_all(db)
-        .await
+pub async fn pending_recipients(
+    db: &PgPool,
+    message_id: i64,
+) -> Result<Vec<(i64, String)>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT id, phone FROM recipients WHERE message_id = $1 AND status = 'pending' ORDER BY id",
+    )
+    .bind(message_id)
+    .fetch_all(db)
+    .await
 }

@@ -19,7 +19,11 @@ pub fn parse_recipients(raw: &[Value]) -> Result<Vec<PhoneNumber>, Vec<InvalidEn
             Value::String(s) => s.clone(),
             Value::Number(n) if n.is_u64() => n.to_string(),
             other => {
-                invalid.push(InvalidEntry { index, value: other.to_string(), reason: "must be a string".into() });
+                invalid.push(InvalidEntry {
+                    index,
+                    value: other.to_string(),
+                    reason: "must be a string".into(),
+                });
                 continue;
             }
         };
@@ -29,7 +33,11 @@ pub fn parse_recipients(raw: &[Value]) -> Result<Vec<PhoneNumber>, Vec<InvalidEn
                     numbers.push(number);
                 }
             }
-            Err(e) => invalid.push(InvalidEntry { index, value: text, reason: e.to_string() }),
+            Err(e) => invalid.push(InvalidEntry {
+                index,
+                value: text,
+                reason: e.to_string(),
+            }),
         }
     }
     if invalid.is_empty() {
@@ -56,7 +64,13 @@ mod tests {
 
     #[test]
     fn duplicates_collapse_across_spellings_keeping_first_order() {
-        let raw = json!(["1234 5678", "+85212345678", "12345678", "87654321", 12345678]);
+        let raw = json!([
+            "1234 5678",
+            "+85212345678",
+            "12345678",
+            "87654321",
+            12345678
+        ]);
         let numbers = parse_recipients(raw.as_array().unwrap()).unwrap();
         let e164: Vec<&str> = numbers.iter().map(|n| n.as_str()).collect();
         assert_eq!(e164, vec!["+85212345678", "+85287654321"]);

@@ -73,10 +73,16 @@ pub async fn insert_recipients(
     .await
 }
 
-const MESSAGE_COLUMNS: &str = "id, user_id, content, encoding, segments, status, total_count, sent_count, \
+const MESSAGE_COLUMNS: &str =
+    "id, user_id, content, encoding, segments, status, total_count, sent_count, \
                                failed_count, created_at, completed_at";
 
-pub async fn list_messages(db: &PgPool, user_id: i64, limit: i64, offset: i64) -> Result<Vec<MessageRow>, sqlx::Error> {
+pub async fn list_messages(
+    db: &PgPool,
+    user_id: i64,
+    limit: i64,
+    offset: i64,
+) -> Result<Vec<MessageRow>, sqlx::Error> {
     sqlx::query_as(&format!(
         "SELECT {MESSAGE_COLUMNS} FROM messages WHERE user_id = $1
          ORDER BY created_at DESC, id DESC LIMIT $2 OFFSET $3"
@@ -89,16 +95,25 @@ pub async fn list_messages(db: &PgPool, user_id: i64, limit: i64, offset: i64) -
 }
 
 pub async fn count_messages(db: &PgPool, user_id: i64) -> Result<i64, sqlx::Error> {
-    sqlx::query_scalar("SELECT count(*) FROM messages WHERE user_id = $1").bind(user_id).fetch_one(db).await
+    sqlx::query_scalar("SELECT count(*) FROM messages WHERE user_id = $1")
+        .bind(user_id)
+        .fetch_one(db)
+        .await
 }
 
 /// The message if it exists and belongs to `user_id`; another user's message is `None`.
-pub async fn find_own_message(db: &PgPool, user_id: i64, id: i64) -> Result<Option<MessageRow>, sqlx::Error> {
-    sqlx::query_as(&format!("SELECT {MESSAGE_COLUMNS} FROM messages WHERE id = $1 AND user_id = $2"))
-        .bind(id)
-        .bind(user_id)
-        .fetch_optional(db)
-        .await
+pub async fn find_own_message(
+    db: &PgPool,
+    user_id: i64,
+    id: i64,
+) -> Result<Option<MessageRow>, sqlx::Error> {
+    sqlx::query_as(&format!(
+        "SELECT {MESSAGE_COLUMNS} FROM messages WHERE id = $1 AND user_id = $2"
+    ))
+    .bind(id)
+    .bind(user_id)
+    .fetch_optional(db)
+    .await
 }
 
 pub async fn list_recipients(

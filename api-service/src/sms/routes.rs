@@ -9,9 +9,9 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use serde::{Deserialize, Serialize};
 use smsgate_shared::domain::{MessageBody, MessageBodyError, PhoneNumber};
 
+use super::parse_recipients;
 use super::repo::{MessageRow, RecipientRow};
 use super::service::{self, NewSend, Page};
-use super::parse_recipients;
 use crate::auth::AuthUser;
 use crate::error::ApiError;
 use crate::extract::{ApiJson, ApiQuery, IdPath};
@@ -35,7 +35,11 @@ struct Success<T> {
 }
 
 fn success<T>(data: T, message: Option<&'static str>) -> Json<Success<T>> {
-    Json(Success { success: true, data, message })
+    Json(Success {
+        success: true,
+        data,
+        message,
+    })
 }
 
 fn rfc3339(at: DateTime<Utc>) -> String {
@@ -44,8 +48,12 @@ fn rfc3339(at: DateTime<Utc>) -> String {
 
 fn parse_body(app: &AppState, content: &str) -> Result<MessageBody, ApiError> {
     MessageBody::parse(content, app.settings.max_segments).map_err(|e| match e {
-        MessageBodyError::Empty => ApiError::validation("EMPTY_CONTENT", "content must not be empty"),
-        too_long @ MessageBodyError::TooLong { .. } => ApiError::validation("CONTENT_TOO_LONG", too_long.to_string()),
+        MessageBodyError::Empty => {
+            ApiError::validation("EMPTY_CONTENT", "content must not be empty")
+        }
+        too_long @ MessageBodyError::TooLong { .. } => {
+            ApiError::validation("CONTENT_TOO_LONG", too_long.to_string())
+        }
     })
 }
 
@@ -74,7 +82,10 @@ async fn send_sms(
     let to = PhoneNumber::parse(&req.recipient)
         .map_err(|e| ApiError::validation("INVALID_PHONE_NUMBER", format!("recipient: {e}")))?;
     let body = parse_body(&app, &req.content)?;
-    let send = NewSend { recipients: vec![to.clone()], body };
+    let send = NewSend {
+        recipients: vec![to.clone()],
+        body,
+    };
     let accepted = service::accept(&app.db, &app.outbox, user.id, send).await?;
     let data = SentSms {
         id: accepted.id,
@@ -83,7 +94,10 @@ async fn send_sms(
         content: req.content,
         created_at: rfc3339(accepted.created_at),
     };
-    Ok((StatusCode::ACCEPTED, success(data, Some("SMS queued for sending"))))
+    Ok((
+        StatusCode::ACCEPTED,
+        success(data, Some("SMS queued for sending")),
+    ))
 }
 
 #[derive(Deserialize)]
@@ -109,17 +123,24 @@ async fn send_bulk(
 ) -> Result<(StatusCode, Json<Success<SentBulk>>), ApiError> {
     let body = parse_body(&app, &req.content)?;
     if req.recipients.is_empty() {
-        return Err(ApiError::validation("EMPTY_RECIPIENTS", "recipients must not be empty"));
+        return Err(ApiError::validation(
+            "EMPTY_RECIPIENTS",
+            "recipients must not be empty",
+        ));
     }
     let max = app.settings.max_bulk_recipients;
     if req.recipients.len() > max {
         return Err(ApiError::validation(
             "TOO_MANY_RECIPIENTS",
-            format!("{} recipients given; at most {max} per request", req.recipients.len()),
+            format!(
+                "{} recipients given; at most {max} per request",
+                req.recipients.len()
+            ),
         ));
     }
     let recipients = parse_recipients(&req.recipients).map_err(ApiError::InvalidRecipients)?;
-    let accepted = service::accept(&app.db, &app.outbox, user.id, NewSend { recipients, body }).await?;
+    let accepted =
+        service::accept(&app.db, &app.outbox, user.id, NewSend { recipients, body }).await?;
     let data = SentBulk {
         id: accepted.id,
         status: accepted.status.as_str(),
@@ -127,7 +148,10 @@ async fn send_bulk(
         content: req.content,
         created_at: rfc3339(accepted.created_at),
     };
-    Ok((StatusCode::ACCEPTED, success(data, Some("Bulk SMS queued for sending"))))
+    Ok((
+        StatusCode::ACCEPTED,
+        success(data, Some("Bulk SMS queued for sending")),
+    ))
 }
 
 #[derive(Deserialize)]
@@ -142,7 +166,10 @@ impl PageQuery {
 
     fn resolve(&self) -> (i64, i64) {
         let page = self.page.unwrap_or(1).max(1);
-        let per_page = self.per_page.unwrap_or(Self::DEFAULT_PER_PAGE).clamp(1, Self::MAX_PER_PAGE);
+        let per_page = self
+            .per_page
+            .unwrap_or(Self::DEFAULT_PER_PAGE)
+            .clamp(1, Self::MAX_PER_PAGE);
         (page, per_page)
     }
 }
@@ -214,7 +241,9 @@ async fn get_message(
     user: AuthUser,
     IdPath(id): IdPath,
 ) -> Result<Json<Success<MessageView>>, ApiError> {
-    let message = service::find_message(&app.db, user.id, id).await?.ok_or(ApiError::NotFound("Message"))?;
+    let message = service::find_message(&app.db, user.id, id)
+        .await?
+        .ok_or(ApiError::NotFound("Message"))?;
     Ok(success(message.into(), None))
 }
 

@@ -27,12 +27,23 @@ pub struct Accepted {
 /// the outbox. Returns once the rows are committed: nothing is accepted that is not durable,
 /// and publishing can't lose a recipient (the reconciler republishes what isn't confirmed).
 #[tracing::instrument(name = "sms.accept", skip_all, fields(user.id = user_id, message.id, recipients = send.recipients.len()))]
-pub async fn accept(db: &PgPool, outbox: &Outbox, user_id: i64, send: NewSend) -> Result<Accepted, sqlx::Error> {
+pub async fn accept(
+    db: &PgPool,
+    outbox: &Outbox,
+    user_id: i64,
+    send: NewSend,
+) -> Result<Accepted, sqlx::Error> {
     let total = send.recipients.len();
     let phones: Vec<&str> = send.recipients.iter().map(PhoneNumber::as_str).collect();
     let mut tx = db.begin().await?;
-    let (id, created_at) =
-        repo::insert_message(&mut tx, user_id, &send.body, total as i32, outbox.lease().as_secs_f64()).await?;
+    let (id, created_at) = repo::insert_message(
+        &mut tx,
+        user_id,
+        &send.body,
+        total as i32,
+        outbox.lease().as_secs_f64(),
+    )
+    .await?;
     let recipient_ids = repo::insert_recipients(&mut tx, id, &phones).await?;
     tx.commit().await?;
     Span::current().record("message.id", id);
@@ -40,10 +51,20 @@ pub async fn accept(db: &PgPool, outbox: &Outbox, user_id: i64, send: NewSend) -
     let jobs = recipient_ids
         .into_iter()
         .zip(send.recipients)
-        .map(|(recipient_id, to)| OutboundJob::SendV1 { recipient_id, message_id: id, to, body: send.body.clone() })
+        .map(|(recipient_id, to)| OutboundJob::SendV1 {
+            recipient_id,
+            message_id: id,
+            to,
+            body: send.body.clone(),
+        })
         .collect();
     outbox.publish_in_background(id, jobs);
-    Ok(Accepted { id, status: MessageStatus::Pending, total, created_at })
+    Ok(Accepted {
+        id,
+        status: MessageStatus::Pending,
+        total,
+        created_at,
+    })
 }
 
 /// One page of a listing, with the figures the panel's clients read.
@@ -60,15 +81,29 @@ impl<T> Page<T> {
     }
 }
 
-pub async fn list_messages(db: &PgPool, user_id: i64, page: i64, per_page: i64) -> Result<Page<MessageRow>, sqlx::Error> {
+pub async fn list_messages(
+    db: &PgPool,
+    user_id: i64,
+    page: i64,
+    per_page: i64,
+) -> Result<Page<MessageRow>, sqlx::Error> {
     let (items, total) = tokio::try_join!(
         repo::list_messages(db, user_id, per_page, (page - 1) * per_page),
         repo::count_messages(db, user_id),
     )?;
-    Ok(Page { items, total, page, per_page })
+    Ok(Page {
+        items,
+        total,
+        page,
+        per_page,
+    })
 }
 
-pub async fn find_message(db: &PgPool, user_id: i64, id: i64) -> Result<Option<MessageRow>, sqlx::Error> {
+pub async fn find_message(
+    db: &PgPool,
+    user_id: i64,
+    id: i64,
+) -> Result<Option<MessageRow>, sqlx::Error> {
     repo::find_own_message(db, user_id, id).await
 }
 
@@ -85,5 +120,13 @@ pub async fn list_recipients(
     };
     let items = repo::list_recipients(db, id, per_page, (page - 1) * per_page).await?;
     let total = i64::from(message.total_count);
-    Ok(Some((message, Page { items, total, page, per_page })))
+    Ok(Some((
+        message,
+        Page {
+            items,
+            total,
+            page,
+            per_page,
+        },
+    )))
 }

@@ -127,7 +127,10 @@ impl MessageStatus {
     pub fn is_final(&self) -> bool {
         matches!(
             self,
-            MessageStatus::Sent | MessageStatus::Failed | MessageStatus::Partial | MessageStatus::Cancelled
+            MessageStatus::Sent
+                | MessageStatus::Failed
+                | MessageStatus::Partial
+                | MessageStatus::Cancelled
         )
     }
 }
@@ -140,7 +143,10 @@ mod tests {
     fn every_status_round_trips_through_its_text() {
         for s in RecipientStatus::ALL {
             assert_eq!(s.as_str().parse::<RecipientStatus>().unwrap(), *s);
-            assert_eq!(serde_json::to_string(s).unwrap(), format!("\"{}\"", s.as_str()));
+            assert_eq!(
+                serde_json::to_string(s).unwrap(),
+                format!("\"{}\"", s.as_str())
+            );
         }
         for s in MessageStatus::ALL {
             assert_eq!(s.as_str().parse::<MessageStatus>().unwrap(), *s);

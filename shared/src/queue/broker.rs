@@ -68,14 +68,21 @@ impl Broker {
                 return Ok(conn.clone());
             }
         }
-        self.inner.confirm_channels.lock().expect("pool lock").clear();
+        self.inner
+            .confirm_channels
+            .lock()
+            .expect("pool lock")
+            .clear();
         let properties = ConnectionProperties::default()
             .with_executor(tokio_executor_trait::Tokio::current())
             .with_reactor(tokio_reactor_trait::Tokio)
             .with_connection_name("smsgate".into());
-        let conn = tokio::time::timeout(CONNECT_TIMEOUT, Connection::connect(&self.inner.url, properties))
-            .await
-            .map_err(|_| BrokerError::ConnectTimeout(CONNECT_TIMEOUT))??;
+        let conn = tokio::time::timeout(
+            CONNECT_TIMEOUT,
+            Connection::connect(&self.inner.url, properties),
+        )
+        .await
+        .map_err(|_| BrokerError::ConnectTimeout(CONNECT_TIMEOUT))??;
         let conn = Arc::new(conn);
         *slot = Some(conn.clone());
         Ok(conn)
@@ -83,7 +90,12 @@ impl Broker {
 
     /// True when a connection exists and is open (does not try to connect).
     pub async fn is_connected(&self) -> bool {
-        self.inner.connection.lock().await.as_ref().is_some_and(|c| c.status().connected())
+        self.inner
+            .connection
+            .lock()
+            .await
+            .as_ref()
+            .is_some_and(|c| c.status().connected())
     }
 
     /// A new plain channel on the current connection.
@@ -93,7 +105,11 @@ impl Broker {
 
     /// Closes the connection, if any. Unacked deliveries on it return to their queues.
     pub async fn close(&self) {
-        self.inner.confirm_channels.lock().expect("pool lock").clear();
+        self.inner
+            .confirm_channels
+            .lock()
+            .expect("pool lock")
+            .clear();
         if let Some(conn) = self.inner.connection.lock().await.take() {
             let _ = conn.close(200, "closing").await;
         }
@@ -105,19 +121,28 @@ impl Broker {
             return Ok(channel);
         }
         let channel = self.channel().await?;
-        channel.confirm_select(ConfirmSelectOptions::default()).await?;
+        channel
+            .confirm_select(ConfirmSelectOptions::default())
+            .await?;
         Ok(channel)
     }
 
     fn return_confirm_channel(&self, channel: Channel) {
         if channel.status().connected() {
-            self.inner.confirm_channels.lock().expect("pool lock").push(channel);
+            self.inner
+                .confirm_channels
+                .lock()
+                .expect("pool lock")
+                .push(channel);
         }
     }
 
     /// A publisher for `exchange` that returns only once the broker confirmed every message.
     pub fn publisher(&self, exchange: String) -> ConfirmedPublisher {
-        ConfirmedPublisher { broker: self.clone(), exchange }
+        ConfirmedPublisher {
+            broker: self.clone(),
+            exchange,
+        }
     }
 }
 
@@ -137,7 +162,10 @@ impl ConfirmedPublisher {
         if messages.is_empty() {
             return Ok(());
         }
-        let per_channel = messages.len().div_ceil(PUBLISH_CHANNELS).max(CONFIRM_WINDOW);
+        let per_channel = messages
+            .len()
+            .div_ceil(PUBLISH_CHANNELS)
+            .max(CONFIRM_WINDOW);
         let mut chunks = Vec::new();
         let mut rest = messages;
         while rest.len() > per_channel {
@@ -146,11 +174,19 @@ impl ConfirmedPublisher {
             rest = tail;
         }
         chunks.push(rest);
-        try_join_all(chunks.into_iter().map(|chunk| self.publish_on_one_channel(chunk))).await?;
+        try_join_all(
+            chunks
+                .into_iter()
+                .map(|chunk| self.publish_on_one_channel(chunk)),
+        )
+        .await?;
         Ok(())
     }
 
-    async fn publish_on_one_channel(&self, messages: Vec<OutgoingMessage>) -> Result<(), BrokerError> {
+    async fn publish_on_one_channel(
+        &self,
+        messages: Vec<OutgoingMessage>,
+    ) -> Result<(), BrokerError> {
         let channel = self.broker.take_confirm_channel().await?;
         for window in messages.chunks(CONFIRM_WINDOW) {
             let mut confirms = Vec::with_capacity(window.len());

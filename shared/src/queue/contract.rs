@@ -27,7 +27,9 @@ pub struct Names {
 
 impl Names {
     pub fn new(prefix: &str) -> Names {
-        Names { prefix: prefix.to_owned() }
+        Names {
+            prefix: prefix.to_owned(),
+        }
     }
 
     pub fn prefix(&self) -> &str {

@@ -10,17 +10,15 @@ pub const ATTEMPT_HEADER: &str = "x-smsgate-attempt";
 /// W3C trace context, so a trace follows a message from the HTTP request to the gateway.
 pub const TRACEPARENT_HEADER: &str = "traceparent";
 
-/// Builds the headers of a freshly published message.
-pub struct JobHeaders;
-
-impl JobHeaders {
-    /// Headers for attempt `attempt`, carrying the current span's trace context.
-    pub fn new(attempt: u32) -> FieldTable {
-        let mut table = FieldTable::default();
-        telemetry::inject_current_context(&mut table);
-        table.insert(ShortString::from(ATTEMPT_HEADER), AMQPValue::LongUInt(attempt));
-        table
-    }
+/// Headers of a freshly published job: attempt `attempt` and the current span's trace context.
+pub fn job_headers(attempt: u32) -> FieldTable {
+    let mut table = FieldTable::default();
+    telemetry::inject_current_context(&mut table);
+    table.insert(
+        ShortString::from(ATTEMPT_HEADER),
+        AMQPValue::LongUInt(attempt),
+    );
+    table
 }
 
 /// The attempt number a delivery carries; 1 when the header is missing or malformed.
@@ -41,7 +39,10 @@ pub fn attempt_of(headers: Option<&FieldTable>) -> u32 {
 /// retries stay in the trace of the original request.
 pub fn with_attempt(headers: Option<&FieldTable>, attempt: u32) -> FieldTable {
     let mut table = headers.cloned().unwrap_or_default();
-    table.insert(ShortString::from(ATTEMPT_HEADER), AMQPValue::LongUInt(attempt));
+    table.insert(
+        ShortString::from(ATTEMPT_HEADER),
+        AMQPValue::LongUInt(attempt),
+    );
     table
 }
 
@@ -58,7 +59,10 @@ mod tests {
     #[test]
     fn with_attempt_overrides_and_keeps_other_headers() {
         let mut table = FieldTable::default();
-        table.insert(TRACEPARENT_HEADER.into(), AMQPValue::LongString("00-abc".into()));
+        table.insert(
+            TRACEPARENT_HEADER.into(),
+            AMQPValue::LongString("00-abc".into()),
+        );
         let bumped = with_attempt(Some(&table), 3);
         assert_eq!(attempt_of(Some(&bumped)), 3);
         assert!(bumped.inner().contains_key(TRACEPARENT_HEADER));

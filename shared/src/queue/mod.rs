@@ -14,6 +14,6 @@ mod topology;
 pub use broker::{Broker, BrokerError, ConfirmedPublisher, OutgoingMessage};
 pub use contract::{routing, Names};
 pub use events::{RecipientUpdate, StatusEvent};
-pub use headers::{attempt_of, with_attempt, JobHeaders, ATTEMPT_HEADER, TRACEPARENT_HEADER};
+pub use headers::{attempt_of, job_headers, with_attempt, ATTEMPT_HEADER, TRACEPARENT_HEADER};
 pub use jobs::OutboundJob;
 pub use topology::declare_topology;

@@ -11,14 +11,30 @@ use crate::config::QueueSettings;
 /// Declares exchanges, the HKT dispatch queue, one retry exchange+queue per backoff step
 /// and the dead queue. Changing a queue's type or TTL needs the old queue deleted first:
 /// RabbitMQ refuses to redeclare a queue with different arguments.
-pub async fn declare_topology(channel: &Channel, settings: &QueueSettings) -> Result<(), lapin::Error> {
+pub async fn declare_topology(
+    channel: &Channel,
+    settings: &QueueSettings,
+) -> Result<(), lapin::Error> {
     let names = Names::new(&settings.prefix);
-    let durable_exchange = ExchangeDeclareOptions { durable: true, ..Default::default() };
+    let durable_exchange = ExchangeDeclareOptions {
+        durable: true,
+        ..Default::default()
+    };
     channel
-        .exchange_declare(&names.outbound_exchange(), ExchangeKind::Direct, durable_exchange, FieldTable::default())
+        .exchange_declare(
+            &names.outbound_exchange(),
+            ExchangeKind::Direct,
+            durable_exchange,
+            FieldTable::default(),
+        )
         .await?;
     channel
-        .exchange_declare(&names.events_exchange(), ExchangeKind::Topic, durable_exchange, FieldTable::default())
+        .exchange_declare(
+            &names.events_exchange(),
+            ExchangeKind::Topic,
+            durable_exchange,
+            FieldTable::default(),
+        )
         .await?;
 
     declare_work_queue(channel, settings, &names.hkt_queue()).await?;
@@ -35,22 +51,43 @@ pub async fn declare_topology(channel: &Channel, settings: &QueueSettings) -> Re
     for (step, delay) in settings.retry_schedule.iter().enumerate() {
         let name = names.retry(step);
         channel
-            .exchange_declare(&name, ExchangeKind::Fanout, durable_exchange, FieldTable::default())
+            .exchange_declare(
+                &name,
+                ExchangeKind::Fanout,
+                durable_exchange,
+                FieldTable::default(),
+            )
             .await?;
         let mut args = expiry_args(settings);
         // Classic queue on purpose: it only holds messages until their TTL runs out, and
         // dead-lettering keeps the original routing key, which sends the job back to the
         // queue of the route it came from.
-        args.insert("x-message-ttl".into(), AMQPValue::LongLongInt(delay.as_millis() as i64));
+        args.insert(
+            "x-message-ttl".into(),
+            AMQPValue::LongLongInt(delay.as_millis() as i64),
+        );
         args.insert(
             "x-dead-letter-exchange".into(),
             AMQPValue::LongString(names.outbound_exchange().into()),
         );
         channel
-            .queue_declare(&name, QueueDeclareOptions { durable: true, ..Default::default() }, args)
+            .queue_declare(
+                &name,
+                QueueDeclareOptions {
+                    durable: true,
+                    ..Default::default()
+                },
+                args,
+            )
             .await?;
         channel
-            .queue_bind(&name, &name, "", QueueBindOptions::default(), FieldTable::default())
+            .queue_bind(
+                &name,
+                &name,
+                "",
+                QueueBindOptions::default(),
+                FieldTable::default(),
+            )
             .await?;
     }
 
@@ -59,13 +96,27 @@ pub async fn declare_topology(channel: &Channel, settings: &QueueSettings) -> Re
 }
 
 /// Declares a durable queue that holds jobs (quorum where configured) and binds nothing.
-pub async fn declare_work_queue(channel: &Channel, settings: &QueueSettings, name: &str) -> Result<(), lapin::Error> {
+pub async fn declare_work_queue(
+    channel: &Channel,
+    settings: &QueueSettings,
+    name: &str,
+) -> Result<(), lapin::Error> {
     let mut args = expiry_args(settings);
     if settings.quorum_queues {
-        args.insert(ShortString::from("x-queue-type"), AMQPValue::LongString("quorum".into()));
+        args.insert(
+            ShortString::from("x-queue-type"),
+            AMQPValue::LongString("quorum".into()),
+        );
     }
     channel
-        .queue_declare(name, QueueDeclareOptions { durable: true, ..Default::default() }, args)
+        .queue_declare(
+            name,
+            QueueDeclareOptions {
+                durable: true,
+                ..Default::default()
+            },
+            args,
+        )
         .await?;
     Ok(())
 }
@@ -73,7 +124,10 @@ pub async fn declare_work_queue(channel: &Channel, settings: &QueueSettings, nam
 fn expiry_args(settings: &QueueSettings) -> FieldTable {
     let mut args = FieldTable::default();
     if let Some(expiry) = settings.queue_expiry {
-        args.insert("x-expires".into(), AMQPValue::LongLongInt(expiry.as_millis() as i64));
+        args.insert(
+            "x-expires".into(),
+            AMQPValue::LongLongInt(expiry.as_millis() as i64),
+        );
     }
     args
 }

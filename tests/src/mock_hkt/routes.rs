@@ -114,7 +114,7 @@ fn text(status: StatusCode) -> (StatusCode, &'static str) {
 
 /// The real gateway rejects blank fields too, so an empty value counts as missing.
 fn is_blank(value: &Option<String>) -> bool {
-    value.as_deref().map_or(true, str::is_empty)
+    value.as_deref().is_none_or(str::is_empty)
 }
 
 #[derive(Deserialize)]

@@ -164,7 +164,7 @@ impl Store {
         records
             .list
             .iter()
-            .filter(|r| mrt.map_or(true, |m| *r.mrt == *m))
+            .filter(|r| mrt.is_none_or(|m| *r.mrt == *m))
             .map(Record::to_public)
             .collect()
     }

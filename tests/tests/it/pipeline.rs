@@ -24,7 +24,10 @@ async fn a_single_sms_reaches_sent_and_the_gateway_gets_all_four_fields() {
     assert_eq!(received[0].msg_utf8, "Hello World");
     assert_eq!(received[0].application, "LabourDept");
     assert_eq!(received[0].sender, "852520702793127");
-    assert_eq!(app.recipient_rows(id).await, vec![("+85212345678".into(), "sent".into(), 1)]);
+    assert_eq!(
+        app.recipient_rows(id).await,
+        vec![("+85212345678".into(), "sent".into(), 1)]
+    );
     app.teardown().await;
 }
 
@@ -39,8 +42,14 @@ async fn a_bulk_reaches_sent_for_every_recipient_exactly_once() {
     assert_eq!(message["recipient_count"], 300);
     assert_eq!(message["success_count"], 300);
     let rows = app.recipient_rows(id).await;
-    assert!(rows.iter().all(|(_, status, attempts)| status == "sent" && *attempts == 1));
-    assert_eq!(app.mock.stats().total, 300, "every recipient posted once, none twice");
+    assert!(rows
+        .iter()
+        .all(|(_, status, attempts)| status == "sent" && *attempts == 1));
+    assert_eq!(
+        app.mock.stats().total,
+        300,
+        "every recipient posted once, none twice"
+    );
     app.teardown().await;
 }
 
@@ -52,10 +61,20 @@ async fn content_containing_error_fails_permanently_after_one_attempt() {
     let message = app.wait_until_final(id, DEADLINE).await;
     assert_eq!(message["status"], "failed");
     assert_eq!(message["failed_count"], 1);
-    assert_eq!(app.recipient_rows(id).await[0], ("+85223456789".into(), "failed".into(), 1));
+    assert_eq!(
+        app.recipient_rows(id).await[0],
+        ("+85223456789".into(), "failed".into(), 1)
+    );
     let (_, recipients) = app.get(&format!("/api/sms/{id}/recipients")).await;
-    assert!(recipients["data"]["recipients"][0]["error_message"].as_str().unwrap().contains("401"));
-    assert_eq!(app.dead_letter_count(id).await, 0, "a permanent failure is not a dead letter");
+    assert!(recipients["data"]["recipients"][0]["error_message"]
+        .as_str()
+        .unwrap()
+        .contains("401"));
+    assert_eq!(
+        app.dead_letter_count(id).await,
+        0,
+        "a permanent failure is not a dead letter"
+    );
     assert_eq!(app.mock.stats().total, 1);
     app.teardown().await;
 }
@@ -63,12 +82,18 @@ async fn content_containing_error_fails_permanently_after_one_attempt() {
 #[tokio::test]
 async fn two_503s_then_200_is_sent_on_the_third_attempt() {
     let app = TestApp::spawn().await;
-    app.mock.set_config(MockConfig { burst_5xx: 2, ..MockConfig::default() });
+    app.mock.set_config(MockConfig {
+        burst_5xx: 2,
+        ..MockConfig::default()
+    });
     let id = app.send_sms("34567890", "retry me").await;
 
     let message = app.wait_until_final(id, DEADLINE).await;
     assert_eq!(message["status"], "sent");
-    assert_eq!(app.recipient_rows(id).await[0], ("+85234567890".into(), "sent".into(), 3));
+    assert_eq!(
+        app.recipient_rows(id).await[0],
+        ("+85234567890".into(), "sent".into(), 3)
+    );
     let statuses: Vec<u16> = app.mock.received().iter().map(|r| r.status).collect();
     assert_eq!(statuses, vec![503, 503, 200]);
     app.teardown().await;
@@ -77,20 +102,28 @@ async fn two_503s_then_200_is_sent_on_the_third_attempt() {
 #[tokio::test]
 async fn a_gateway_down_through_the_whole_schedule_ends_failed_with_a_dead_letter() {
     let app = TestApp::spawn().await;
-    app.mock.set_config(MockConfig { fail_share: 1.0, fail_status: 503, ..MockConfig::default() });
+    app.mock.set_config(MockConfig {
+        fail_share: 1.0,
+        fail_status: 503,
+        ..MockConfig::default()
+    });
     let id = app.send_sms("45678901", "nobody home").await;
 
     let message = app.wait_until_final(id, DEADLINE).await;
     assert_eq!(message["status"], "failed");
     // One first try plus one per step of the three-step test schedule.
-    assert_eq!(app.recipient_rows(id).await[0], ("+85245678901".into(), "failed".into(), 4));
+    assert_eq!(
+        app.recipient_rows(id).await[0],
+        ("+85245678901".into(), "failed".into(), 4)
+    );
     assert_eq!(app.mock.stats().total, 4);
     assert_eq!(app.dead_letter_count(id).await, 1);
-    let reason: String = sqlx::query_scalar("SELECT reason FROM dead_letters WHERE message_id = $1")
-        .bind(id)
-        .fetch_one(&app.db)
-        .await
-        .unwrap();
+    let reason: String =
+        sqlx::query_scalar("SELECT reason FROM dead_letters WHERE message_id = $1")
+            .bind(id)
+            .fetch_one(&app.db)
+            .await
+            .unwrap();
     assert!(reason.contains("503"), "{reason}");
     app.teardown().await;
 }
@@ -115,7 +148,11 @@ async fn a_bulk_with_some_numbers_refused_ends_partial() {
 
 #[tokio::test]
 async fn history_lists_own_messages_newest_first_with_totals() {
-    let app = TestApp::spawn_with(smsgate_tests::app::TestOptions { start_dispatcher: false, ..Default::default() }).await;
+    let app = TestApp::spawn_with(smsgate_tests::app::TestOptions {
+        start_dispatcher: false,
+        ..Default::default()
+    })
+    .await;
     let first = app.send_sms("12345678", "one").await;
     let second = app.send_sms("12345678", "two").await;
     let third = app.send_bulk(&numbers(3, 7000), "three").await;
@@ -125,7 +162,12 @@ async fn history_lists_own_messages_newest_first_with_totals() {
     let data = &body["data"];
     assert_eq!(data["total"], 3);
     assert_eq!(data["pages"], 2);
-    let ids: Vec<i64> = data["messages"].as_array().unwrap().iter().map(|m| m["id"].as_i64().unwrap()).collect();
+    let ids: Vec<i64> = data["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["id"].as_i64().unwrap())
+        .collect();
     assert_eq!(ids, vec![third, second]);
     let (_, page2) = app.get("/api/sms?page=2&per_page=2").await;
     assert_eq!(page2["data"]["messages"][0]["id"], first);
@@ -133,9 +175,17 @@ async fn history_lists_own_messages_newest_first_with_totals() {
     let (_, detail) = app.get(&format!("/api/sms/{third}")).await;
     assert_eq!(detail["data"]["recipient_count"], 3);
     assert_eq!(detail["data"]["status"], "pending");
-    assert!(detail["data"]["created_at"].as_str().unwrap().ends_with('Z'), "RFC 3339 UTC");
+    assert!(
+        detail["data"]["created_at"]
+            .as_str()
+            .unwrap()
+            .ends_with('Z'),
+        "RFC 3339 UTC"
+    );
 
-    let (_, recipients) = app.get(&format!("/api/sms/{third}/recipients?per_page=2")).await;
+    let (_, recipients) = app
+        .get(&format!("/api/sms/{third}/recipients?per_page=2"))
+        .await;
     assert_eq!(recipients["data"]["total"], 3);
     assert_eq!(recipients["data"]["pages"], 2);
     let first_recipient = &recipients["data"]["recipients"][0];
@@ -151,34 +201,71 @@ async fn every_job_carries_a_traceparent_and_an_attempt_header() {
     use lapin::options::{BasicConsumeOptions, QueueBindOptions, QueueDeclareOptions};
     use lapin::types::FieldTable;
 
-    let app = TestApp::spawn_with(smsgate_tests::app::TestOptions { start_dispatcher: false, ..Default::default() }).await;
+    let app = TestApp::spawn_with(smsgate_tests::app::TestOptions {
+        start_dispatcher: false,
+        ..Default::default()
+    })
+    .await;
     // A spy queue bound like the HKT queue sees a copy of every job.
     let broker = smsgate_shared::queue::Broker::new(&smsgate_tests::app::test_amqp_url());
     let channel = broker.channel().await.unwrap();
     let spy = channel
-        .queue_declare("", QueueDeclareOptions { exclusive: true, ..Default::default() }, FieldTable::default())
+        .queue_declare(
+            "",
+            QueueDeclareOptions {
+                exclusive: true,
+                ..Default::default()
+            },
+            FieldTable::default(),
+        )
         .await
         .unwrap();
     let names = smsgate_shared::queue::Names::new(&app.prefix);
     channel
-        .queue_bind(spy.name().as_str(), &names.outbound_exchange(), "hkt", QueueBindOptions::default(), FieldTable::default())
+        .queue_bind(
+            spy.name().as_str(),
+            &names.outbound_exchange(),
+            "hkt",
+            QueueBindOptions::default(),
+            FieldTable::default(),
+        )
         .await
         .unwrap();
     let mut consumer = channel
-        .basic_consume(spy.name().as_str(), "spy", BasicConsumeOptions { no_ack: true, ..Default::default() }, FieldTable::default())
+        .basic_consume(
+            spy.name().as_str(),
+            "spy",
+            BasicConsumeOptions {
+                no_ack: true,
+                ..Default::default()
+            },
+            FieldTable::default(),
+        )
         .await
         .unwrap();
 
     let id = app.send_sms("12345678", "traced").await;
-    let delivery = tokio::time::timeout(DEADLINE, consumer.next()).await.unwrap().unwrap().unwrap();
+    let delivery = tokio::time::timeout(DEADLINE, consumer.next())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
     let headers = delivery.properties.headers().clone().unwrap();
-    let traceparent = headers.inner().get("traceparent").expect("traceparent header");
-    let lapin::types::AMQPValue::LongString(raw) = traceparent else { panic!("traceparent is not a string") };
+    let traceparent = headers
+        .inner()
+        .get("traceparent")
+        .expect("traceparent header");
+    let lapin::types::AMQPValue::LongString(raw) = traceparent else {
+        panic!("traceparent is not a string")
+    };
     let text = String::from_utf8(raw.as_bytes().to_vec()).unwrap();
     let parts: Vec<&str> = text.split('-').collect();
     assert_eq!(parts.len(), 4, "{text}");
     assert_eq!(parts[0], "00", "W3C version");
-    assert!(parts[1].len() == 32 && parts[1] != "0".repeat(32), "a real trace id: {text}");
+    assert!(
+        parts[1].len() == 32 && parts[1] != "0".repeat(32),
+        "a real trace id: {text}"
+    );
     assert_eq!(parts[2].len(), 16);
     assert_eq!(smsgate_shared::queue::attempt_of(Some(&headers)), 1);
     let job = smsgate_shared::queue::OutboundJob::from_json(&delivery.data).unwrap();

@@ -14,22 +14,31 @@ async fn fresh_migrated_database() -> (String, sqlx::PgPool) {
 #[tokio::test]
 async fn first_start_without_admin_password_generates_one_that_must_be_changed() {
     let (name, db) = fresh_migrated_database().await;
-    let DefaultAdmin::CreatedWithGeneratedPassword(password) = ensure_default_admin(&db, None).await.unwrap() else {
+    let DefaultAdmin::CreatedWithGeneratedPassword(password) =
+        ensure_default_admin(&db, None).await.unwrap()
+    else {
         panic!("expected a generated password");
     };
     assert!(password.len() >= 16);
-    let must_change: bool = sqlx::query_scalar("SELECT must_change_password FROM users WHERE username = $1")
-        .bind(DEFAULT_ADMIN)
-        .fetch_one(&db)
-        .await
-        .unwrap();
-    assert!(must_change, "the panel must force a new password at first login");
+    let must_change: bool =
+        sqlx::query_scalar("SELECT must_change_password FROM users WHERE username = $1")
+            .bind(DEFAULT_ADMIN)
+            .fetch_one(&db)
+            .await
+            .unwrap();
+    assert!(
+        must_change,
+        "the panel must force a new password at first login"
+    );
     let keys = JwtKeys::new(b"k", chrono::Duration::hours(24));
     let session = login(&db, &keys, DEFAULT_ADMIN, &password).await.unwrap();
     assert!(session.user.is_admin);
 
     // Later starts leave the admin alone.
-    assert_eq!(ensure_default_admin(&db, Some("other")).await.unwrap(), DefaultAdmin::AlreadyProvisioned);
+    assert_eq!(
+        ensure_default_admin(&db, Some("other")).await.unwrap(),
+        DefaultAdmin::AlreadyProvisioned
+    );
     db.close().await;
     drop_database(&name).await;
 }
@@ -40,11 +49,15 @@ async fn first_start_with_admin_password_uses_it_and_audits_the_creation() {
     let created = ensure_default_admin(&db, Some("SMSpass#12")).await.unwrap();
     assert_eq!(created, DefaultAdmin::CreatedWithConfiguredPassword);
     let keys = JwtKeys::new(b"k", chrono::Duration::hours(24));
-    assert!(login(&db, &keys, "smsadmin", "SMSpass#12").await.is_ok(), "usernames match regardless of case");
-    let audited: i64 = sqlx::query_scalar("SELECT count(*) FROM audit_log WHERE action = 'user.create'")
-        .fetch_one(&db)
-        .await
-        .unwrap();
+    assert!(
+        login(&db, &keys, "smsadmin", "SMSpass#12").await.is_ok(),
+        "usernames match regardless of case"
+    );
+    let audited: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM audit_log WHERE action = 'user.create'")
+            .fetch_one(&db)
+            .await
+            .unwrap();
     assert_eq!(audited, 1);
     db.close().await;
     drop_database(&name).await;

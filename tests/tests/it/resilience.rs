@@ -10,7 +10,13 @@ use smsgate_tests::proxy::CuttableProxy;
 
 fn amqp_addr() -> SocketAddr {
     let url = test_amqp_url();
-    let host_port = url.split('@').nth(1).unwrap_or("127.0.0.1:5672").split('/').next().unwrap();
+    let host_port = url
+        .split('@')
+        .nth(1)
+        .unwrap_or("127.0.0.1:5672")
+        .split('/')
+        .next()
+        .unwrap();
     tokio_lookup(host_port)
 }
 
@@ -22,7 +28,11 @@ fn postgres_addr() -> SocketAddr {
 
 fn tokio_lookup(host_port: &str) -> SocketAddr {
     use std::net::ToSocketAddrs;
-    let with_port = if host_port.contains(':') { host_port.to_owned() } else { format!("{host_port}:5432") };
+    let with_port = if host_port.contains(':') {
+        host_port.to_owned()
+    } else {
+        format!("{host_port}:5432")
+    };
     with_port.to_socket_addrs().unwrap().next().unwrap()
 }
 
@@ -39,9 +49,20 @@ async fn a_bulk_accepted_while_rabbitmq_is_down_is_sent_once_it_is_back() {
     let recipients = numbers(50, 8100);
     let id = app.send_bulk(&recipients, "outage").await;
     let enqueued: Option<chrono::DateTime<chrono::Utc>> =
-        sqlx::query_scalar("SELECT enqueued_at FROM messages WHERE id = $1").bind(id).fetch_one(&app.db).await.unwrap();
-    assert!(enqueued.is_none(), "nothing could be confirmed while the broker is away");
-    assert_eq!(app.recipient_rows(id).await.len(), 50, "every recipient is durable before the 202");
+        sqlx::query_scalar("SELECT enqueued_at FROM messages WHERE id = $1")
+            .bind(id)
+            .fetch_one(&app.db)
+            .await
+            .unwrap();
+    assert!(
+        enqueued.is_none(),
+        "nothing could be confirmed while the broker is away"
+    );
+    assert_eq!(
+        app.recipient_rows(id).await.len(),
+        50,
+        "every recipient is durable before the 202"
+    );
 
     tokio::time::sleep(Duration::from_secs(2)).await;
     assert_eq!(app.mock.stats().total, 0);
@@ -56,18 +77,27 @@ async fn a_bulk_accepted_while_rabbitmq_is_down_is_sent_once_it_is_back() {
 #[tokio::test]
 async fn a_dispatcher_killed_mid_bulk_and_restarted_leaves_every_recipient_terminal() {
     let mut app = TestApp::spawn().await;
-    app.mock.set_config(MockConfig { latency_ms: 20, ..MockConfig::default() });
+    app.mock.set_config(MockConfig {
+        latency_ms: 20,
+        ..MockConfig::default()
+    });
     let recipients = numbers(400, 8200);
     let id = app.send_bulk(&recipients, "crash test").await;
 
     let until = tokio::time::Instant::now() + Duration::from_secs(30);
     while app.mock.stats().total < 60 {
-        assert!(tokio::time::Instant::now() < until, "dispatch never started");
+        assert!(
+            tokio::time::Instant::now() < until,
+            "dispatch never started"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     app.kill_dispatcher().await;
     let message = app.message(id).await;
-    assert_ne!(message["status"], "sent", "the kill must land mid-bulk for this test to mean anything");
+    assert_ne!(
+        message["status"], "sent",
+        "the kill must land mid-bulk for this test to mean anything"
+    );
 
     app.start_dispatcher().await;
     let message = app.wait_until_final(id, Duration::from_secs(60)).await;
@@ -75,12 +105,18 @@ async fn a_dispatcher_killed_mid_bulk_and_restarted_leaves_every_recipient_termi
     assert_eq!(message["success_count"], 400);
     let rows = app.recipient_rows(id).await;
     assert_eq!(rows.len(), 400);
-    assert!(rows.iter().all(|(_, status, _)| status == "sent"), "no recipient lost");
+    assert!(
+        rows.iter().all(|(_, status, _)| status == "sent"),
+        "no recipient lost"
+    );
     // At-least-once: every number reached the gateway; a few may have twice (the crash window).
     let received = app.mock.received();
     for number in &recipients {
         let digits = format!("852{number}");
-        assert!(received.iter().any(|r| r.mrt == digits), "{digits} never reached the gateway");
+        assert!(
+            received.iter().any(|r| r.mrt == digits),
+            "{digits} never reached the gateway"
+        );
     }
     app.teardown().await;
 }
@@ -91,7 +127,10 @@ async fn postgresql_unavailable_answers_503_with_retry_after_quickly() {
     let app = TestApp::spawn().await;
     // A second API for the same database, reaching PostgreSQL through the proxy.
     let mut settings = smsgate_api::settings::Settings::for_tests(
-        &smsgate_tests::app::with_database(&format!("postgres://postgres@{}/postgres", proxy.addr()), &app.db_name),
+        &smsgate_tests::app::with_database(
+            &format!("postgres://postgres@{}/postgres", proxy.addr()),
+            &app.db_name,
+        ),
         &test_amqp_url(),
         &app.prefix,
     );
@@ -114,7 +153,9 @@ async fn postgresql_unavailable_answers_503_with_retry_after_quickly() {
     assert_eq!(body["error"]["code"], "SERVICE_UNAVAILABLE");
     assert!(started.elapsed() < Duration::from_secs(10), "must not hang");
 
-    let ready = reqwest::get(format!("http://{}/health/ready", api.addr)).await.unwrap();
+    let ready = reqwest::get(format!("http://{}/health/ready", api.addr))
+        .await
+        .unwrap();
     assert_eq!(ready.status(), 503);
 
     proxy.restore();
@@ -125,30 +166,48 @@ async fn postgresql_unavailable_answers_503_with_retry_after_quickly() {
 #[tokio::test]
 async fn a_graceful_dispatcher_stop_records_every_send_it_made() {
     let mut app = TestApp::spawn().await;
-    app.mock.set_config(MockConfig { latency_ms: 30, ..MockConfig::default() });
+    app.mock.set_config(MockConfig {
+        latency_ms: 30,
+        ..MockConfig::default()
+    });
     let recipients = numbers(300, 8300);
     let id = app.send_bulk(&recipients, "sigterm").await;
 
     let until = tokio::time::Instant::now() + Duration::from_secs(30);
     while app.mock.stats().total < 40 {
-        assert!(tokio::time::Instant::now() < until, "dispatch never started");
+        assert!(
+            tokio::time::Instant::now() < until,
+            "dispatch never started"
+        );
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     app.dispatcher.take().unwrap().stop().await;
 
     // Every send that reached the gateway before the stop is committed: none is in limbo.
     let answered = app.mock.stats().total;
-    let sent: i64 = sqlx::query_scalar("SELECT count(*) FROM recipients WHERE message_id = $1 AND status = 'sent'")
-        .bind(id)
-        .fetch_one(&app.db)
-        .await
-        .unwrap();
-    assert_eq!(sent as u64, answered, "in-flight sends finished and were flushed before exit");
-    assert!(sent < 300, "the stop must land mid-bulk for this test to mean anything");
+    let sent: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM recipients WHERE message_id = $1 AND status = 'sent'",
+    )
+    .bind(id)
+    .fetch_one(&app.db)
+    .await
+    .unwrap();
+    assert_eq!(
+        sent as u64, answered,
+        "in-flight sends finished and were flushed before exit"
+    );
+    assert!(
+        sent < 300,
+        "the stop must land mid-bulk for this test to mean anything"
+    );
 
     app.start_dispatcher().await;
     let message = app.wait_until_final(id, Duration::from_secs(60)).await;
     assert_eq!(message["success_count"], 300);
-    assert_eq!(app.mock.stats().total, 300, "a graceful stop causes no duplicate SMS");
+    assert_eq!(
+        app.mock.stats().total,
+        300,
+        "a graceful stop causes no duplicate SMS"
+    );
     app.teardown().await;
 }
