@@ -35,6 +35,8 @@ pub enum ApiError {
     },
     #[error("{0} not found")]
     NotFound(&'static str),
+    #[error("method not allowed on this route")]
+    MethodNotAllowed,
     #[error("service temporarily unavailable")]
     Unavailable(#[source] anyhow::Error),
     #[error("internal error")]
@@ -57,6 +59,7 @@ impl ApiError {
             ApiError::Unauthorized { .. } => StatusCode::UNAUTHORIZED,
             ApiError::Forbidden { .. } => StatusCode::FORBIDDEN,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -69,6 +72,7 @@ impl ApiError {
             ApiError::PayloadTooLarge => "PAYLOAD_TOO_LARGE",
             ApiError::Unauthorized { code, .. } | ApiError::Forbidden { code, .. } => code,
             ApiError::NotFound(_) => "NOT_FOUND",
+            ApiError::MethodNotAllowed => "METHOD_NOT_ALLOWED",
             ApiError::Unavailable(_) => "SERVICE_UNAVAILABLE",
             ApiError::Internal(_) => "INTERNAL_SERVER_ERROR",
         }

@@ -50,6 +50,8 @@ pub fn build_app(state: AppState) -> Router {
         .merge(sms::router())
         .merge(health::router())
         .fallback(|| async { ApiError::NotFound("Route") })
+        // axum answers a known path with the wrong method itself, with an empty body.
+        .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         .layer(axum::extract::DefaultBodyLimit::max(body_limit))
         .layer(tower_http::timeout::TimeoutLayer::with_status_code(
             StatusCode::SERVICE_UNAVAILABLE,
