@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use futures::{FutureExt, StreamExt};
 use lapin::message::Delivery;
-use lapin::options::{BasicAckOptions, BasicConsumeOptions, BasicQosOptions};
+use lapin::options::{BasicAckOptions, BasicConsumeOptions, BasicNackOptions, BasicQosOptions};
 use lapin::types::FieldTable;
 use smsgate_shared::queue::{attempt_of, declare_topology, OutboundJob, OutgoingMessage};
 use smsgate_shared::telemetry;
@@ -91,17 +91,19 @@ async fn session(
                 _ => break,
             }
         }
-        dispatch_batch(ctx, deliveries, results, sends, kill).await;
+        dispatch_batch(ctx, deliveries, results, sends, shutdown, kill).await;
     }
 }
 
 /// Parses the jobs, looks their recipients up in one query, acks the ones to skip and
-/// starts a send for each of the others (bounded by the concurrency semaphore).
+/// starts a send for each of the others (bounded by the concurrency semaphore). Once a
+/// shutdown starts, jobs not yet sent go back to the queue for another dispatcher.
 async fn dispatch_batch(
     ctx: &Arc<Context>,
     deliveries: Vec<Delivery>,
     results: &ResultSender,
     sends: &TaskTracker,
+    shutdown: &CancellationToken,
     kill: &CancellationToken,
 ) {
     let mut jobs = Vec::with_capacity(deliveries.len());
@@ -131,8 +133,17 @@ async fn dispatch_batch(
             let _ = delivery.acker.ack(BasicAckOptions::default()).await;
             continue;
         }
-        let Ok(permit) = ctx.concurrency.clone().acquire_owned().await else {
-            return;
+        let permit = tokio::select! {
+            permit = ctx.concurrency.clone().acquire_owned() => permit.ok(),
+            _ = shutdown.cancelled() => None,
+        };
+        let Some(permit) = permit.filter(|_| !shutdown.is_cancelled()) else {
+            let requeue = BasicNackOptions {
+                requeue: true,
+                ..Default::default()
+            };
+            let _ = delivery.acker.nack(requeue).await;
+            continue;
         };
         let ctx = ctx.clone();
         let results = results.clone();

@@ -78,10 +78,10 @@ async fn a_bulk_accepted_while_rabbitmq_is_down_is_sent_once_it_is_back() {
 async fn a_dispatcher_killed_mid_bulk_and_restarted_leaves_every_recipient_terminal() {
     let mut app = TestApp::spawn().await;
     app.mock.set_config(MockConfig {
-        latency_ms: 20,
+        latency_ms: 30,
         ..MockConfig::default()
     });
-    let recipients = numbers(400, 8200);
+    let recipients = numbers(600, 8200);
     let id = app.send_bulk(&recipients, "crash test").await;
 
     let until = tokio::time::Instant::now() + Duration::from_secs(30);
@@ -102,9 +102,9 @@ async fn a_dispatcher_killed_mid_bulk_and_restarted_leaves_every_recipient_termi
     app.start_dispatcher().await;
     let message = app.wait_until_final(id, Duration::from_secs(60)).await;
     assert_eq!(message["status"], "sent");
-    assert_eq!(message["success_count"], 400);
+    assert_eq!(message["success_count"], 600);
     let rows = app.recipient_rows(id).await;
-    assert_eq!(rows.len(), 400);
+    assert_eq!(rows.len(), 600);
     assert!(
         rows.iter().all(|(_, status, _)| status == "sent"),
         "no recipient lost"
