@@ -4,6 +4,7 @@
 mod consumer;
 pub mod hkt;
 pub mod job;
+pub mod rate_limit;
 mod repo;
 pub mod retry;
 pub mod settings;
@@ -19,6 +20,7 @@ use tokio::sync::{mpsc, Semaphore};
 use tokio_util::sync::CancellationToken;
 
 use crate::hkt::HktClient;
+use crate::rate_limit::{GlobalRateLimiter, RateLimited, HKT_LIMIT};
 use crate::retry::RetryPolicy;
 use crate::settings::Settings;
 
@@ -28,7 +30,7 @@ pub(crate) struct Context {
     db: PgPool,
     broker: Broker,
     names: Names,
-    hkt: HktClient,
+    hkt: RateLimited<HktClient>,
     retry_policy: RetryPolicy,
     concurrency: Arc<Semaphore>,
 }
@@ -75,8 +77,15 @@ pub async fn start(settings: Settings) -> anyhow::Result<RunningDispatcher> {
         .await
         .context("cannot connect to PostgreSQL (DATABASE_URL)")?;
     let broker = Broker::new(&settings.queue.amqp_url);
-    let hkt = HktClient::new(settings.hkt.clone(), settings.concurrency)
+    let client = HktClient::new(settings.hkt.clone(), settings.concurrency)
         .context("building the HTTP client")?;
+    let limiter = settings
+        .hkt_rate_limit
+        .map(|rate| GlobalRateLimiter::new(db.clone(), HKT_LIMIT, rate));
+    let hkt = RateLimited {
+        inner: client,
+        limiter,
+    };
     let ctx = Arc::new(Context {
         names: Names::new(&settings.queue.prefix),
         retry_policy: RetryPolicy::new(settings.queue.retry_schedule.clone()),

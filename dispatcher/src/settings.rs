@@ -13,6 +13,9 @@ pub struct Settings {
     /// Unacked jobs the broker hands this process at once. It must cover the sends in
     /// flight plus the results waiting for their batch to commit, or the pipe runs dry.
     pub prefetch: u16,
+    /// Requests per second to the HKT gateway across all dispatcher replicas together;
+    /// `None` (HKT_RATE_LIMIT=0) means unlimited.
+    pub hkt_rate_limit: Option<f64>,
     /// Gateway requests in flight at once.
     pub concurrency: usize,
     /// A result batch is written when it holds this many results…
@@ -50,6 +53,17 @@ impl Settings {
                 timeout: config::parse_or("HKT_TIMEOUT_MS", 10_000u64)
                     .map(Duration::from_millis)?,
             },
+            // 2/s is what the replaced panel sent to HKT; raise it to what the contract allows.
+            hkt_rate_limit: match config::parse_or("HKT_RATE_LIMIT", 2.0f64)? {
+                rate if rate < 0.0 || !rate.is_finite() => {
+                    return Err(ConfigError::new(
+                        "HKT_RATE_LIMIT",
+                        "must be a positive number, or 0 for unlimited",
+                    ))
+                }
+                rate if rate == 0.0 => None,
+                rate => Some(rate),
+            },
             prefetch: config::parse_or("DISPATCH_PREFETCH", 1000)?,
             concurrency: config::parse_or("DISPATCH_CONCURRENCY", 128)?,
             batch_size: config::parse_or("RESULT_BATCH_SIZE", 500)?,
@@ -81,6 +95,7 @@ impl Settings {
                 sender_number: "852520702793127".to_owned(),
                 timeout: Duration::from_secs(2),
             },
+            hkt_rate_limit: None,
             prefetch: 200,
             concurrency: 32,
             batch_size: 200,

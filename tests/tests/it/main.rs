@@ -5,4 +5,5 @@ mod api_errors;
 mod auth;
 mod pipeline;
 mod provisioning;
+mod rate_limit;
 mod resilience;
