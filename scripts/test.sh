@@ -54,6 +54,11 @@ main() {
     [[ -f Cargo.lock ]] || die "Cargo.lock is missing: run 'cargo generate-lockfile' and commit it"
     info "cargo test --workspace --locked $*"
     cargo test --workspace --locked "$@"
+    # The benchmark harness is not run for its figures here (those come from `make bench`
+    # on a quiet machine); a tiny smoke run keeps it working.
+    info "benchmark harness smoke run"
+    cargo build --workspace --bins --locked
+    cargo run --locked -p smsgate-tests --bin bench -- --smoke
 }
 
 main "$@"

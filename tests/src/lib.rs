@@ -2,5 +2,6 @@
 //! proxy for outage tests, and helpers shared by the integration suite and the benchmark.
 
 pub mod app;
+pub mod bench;
 pub mod mock_hkt;
 pub mod proxy;

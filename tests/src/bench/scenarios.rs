@@ -1,0 +1,360 @@
+//! The benchmark scenarios of issue #5, each measuring one figure against its target.
+
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use serde_json::{json, Value};
+
+use super::report::{Figure, Timeline};
+use super::stack::Stack;
+
+/// How big each scenario is: the full run, or a smoke run that only proves the harness works.
+#[derive(Debug, Clone)]
+pub struct Sizes {
+    pub bulk: usize,
+    pub single_send_secs: u64,
+    pub single_send_connections: usize,
+    pub seeded_messages: i64,
+    pub rate_limit: f64,
+    pub rate_window_secs: u64,
+    pub scaling_per_dispatcher: usize,
+}
+
+impl Sizes {
+    pub fn full() -> Sizes {
+        Sizes {
+            bulk: 100_000,
+            single_send_secs: 10,
+            single_send_connections: 64,
+            seeded_messages: 1_000_000,
+            rate_limit: 50.0,
+            rate_window_secs: 10,
+            scaling_per_dispatcher: 1_500,
+        }
+    }
+
+    pub fn smoke() -> Sizes {
+        Sizes {
+            bulk: 2_000,
+            single_send_secs: 2,
+            single_send_connections: 8,
+            seeded_messages: 20_000,
+            rate_limit: 20.0,
+            rate_window_secs: 2,
+            scaling_per_dispatcher: 100,
+        }
+    }
+}
+
+fn mib(v: f64) -> String {
+    format!("{v:.1} MB")
+}
+
+/// Idle RSS of the API and of one dispatcher.
+pub async fn idle_memory(stack: &mut Stack) -> anyhow::Result<Vec<Figure>> {
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let api = stack.api.as_ref().context("api")?.rss_mib();
+    stack.start_dispatchers(1, &[]).await?;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let dispatcher = stack.dispatchers[0].rss_mib();
+    stack.stop_dispatchers().await;
+    Ok(vec![
+        Figure::at_most("Idle memory: API RSS", api, 40.0, mib),
+        Figure::at_most("Idle memory: dispatcher RSS", dispatcher, 20.0, mib),
+        Figure::not_measured(
+            "Idle memory: modem agent RSS",
+            "≤ 8 MB",
+            "the modem agent lands with issue #4",
+        ),
+    ])
+}
+
+/// `n` distinct E.164 Hong Kong numbers.
+fn numbers(n: usize) -> Vec<String> {
+    (0..n).map(|i| format!("+8526{:07}", i)).collect()
+}
+
+async fn post_bulk(
+    stack: &Stack,
+    recipients: &[String],
+    content: &str,
+) -> anyhow::Result<(i64, Duration)> {
+    let body = json!({"recipients": recipients, "content": content});
+    let started = Instant::now();
+    let response = stack
+        .http
+        .post(format!("{}/api/sms/send-bulk", stack.api_url))
+        .bearer_auth(&stack.token)
+        .json(&body)
+        .send()
+        .await?;
+    let elapsed = started.elapsed();
+    let status = response.status();
+    let answer: Value = response.json().await?;
+    anyhow::ensure!(status == 202, "bulk answered {status}: {answer}");
+    Ok((answer["data"]["id"].as_i64().context("id")?, elapsed))
+}
+
+/// Polls the message's done count until it reaches `total`, recording the timeline.
+async fn follow(
+    stack: &Stack,
+    id: i64,
+    total: usize,
+    started: Instant,
+    limit: Duration,
+) -> anyhow::Result<Timeline> {
+    let mut timeline = Timeline::default();
+    loop {
+        let done = stack.done_count(id).await? as usize;
+        timeline
+            .points
+            .push((started.elapsed().as_secs_f64(), done));
+        if done >= total {
+            return Ok(timeline);
+        }
+        if started.elapsed() > limit {
+            anyhow::bail!("only {done} of {total} done after {limit:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// 100,000-recipient bulk: accept latency, API peak RSS, and time until all are sent
+/// with two dispatchers against the mock (no latency, no rate limit).
+pub async fn bulk_end_to_end(
+    stack: &mut Stack,
+    sizes: &Sizes,
+) -> anyhow::Result<(Vec<Figure>, Timeline)> {
+    stack.mock_config(json!({})).await?;
+    stack.start_dispatchers(2, &[]).await?;
+    let recipients = numbers(sizes.bulk);
+    let started = Instant::now();
+    let (id, accept) = post_bulk(stack, &recipients, "Benchmark bulk message").await?;
+    let peak = stack.api.as_ref().context("api")?.peak_rss_mib();
+    let timeline = follow(stack, id, sizes.bulk, started, Duration::from_secs(300)).await?;
+    let total = timeline.points.last().map_or(0.0, |p| p.0);
+    stack.stop_dispatchers().await;
+    let n = sizes.bulk;
+    Ok((
+        vec![
+            Figure::at_most(
+                &format!("Bulk accept: {n} recipients → 202"),
+                accept.as_secs_f64(),
+                1.0,
+                |v| format!("{v:.2} s"),
+            ),
+            Figure::at_most("Bulk accept: API peak RSS", peak, 150.0, mib),
+            Figure::at_most(
+                &format!("End to end: {n} recipients sent, 2 dispatchers"),
+                total,
+                20.0,
+                |v| format!("{v:.1} s"),
+            ),
+            Figure::at_least("End to end: throughput", n as f64 / total, 5_000.0, |v| {
+                format!("{v:.0} recipients/s")
+            }),
+        ],
+        timeline,
+    ))
+}
+
+/// `POST /api/sms` at N connections for a fixed time: throughput and p99 latency.
+pub async fn single_send(stack: &mut Stack, sizes: &Sizes) -> anyhow::Result<Vec<Figure>> {
+    let deadline = Instant::now() + Duration::from_secs(sizes.single_send_secs);
+    let started = Instant::now();
+    let mut workers = Vec::new();
+    for worker in 0..sizes.single_send_connections {
+        let http = stack.http.clone();
+        let url = format!("{}/api/sms", stack.api_url);
+        let token = stack.token.clone();
+        workers.push(tokio::spawn(async move {
+            let mut latencies = Vec::new();
+            let mut errors = 0u64;
+            let mut i = 0u64;
+            while Instant::now() < deadline {
+                let body = json!({"recipient": format!("+8529{:07}", (worker as u64 * 100_000 + i) % 10_000_000), "content": "load"});
+                let t = Instant::now();
+                match http.post(&url).bearer_auth(&token).json(&body).send().await {
+                    Ok(r) if r.status() == 202 => latencies.push(t.elapsed()),
+                    _ => errors += 1,
+                }
+                i += 1;
+            }
+            (latencies, errors)
+        }));
+    }
+    let mut latencies = Vec::new();
+    let mut errors = 0;
+    for w in workers {
+        let (l, e) = w.await?;
+        latencies.extend(l);
+        errors += e;
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    latencies.sort();
+    let p99 = latencies
+        .get(latencies.len() * 99 / 100)
+        .copied()
+        .unwrap_or_default();
+    let rps = latencies.len() as f64 / elapsed;
+    purge_hkt_queue(stack).await?;
+    let c = sizes.single_send_connections;
+    Ok(vec![
+        Figure::at_least(
+            &format!("Single send: requests/s at {c} connections"),
+            rps,
+            3_000.0,
+            |v| format!("{v:.0} req/s"),
+        )
+        .with_note(&format!("{errors} errors")),
+        Figure::at_most(
+            "Single send: p99 latency",
+            p99.as_secs_f64() * 1000.0,
+            25.0,
+            |v| format!("{v:.1} ms"),
+        ),
+    ])
+}
+
+/// Drops the jobs a scenario left queued, so the next scenario starts from an empty queue.
+async fn purge_hkt_queue(stack: &Stack) -> anyhow::Result<()> {
+    let broker = smsgate_shared::queue::Broker::new(&crate::app::test_amqp_url());
+    let channel = broker.channel().await?;
+    let names = smsgate_shared::queue::Names::new(&stack.prefix);
+    channel
+        .queue_purge(&names.hkt_queue(), Default::default())
+        .await?;
+    broker.close().await;
+    Ok(())
+}
+
+/// Seeds the messages table, then times `GET /api/sms`.
+pub async fn large_tables(stack: &mut Stack, sizes: &Sizes) -> anyhow::Result<Vec<Figure>> {
+    sqlx::query(
+        "INSERT INTO messages (user_id, content, encoding, segments, total_count, sent_count, status, created_at, completed_at, enqueued_at)
+         SELECT 1, 'seeded message ' || g, 'gsm7', 1, 1, 1, 'sent', now() - g * interval '1 second', now(), now()
+         FROM generate_series(1, $1) AS g",
+    )
+    .bind(sizes.seeded_messages)
+    .execute(&stack.db)
+    .await?;
+    sqlx::query("ANALYZE messages").execute(&stack.db).await?;
+    let mut first_page = Vec::new();
+    let mut deep_page = Vec::new();
+    for i in 0..100 {
+        let page = if i % 2 == 0 { 1 } else { 500 };
+        let t = Instant::now();
+        let r = stack
+            .http
+            .get(format!("{}/api/sms?page={page}&per_page=20", stack.api_url))
+            .bearer_auth(&stack.token)
+            .send()
+            .await?;
+        anyhow::ensure!(r.status() == 200, "list answered {}", r.status());
+        r.bytes().await?;
+        if page == 1 {
+            &mut first_page
+        } else {
+            &mut deep_page
+        }
+        .push(t.elapsed());
+    }
+    first_page.sort();
+    deep_page.sort();
+    let p95 = |v: &Vec<Duration>| v[v.len() * 95 / 100].as_secs_f64() * 1000.0;
+    let n = sizes.seeded_messages;
+    Ok(vec![
+        Figure::at_most(
+            &format!("Large tables: GET /api/sms page 1, {n} messages (p95)"),
+            p95(&first_page),
+            50.0,
+            |v| format!("{v:.1} ms"),
+        ),
+        Figure::at_most(
+            &format!("Large tables: GET /api/sms page 500, {n} messages (p95)"),
+            p95(&deep_page),
+            50.0,
+            |v| format!("{v:.1} ms"),
+        ),
+    ])
+}
+
+/// Three dispatchers share HKT_RATE_LIMIT: count what the gateway received in the window.
+pub async fn global_rate_limit(stack: &mut Stack, sizes: &Sizes) -> anyhow::Result<Vec<Figure>> {
+    stack.mock_config(json!({})).await?;
+    let rate = sizes.rate_limit;
+    stack
+        .start_dispatchers(3, &[("HKT_RATE_LIMIT", rate.to_string())])
+        .await?;
+    let window = sizes.rate_window_secs as f64;
+    let recipients: Vec<String> = (0..(rate * window * 2.0) as usize)
+        .map(|i| format!("+8527{:07}", i))
+        .collect();
+    post_bulk(stack, &recipients, "rate limited").await?;
+    let until = Instant::now() + Duration::from_secs(30);
+    while stack.mock_stats().await?["total"].as_u64().unwrap_or(0) == 0 {
+        anyhow::ensure!(Instant::now() < until, "nothing reached the gateway");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    tokio::time::sleep(Duration::from_secs_f64(window + 1.0)).await;
+    let received = stack.mock_received().await?;
+    let times: Vec<chrono::DateTime<chrono::Utc>> = received
+        .iter()
+        .filter_map(|r| r["received_at"].as_str()?.parse().ok())
+        .collect();
+    let first = *times.iter().min().context("no receipts")?;
+    let in_window = times
+        .iter()
+        .filter(|t| (**t - first).num_milliseconds() < (window * 1000.0) as i64)
+        .count();
+    stack.stop_dispatchers().await;
+    purge_hkt_queue(stack).await?;
+    let expected = rate * window;
+    Ok(vec![Figure::within(
+        &format!("Rate limit: 3 dispatchers, {rate}/s for {window} s"),
+        in_window as f64,
+        expected,
+        0.05,
+        |v| format!("{v:.0} sent"),
+    )])
+}
+
+/// Throughput with 1, 2 and 4 dispatchers against a gateway with 20 ms latency, each
+/// dispatcher limited to 8 concurrent requests so that concurrency, not CPU, bounds it.
+pub async fn horizontal_scaling(stack: &mut Stack, sizes: &Sizes) -> anyhow::Result<Vec<Figure>> {
+    stack.mock_config(json!({"latency_ms": 20})).await?;
+    let mut throughput = Vec::new();
+    for (round, n) in [1usize, 2, 4].into_iter().enumerate() {
+        stack
+            .start_dispatchers(
+                n,
+                &[
+                    ("DISPATCH_CONCURRENCY", "8".into()),
+                    ("DISPATCH_PREFETCH", "64".into()),
+                ],
+            )
+            .await?;
+        let total = sizes.scaling_per_dispatcher * n;
+        let recipients: Vec<String> = (0..total)
+            .map(|i| format!("+8525{round}{:06}", i))
+            .collect();
+        let started = Instant::now();
+        let (id, _) = post_bulk(stack, &recipients, "scaling").await?;
+        let timeline = follow(stack, id, total, started, Duration::from_secs(120)).await?;
+        stack.stop_dispatchers().await;
+        throughput.push(timeline.steady_rate());
+    }
+    stack.mock_config(json!({})).await?;
+    let (one, two, four) = (throughput[0], throughput[1], throughput[2]);
+    let fmt = |v: f64| format!("{v:.2}×");
+    Ok(vec![
+        Figure::informational(
+            "Scaling: 1 dispatcher (20 ms gateway)",
+            format!("{one:.0} recipients/s"),
+        ),
+        Figure::at_least("Scaling: 2 dispatchers vs 1", two / one, 1.8, fmt)
+            .with_note(&format!("{two:.0}/s")),
+        Figure::at_least("Scaling: 4 dispatchers vs 1", four / one, 3.2, fmt)
+            .with_note(&format!("{four:.0}/s")),
+    ])
+}
