@@ -31,8 +31,10 @@ logs: ## follow the logs of the processes `make up` started
 test: ## run the whole test suite (sets up services; what CI runs)
 	@scripts/test.sh $(ARGS)
 
-bench: ## run the benchmark harness against local services
-	$(CARGO) run --release -p smsgate-tests --bin bench -- $(ARGS)
+bench: ## run the benchmark harness (starts its own stack of release binaries), write docs/benchmark-results.md
+	@scripts/ensure-services.sh
+	$(CARGO) build --release --locked -p smsgate-api -p smsgate-dispatcher -p smsgate-tests --bins
+	./target/release/bench $(ARGS)
 
 fmt: ## format the code
 	$(CARGO) fmt --all

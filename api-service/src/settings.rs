@@ -28,6 +28,8 @@ pub struct Settings {
     pub reconcile_interval: Duration,
     /// How long one publisher may hold a message's jobs before the reconciler takes over.
     pub publish_lease: Duration,
+    /// The web panel's settings (DISPLAY_TZ, sessions, login throttling).
+    pub panel: crate::panel::PanelSettings,
 }
 
 /// Secrets that ship in examples and old READMEs; production refuses them.
@@ -64,6 +66,7 @@ impl Settings {
             max_segments: config::parse_or("MAX_SEGMENTS", MessageBody::DEFAULT_MAX_SEGMENTS)?,
             reconcile_interval: config::duration_or("RECONCILE_INTERVAL", Duration::from_secs(5))?,
             publish_lease: config::duration_or("PUBLISH_LEASE", Duration::from_secs(60))?,
+            panel: crate::panel::PanelSettings::from_env()?,
         })
     }
 
@@ -90,6 +93,7 @@ impl Settings {
             max_segments: MessageBody::DEFAULT_MAX_SEGMENTS,
             reconcile_interval: Duration::from_millis(500),
             publish_lease: Duration::from_secs(5),
+            panel: crate::panel::PanelSettings::default(),
         }
     }
 
@@ -109,7 +113,7 @@ fn resolve_secret(
 ) -> Result<SecretString, ConfigError> {
     match (value, env) {
         (Some(value), AppEnv::Production)
-            if KNOWN_DEFAULT_SECRETS.contains(&value.as_str()) || value.len() < 16 =>
+            if looks_like_a_placeholder(&value) || value.len() < 16 =>
         {
             Err(ConfigError::new(
                 key,
@@ -125,6 +129,15 @@ fn resolve_secret(
             Ok(random_secret().into())
         }
     }
+}
+
+/// Known defaults, and the placeholders example files ship (`CHANGE-ME-…`).
+fn looks_like_a_placeholder(value: &str) -> bool {
+    let lower = value.to_ascii_lowercase();
+    KNOWN_DEFAULT_SECRETS.contains(&lower.as_str())
+        || ["change-me", "changeme", "placeholder", "example"]
+            .iter()
+            .any(|p| lower.contains(p))
 }
 
 fn random_secret() -> String {
@@ -150,7 +163,12 @@ mod tests {
 
     #[test]
     fn production_refuses_known_defaults_and_short_secrets() {
-        for weak in ["dev-jwt-key", "dev-secret-key", "short"] {
+        for weak in [
+            "dev-jwt-key",
+            "dev-secret-key",
+            "short",
+            "CHANGE-ME-placeholder-not-a-real-secret",
+        ] {
             assert!(
                 resolve_secret(AppEnv::Production, "SECRET_KEY", Some(weak.into())).is_err(),
                 "{weak}"

@@ -23,7 +23,7 @@ pub struct Accepted {
     pub created_at: DateTime<Utc>,
 }
 
-/// Stores the message and all its recipients in one transaction, then hands the jobs to
+/// Stores the message and all its recipients in one statement, then hands the jobs to
 /// the outbox. Returns once the rows are committed: nothing is accepted that is not durable,
 /// and publishing can't lose a recipient (the reconciler republishes what isn't confirmed).
 #[tracing::instrument(name = "sms.accept", skip_all, fields(user.id = user_id, message.id, recipients = send.recipients.len()))]
@@ -35,27 +35,24 @@ pub async fn accept(
 ) -> Result<Accepted, sqlx::Error> {
     let total = send.recipients.len();
     let phones: Vec<&str> = send.recipients.iter().map(PhoneNumber::as_str).collect();
-    let mut tx = db.begin().await?;
-    let (id, created_at) = repo::insert_message(
-        &mut tx,
-        user_id,
-        &send.body,
-        total as i32,
-        outbox.lease().as_secs_f64(),
-    )
-    .await?;
-    let recipient_ids = repo::insert_recipients(&mut tx, id, &phones).await?;
-    tx.commit().await?;
+    let lease = outbox.lease().as_secs_f64();
+    let inserted =
+        repo::insert_message_with_recipients(db, user_id, &send.body, &phones, lease).await?;
+    let id = inserted.id;
     Span::current().record("message.id", id);
 
-    let jobs = recipient_ids
+    let jobs = inserted
+        .recipients
         .into_iter()
-        .zip(send.recipients)
-        .map(|(recipient_id, to)| OutboundJob::SendV1 {
-            recipient_id,
-            message_id: id,
-            to,
-            body: send.body.clone(),
+        .filter_map(|(recipient_id, phone)| {
+            // Stored numbers were parsed on the way in; pairing by row keeps id and number together.
+            let to = PhoneNumber::parse(&phone).ok()?;
+            Some(OutboundJob::SendV1 {
+                recipient_id,
+                message_id: id,
+                to,
+                body: send.body.clone(),
+            })
         })
         .collect();
     outbox.publish_in_background(id, jobs);
@@ -63,7 +60,7 @@ pub async fn accept(
         id,
         status: MessageStatus::Pending,
         total,
-        created_at,
+        created_at: inserted.created_at,
     })
 }
 

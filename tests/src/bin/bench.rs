@@ -9,7 +9,14 @@ use smsgate_tests::bench::stack::Stack;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let smoke = std::env::args().any(|a| a == "--smoke");
+    let args: Vec<String> = std::env::args().collect();
+    let smoke = args.iter().any(|a| a == "--smoke");
+    // `--only bulk,single` runs a subset while tuning; the report is then not written.
+    let only: Option<Vec<String>> = args
+        .windows(2)
+        .find(|w| w[0] == "--only")
+        .map(|w| w[1].split(',').map(str::to_owned).collect());
+    let wanted = |name: &str| only.as_ref().is_none_or(|o| o.iter().any(|n| n == name));
     let sizes = if smoke { Sizes::smoke() } else { Sizes::full() };
     let repo = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
     let out_dir = if smoke {
@@ -27,41 +34,56 @@ async fn main() -> anyhow::Result<()> {
     let mut figures: Vec<Figure> = Vec::new();
     let mut timeline = Timeline::default();
 
-    run(
-        &mut figures,
-        "Idle memory",
-        scenarios::idle_memory(&mut stack).await,
-    );
-    match scenarios::bulk_end_to_end(&mut stack, &sizes).await {
-        Ok((f, t)) => {
-            figures.extend(f);
-            timeline = t;
-        }
-        Err(e) => figures.push(Figure::failed("Bulk / end to end", &e)),
+    if wanted("idle") {
+        run(
+            &mut figures,
+            "Idle memory",
+            scenarios::idle_memory(&mut stack).await,
+        );
     }
-    run(
-        &mut figures,
-        "Rate limit",
-        scenarios::global_rate_limit(&mut stack, &sizes).await,
-    );
-    run(
-        &mut figures,
-        "Scaling",
-        scenarios::horizontal_scaling(&mut stack, &sizes).await,
-    );
-    run(
-        &mut figures,
-        "Single send",
-        scenarios::single_send(&mut stack, &sizes).await,
-    );
-    run(
-        &mut figures,
-        "Large tables",
-        scenarios::large_tables(&mut stack, &sizes).await,
-    );
+    if wanted("bulk") {
+        match scenarios::bulk_end_to_end(&mut stack, &sizes).await {
+            Ok((f, t)) => {
+                figures.extend(f);
+                timeline = t;
+            }
+            Err(e) => figures.push(Figure::failed("Bulk / end to end", &e)),
+        }
+    }
+    if wanted("rate") {
+        run(
+            &mut figures,
+            "Rate limit",
+            scenarios::global_rate_limit(&mut stack, &sizes).await,
+        );
+    }
+    if wanted("scaling") {
+        run(
+            &mut figures,
+            "Scaling",
+            scenarios::horizontal_scaling(&mut stack, &sizes).await,
+        );
+    }
+    if wanted("single") {
+        run(
+            &mut figures,
+            "Single send",
+            scenarios::single_send(&mut stack, &sizes).await,
+        );
+    }
+    if wanted("tables") {
+        run(
+            &mut figures,
+            "Large tables",
+            scenarios::large_tables(&mut stack, &sizes).await,
+        );
+    }
     stack.shutdown().await;
 
     println!("{}", report::table(&figures));
+    if only.is_some() {
+        return Ok(());
+    }
     let plot = out_dir.join("bench-e2e.svg");
     std::fs::write(
         &plot,
