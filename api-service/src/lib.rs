@@ -3,11 +3,15 @@
 //! `main.rs` reads settings and calls [`start`]; tests call [`start`] with their own
 //! settings (port 0, their own database and queue prefix).
 
+pub mod admin;
 pub mod auth;
 pub mod error;
 mod extract;
 mod health;
+pub mod history;
+pub mod live;
 pub mod outbox;
+pub mod panel;
 pub mod settings;
 pub mod sms;
 pub mod state;
@@ -21,7 +25,7 @@ use axum::http::{Request, StatusCode};
 use axum::response::IntoResponse;
 use axum::Router;
 use secrecy::ExposeSecret;
-use smsgate_shared::queue::{declare_topology, Broker};
+use smsgate_shared::queue::{declare_topology, Broker, Names};
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
@@ -49,6 +53,8 @@ pub fn build_app(state: AppState) -> Router {
         .merge(auth::router())
         .merge(sms::router())
         .merge(health::router())
+        .merge(admin::router())
+        .merge(panel::router(state.clone()))
         .fallback(|| async { ApiError::NotFound("Route") })
         // axum answers a known path with the wrong method itself, with an empty body.
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
@@ -161,15 +167,18 @@ pub async fn start(settings: Settings) -> anyhow::Result<RunningApi> {
         chrono::Duration::hours(24),
     );
     let settings = Arc::new(settings);
+    let shutdown = CancellationToken::new();
+    let live = live::LiveHub::new(shutdown.child_token());
+    live.spawn_consumer(broker.clone(), Names::new(&settings.queue.prefix));
     let state = AppState {
         db,
         broker,
         jwt,
         outbox: outbox.clone(),
         settings: settings.clone(),
+        live,
     };
 
-    let shutdown = CancellationToken::new();
     let reconciler = outbox.spawn_reconciler(settings.reconcile_interval, shutdown.clone());
     let listener = tokio::net::TcpListener::bind(settings.bind)
         .await
@@ -178,7 +187,11 @@ pub async fn start(settings: Settings) -> anyhow::Result<RunningApi> {
     let app = build_app(state.clone());
     let token = shutdown.clone();
     let server = tokio::spawn(async move {
-        axum::serve(listener, app)
+        // The peer address feeds the panel's per-address login throttle.
+        axum::serve(
+            listener,
+            app.into_make_service_with_connect_info::<SocketAddr>(),
+        )
             .with_graceful_shutdown(async move { token.cancelled().await })
             .await
     });

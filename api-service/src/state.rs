@@ -6,6 +6,7 @@ use smsgate_shared::queue::Broker;
 use sqlx::PgPool;
 
 use crate::auth::JwtKeys;
+use crate::live::LiveHub;
 use crate::outbox::Outbox;
 use crate::settings::Settings;
 
@@ -17,4 +18,6 @@ pub struct AppState {
     pub jwt: JwtKeys,
     pub outbox: Outbox,
     pub settings: Arc<Settings>,
+    /// Status events for the panel's live pages.
+    pub live: LiveHub,
 }

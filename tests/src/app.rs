@@ -336,3 +336,169 @@ pub fn numbers(n: usize, prefix: u32) -> Vec<String> {
         .map(|i| format!("{:04}{:04}", prefix % 10_000, i % 10_000))
         .collect()
 }
+
+// ---- Web panel (issue #3) -------------------------------------------------------------
+
+/// A browser-like client of the web panel: keeps its cookies, follows no redirects (tests
+/// check where they point), and reads the CSRF token from the pages it gets.
+pub struct PanelClient {
+    pub http: reqwest::Client,
+    pub base_url: String,
+}
+
+/// A panel response: status, headers and the body as text.
+pub struct PanelResponse {
+    pub status: StatusCode,
+    pub headers: reqwest::header::HeaderMap,
+    pub body: String,
+}
+
+impl PanelResponse {
+    /// The `Location` of a redirect.
+    pub fn location(&self) -> Option<&str> {
+        self.headers
+            .get(reqwest::header::LOCATION)
+            .and_then(|v| v.to_str().ok())
+    }
+}
+
+impl TestApp {
+    /// A fresh panel client with an empty cookie jar.
+    pub fn panel_client(&self) -> PanelClient {
+        PanelClient {
+            http: reqwest::Client::builder()
+                .cookie_store(true)
+                .redirect(reqwest::redirect::Policy::none())
+                .timeout(Duration::from_secs(30))
+                .build()
+                .expect("panel client"),
+            base_url: self.base_url.clone(),
+        }
+    }
+
+    /// A panel client signed in as `username`.
+    pub async fn panel_login(&self, username: &str, password: &str) -> PanelClient {
+        let client = self.panel_client();
+        let response = client.login(username, password).await;
+        assert_eq!(
+            response.status,
+            StatusCode::SEE_OTHER,
+            "panel login failed: {}",
+            response.body
+        );
+        client
+    }
+}
+
+impl PanelClient {
+    async fn read(response: reqwest::Response) -> PanelResponse {
+        PanelResponse {
+            status: response.status(),
+            headers: response.headers().clone(),
+            body: response.text().await.unwrap_or_default(),
+        }
+    }
+
+    pub async fn get(&self, path: &str) -> PanelResponse {
+        let response = self
+            .http
+            .get(format!("{}{path}", self.base_url))
+            .send()
+            .await
+            .expect("panel GET sent");
+        Self::read(response).await
+    }
+
+    /// POSTs a URL-encoded form as given (add `csrf_token` yourself, or use `submit`).
+    pub async fn post_form(&self, path: &str, fields: &[(&str, &str)]) -> PanelResponse {
+        let response = self
+            .http
+            .post(format!("{}{path}", self.base_url))
+            .form(fields)
+            .send()
+            .await
+            .expect("panel POST sent");
+        Self::read(response).await
+    }
+
+    /// POSTs a form with the CSRF token of the page at `from`.
+    pub async fn submit(&self, from: &str, path: &str, fields: &[(&str, &str)]) -> PanelResponse {
+        let page = self.get(from).await;
+        let token = hidden_input(&page.body, "csrf_token")
+            .unwrap_or_else(|| panic!("no csrf_token on {from}: {}", page.body));
+        let mut all = vec![("csrf_token", token.as_str())];
+        all.extend_from_slice(fields);
+        self.post_form(path, &all).await
+    }
+
+    /// Signs in through the login form.
+    pub async fn login(&self, username: &str, password: &str) -> PanelResponse {
+        let form = self.get("/login").await;
+        let token = hidden_input(&form.body, "csrf_token").expect("login csrf token");
+        self.post_form(
+            "/login",
+            &[
+                ("csrf_token", &token),
+                ("username", username),
+                ("password", password),
+            ],
+        )
+        .await
+    }
+
+    /// Sends the compose form (multipart, as the browser does) with the page's CSRF token
+    /// and idempotency key, or `key` if given.
+    pub async fn compose(
+        &self,
+        content: &str,
+        recipients: &str,
+        csv: Option<&str>,
+        key: Option<&str>,
+    ) -> PanelResponse {
+        let page = self.get("/compose").await;
+        let token = hidden_input(&page.body, "csrf_token").expect("compose csrf token");
+        let page_key = hidden_input(&page.body, "idempotency_key").expect("idempotency key");
+        let mut form = reqwest::multipart::Form::new()
+            .text("csrf_token", token)
+            .text("idempotency_key", key.map_or(page_key, str::to_owned))
+            .text("content", content.to_owned())
+            .text("recipients", recipients.to_owned());
+        if let Some(csv) = csv {
+            form = form.part(
+                "csv",
+                reqwest::multipart::Part::text(csv.to_owned())
+                    .file_name("numbers.csv")
+                    .mime_str("text/csv")
+                    .unwrap(),
+            );
+        }
+        let response = self
+            .http
+            .post(format!("{}/compose", self.base_url))
+            .multipart(form)
+            .send()
+            .await
+            .expect("compose sent");
+        Self::read(response).await
+    }
+}
+
+/// The value of the first `<input name="{name}" … value="…">` in a page (HTML-unescaped
+/// for the characters tera escapes).
+pub fn hidden_input(html: &str, name: &str) -> Option<String> {
+    let marker = format!("name=\"{name}\"");
+    let start = html.find(&marker)?;
+    let tag_end = html[start..].find('>')? + start;
+    let tag = &html[start..tag_end];
+    let value_at = tag.find("value=\"")? + "value=\"".len();
+    let value_end = tag[value_at..].find('"')? + value_at;
+    Some(
+        tag[value_at..value_end]
+            .replace("&#x2F;", "/")
+            .replace("&quot;", "\"")
+            .replace("&#x27;", "'")
+            .replace("&lt;", "<")
+            .replace("&gt;", ">")
+            .replace("&amp;", "&"),
+    )
+}

@@ -7,3 +7,8 @@ mod pipeline;
 mod provisioning;
 mod rate_limit;
 mod resilience;
+mod admin_api;
+mod web_admin;
+mod web_auth;
+mod web_compose;
+mod web_history;

@@ -1,0 +1,193 @@
+//! The JSON admin API for automation, admins only: `GET/POST /api/admin/users`,
+//! `PUT/DELETE /api/admin/users/{id}`, `POST /api/admin/users/{id}/tokens`. Same services,
+//! rules and audit log as the panel's user pages.
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::routing::{get, post, put};
+use axum::{Json, Router};
+use chrono::SecondsFormat;
+use serde::{Deserialize, Serialize};
+
+use super::users::{self, NewUser, UserAdminError, UserChange, UserSummary};
+use crate::auth::AuthUser;
+use crate::error::ApiError;
+use crate::extract::{ApiJson, IdPath};
+use crate::state::AppState;
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/api/admin/users", get(list_users).post(create_user))
+        .route(
+            "/api/admin/users/{id}",
+            put(update_user).delete(delete_user),
+        )
+        .route("/api/admin/users/{id}/tokens", post(issue_token))
+}
+
+/// The caller, if an administrator.
+struct AdminCaller(AuthUser);
+
+impl axum::extract::FromRequestParts<AppState> for AdminCaller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        let user = AuthUser::from_request_parts(parts, state).await?;
+        if !user.is_admin {
+            return Err(ApiError::Forbidden {
+                code: "ADMIN_REQUIRED",
+                message: "Only administrators may manage users",
+            });
+        }
+        Ok(AdminCaller(user))
+    }
+}
+
+#[derive(Serialize)]
+struct UserView {
+    id: i64,
+    username: String,
+    is_admin: bool,
+    is_active: bool,
+    must_change_password: bool,
+    api_tokens: i64,
+    created_at: String,
+}
+
+impl From<UserSummary> for UserView {
+    fn from(u: UserSummary) -> UserView {
+        UserView {
+            id: u.id,
+            username: u.username,
+            is_admin: u.is_admin,
+            is_active: u.is_active,
+            must_change_password: u.must_change_password,
+            api_tokens: u.tokens,
+            created_at: u.created_at.to_rfc3339_opts(SecondsFormat::Millis, true),
+        }
+    }
+}
+
+impl From<UserAdminError> for ApiError {
+    fn from(err: UserAdminError) -> ApiError {
+        match err {
+            UserAdminError::Invalid { field, message } => {
+                ApiError::validation("VALIDATION_ERROR", format!("{field}: {message}"))
+            }
+            UserAdminError::UsernameTaken => {
+                ApiError::validation("USERNAME_TAKEN", "The username is already taken")
+            }
+            UserAdminError::NotFound => ApiError::NotFound("User"),
+            UserAdminError::SelfAction(_) => ApiError::Forbidden {
+                code: "SELF_ACTION",
+                message: "Administrators cannot delete, disable or demote themselves",
+            },
+            UserAdminError::LastAdmin => ApiError::Forbidden {
+                code: "LAST_ADMIN",
+                message: "This change would leave no active administrator",
+            },
+            UserAdminError::WrongCurrentPassword => {
+                ApiError::validation("WRONG_PASSWORD", "The current password is wrong")
+            }
+            UserAdminError::Database(e) => e.into(),
+            UserAdminError::Internal(e) => ApiError::Internal(e),
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct UserList {
+    users: Vec<UserView>,
+}
+
+async fn list_users(
+    State(app): State<AppState>,
+    _admin: AdminCaller,
+) -> Result<Json<UserList>, ApiError> {
+    let users = users::list_users(&app.db).await?;
+    Ok(Json(UserList {
+        users: users.into_iter().map(UserView::from).collect(),
+    }))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CreateUserRequest {
+    username: String,
+    password: String,
+    #[serde(default)]
+    is_admin: bool,
+}
+
+async fn create_user(
+    State(app): State<AppState>,
+    AdminCaller(admin): AdminCaller,
+    ApiJson(req): ApiJson<CreateUserRequest>,
+) -> Result<(StatusCode, Json<UserView>), ApiError> {
+    let new = NewUser {
+        username: req.username,
+        password: req.password,
+        is_admin: req.is_admin,
+    };
+    let user = users::create_user(&app.db, admin.id, new).await?;
+    Ok((StatusCode::CREATED, Json(user.into())))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct UpdateUserRequest {
+    password: Option<String>,
+    #[serde(alias = "is_active")]
+    active: Option<bool>,
+    #[serde(alias = "is_admin")]
+    admin: Option<bool>,
+}
+
+async fn update_user(
+    State(app): State<AppState>,
+    AdminCaller(admin): AdminCaller,
+    IdPath(id): IdPath,
+    ApiJson(req): ApiJson<UpdateUserRequest>,
+) -> Result<Json<UserView>, ApiError> {
+    let change = UserChange {
+        password: req.password,
+        is_active: req.active,
+        is_admin: req.admin,
+    };
+    let user = users::update_user(&app.db, admin.id, id, change).await?;
+    Ok(Json(user.into()))
+}
+
+async fn delete_user(
+    State(app): State<AppState>,
+    AdminCaller(admin): AdminCaller,
+    IdPath(id): IdPath,
+) -> Result<StatusCode, ApiError> {
+    users::delete_user(&app.db, admin.id, id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Serialize)]
+struct IssuedToken {
+    user_id: i64,
+    /// Shown once: only its hash is stored.
+    token: String,
+}
+
+async fn issue_token(
+    State(app): State<AppState>,
+    AdminCaller(admin): AdminCaller,
+    IdPath(id): IdPath,
+) -> Result<(StatusCode, Json<IssuedToken>), ApiError> {
+    let (user, token) = users::regenerate_token(&app.db, admin.id, id).await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(IssuedToken {
+            user_id: user.id,
+            token,
+        }),
+    ))
+}

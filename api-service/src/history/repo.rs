@@ -1,0 +1,250 @@
+//! SQL for history. Listing queries are built with `QueryBuilder` because the filters are
+//! optional; every value is a bind parameter.
+
+use chrono::{DateTime, Utc};
+use smsgate_shared::domain::{MessageStatus, RecipientStatus};
+use sqlx::{PgPool, Postgres, QueryBuilder, Transaction};
+
+/// A message row of a history page; the content is cut to a preview in SQL, so a page of
+/// long texts stays small.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct HistoryRow {
+    pub id: i64,
+    pub user_id: i64,
+    pub username: String,
+    pub preview: String,
+    pub status: MessageStatus,
+    pub total_count: i32,
+    pub sent_count: i32,
+    pub failed_count: i32,
+    pub created_at: DateTime<Utc>,
+}
+
+/// Everything the detail page shows about a message.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct MessageDetailRow {
+    pub id: i64,
+    pub user_id: i64,
+    pub username: String,
+    pub content: String,
+    pub encoding: String,
+    pub segments: i32,
+    pub status: MessageStatus,
+    pub total_count: i32,
+    pub sent_count: i32,
+    pub failed_count: i32,
+    pub created_at: DateTime<Utc>,
+    pub completed_at: Option<DateTime<Utc>>,
+}
+
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct RecipientRow {
+    pub id: i64,
+    pub phone: String,
+    pub status: RecipientStatus,
+    pub attempts: i32,
+    pub last_error: Option<String>,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// Filters already parsed into SQL-ready values.
+#[derive(Debug, Default, Clone)]
+pub struct Filter<'a> {
+    pub user_id: Option<i64>,
+    pub status: Option<MessageStatus>,
+    pub from: Option<DateTime<Utc>>,
+    pub until: Option<DateTime<Utc>>,
+    /// A LIKE pattern, already escaped and wrapped in `%`.
+    pub content_like: Option<&'a str>,
+    pub phone: Option<&'a str>,
+}
+
+/// Which side of a cursor to read.
+#[derive(Debug, Clone, Copy)]
+pub enum Direction {
+    /// Older than the cursor, newest first (the default reading order).
+    Older,
+    /// Newer than the cursor, read oldest first and reversed by the caller.
+    Newer,
+}
+
+/// One page in keyset order `(created_at DESC, id DESC)`: every filter keeps an index on
+/// that order usable (see the migrations), so page 1,000 costs what page 1 costs.
+pub async fn search_messages(
+    db: &PgPool,
+    filter: &Filter<'_>,
+    cursor: Option<(DateTime<Utc>, i64)>,
+    direction: Direction,
+    limit: i64,
+) -> Result<Vec<HistoryRow>, sqlx::Error> {
+    let mut q = QueryBuilder::<Postgres>::new(
+        "SELECT m.id, m.user_id, u.username, left(m.content, 160) AS preview, m.status,
+                m.total_count, m.sent_count, m.failed_count, m.created_at
+         FROM messages m JOIN users u ON u.id = m.user_id WHERE TRUE",
+    );
+    if let Some(user_id) = filter.user_id {
+        q.push(" AND m.user_id = ").push_bind(user_id);
+    }
+    if let Some(status) = filter.status {
+        q.push(" AND m.status = ").push_bind(status.as_str());
+    }
+    if let Some(from) = filter.from {
+        q.push(" AND m.created_at >= ").push_bind(from);
+    }
+    if let Some(until) = filter.until {
+        q.push(" AND m.created_at < ").push_bind(until);
+    }
+    if let Some(pattern) = filter.content_like {
+        q.push(" AND m.content ILIKE ")
+            .push_bind(pattern.to_owned());
+    }
+    if let Some(phone) = filter.phone {
+        q.push(" AND m.id IN (SELECT r.message_id FROM recipients r WHERE r.phone = ")
+            .push_bind(phone.to_owned())
+            .push(")");
+    }
+    if let Some((at, id)) = cursor {
+        let op = match direction {
+            Direction::Older => " < ",
+            Direction::Newer => " > ",
+        };
+        q.push(" AND (m.created_at, m.id)")
+            .push(op)
+            .push("(")
+            .push_bind(at)
+            .push(", ")
+            .push_bind(id)
+            .push(")");
+    }
+    q.push(match direction {
+        Direction::Older => " ORDER BY m.created_at DESC, m.id DESC LIMIT ",
+        Direction::Newer => " ORDER BY m.created_at ASC, m.id ASC LIMIT ",
+    })
+    .push_bind(limit);
+    q.build_query_as().fetch_all(db).await
+}
+
+pub async fn find_message(db: &PgPool, id: i64) -> Result<Option<MessageDetailRow>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT m.id, m.user_id, u.username, m.content, m.encoding, m.segments, m.status,
+                m.total_count, m.sent_count, m.failed_count, m.created_at, m.completed_at
+         FROM messages m JOIN users u ON u.id = m.user_id WHERE m.id = $1",
+    )
+    .bind(id)
+    .fetch_optional(db)
+    .await
+}
+
+/// Recipients by id, after (`Older`: ids above `cursor`) or before (`Newer`: ids below) it,
+/// served by `recipients_message_idx (message_id, id)`.
+pub async fn list_recipients(
+    db: &PgPool,
+    message_id: i64,
+    cursor: Option<i64>,
+    direction: Direction,
+    limit: i64,
+) -> Result<Vec<RecipientRow>, sqlx::Error> {
+    let sql = match direction {
+        Direction::Older => {
+            "SELECT id, phone, status, attempts, last_error, updated_at FROM recipients
+             WHERE message_id = $1 AND ($2::bigint IS NULL OR id > $2) ORDER BY id LIMIT $3"
+        }
+        Direction::Newer => {
+            "SELECT id, phone, status, attempts, last_error, updated_at FROM recipients
+             WHERE message_id = $1 AND ($2::bigint IS NULL OR id < $2) ORDER BY id DESC LIMIT $3"
+        }
+    };
+    sqlx::query_as(sql)
+        .bind(message_id)
+        .bind(cursor)
+        .bind(limit)
+        .fetch_all(db)
+        .await
+}
+
+/// Recipient figures of the messages created since `since`: (sent, failed, pending).
+pub async fn counts_since(
+    db: &PgPool,
+    since: DateTime<Utc>,
+    user_id: Option<i64>,
+) -> Result<(i64, i64, i64), sqlx::Error> {
+    sqlx::query_as(
+        "SELECT coalesce(sum(sent_count), 0)::bigint, coalesce(sum(failed_count), 0)::bigint,
+                coalesce(sum(total_count - sent_count - failed_count), 0)::bigint
+         FROM messages WHERE created_at >= $1 AND ($2::bigint IS NULL OR user_id = $2)",
+    )
+    .bind(since)
+    .bind(user_id)
+    .fetch_one(db)
+    .await
+}
+
+/// Locks the message row against the dispatcher's result writer (which locks it too) and
+/// returns its content, status and counters.
+pub async fn lock_message(
+    tx: &mut Transaction<'_, Postgres>,
+    id: i64,
+) -> Result<Option<(String, MessageStatus, i32, i32, i32)>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT content, status, total_count, sent_count, failed_count FROM messages WHERE id = $1 FOR UPDATE",
+    )
+    .bind(id)
+    .fetch_optional(&mut **tx)
+    .await
+}
+
+/// Puts failed recipients back to `pending` (all of the message's, or only `only`).
+pub async fn reset_failed(
+    tx: &mut Transaction<'_, Postgres>,
+    message_id: i64,
+    only: Option<&[i64]>,
+) -> Result<Vec<(i64, String)>, sqlx::Error> {
+    sqlx::query_as(
+        "UPDATE recipients SET status = 'pending', updated_at = now()
+         WHERE message_id = $1 AND status = 'failed' AND ($2::bigint[] IS NULL OR id = ANY($2))
+         RETURNING id, phone",
+    )
+    .bind(message_id)
+    .bind(only)
+    .fetch_all(&mut **tx)
+    .await
+}
+
+/// Gives back `retried` failures to the message, sets its status, clears its completion and
+/// takes the publish lease: the outbox marks it enqueued once the new jobs are confirmed, or
+/// the reconciler republishes them after the lease.
+pub async fn reopen_message(
+    tx: &mut Transaction<'_, Postgres>,
+    id: i64,
+    retried: i32,
+    status: MessageStatus,
+    lease_secs: f64,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "UPDATE messages SET failed_count = failed_count - $2, status = $3, completed_at = NULL,
+                enqueued_at = NULL, publish_lease_until = now() + make_interval(secs => $4)
+         WHERE id = $1",
+    )
+    .bind(id)
+    .bind(retried)
+    .bind(status.as_str())
+    .bind(lease_secs)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+/// Closes the open dead letters of recipients that are being sent again.
+pub async fn resolve_dead_letters(
+    tx: &mut Transaction<'_, Postgres>,
+    recipient_ids: &[i64],
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "UPDATE dead_letters SET resolved_at = now(), resolution = 'retried'
+         WHERE recipient_id = ANY($1) AND resolved_at IS NULL",
+    )
+    .bind(recipient_ids)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}

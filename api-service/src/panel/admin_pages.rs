@@ -1,0 +1,394 @@
+//! Admin pages: users, dead letters and the audit log. The rules live in `admin::users`
+//! and `admin::dead_letters`, shared with the JSON admin API.
+
+use axum::extract::{Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use smsgate_web::{Flash, Page, WebError};
+
+use super::auth_pages::user_error;
+use super::forms::{CsrfForm, NoFields};
+use super::history_pages::history_error;
+use super::session::{AdminUser, SignedIn};
+use super::{db_error, PanelId};
+use crate::admin::password::PASSWORD_RULES;
+use crate::admin::users::{self, NewUser, UserAdminError, UserChange};
+use crate::admin::{audit, dead_letters};
+use crate::state::AppState;
+
+const USERS: &str = "/admin/users";
+
+#[derive(Serialize)]
+struct UserRow {
+    id: i64,
+    username: String,
+    is_admin: bool,
+    is_active: bool,
+    must_change_password: bool,
+    tokens: i64,
+    created: String,
+    created_iso: String,
+}
+
+pub async fn list_users(State(app): State<AppState>, admin: AdminUser) -> Result<Page, WebError> {
+    let tz = app.settings.panel.display_tz;
+    let rows: Vec<UserRow> = users::list_users(&app.db)
+        .await
+        .map_err(|e| user_error(e, "/"))?
+        .into_iter()
+        .map(|u| UserRow {
+            id: u.id,
+            username: u.username,
+            is_admin: u.is_admin,
+            is_active: u.is_active,
+            must_change_password: u.must_change_password,
+            tokens: u.tokens,
+            created: tz.format(u.created_at),
+            created_iso: tz.machine(u.created_at),
+        })
+        .collect();
+    Ok(Page::new("admin/users.html", admin.layout(&app, "users")).with("users", rows))
+}
+
+fn new_user_page(
+    app: &AppState,
+    admin: &AdminUser,
+    username: &str,
+    is_admin: bool,
+    errors: serde_json::Value,
+) -> Page {
+    Page::new("admin/user_new.html", admin.layout(app, "users"))
+        .with("username", username)
+        .with("is_admin", is_admin)
+        .with("rules", PASSWORD_RULES)
+        .with("errors", errors)
+}
+
+pub async fn new_user_form(State(app): State<AppState>, admin: AdminUser) -> Page {
+    new_user_page(&app, &admin, "", false, json!({}))
+}
+
+#[derive(Deserialize)]
+pub struct NewUserForm {
+    #[serde(default)]
+    username: String,
+    #[serde(default)]
+    password: String,
+    #[serde(default)]
+    confirm: String,
+    is_admin: Option<String>,
+}
+
+pub async fn create_user(
+    State(app): State<AppState>,
+    CsrfForm { user: admin, form }: CsrfForm<AdminUser, NewUserForm>,
+) -> Result<Response, WebError> {
+    let is_admin = form.is_admin.is_some();
+    let invalid = |errors| {
+        Ok(
+            new_user_page(&app, &admin, &form.username, is_admin, errors)
+                .status(StatusCode::UNPROCESSABLE_ENTITY)
+                .into_response(),
+        )
+    };
+    if form.password != form.confirm {
+        return invalid(json!({"confirm": "The two passwords differ."}));
+    }
+    let new = NewUser {
+        username: form.username.clone(),
+        password: form.password.clone(),
+        is_admin,
+    };
+    match users::create_user(&app.db, admin.session.user_id, new).await {
+        Ok(user) => Ok(Flash::success(format!("User {} created.", user.username)).redirect(USERS)),
+        Err(UserAdminError::Invalid { field, message }) => invalid(json!({ field: message })),
+        Err(UserAdminError::UsernameTaken) => {
+            invalid(json!({"username": "This username is already taken."}))
+        }
+        Err(e) => Err(user_error(e, USERS)),
+    }
+}
+
+fn password_page(
+    app: &AppState,
+    admin: &AdminUser,
+    target: &users::UserSummary,
+    errors: serde_json::Value,
+) -> Page {
+    Page::new("admin/user_password.html", admin.layout(app, "users"))
+        .with(
+            "target",
+            json!({"id": target.id, "username": target.username}),
+        )
+        .with("rules", PASSWORD_RULES)
+        .with("errors", errors)
+}
+
+pub async fn password_form(
+    State(app): State<AppState>,
+    admin: AdminUser,
+    PanelId(id): PanelId,
+) -> Result<Page, WebError> {
+    let target = users::find_user(&app.db, id)
+        .await
+        .map_err(|e| user_error(e, USERS))?;
+    Ok(password_page(&app, &admin, &target, json!({})))
+}
+
+#[derive(Deserialize)]
+pub struct SetPasswordForm {
+    #[serde(default)]
+    password: String,
+    #[serde(default)]
+    confirm: String,
+}
+
+pub async fn set_password(
+    State(app): State<AppState>,
+    PanelId(id): PanelId,
+    CsrfForm { user: admin, form }: CsrfForm<AdminUser, SetPasswordForm>,
+) -> Result<Response, WebError> {
+    let target = users::find_user(&app.db, id)
+        .await
+        .map_err(|e| user_error(e, USERS))?;
+    let invalid = |errors| {
+        Ok(password_page(&app, &admin, &target, errors)
+            .status(StatusCode::UNPROCESSABLE_ENTITY)
+            .into_response())
+    };
+    if form.password != form.confirm {
+        return invalid(json!({"confirm": "The two passwords differ."}));
+    }
+    let change = UserChange {
+        password: Some(form.password),
+        ..Default::default()
+    };
+    match users::update_user(&app.db, admin.session.user_id, id, change).await {
+        Ok(user) => {
+            Ok(Flash::success(format!("Password of {} changed.", user.username)).redirect(USERS))
+        }
+        Err(UserAdminError::Invalid { message, .. }) => invalid(json!({"password": message})),
+        Err(e) => Err(user_error(e, USERS)),
+    }
+}
+
+pub async fn toggle_user(
+    State(app): State<AppState>,
+    PanelId(id): PanelId,
+    CsrfForm { user: admin, .. }: CsrfForm<AdminUser, NoFields>,
+) -> Result<Response, WebError> {
+    let target = users::find_user(&app.db, id)
+        .await
+        .map_err(|e| user_error(e, USERS))?;
+    let change = UserChange {
+        is_active: Some(!target.is_active),
+        ..Default::default()
+    };
+    let user = users::update_user(&app.db, admin.session.user_id, id, change)
+        .await
+        .map_err(|e| user_error(e, USERS))?;
+    let text = if user.is_active {
+        format!("{} enabled.", user.username)
+    } else {
+        format!(
+            "{} disabled; their sessions and API tokens stopped working.",
+            user.username
+        )
+    };
+    Ok(Flash::success(text).redirect(USERS))
+}
+
+pub async fn confirm_delete(
+    State(app): State<AppState>,
+    admin: AdminUser,
+    PanelId(id): PanelId,
+) -> Result<Response, WebError> {
+    if id == admin.session.user_id {
+        return Err(user_error(UserAdminError::SelfAction("delete"), USERS));
+    }
+    let target = users::find_user(&app.db, id)
+        .await
+        .map_err(|e| user_error(e, USERS))?;
+    let messages = users::message_count(&app.db, id)
+        .await
+        .map_err(|e| user_error(e, USERS))?;
+    Ok(
+        Page::new("admin/user_delete.html", admin.layout(&app, "users"))
+            .with(
+                "target",
+                json!({"id": target.id, "username": target.username}),
+            )
+            .with("message_count", messages)
+            .into_response(),
+    )
+}
+
+pub async fn delete_user(
+    State(app): State<AppState>,
+    PanelId(id): PanelId,
+    CsrfForm { user: admin, .. }: CsrfForm<AdminUser, NoFields>,
+) -> Result<Response, WebError> {
+    let target = users::find_user(&app.db, id)
+        .await
+        .map_err(|e| user_error(e, USERS))?;
+    users::delete_user(&app.db, admin.session.user_id, id)
+        .await
+        .map_err(|e| user_error(e, USERS))?;
+    Ok(Flash::success(format!("User {} deleted.", target.username)).redirect(USERS))
+}
+
+/// Answers with the token page directly rather than a redirect: the token exists only in
+/// this response.
+pub async fn regenerate_token(
+    State(app): State<AppState>,
+    PanelId(id): PanelId,
+    CsrfForm { user: admin, .. }: CsrfForm<AdminUser, NoFields>,
+) -> Result<Page, WebError> {
+    let (target, token) = users::regenerate_token(&app.db, admin.session.user_id, id)
+        .await
+        .map_err(|e| user_error(e, USERS))?;
+    Ok(Page::new("admin/token.html", admin.layout(&app, "users"))
+        .with(
+            "target",
+            json!({"id": target.id, "username": target.username}),
+        )
+        .with("token", token))
+}
+
+#[derive(Deserialize, Default)]
+pub struct BeforeQuery {
+    before: Option<i64>,
+}
+
+const LIST_PAGE: i64 = 50;
+
+#[derive(Serialize)]
+struct DeadLetterRow {
+    id: i64,
+    message_id: i64,
+    phone: String,
+    reason: String,
+    attempts: i32,
+    created: String,
+    created_iso: String,
+}
+
+pub async fn list_dead_letters(
+    State(app): State<AppState>,
+    admin: AdminUser,
+    Query(query): Query<BeforeQuery>,
+) -> Result<Page, WebError> {
+    let tz = app.settings.panel.display_tz;
+    let letters = dead_letters::list_open(&app.db, query.before, LIST_PAGE)
+        .await
+        .map_err(db_error)?;
+    let older = (letters.len() as i64 == LIST_PAGE)
+        .then(|| {
+            letters
+                .last()
+                .map(|d| format!("/admin/dead-letters?before={}", d.id))
+        })
+        .flatten();
+    let rows: Vec<DeadLetterRow> = letters
+        .into_iter()
+        .map(|d| DeadLetterRow {
+            id: d.id,
+            message_id: d.message_id,
+            phone: d.phone,
+            reason: d.reason,
+            attempts: d.attempts,
+            created: tz.format(d.created_at),
+            created_iso: tz.machine(d.created_at),
+        })
+        .collect();
+    Ok(
+        Page::new("admin/dead_letters.html", admin.layout(&app, "dead"))
+            .with("letters", rows)
+            .with("older_url", older),
+    )
+}
+
+const DEAD: &str = "/admin/dead-letters";
+
+pub async fn retry_dead_letter(
+    State(app): State<AppState>,
+    PanelId(id): PanelId,
+    CsrfForm { user: admin, .. }: CsrfForm<AdminUser, NoFields>,
+) -> Result<Response, WebError> {
+    dead_letters::retry(&app.db, &app.outbox, admin.session.user_id, id)
+        .await
+        .map_err(|e| history_error(e, DEAD))?;
+    Ok(Flash::success("Queued again.").redirect(DEAD))
+}
+
+pub async fn retry_all_dead_letters(
+    State(app): State<AppState>,
+    CsrfForm { user: admin, .. }: CsrfForm<AdminUser, NoFields>,
+) -> Result<Response, WebError> {
+    let outcome = dead_letters::retry_all(&app.db, &app.outbox, admin.session.user_id)
+        .await
+        .map_err(|e| history_error(e, DEAD))?;
+    let mut text = format!("{} recipient(s) queued again.", outcome.requeued);
+    if outcome.skipped > 0 {
+        text.push_str(&format!(
+            " {} left: their messages are still being sent.",
+            outcome.skipped
+        ));
+    }
+    Ok(Flash::success(text).redirect(DEAD))
+}
+
+pub async fn abandon_dead_letter(
+    State(app): State<AppState>,
+    PanelId(id): PanelId,
+    CsrfForm { user: admin, .. }: CsrfForm<AdminUser, NoFields>,
+) -> Result<Response, WebError> {
+    dead_letters::abandon(&app.db, admin.session.user_id, id)
+        .await
+        .map_err(|e| history_error(e, DEAD))?;
+    Ok(Flash::success("Dead letter abandoned; the recipient stays failed.").redirect(DEAD))
+}
+
+#[derive(Serialize)]
+struct AuditRow {
+    at: String,
+    at_iso: String,
+    actor: String,
+    action: String,
+    target: String,
+    details: String,
+}
+
+pub async fn list_audit(
+    State(app): State<AppState>,
+    admin: AdminUser,
+    Query(query): Query<BeforeQuery>,
+) -> Result<Page, WebError> {
+    let tz = app.settings.panel.display_tz;
+    let entries = audit::list(&app.db, query.before, LIST_PAGE)
+        .await
+        .map_err(db_error)?;
+    let older = (entries.len() as i64 == LIST_PAGE)
+        .then(|| {
+            entries
+                .last()
+                .map(|e| format!("/admin/audit?before={}", e.id))
+        })
+        .flatten();
+    let rows: Vec<AuditRow> = entries
+        .into_iter()
+        .map(|e| AuditRow {
+            at: tz.format(e.created_at),
+            at_iso: tz.machine(e.created_at),
+            actor: e.actor.unwrap_or_else(|| "system".to_owned()),
+            action: e.action,
+            target: e.target.unwrap_or_default(),
+            details: e.details.to_string(),
+        })
+        .collect();
+    Ok(Page::new("admin/audit.html", admin.layout(&app, "audit"))
+        .with("entries", rows)
+        .with("older_url", older))
+}

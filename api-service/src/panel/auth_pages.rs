@@ -1,0 +1,271 @@
+//! Sign in, sign out and changing one's own password (forced for the default admin's
+//! initial password).
+
+use axum::extract::{Query, Request, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+use serde_json::json;
+use smsgate_web::is_local_path;
+use smsgate_web::{cookies, Flash, Layout, Page, WebError};
+
+use super::forms::{CsrfForm, NoFields};
+use super::session::{self, client_address, constant_time_eq, random_token, SessionUser, SignedIn};
+use super::{db_error, throttle};
+use crate::admin::password::PASSWORD_RULES;
+use crate::admin::users::{self, UserAdminError};
+use crate::auth::service::{self as auth, AuthError};
+use crate::state::AppState;
+
+#[derive(Deserialize, Default)]
+pub struct LoginQuery {
+    next: Option<String>,
+}
+
+fn login_page(
+    app: &AppState,
+    csrf: &str,
+    next: &str,
+    username: &str,
+    error: Option<&str>,
+    flash: Option<Flash>,
+) -> Page {
+    let layout = Layout {
+        flash,
+        tz: app.settings.panel.display_tz.name(),
+        ..Layout::default()
+    };
+    Page::new("login.html", layout)
+        .with("csrf", csrf)
+        .with("next", next)
+        .with("username", username)
+        .with("error", error)
+}
+
+/// The login form with a fresh double-submit CSRF cookie (there is no session to bind a
+/// token to yet).
+fn with_login_csrf(page: Page, token: &str, headers: &HeaderMap) -> Response {
+    let mut response = page.into_response();
+    response.headers_mut().append(
+        header::SET_COOKIE,
+        cookies::set(cookies::LOGIN_CSRF, token, None, cookies::is_tls(headers)),
+    );
+    response
+}
+
+pub async fn login_form(
+    State(app): State<AppState>,
+    headers: HeaderMap,
+    Query(query): Query<LoginQuery>,
+) -> Response {
+    let token = random_token();
+    let next = query.next.filter(|n| is_local_path(n)).unwrap_or_default();
+    let page = login_page(&app, &token, &next, "", None, Flash::from_headers(&headers));
+    with_login_csrf(page, &token, &headers)
+}
+
+#[derive(Deserialize)]
+pub struct LoginForm {
+    #[serde(default)]
+    csrf_token: String,
+    #[serde(default)]
+    username: String,
+    #[serde(default)]
+    password: String,
+    #[serde(default)]
+    next: String,
+}
+
+pub async fn log_in(State(app): State<AppState>, request: Request) -> Result<Response, WebError> {
+    let (parts, body) = request.into_parts();
+    let bytes = axum::body::to_bytes(body, 16 * 1024)
+        .await
+        .map_err(|_| WebError::BadRequest("The form is too large.".into()))?;
+    let form: LoginForm = serde_urlencoded::from_bytes(&bytes)
+        .map_err(|_| WebError::BadRequest("The form could not be read.".into()))?;
+    let cookie_token = cookies::get(&parts.headers, cookies::LOGIN_CSRF).unwrap_or("");
+    if cookie_token.is_empty()
+        || !constant_time_eq(cookie_token.as_bytes(), form.csrf_token.as_bytes())
+    {
+        return Err(WebError::CsrfRejected);
+    }
+    let settings = &app.settings.panel;
+    let address = client_address(
+        &parts.headers,
+        &parts.extensions,
+        settings.trust_proxy_headers,
+    );
+    let next = if is_local_path(&form.next) {
+        form.next.clone()
+    } else {
+        String::new()
+    };
+    let retry = |error: &str| {
+        let token = random_token();
+        let page = login_page(&app, &token, &next, &form.username, Some(error), None)
+            .status(StatusCode::UNAUTHORIZED);
+        with_login_csrf(page, &token, &parts.headers)
+    };
+
+    if throttle::is_throttled(&app.db, settings, &form.username, &address)
+        .await
+        .map_err(db_error)?
+    {
+        tracing::warn!("panel login throttled");
+        let minutes = settings.login_window.as_secs().div_ceil(60);
+        return Ok(retry(&format!(
+            "Too many failed sign-in attempts. Try again in {minutes} minutes."
+        )));
+    }
+    let login = match auth::login(&app.db, &app.jwt, &form.username, &form.password).await {
+        Ok(login) => login,
+        Err(AuthError::InvalidCredentials) => {
+            throttle::record_failure(&app.db, &form.username, &address)
+                .await
+                .map_err(db_error)?;
+            return Ok(retry("Wrong username or password."));
+        }
+        Err(AuthError::Disabled) => return Ok(retry("This account is disabled.")),
+        Err(AuthError::Database(e)) => return Err(db_error(e)),
+        Err(e) => return Err(WebError::Internal(e.into())),
+    };
+    throttle::clear_username(&app.db, &form.username)
+        .await
+        .map_err(db_error)?;
+    // A new id at every login: a session id planted before login is worth nothing after.
+    if let Some(old) = cookies::get(&parts.headers, cookies::SESSION) {
+        let _ = session::delete(&app.db, &sha256(old)).await;
+    }
+    let raw = session::create(&app.db, login.user.id, settings.session_idle)
+        .await
+        .map_err(db_error)?;
+    let to = if next.is_empty() {
+        "/".to_owned()
+    } else {
+        next
+    };
+    let mut response =
+        Flash::success(format!("Signed in as {}.", login.user.username)).redirect(&to);
+    let headers = response.headers_mut();
+    headers.append(
+        header::SET_COOKIE,
+        cookies::set(
+            cookies::SESSION,
+            &raw,
+            Some(settings.session_max_age.as_secs() as i64),
+            cookies::is_tls(&parts.headers),
+        ),
+    );
+    headers.append(header::SET_COOKIE, cookies::clear(cookies::LOGIN_CSRF));
+    Ok(response)
+}
+
+fn sha256(raw: &str) -> Vec<u8> {
+    use sha2::Digest;
+    sha2::Sha256::digest(raw.as_bytes()).to_vec()
+}
+
+fn signed_out(flash: &str) -> Response {
+    let mut response = Flash::success(flash).redirect("/login");
+    response
+        .headers_mut()
+        .append(header::SET_COOKIE, cookies::clear(cookies::SESSION));
+    response
+}
+
+pub async fn log_out(
+    State(app): State<AppState>,
+    CsrfForm { user, .. }: CsrfForm<SessionUser, NoFields>,
+) -> Result<Response, WebError> {
+    session::delete(&app.db, &user.session.id_hash)
+        .await
+        .map_err(db_error)?;
+    Ok(signed_out("You have signed out."))
+}
+
+/// `GET /logout`, kept for links from the replaced panel. Signing someone out is all a
+/// forged link can do, so this one does without a CSRF token.
+pub async fn log_out_link(
+    State(app): State<AppState>,
+    headers: HeaderMap,
+) -> Result<Response, WebError> {
+    if let Some(raw) = cookies::get(&headers, cookies::SESSION) {
+        session::delete(&app.db, &sha256(raw))
+            .await
+            .map_err(db_error)?;
+    }
+    Ok(signed_out("You have signed out."))
+}
+
+fn password_page(
+    app: &AppState,
+    user: &SessionUser,
+    errors: serde_json::Value,
+    status: StatusCode,
+) -> Page {
+    Page::new("password.html", user.layout(app, "account"))
+        .with("forced", user.session.must_change_password)
+        .with("rules", PASSWORD_RULES)
+        .with("errors", errors)
+        .status(status)
+}
+
+pub async fn password_form(State(app): State<AppState>, user: SessionUser) -> Page {
+    password_page(&app, &user, json!({}), StatusCode::OK)
+}
+
+#[derive(Deserialize)]
+pub struct PasswordForm {
+    #[serde(default)]
+    current: String,
+    #[serde(default)]
+    new_password: String,
+    #[serde(default)]
+    confirm: String,
+}
+
+pub async fn change_password(
+    State(app): State<AppState>,
+    CsrfForm { user, form }: CsrfForm<SessionUser, PasswordForm>,
+) -> Result<Response, WebError> {
+    let invalid = |errors| {
+        Ok(password_page(&app, &user, errors, StatusCode::UNPROCESSABLE_ENTITY).into_response())
+    };
+    if form.new_password != form.confirm {
+        return invalid(json!({"confirm": "The two new passwords differ."}));
+    }
+    let session = &user.session;
+    match users::change_own_password(
+        &app.db,
+        session.user_id,
+        &session.username,
+        &form.current,
+        form.new_password,
+        Some(&session.id_hash),
+    )
+    .await
+    {
+        Ok(()) => Ok(Flash::success("Your password has been changed.").redirect("/")),
+        Err(UserAdminError::WrongCurrentPassword) => {
+            invalid(json!({"current": "This is not your current password."}))
+        }
+        Err(UserAdminError::Invalid { message, .. }) => invalid(json!({"new_password": message})),
+        Err(e) => Err(user_error(e, "/")),
+    }
+}
+
+/// Maps the errors of the user services that a form does not show beside a field.
+pub(super) fn user_error(err: UserAdminError, back_to: &str) -> WebError {
+    match err {
+        UserAdminError::Database(e) => db_error(e),
+        UserAdminError::Internal(e) => WebError::Internal(e),
+        UserAdminError::NotFound => WebError::NotFound("User"),
+        UserAdminError::LastAdmin => {
+            WebError::refused(back_to, "Refused: this is the last active administrator.")
+        }
+        UserAdminError::SelfAction(what) => {
+            WebError::refused(back_to, format!("You cannot {what} yourself."))
+        }
+        other => WebError::refused(back_to, other.to_string()),
+    }
+}

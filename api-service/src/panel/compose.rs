@@ -1,0 +1,449 @@
+//! `/compose`: write a message, list recipients (typed or from a CSV file), send once.
+//!
+//! Every invalid number is listed back with where it was (line of the text box or of the
+//! file) and nothing is sent until all are fixed; the form keeps what was typed. The hidden
+//! idempotency key makes a double click or a resubmitted form land on the same message.
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use axum::extract::{Multipart, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+use smsgate_shared::domain::{Encoding, MessageBody, MessageBodyError, PhoneNumber};
+use smsgate_web::{Flash, Page, WebError};
+use sqlx::PgPool;
+
+use super::db_error;
+use super::session::{random_token, PanelUser, SignedIn};
+use crate::outbox::Outbox;
+use crate::sms::service::{self as sms, NewSend};
+use crate::state::AppState;
+
+/// One recipient as typed, with where it came from.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Entry {
+    pub source: &'static str,
+    pub line: usize,
+    pub value: String,
+}
+
+/// An entry that is not a phone number, shown beside the field.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct InvalidLine {
+    pub source: &'static str,
+    pub line: usize,
+    pub value: String,
+    pub reason: String,
+}
+
+/// Entries of the text box: one per line, or several per line separated by commas or
+/// semicolons. Blank entries are skipped.
+pub fn entries_from_text(text: &str) -> Vec<Entry> {
+    text.lines()
+        .enumerate()
+        .flat_map(|(index, line)| {
+            line.split([',', ';'])
+                .map(str::trim)
+                .filter(|v| !v.is_empty())
+                .map(move |value| Entry {
+                    source: "Recipients",
+                    line: index + 1,
+                    value: value.to_owned(),
+                })
+        })
+        .collect()
+}
+
+/// Splits one CSV line, honouring double-quoted fields (`"1234 5678"`, `"a ""b"""`).
+fn csv_cells(line: &str) -> Vec<String> {
+    let mut cells = Vec::new();
+    let mut cell = String::new();
+    let mut quoted = false;
+    let mut chars = line.chars().peekable();
+    while let Some(c) = chars.next() {
+        match (c, quoted) {
+            ('"', true) if chars.peek() == Some(&'"') => {
+                cell.push('"');
+                chars.next();
+            }
+            ('"', _) => quoted = !quoted,
+            (',', false) => cells.push(std::mem::take(&mut cell)),
+            _ => cell.push(c),
+        }
+    }
+    cells.push(cell);
+    cells.into_iter().map(|c| c.trim().to_owned()).collect()
+}
+
+/// Entries of an uploaded CSV file: the column named `phone` (any case) if the first row
+/// has one, else the first column; a first row that is text rather than a number is taken
+/// as a header and skipped.
+pub fn entries_from_csv(text: &str) -> Vec<Entry> {
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
+    let mut rows = text
+        .lines()
+        .enumerate()
+        .filter(|(_, l)| !l.trim().is_empty())
+        .peekable();
+    let mut column = 0;
+    if let Some((_, first)) = rows.peek() {
+        let cells = csv_cells(first);
+        if let Some(i) = cells.iter().position(|c| c.eq_ignore_ascii_case("phone")) {
+            column = i;
+            rows.next();
+        } else if cells.first().is_some_and(|c| {
+            c.chars().any(|ch| ch.is_alphabetic()) && PhoneNumber::parse(c).is_err()
+        }) {
+            rows.next();
+        }
+    }
+    rows.filter_map(|(index, line)| {
+        let value = csv_cells(line).into_iter().nth(column).unwrap_or_default();
+        (!value.is_empty()).then_some(Entry {
+            source: "CSV",
+            line: index + 1,
+            value,
+        })
+    })
+    .collect()
+}
+
+/// Parses every entry, collapsing duplicates (first one wins), and reports every bad one.
+pub fn parse_entries(entries: &[Entry]) -> Result<Vec<PhoneNumber>, Vec<InvalidLine>> {
+    let mut seen = HashSet::new();
+    let mut numbers = Vec::new();
+    let mut invalid = Vec::new();
+    for entry in entries {
+        match PhoneNumber::parse(&entry.value) {
+            Ok(number) => {
+                if seen.insert(number.clone()) {
+                    numbers.push(number);
+                }
+            }
+            Err(e) => invalid.push(InvalidLine {
+                source: entry.source,
+                line: entry.line,
+                value: entry.value.clone(),
+                reason: e.to_string(),
+            }),
+        }
+    }
+    if invalid.is_empty() {
+        Ok(numbers)
+    } else {
+        Err(invalid)
+    }
+}
+
+/// What the counter under the text box says before the script takes over.
+fn counter_text(content: &str) -> String {
+    let chars = content.chars().count();
+    let (encoding, segments) = match MessageBody::parse(content, u32::MAX) {
+        Ok(body) => (body.encoding(), body.segments()),
+        Err(_) => (Encoding::Gsm7, 1),
+    };
+    let name = match encoding {
+        Encoding::Gsm7 => "GSM-7",
+        Encoding::Ucs2 => "UCS-2",
+    };
+    format!(
+        "{chars} character{} · {name} · {segments} segment{}",
+        if chars == 1 { "" } else { "s" },
+        if segments == 1 { "" } else { "s" }
+    )
+}
+
+/// The form as typed, with whatever is wrong with it.
+#[derive(Default)]
+struct ComposeForm {
+    csrf_token: String,
+    idempotency_key: String,
+    content: String,
+    recipients: String,
+    csv: Option<String>,
+}
+
+fn compose_page(
+    app: &AppState,
+    user: &PanelUser,
+    form: &ComposeForm,
+    content_error: Option<String>,
+    recipient_errors: Vec<InvalidLine>,
+) -> Page {
+    let status = if content_error.is_some() || !recipient_errors.is_empty() {
+        StatusCode::UNPROCESSABLE_ENTITY
+    } else {
+        StatusCode::OK
+    };
+    Page::new("compose.html", user.layout(app, "compose"))
+        .with("idempotency_key", &form.idempotency_key)
+        .with("content", &form.content)
+        .with("recipients", &form.recipients)
+        .with("counter", counter_text(&form.content))
+        .with("max_segments", app.settings.max_segments)
+        .with("content_error", content_error)
+        .with("recipient_errors", recipient_errors)
+        .with("csv_again", form.csv.is_some())
+        .status(status)
+}
+
+pub async fn compose_form(State(app): State<AppState>, user: PanelUser) -> Page {
+    let form = ComposeForm {
+        idempotency_key: random_token(),
+        ..Default::default()
+    };
+    compose_page(&app, &user, &form, None, Vec::new())
+}
+
+async fn read_form(mut multipart: Multipart) -> Result<ComposeForm, WebError> {
+    let unreadable = |_| WebError::BadRequest("The form could not be read.".into());
+    let mut form = ComposeForm::default();
+    while let Some(field) = multipart.next_field().await.map_err(unreadable)? {
+        let name = field.name().unwrap_or_default().to_owned();
+        match name.as_str() {
+            "csv" => {
+                let has_file = field.file_name().is_some_and(|n| !n.is_empty());
+                let bytes = field.bytes().await.map_err(unreadable)?;
+                if has_file && !bytes.is_empty() {
+                    form.csv = Some(String::from_utf8_lossy(&bytes).into_owned());
+                }
+            }
+            "csrf_token" => form.csrf_token = field.text().await.map_err(unreadable)?,
+            "idempotency_key" => form.idempotency_key = field.text().await.map_err(unreadable)?,
+            "content" => form.content = field.text().await.map_err(unreadable)?,
+            "recipients" => form.recipients = field.text().await.map_err(unreadable)?,
+            _ => {}
+        }
+    }
+    Ok(form)
+}
+
+/// Keys are the 43-character tokens `compose_form` hands out; anything else is not ours.
+fn valid_key(key: &str) -> bool {
+    (16..=64).contains(&key.len())
+        && key
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
+pub async fn send_message(
+    State(app): State<AppState>,
+    user: PanelUser,
+    multipart: Multipart,
+) -> Result<Response, WebError> {
+    let form = read_form(multipart).await?;
+    user.session.verify_csrf(&form.csrf_token)?;
+    if !valid_key(&form.idempotency_key) {
+        return Err(WebError::BadRequest(
+            "The form is missing its key; reload the page.".into(),
+        ));
+    }
+
+    let content_error = match MessageBody::parse(&form.content, app.settings.max_segments) {
+        Ok(_) => None,
+        Err(MessageBodyError::Empty) => Some("Write the message.".to_owned()),
+        Err(e) => Some(format!("The message is too long: {e}.")),
+    };
+    let mut entries = entries_from_text(&form.recipients);
+    if let Some(csv) = &form.csv {
+        entries.extend(entries_from_csv(csv));
+    }
+    let (recipients, recipient_errors) = match parse_entries(&entries) {
+        Ok(numbers) => (numbers, Vec::new()),
+        Err(invalid) => (Vec::new(), invalid),
+    };
+    if recipient_errors.is_empty() && recipients.is_empty() {
+        let page = compose_page(&app, &user, &form, content_error, Vec::new())
+            .with("recipients_missing", "Add at least one recipient.")
+            .status(StatusCode::UNPROCESSABLE_ENTITY);
+        return Ok(page.into_response());
+    }
+    if recipients.len() > app.settings.max_bulk_recipients {
+        return Ok(compose_page(&app, &user, &form, content_error, Vec::new())
+            .with(
+                "recipients_missing",
+                format!(
+                    "{} recipients; at most {} per message.",
+                    recipients.len(),
+                    app.settings.max_bulk_recipients
+                ),
+            )
+            .status(StatusCode::UNPROCESSABLE_ENTITY)
+            .into_response());
+    }
+    if content_error.is_some() || !recipient_errors.is_empty() {
+        return Ok(
+            compose_page(&app, &user, &form, content_error, recipient_errors).into_response(),
+        );
+    }
+    let body = MessageBody::parse(&form.content, app.settings.max_segments).expect("checked above");
+    let total = recipients.len();
+    let outcome = send_once(
+        &app.db,
+        &app.outbox,
+        user.session.user_id,
+        &form.idempotency_key,
+        NewSend { recipients, body },
+    )
+    .await
+    .map_err(db_error)?;
+    Ok(match outcome {
+        SendOnce::Sent(id) => Flash::success(format!(
+            "Message #{id} queued for {total} recipient{}.",
+            if total == 1 { "" } else { "s" }
+        ))
+        .redirect(&format!("/history/{id}")),
+        SendOnce::AlreadySent(id) => Flash::new(
+            smsgate_web::FlashKind::Info,
+            format!("This form was already sent as message #{id}; it was not sent again."),
+        )
+        .redirect(&format!("/history/{id}")),
+        SendOnce::InFlight => Flash::error(
+            "This form is still being sent; check the history before sending it again.",
+        )
+        .redirect("/history"),
+    })
+}
+
+/// The outcome of sending with an idempotency key.
+#[derive(Debug, PartialEq)]
+pub enum SendOnce {
+    /// Sent now, as this message.
+    Sent(i64),
+    /// The key was used before, for this message; nothing was sent.
+    AlreadySent(i64),
+    /// Another request with the key has not finished within the wait.
+    InFlight,
+}
+
+/// How long a repeat waits for the first request with the same key to finish.
+const IN_FLIGHT_WAIT: Duration = Duration::from_secs(5);
+
+/// Sends `send` unless `key` was used by this user before. The claim is a row keyed by
+/// (user, key): the first request inserts it, so concurrent repeats can't both send. If the
+/// send fails the claim is released so the user may try again; a process dying between the
+/// send and recording its id leaves the claim without a message, which refuses repeats
+/// rather than risk a second send.
+#[tracing::instrument(name = "compose.send_once", skip_all, fields(user.id = user_id))]
+pub async fn send_once(
+    db: &PgPool,
+    outbox: &Outbox,
+    user_id: i64,
+    key: &str,
+    send: NewSend,
+) -> Result<SendOnce, sqlx::Error> {
+    let claimed = sqlx::query(
+        "INSERT INTO compose_submissions (user_id, idempotency_key) VALUES ($1, $2)
+         ON CONFLICT DO NOTHING",
+    )
+    .bind(user_id)
+    .bind(key)
+    .execute(db)
+    .await?
+    .rows_affected()
+        == 1;
+    if !claimed {
+        let deadline = tokio::time::Instant::now() + IN_FLIGHT_WAIT;
+        loop {
+            let existing: Option<Option<i64>> = sqlx::query_scalar(
+                "SELECT message_id FROM compose_submissions WHERE user_id = $1 AND idempotency_key = $2",
+            )
+            .bind(user_id)
+            .bind(key)
+            .fetch_optional(db)
+            .await?;
+            match existing {
+                Some(Some(id)) => return Ok(SendOnce::AlreadySent(id)),
+                // Released by a failed first attempt: this one may send.
+                None => return Box::pin(send_once(db, outbox, user_id, key, send)).await,
+                Some(None) if tokio::time::Instant::now() >= deadline => {
+                    return Ok(SendOnce::InFlight)
+                }
+                Some(None) => tokio::time::sleep(Duration::from_millis(100)).await,
+            }
+        }
+    }
+    match sms::accept(db, outbox, user_id, send).await {
+        Ok(accepted) => {
+            sqlx::query(
+                "UPDATE compose_submissions SET message_id = $3 WHERE user_id = $1 AND idempotency_key = $2",
+            )
+            .bind(user_id)
+            .bind(key)
+            .bind(accepted.id)
+            .execute(db)
+            .await?;
+            Ok(SendOnce::Sent(accepted.id))
+        }
+        Err(e) => {
+            let _ = sqlx::query(
+                "DELETE FROM compose_submissions WHERE user_id = $1 AND idempotency_key = $2",
+            )
+            .bind(user_id)
+            .bind(key)
+            .execute(db)
+            .await;
+            Err(e)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn text_entries_split_on_lines_and_commas_keeping_line_numbers() {
+        let entries = entries_from_text("1234 5678, 23456789\n\n+85298765432;x\n");
+        let got: Vec<(usize, &str)> = entries.iter().map(|e| (e.line, e.value.as_str())).collect();
+        assert_eq!(
+            got,
+            vec![
+                (1, "1234 5678"),
+                (1, "23456789"),
+                (3, "+85298765432"),
+                (3, "x")
+            ]
+        );
+    }
+
+    #[test]
+    fn csv_uses_the_phone_column_or_the_first_one() {
+        let named =
+            entries_from_csv("\u{feff}name,Phone\nAlice,1234 5678\n\"Bob, Jr\",\"2345 6789\"\n");
+        let values: Vec<&str> = named.iter().map(|e| e.value.as_str()).collect();
+        assert_eq!(values, vec!["1234 5678", "2345 6789"]);
+        assert_eq!(named[1].line, 3);
+
+        let first = entries_from_csv("12345678,Alice\n23456789,Bob\n");
+        assert_eq!(first.len(), 2);
+        let with_header = entries_from_csv("number,name\n12345678,Alice\n");
+        assert_eq!(with_header.len(), 1);
+        assert_eq!(with_header[0].line, 2);
+    }
+
+    #[test]
+    fn every_invalid_entry_is_reported_and_duplicates_collapse() {
+        let entries = entries_from_text("1234 5678\n12345678\n1234-5678\nabc");
+        let invalid = parse_entries(&entries).unwrap_err();
+        assert_eq!(invalid.len(), 2);
+        assert_eq!(
+            (invalid[0].line, invalid[0].value.as_str()),
+            (3, "1234-5678")
+        );
+        let ok = parse_entries(&entries_from_text("1234 5678\n+85212345678")).unwrap();
+        assert_eq!(ok.len(), 1);
+    }
+
+    #[test]
+    fn the_counter_names_encoding_and_segments() {
+        assert_eq!(counter_text("hello"), "5 characters · GSM-7 · 1 segment");
+        assert_eq!(counter_text("你好"), "2 characters · UCS-2 · 1 segment");
+        assert_eq!(
+            counter_text(&"a".repeat(161)),
+            "161 characters · GSM-7 · 2 segments"
+        );
+    }
+}

@@ -1,0 +1,57 @@
+//! `/`: today's figures, the dispatch queue's depth and the latest messages.
+
+use axum::extract::State;
+use serde::Serialize;
+use smsgate_shared::queue::Names;
+use smsgate_web::{Page, WebError};
+
+use super::db_error;
+use super::history_pages::MessageItem;
+use super::session::{PanelUser, SignedIn};
+use crate::history::service::{self, HistoryFilter, PageRequest};
+use crate::live::hkt_queue_depth;
+use crate::state::AppState;
+
+#[derive(Serialize)]
+struct Today {
+    sent: i64,
+    failed: i64,
+    pending: i64,
+}
+
+const RECENT: i64 = 10;
+
+pub async fn show_dashboard(
+    State(app): State<AppState>,
+    user: PanelUser,
+) -> Result<Page, WebError> {
+    let viewer = user.session.viewer();
+    let tz = app.settings.panel.display_tz;
+    let since = tz.start_of_day(tz.today());
+    let names = Names::new(&app.settings.queue.prefix);
+    let no_filter = HistoryFilter::default();
+    let (counts, recent, depth) = tokio::join!(
+        service::counts_since(&app.db, viewer, since),
+        service::search(&app.db, viewer, &no_filter, PageRequest::First, RECENT),
+        hkt_queue_depth(&app.broker, &names),
+    );
+    let (sent, failed, pending) = counts.map_err(db_error)?;
+    let recent: Vec<MessageItem> = recent
+        .map_err(db_error)?
+        .items
+        .into_iter()
+        .map(|row| MessageItem::new(row, &tz))
+        .collect();
+    Ok(Page::new("dashboard.html", user.layout(&app, "dashboard"))
+        .with(
+            "today",
+            Today {
+                sent,
+                failed,
+                pending,
+            },
+        )
+        .with("queue_depth", depth)
+        .with("recent", recent)
+        .with("show_user", viewer.is_admin))
+}

@@ -1,0 +1,399 @@
+//! `/history` (and `/admin/messages`), `/history/{id}` with its live event stream, and
+//! "retry failed recipients".
+
+use std::convert::Infallible;
+
+use axum::extract::{Query, State};
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::Response;
+use chrono::NaiveDate;
+use futures::{Stream, StreamExt};
+use serde::{Deserialize, Serialize};
+use smsgate_shared::domain::{MessageStatus, PhoneNumber};
+use smsgate_web::view::{preview, DisplayTz};
+use smsgate_web::{Flash, Page, WebError};
+
+use super::forms::{CsrfForm, NoFields};
+use super::session::{AdminUser, PanelUser, Session, SignedIn};
+use super::{db_error, PanelId};
+use crate::admin::users;
+use crate::history::repo::HistoryRow;
+use crate::history::service::{self, Cursor, HistoryError, HistoryFilter, PageRequest};
+use crate::live;
+use crate::state::AppState;
+
+/// Messages per history page.
+const PAGE_SIZE: i64 = 25;
+/// Recipients per page of the detail table.
+const RECIPIENTS_PAGE: i64 = 50;
+
+/// A message row as the history and dashboard tables show it.
+#[derive(Serialize)]
+pub struct MessageItem {
+    id: i64,
+    username: String,
+    preview: String,
+    status: MessageStatus,
+    total: i32,
+    sent: i32,
+    failed: i32,
+    created: String,
+    created_iso: String,
+}
+
+impl MessageItem {
+    pub fn new(row: HistoryRow, tz: &DisplayTz) -> MessageItem {
+        MessageItem {
+            id: row.id,
+            username: row.username,
+            preview: preview(&row.preview, 80),
+            status: row.status,
+            total: row.total_count,
+            sent: row.sent_count,
+            failed: row.failed_count,
+            created: tz.format(row.created_at),
+            created_iso: tz.machine(row.created_at),
+        }
+    }
+}
+
+/// The query string as typed; parsed leniently (a bad date is ignored, a bad number is
+/// shown beside its field) so a filter form never ends in an error page.
+#[derive(Deserialize, Serialize, Default, Clone)]
+pub struct HistoryQuery {
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    q: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    phone: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    status: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    from: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    to: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    user: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    after: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    before: String,
+}
+
+impl HistoryQuery {
+    fn filter(&self, tz: &DisplayTz) -> (HistoryFilter, Option<String>) {
+        let date = |raw: &str| NaiveDate::parse_from_str(raw, "%Y-%m-%d").ok();
+        let (phone, phone_error) = match self.phone.trim() {
+            "" => (None, None),
+            raw => match PhoneNumber::parse(raw) {
+                Ok(number) => (Some(number), None),
+                Err(e) => (None, Some(e.to_string())),
+            },
+        };
+        let filter = HistoryFilter {
+            user: self.user.parse().ok(),
+            text: Some(self.q.trim().to_owned()).filter(|q| !q.is_empty()),
+            phone,
+            status: self.status.parse().ok(),
+            from: date(&self.from).map(|d| tz.start_of_day(d)),
+            until: date(&self.to)
+                .and_then(|d| d.succ_opt())
+                .map(|d| tz.start_of_day(d)),
+        };
+        (filter, phone_error)
+    }
+
+    fn page(&self) -> PageRequest<Cursor> {
+        match (Cursor::parse(&self.after), Cursor::parse(&self.before)) {
+            (Some(c), _) => PageRequest::After(c),
+            (None, Some(c)) => PageRequest::Before(c),
+            _ => PageRequest::First,
+        }
+    }
+
+    /// The same filters at another page.
+    fn url(&self, action: &str, after: Option<Cursor>, before: Option<Cursor>) -> String {
+        let query = HistoryQuery {
+            after: after.map(|c| c.encode()).unwrap_or_default(),
+            before: before.map(|c| c.encode()).unwrap_or_default(),
+            ..self.clone()
+        };
+        format!(
+            "{action}?{}",
+            serde_urlencoded::to_string(&query).unwrap_or_default()
+        )
+    }
+}
+
+#[derive(Serialize)]
+struct UserOption {
+    id: i64,
+    username: String,
+}
+
+struct Listing {
+    title: &'static str,
+    action: &'static str,
+    nav: &'static str,
+}
+
+async fn render_history(
+    app: &AppState,
+    user: &impl SignedIn,
+    query: HistoryQuery,
+    listing: Listing,
+) -> Result<Page, WebError> {
+    let session: &Session = user.session();
+    let viewer = session.viewer();
+    let tz = app.settings.panel.display_tz;
+    let (filter, phone_error) = query.filter(&tz);
+    let page = if phone_error.is_some() {
+        None
+    } else {
+        Some(
+            service::search(&app.db, viewer, &filter, query.page(), PAGE_SIZE)
+                .await
+                .map_err(db_error)?,
+        )
+    };
+    let users: Vec<UserOption> = if viewer.is_admin {
+        users::list_users(&app.db)
+            .await
+            .map_err(|e| super::auth_pages::user_error(e, "/"))?
+            .into_iter()
+            .map(|u| UserOption {
+                id: u.id,
+                username: u.username,
+            })
+            .collect()
+    } else {
+        Vec::new()
+    };
+    let (items, newer_url, older_url) = match page {
+        Some(page) => (
+            page.items
+                .into_iter()
+                .map(|row| MessageItem::new(row, &tz))
+                .collect::<Vec<_>>(),
+            page.newer.map(|c| query.url(listing.action, None, Some(c))),
+            page.older.map(|c| query.url(listing.action, Some(c), None)),
+        ),
+        None => (Vec::new(), None, None),
+    };
+    let statuses: Vec<&str> = MessageStatus::ALL.iter().map(|s| s.as_str()).collect();
+    Ok(Page::new("history.html", user.layout(app, listing.nav))
+        .with("title", listing.title)
+        .with("action", listing.action)
+        // Every field, empty ones included: the form shows them all.
+        .with(
+            "filters",
+            serde_json::json!({
+                "q": query.q, "phone": query.phone, "status": query.status,
+                "from": query.from, "to": query.to,
+            }),
+        )
+        .with("filter_user", filter.user)
+        .with("phone_error", phone_error)
+        .with("statuses", statuses)
+        .with("users", users)
+        .with("show_user", viewer.is_admin)
+        .with("messages", items)
+        .with("newer_url", newer_url)
+        .with("older_url", older_url))
+}
+
+/// Staff see their own messages; admins everyone's, with a user filter.
+pub async fn list_messages(
+    State(app): State<AppState>,
+    user: PanelUser,
+    Query(query): Query<HistoryQuery>,
+) -> Result<Page, WebError> {
+    let listing = Listing {
+        title: "History",
+        action: "/history",
+        nav: "history",
+    };
+    render_history(&app, &user, query, listing).await
+}
+
+pub async fn list_all_messages(
+    State(app): State<AppState>,
+    user: AdminUser,
+    Query(query): Query<HistoryQuery>,
+) -> Result<Page, WebError> {
+    let listing = Listing {
+        title: "All messages",
+        action: "/admin/messages",
+        nav: "messages",
+    };
+    render_history(&app, &user, query, listing).await
+}
+
+#[derive(Deserialize, Default)]
+pub struct RecipientQuery {
+    after: Option<i64>,
+    before: Option<i64>,
+}
+
+impl RecipientQuery {
+    fn page(&self) -> PageRequest<i64> {
+        match (self.after, self.before) {
+            (Some(id), _) => PageRequest::After(id),
+            (None, Some(id)) => PageRequest::Before(id),
+            _ => PageRequest::First,
+        }
+    }
+
+    fn suffix(&self) -> String {
+        match (self.after, self.before) {
+            (Some(id), _) => format!("?after={id}"),
+            (None, Some(id)) => format!("?before={id}"),
+            _ => String::new(),
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct MessageView {
+    id: i64,
+    username: Option<String>,
+    content: String,
+    encoding: String,
+    segments: i32,
+    status: MessageStatus,
+    total: i32,
+    sent: i32,
+    failed: i32,
+    pending: i32,
+    created: String,
+    created_iso: String,
+    completed: Option<String>,
+}
+
+#[derive(Serialize)]
+struct RecipientView {
+    id: i64,
+    phone: String,
+    status: String,
+    attempts: i32,
+    error: Option<String>,
+    updated: String,
+    updated_iso: String,
+}
+
+pub async fn show_message(
+    State(app): State<AppState>,
+    user: PanelUser,
+    PanelId(id): PanelId,
+    Query(query): Query<RecipientQuery>,
+) -> Result<Page, WebError> {
+    let viewer = user.session.viewer();
+    let tz = app.settings.panel.display_tz;
+    let message = service::find_message(&app.db, viewer, id)
+        .await
+        .map_err(db_error)?
+        .ok_or(WebError::NotFound("Message"))?;
+    let recipients = service::list_recipients(&app.db, id, query.page(), RECIPIENTS_PAGE)
+        .await
+        .map_err(db_error)?;
+    let can_retry = message.failed_count > 0
+        && message.status.is_final()
+        && message.status != MessageStatus::Cancelled;
+    let view = MessageView {
+        id: message.id,
+        // Staff only ever see their own messages; admins are told whose it is.
+        username: viewer.is_admin.then_some(message.username),
+        content: message.content,
+        encoding: message
+            .encoding
+            .to_uppercase()
+            .replace("GSM7", "GSM-7")
+            .replace("UCS2", "UCS-2"),
+        segments: message.segments,
+        status: message.status,
+        total: message.total_count,
+        sent: message.sent_count,
+        failed: message.failed_count,
+        pending: message.total_count - message.sent_count - message.failed_count,
+        created: tz.format(message.created_at),
+        created_iso: tz.machine(message.created_at),
+        completed: message.completed_at.map(|t| tz.format(t)),
+    };
+    let rows: Vec<RecipientView> = recipients
+        .items
+        .into_iter()
+        .map(|r| RecipientView {
+            id: r.id,
+            phone: r.phone,
+            status: r.status.to_string(),
+            attempts: r.attempts,
+            error: r.last_error,
+            updated: tz.format(r.updated_at),
+            updated_iso: tz.machine(r.updated_at),
+        })
+        .collect();
+    Ok(Page::new("message.html", user.layout(&app, "history"))
+        .with("msg", view)
+        .with("recipients", rows)
+        .with("can_retry", can_retry)
+        .with(
+            "live_url",
+            format!("/history/{id}/events{}", query.suffix()),
+        )
+        .with(
+            "prev_url",
+            recipients.prev.map(|c| format!("/history/{id}?before={c}")),
+        )
+        .with(
+            "next_url",
+            recipients.next.map(|c| format!("/history/{id}?after={c}")),
+        ))
+}
+
+/// Server-sent events: `progress` events with the message's figures and the recipients of
+/// the open page, as they change.
+pub async fn stream_events(
+    State(app): State<AppState>,
+    user: PanelUser,
+    PanelId(id): PanelId,
+    Query(query): Query<RecipientQuery>,
+) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, WebError> {
+    service::find_message(&app.db, user.session.viewer(), id)
+        .await
+        .map_err(db_error)?
+        .ok_or(WebError::NotFound("Message"))?;
+    let progress = live::watch(&app.live, app.db.clone(), id, query.page())
+        .await
+        .map_err(db_error)?;
+    let events = progress.map(|p| {
+        Ok(Event::default()
+            .event("progress")
+            .json_data(&p)
+            .unwrap_or_else(|_| Event::default().comment("unserializable")))
+    });
+    Ok(Sse::new(events).keep_alive(KeepAlive::default()))
+}
+
+pub async fn retry_failed(
+    State(app): State<AppState>,
+    PanelId(id): PanelId,
+    CsrfForm { user, .. }: CsrfForm<PanelUser, NoFields>,
+) -> Result<Response, WebError> {
+    let back = format!("/history/{id}");
+    match service::retry_failed(&app.db, &app.outbox, user.session.viewer(), id).await {
+        Ok(requeued) => Ok(Flash::success(format!(
+            "{} failed recipient{} queued again.",
+            requeued.recipients,
+            if requeued.recipients == 1 { "" } else { "s" }
+        ))
+        .redirect(&back)),
+        Err(e) => Err(history_error(e, &back)),
+    }
+}
+
+pub(super) fn history_error(err: HistoryError, back: &str) -> WebError {
+    match err {
+        HistoryError::NotFound => WebError::NotFound("Message"),
+        HistoryError::NotRetryable(why) => WebError::refused(back, why),
+        HistoryError::Database(e) => db_error(e),
+    }
+}

@@ -1,0 +1,116 @@
+//! The staff web panel's routes. Handlers are thin: they extract (session, CSRF-checked
+//! form, path), call one service shared with the JSON API (`admin`, `history`, `sms`), and
+//! render a `smsgate_web::Page` or redirect with a flash. Templates, assets, `WebError` and
+//! view helpers come from the `smsgate-web` crate; docs/web-panel.md explains the split.
+
+mod admin_pages;
+mod auth_pages;
+mod compose;
+mod dashboard;
+mod forms;
+mod history_pages;
+pub mod session;
+pub mod settings;
+mod throttle;
+
+use axum::extract::{FromRequestParts, Path};
+use axum::http::request::Parts;
+use axum::middleware::{from_fn, from_fn_with_state};
+use axum::routing::{get, post};
+use axum::Router;
+use smsgate_web::WebError;
+
+pub use settings::PanelSettings;
+
+use crate::state::AppState;
+
+/// Every panel page, the embedded assets, the session middleware and the security headers.
+pub fn router(state: AppState) -> Router<AppState> {
+    Router::new()
+        .route("/", get(dashboard::show_dashboard))
+        .route(
+            "/login",
+            get(auth_pages::login_form).post(auth_pages::log_in),
+        )
+        .route(
+            "/logout",
+            get(auth_pages::log_out_link).post(auth_pages::log_out),
+        )
+        .route(
+            "/account/password",
+            get(auth_pages::password_form).post(auth_pages::change_password),
+        )
+        .route(
+            "/compose",
+            get(compose::compose_form).post(compose::send_message),
+        )
+        .route("/history", get(history_pages::list_messages))
+        .route("/history/{id}", get(history_pages::show_message))
+        .route("/history/{id}/events", get(history_pages::stream_events))
+        .route("/history/{id}/retry", post(history_pages::retry_failed))
+        .route("/admin/users", get(admin_pages::list_users))
+        .route(
+            "/admin/users/new",
+            get(admin_pages::new_user_form).post(admin_pages::create_user),
+        )
+        .route(
+            "/admin/users/{id}/password",
+            get(admin_pages::password_form).post(admin_pages::set_password),
+        )
+        .route("/admin/users/{id}/toggle", post(admin_pages::toggle_user))
+        .route(
+            "/admin/users/{id}/delete",
+            get(admin_pages::confirm_delete).post(admin_pages::delete_user),
+        )
+        .route(
+            "/admin/users/{id}/token",
+            post(admin_pages::regenerate_token),
+        )
+        .route("/admin/messages", get(history_pages::list_all_messages))
+        .route("/admin/dead-letters", get(admin_pages::list_dead_letters))
+        .route(
+            "/admin/dead-letters/retry-all",
+            post(admin_pages::retry_all_dead_letters),
+        )
+        .route(
+            "/admin/dead-letters/{id}/retry",
+            post(admin_pages::retry_dead_letter),
+        )
+        .route(
+            "/admin/dead-letters/{id}/abandon",
+            post(admin_pages::abandon_dead_letter),
+        )
+        .route("/admin/audit", get(admin_pages::list_audit))
+        .layer(from_fn_with_state(state, session::load_session))
+        .merge(smsgate_web::assets::router())
+        .layer(from_fn(smsgate_web::security::add_security_headers))
+}
+
+/// A database failure as the panel shows it: a pool that cannot hand out a connection is a
+/// retryable 503, anything else a 500.
+pub(crate) fn db_error(err: sqlx::Error) -> WebError {
+    match err {
+        sqlx::Error::PoolTimedOut | sqlx::Error::Io(_) | sqlx::Error::PoolClosed => {
+            WebError::Unavailable(err.into())
+        }
+        other => WebError::Internal(other.into()),
+    }
+}
+
+/// A numeric id in the path; anything else is a 404 page.
+pub struct PanelId(pub i64);
+
+impl<S: Send + Sync> FromRequestParts<S> for PanelId {
+    type Rejection = WebError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, WebError> {
+        let Path(raw) = Path::<String>::from_request_parts(parts, state)
+            .await
+            .map_err(|_| WebError::NotFound("Page"))?;
+        raw.parse::<i64>()
+            .ok()
+            .filter(|id| *id > 0)
+            .map(PanelId)
+            .ok_or(WebError::NotFound("Page"))
+    }
+}

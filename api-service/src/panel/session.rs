@@ -1,0 +1,379 @@
+//! Server-side sessions in PostgreSQL (`web_sessions`) and the extractors that read them.
+//!
+//! The cookie holds 256 random bits; the table holds their SHA-256, the user and the
+//! session's CSRF token. Logout deletes the row; disabling a user or changing their password
+//! deletes all their rows; every request re-reads the user's `is_active` and `is_admin`, so
+//! a change takes effect on the very next request.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use axum::extract::{ConnectInfo, FromRequestParts, Request, State};
+use axum::http::request::Parts;
+use axum::http::{header, HeaderMap, Method};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use chrono::{DateTime, Utc};
+use rand::RngCore;
+use sha2::{Digest, Sha256};
+use smsgate_web::{cookies, Flash, Layout, LayoutUser, WebError};
+use sqlx::PgPool;
+
+use super::db_error;
+use crate::history::Viewer;
+use crate::state::AppState;
+
+/// The signed-in user of a request, as its session says.
+#[derive(Debug, Clone)]
+pub struct Session {
+    pub id_hash: Vec<u8>,
+    pub user_id: i64,
+    pub username: String,
+    pub is_admin: bool,
+    pub must_change_password: bool,
+    pub csrf: String,
+}
+
+impl Session {
+    pub fn viewer(&self) -> Viewer {
+        Viewer {
+            user_id: self.user_id,
+            is_admin: self.is_admin,
+        }
+    }
+
+    /// Constant-time comparison of a form's token with the session's.
+    pub fn verify_csrf(&self, token: &str) -> Result<(), WebError> {
+        if constant_time_eq(token.as_bytes(), self.csrf.as_bytes()) {
+            Ok(())
+        } else {
+            Err(WebError::CsrfRejected)
+        }
+    }
+}
+
+pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// 256 random bits, base64url: session ids, CSRF tokens, idempotency keys.
+pub fn random_token() -> String {
+    let mut bytes = [0u8; 32];
+    rand::thread_rng().fill_bytes(&mut bytes);
+    URL_SAFE_NO_PAD.encode(bytes)
+}
+
+fn hash_id(raw: &str) -> Vec<u8> {
+    Sha256::digest(raw.as_bytes()).to_vec()
+}
+
+#[derive(sqlx::FromRow)]
+struct SessionRow {
+    user_id: i64,
+    username: String,
+    is_admin: bool,
+    is_active: bool,
+    must_change_password: bool,
+    csrf_token: String,
+    last_seen_at: DateTime<Utc>,
+}
+
+/// Starts a session for `user_id`; returns the cookie value. Also sweeps expired sessions,
+/// which costs one indexed delete per login.
+pub async fn create(db: &PgPool, user_id: i64, idle: Duration) -> Result<String, sqlx::Error> {
+    let raw = random_token();
+    sqlx::query(
+        "INSERT INTO web_sessions (id_hash, user_id, csrf_token, expires_at)
+         VALUES ($1, $2, $3, now() + make_interval(secs => $4))",
+    )
+    .bind(hash_id(&raw))
+    .bind(user_id)
+    .bind(random_token())
+    .bind(idle.as_secs_f64())
+    .execute(db)
+    .await?;
+    sqlx::query("DELETE FROM web_sessions WHERE expires_at < now()")
+        .execute(db)
+        .await?;
+    Ok(raw)
+}
+
+pub async fn delete(db: &PgPool, id_hash: &[u8]) -> Result<(), sqlx::Error> {
+    sqlx::query("DELETE FROM web_sessions WHERE id_hash = $1")
+        .bind(id_hash)
+        .execute(db)
+        .await?;
+    Ok(())
+}
+
+async fn find(
+    db: &PgPool,
+    id_hash: &[u8],
+    max_age: Duration,
+) -> Result<Option<SessionRow>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT s.user_id, u.username, u.is_admin, u.is_active, u.must_change_password,
+                s.csrf_token, s.last_seen_at
+         FROM web_sessions s JOIN users u ON u.id = s.user_id
+         WHERE s.id_hash = $1 AND s.expires_at > now()
+           AND s.created_at > now() - make_interval(secs => $2)",
+    )
+    .bind(id_hash)
+    .bind(max_age.as_secs_f64())
+    .fetch_optional(db)
+    .await
+}
+
+/// Slides the idle expiry forward.
+async fn touch(db: &PgPool, id_hash: &[u8], idle: Duration) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "UPDATE web_sessions SET last_seen_at = now(), expires_at = now() + make_interval(secs => $2)
+         WHERE id_hash = $1",
+    )
+    .bind(id_hash)
+    .bind(idle.as_secs_f64())
+    .execute(db)
+    .await?;
+    Ok(())
+}
+
+/// What the middleware found, for the extractors.
+#[derive(Clone)]
+enum Found {
+    Session(Session),
+    /// The session belonged to a user who has since been disabled.
+    Disabled,
+}
+
+/// Panel middleware: resolves the session cookie once per request, and refuses unsafe
+/// methods sent from another origin (defence in depth beside the CSRF tokens).
+pub async fn load_session(
+    State(app): State<AppState>,
+    mut request: Request,
+    next: Next,
+) -> Response {
+    if request.method() != Method::GET
+        && request.method() != Method::HEAD
+        && is_cross_site(request.headers())
+    {
+        return WebError::CsrfRejected.into_response();
+    }
+    if let Some(raw) = cookies::get(request.headers(), cookies::SESSION) {
+        let id_hash = hash_id(raw);
+        let settings = &app.settings.panel;
+        match find(&app.db, &id_hash, settings.session_max_age).await {
+            Ok(Some(row)) if !row.is_active => {
+                // Normally gone already (disabling deletes them); this covers a race.
+                if let Err(e) = delete(&app.db, &id_hash).await {
+                    return db_error(e).into_response();
+                }
+                request.extensions_mut().insert(Found::Disabled);
+            }
+            Ok(Some(row)) => {
+                if Utc::now() - row.last_seen_at > chrono::Duration::seconds(60) {
+                    if let Err(e) = touch(&app.db, &id_hash, settings.session_idle).await {
+                        return db_error(e).into_response();
+                    }
+                }
+                request.extensions_mut().insert(Found::Session(Session {
+                    id_hash,
+                    user_id: row.user_id,
+                    username: row.username,
+                    is_admin: row.is_admin,
+                    must_change_password: row.must_change_password,
+                    csrf: row.csrf_token,
+                }));
+            }
+            Ok(None) => {}
+            Err(e) => return db_error(e).into_response(),
+        }
+    }
+    next.run(request).await
+}
+
+/// A browser tells us where a request came from: `Sec-Fetch-Site` (all current browsers)
+/// or `Origin` compared with `Host`.
+fn is_cross_site(headers: &HeaderMap) -> bool {
+    if let Some(site) = headers.get("sec-fetch-site").and_then(|v| v.to_str().ok()) {
+        return site == "cross-site" || site == "same-site";
+    }
+    match (
+        headers.get(header::ORIGIN).and_then(|v| v.to_str().ok()),
+        headers.get(header::HOST).and_then(|v| v.to_str().ok()),
+    ) {
+        (Some(origin), Some(host)) => {
+            let origin_host = origin.split_once("://").map_or(origin, |(_, rest)| rest);
+            origin != "null" && origin_host != host
+        }
+        _ => false,
+    }
+}
+
+/// The signed-in user, whatever state their password is in (password page, logout).
+pub struct SessionUser {
+    pub session: Session,
+    pub flash: Option<Flash>,
+}
+
+/// A signed-in user who may use the panel (no pending forced password change).
+pub struct PanelUser {
+    pub session: Session,
+    pub flash: Option<Flash>,
+}
+
+/// A signed-in administrator.
+pub struct AdminUser {
+    pub session: Session,
+    pub flash: Option<Flash>,
+}
+
+fn login_required(parts: &Parts) -> WebError {
+    let next = (parts.method == Method::GET)
+        .then(|| parts.uri.path_and_query().map(|p| p.as_str().to_owned()))
+        .flatten();
+    WebError::LoginRequired { next }
+}
+
+impl FromRequestParts<AppState> for SessionUser {
+    type Rejection = WebError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &AppState) -> Result<Self, WebError> {
+        match parts.extensions.get::<Found>() {
+            Some(Found::Session(session)) => {
+                tracing::Span::current().record("user.id", session.user_id);
+                Ok(SessionUser {
+                    session: session.clone(),
+                    flash: Flash::from_headers(&parts.headers),
+                })
+            }
+            Some(Found::Disabled) => Err(WebError::refused(
+                "/login",
+                "Your account has been disabled.",
+            )),
+            None => Err(login_required(parts)),
+        }
+    }
+}
+
+impl FromRequestParts<AppState> for PanelUser {
+    type Rejection = WebError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, WebError> {
+        let SessionUser { session, flash } = SessionUser::from_request_parts(parts, state).await?;
+        if session.must_change_password {
+            return Err(WebError::PasswordChangeRequired);
+        }
+        Ok(PanelUser { session, flash })
+    }
+}
+
+impl FromRequestParts<AppState> for AdminUser {
+    type Rejection = WebError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, WebError> {
+        let PanelUser { session, flash } = PanelUser::from_request_parts(parts, state).await?;
+        if !session.is_admin {
+            return Err(WebError::Forbidden);
+        }
+        Ok(AdminUser { session, flash })
+    }
+}
+
+/// Access to the session and flash of any of the user extractors.
+pub trait SignedIn {
+    fn session(&self) -> &Session;
+    fn flash(&self) -> Option<Flash>;
+
+    /// The page frame for this user.
+    fn layout(&self, app: &AppState, nav: &'static str) -> Layout {
+        let session = self.session();
+        Layout {
+            user: Some(LayoutUser {
+                id: session.user_id,
+                username: session.username.clone(),
+                is_admin: session.is_admin,
+            }),
+            csrf: session.csrf.clone(),
+            flash: self.flash(),
+            nav,
+            tz: app.settings.panel.display_tz.name(),
+            ..Layout::default()
+        }
+    }
+}
+
+macro_rules! signed_in {
+    ($($t:ty),+) => {$(
+        impl SignedIn for $t {
+            fn session(&self) -> &Session { &self.session }
+            fn flash(&self) -> Option<Flash> { self.flash.clone() }
+        }
+    )+};
+}
+signed_in!(SessionUser, PanelUser, AdminUser);
+
+/// The client's address for login throttling: the peer, or behind our proxy (when trusted)
+/// the address it reports.
+pub fn client_address(
+    parts_headers: &HeaderMap,
+    extensions: &axum::http::Extensions,
+    trust_proxy: bool,
+) -> String {
+    if trust_proxy {
+        let forwarded = parts_headers
+            .get("x-real-ip")
+            .and_then(|v| v.to_str().ok())
+            .or_else(|| {
+                parts_headers
+                    .get("x-forwarded-for")
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|v| v.split(',').next())
+            })
+            .map(str::trim)
+            .filter(|v| !v.is_empty());
+        if let Some(address) = forwarded {
+            return address.to_owned();
+        }
+    }
+    extensions
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|ConnectInfo(addr)| addr.ip().to_string())
+        .unwrap_or_else(|| "unknown".to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::http::HeaderValue;
+
+    #[test]
+    fn cross_site_posts_are_recognised() {
+        let mut headers = HeaderMap::new();
+        headers.insert(header::HOST, HeaderValue::from_static("panel.local:3570"));
+        assert!(!is_cross_site(&headers));
+        headers.insert(
+            header::ORIGIN,
+            HeaderValue::from_static("http://panel.local:3570"),
+        );
+        assert!(!is_cross_site(&headers));
+        headers.insert(
+            header::ORIGIN,
+            HeaderValue::from_static("https://evil.example"),
+        );
+        assert!(is_cross_site(&headers));
+        headers.insert("sec-fetch-site", HeaderValue::from_static("same-origin"));
+        assert!(!is_cross_site(&headers));
+        headers.insert("sec-fetch-site", HeaderValue::from_static("cross-site"));
+        assert!(is_cross_site(&headers));
+    }
+
+    #[test]
+    fn tokens_compare_in_constant_time_and_exactly() {
+        assert!(constant_time_eq(b"abc", b"abc"));
+        assert!(!constant_time_eq(b"abc", b"abd"));
+        assert!(!constant_time_eq(b"abc", b"abcd"));
+        assert_ne!(random_token(), random_token());
+    }
+}
