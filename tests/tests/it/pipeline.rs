@@ -125,6 +125,21 @@ async fn a_gateway_down_through_the_whole_schedule_ends_failed_with_a_dead_lette
             .await
             .unwrap();
     assert!(reason.contains("503"), "{reason}");
+
+    // The exhausted job itself waits in the dead queue for inspection.
+    let broker = smsgate_shared::queue::Broker::new(&smsgate_tests::app::test_amqp_url());
+    let channel = broker.channel().await.unwrap();
+    let dead = smsgate_shared::queue::Names::new(&app.prefix).dead_queue();
+    let passive = lapin::options::QueueDeclareOptions {
+        passive: true,
+        ..Default::default()
+    };
+    let queue = channel
+        .queue_declare(&dead, passive, lapin::types::FieldTable::default())
+        .await
+        .unwrap();
+    assert_eq!(queue.message_count(), 1, "the job is parked in {dead}");
+    broker.close().await;
     app.teardown().await;
 }
 
