@@ -12,7 +12,7 @@
 #                          (default postgres://postgres@127.0.0.1:5432/postgres)
 #   TEST_AMQP_URL          broker the tests declare their prefixed queues on
 #                          (default amqp://guest:guest@127.0.0.1:5672/%2f)
-#   SMSGATE_BROWSER_TESTS  0 (default for now) or 1, see below
+#   SMSGATE_BROWSER_TESTS  1 (default) or 0, see below
 #   TEST_RUST_LOG          log filter for the tests (default warn)
 # Extra arguments go to cargo test, e.g. `scripts/test.sh -p smsgate-shared`.
 set -euo pipefail
@@ -23,13 +23,11 @@ cd "$REPO_ROOT"
 export TEST_DATABASE_URL=${TEST_DATABASE_URL:-postgres://postgres@127.0.0.1:5432/postgres}
 export TEST_AMQP_URL=${TEST_AMQP_URL:-amqp://guest:guest@127.0.0.1:5672/%2f}
 
-# Browser tests of the web panel (Chromium driven through ChromeDriver) are OFF
-# by default until the web panel lands: without the panel there is nothing to
-# drive, and installing Chromium costs CI time. Switch the default to 1 in the
-# same change that adds the browser tests. When enabled, a browser that cannot
-# be installed fails the run, so that they are never skipped silently. The
-# tests read SMSGATE_BROWSER_TESTS too, to skip themselves when it is 0.
-export SMSGATE_BROWSER_TESTS=${SMSGATE_BROWSER_TESTS:-0}
+# Browser tests of the web panel (headless Chromium driven through ChromeDriver,
+# tests/tests/browser/) are ON by default: the browser is installed when missing, and a
+# browser that cannot be installed fails the run, so that they are never skipped
+# silently. SMSGATE_BROWSER_TESTS=0 skips them (the tests read it too).
+export SMSGATE_BROWSER_TESTS=${SMSGATE_BROWSER_TESTS:-1}
 
 # Quiet logs: test output is read by people and by CI, not by log collectors.
 export RUST_LOG=${TEST_RUST_LOG:-warn}
