@@ -12,3 +12,4 @@ mod web_admin;
 mod web_auth;
 mod web_compose;
 mod web_history;
+mod web_history_scale;
