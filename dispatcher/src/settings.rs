@@ -54,15 +54,15 @@ impl Settings {
                     .map(Duration::from_millis)?,
             },
             // 2/s is what the replaced panel sent to HKT; raise it to what the contract allows.
-            hkt_rate_limit: match config::parse_or("HKT_RATE_LIMIT", 2.0f64)? {
-                rate if rate < 0.0 || !rate.is_finite() => {
+            hkt_rate_limit: {
+                let rate = config::parse_or("HKT_RATE_LIMIT", 2.0f64)?;
+                if rate < 0.0 || !rate.is_finite() {
                     return Err(ConfigError::new(
                         "HKT_RATE_LIMIT",
                         "must be a positive number, or 0 for unlimited",
-                    ))
+                    ));
                 }
-                rate if rate == 0.0 => None,
-                rate => Some(rate),
+                (rate > 0.0).then_some(rate)
             },
             prefetch: config::parse_or("DISPATCH_PREFETCH", 1000)?,
             concurrency: config::parse_or("DISPATCH_CONCURRENCY", 128)?,
