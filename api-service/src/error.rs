@@ -35,6 +35,10 @@ pub enum ApiError {
     },
     #[error("{0} not found")]
     NotFound(&'static str),
+    /// The request is valid but clashes with the current state (a taken number, an
+    /// inactive SIM, a SIM that still has queued jobs).
+    #[error("{message}")]
+    Conflict { code: &'static str, message: String },
     #[error("method not allowed on this route")]
     MethodNotAllowed,
     #[error("service temporarily unavailable")]
@@ -59,6 +63,7 @@ impl ApiError {
             ApiError::Unauthorized { .. } => StatusCode::UNAUTHORIZED,
             ApiError::Forbidden { .. } => StatusCode::FORBIDDEN,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::Conflict { .. } => StatusCode::CONFLICT,
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -72,6 +77,7 @@ impl ApiError {
             ApiError::PayloadTooLarge => "PAYLOAD_TOO_LARGE",
             ApiError::Unauthorized { code, .. } | ApiError::Forbidden { code, .. } => code,
             ApiError::NotFound(_) => "NOT_FOUND",
+            ApiError::Conflict { code, .. } => code,
             ApiError::MethodNotAllowed => "METHOD_NOT_ALLOWED",
             ApiError::Unavailable(_) => "SERVICE_UNAVAILABLE",
             ApiError::Internal(_) => "INTERNAL_SERVER_ERROR",

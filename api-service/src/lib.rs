@@ -13,6 +13,7 @@ pub mod live;
 pub mod outbox;
 pub mod panel;
 pub mod settings;
+pub mod sims;
 pub mod sms;
 pub mod state;
 
@@ -52,6 +53,7 @@ pub fn build_app(state: AppState) -> Router {
     Router::new()
         .merge(auth::router())
         .merge(sms::router())
+        .merge(sims::router())
         .merge(health::router())
         .merge(admin::router())
         .merge(panel::router(state.clone()))

@@ -3,6 +3,7 @@
 
 mod consumer;
 pub mod hkt;
+pub mod ingest;
 pub mod job;
 pub mod rate_limit;
 mod repo;
@@ -42,6 +43,8 @@ pub struct RunningDispatcher {
     broker: Broker,
     consumer: tokio::task::JoinHandle<()>,
     writer: tokio::task::JoinHandle<()>,
+    /// Edge events from the modem agents (issue #4).
+    ingest: tokio::task::JoinHandle<()>,
 }
 
 impl RunningDispatcher {
@@ -50,6 +53,7 @@ impl RunningDispatcher {
         self.shutdown.cancel();
         let _ = self.consumer.await;
         let _ = self.writer.await;
+        let _ = self.ingest.await;
         self.broker.close().await;
     }
 
@@ -60,6 +64,7 @@ impl RunningDispatcher {
         self.broker.close().await;
         self.consumer.abort();
         self.writer.abort();
+        self.ingest.abort();
     }
 
     /// Resolves when the dispatcher has stopped by itself (it only does on `stop`).
@@ -99,6 +104,7 @@ pub async fn start(settings: Settings) -> anyhow::Result<RunningDispatcher> {
     let kill = CancellationToken::new();
     let (results, receiver) = mpsc::unbounded_channel();
     let writer = tokio::spawn(writer::run(ctx.clone(), receiver, kill.clone()));
+    let ingest = tokio::spawn(ingest::run(ctx.clone(), shutdown.clone(), kill.clone()));
     let consumer = tokio::spawn(consumer::run(ctx, results, shutdown.clone(), kill.clone()));
     Ok(RunningDispatcher {
         shutdown,
@@ -106,5 +112,6 @@ pub async fn start(settings: Settings) -> anyhow::Result<RunningDispatcher> {
         broker,
         consumer,
         writer,
+        ingest,
     })
 }

@@ -1,8 +1,23 @@
-//! The modem agent's real work (AT session, SIM queue consumer, inbound SMS, heartbeats)
-//! is issue #4. Until then the binary refuses to run rather than pretend to work.
+use anyhow::Context;
+use smsgate_modem_agent::{settings, SerialDevice, Settings};
 
-fn main() -> anyhow::Result<()> {
-    anyhow::bail!(
-        "smsgate-modem-agent is not implemented yet (issue #4); SIM routing is unavailable"
-    )
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    if std::env::args().any(|a| a == "--help" || a == "-h") {
+        print!("{}", settings::HELP);
+        return Ok(());
+    }
+    let _telemetry = smsgate_shared::telemetry::init("smsgate-modem-agent");
+    let settings = Settings::from_env().context("invalid configuration")?;
+    let port = SerialDevice {
+        path: settings.serial_device.clone(),
+        baud: settings.baud,
+    };
+    let agent = smsgate_modem_agent::start(settings, port)
+        .await
+        .context("starting the modem agent")?;
+    smsgate_shared::shutdown::signal().await;
+    tracing::info!("shutting down: finishing the send in progress");
+    agent.stop().await;
+    Ok(())
 }

@@ -4,4 +4,5 @@
 pub mod app;
 pub mod bench;
 pub mod mock_hkt;
+pub mod modem_sim;
 pub mod proxy;

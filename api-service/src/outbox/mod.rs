@@ -15,8 +15,8 @@ use std::time::Duration;
 use smsgate_shared::config::QueueSettings;
 use smsgate_shared::domain::{MessageBody, PhoneNumber};
 use smsgate_shared::queue::{
-    declare_topology, job_headers, routing, Broker, BrokerError, ConfirmedPublisher, Names,
-    OutboundJob, OutgoingMessage,
+    declare_sim_queue, declare_topology, job_headers, routing, Broker, BrokerError,
+    ConfirmedPublisher, Names, OutboundJob, OutgoingMessage,
 };
 use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
@@ -76,11 +76,22 @@ impl Outbox {
     /// Publishes the jobs of a message that was just committed, off the request path.
     /// A failure only logs: the recipients are durable and the reconciler retries.
     pub fn publish_in_background(&self, message_id: i64, jobs: Vec<OutboundJob>) {
+        self.publish_routed_in_background(message_id, routing::HKT.to_owned(), jobs)
+    }
+
+    /// As [`Outbox::publish_in_background`], for a message whose `route` is not `hkt`
+    /// (`sim.<id>`: that SIM's queue).
+    pub fn publish_routed_in_background(
+        &self,
+        message_id: i64,
+        route: String,
+        jobs: Vec<OutboundJob>,
+    ) {
         let outbox = self.clone();
         let span = info_span!("outbox.publish", message.id = message_id, jobs = jobs.len());
         self.inner.tasks.spawn(
             async move {
-                if let Err(e) = outbox.publish_and_mark(message_id, jobs).await {
+                if let Err(e) = outbox.publish_and_mark(message_id, &route, jobs).await {
                     warn!(error = %e, cause = ?std::error::Error::source(&e), "publishing failed; the reconciler will retry");
                     outbox.release_lease(message_id).await;
                 }
@@ -92,13 +103,15 @@ impl Outbox {
     async fn publish_and_mark(
         &self,
         message_id: i64,
+        route: &str,
         jobs: Vec<OutboundJob>,
     ) -> Result<(), PublishError> {
         self.ensure_topology().await?;
+        self.ensure_route(route).await?;
         let messages = jobs
             .iter()
             .map(|job| OutgoingMessage {
-                routing_key: routing::HKT.to_owned(),
+                routing_key: route.to_owned(),
                 payload: job.to_json(),
                 headers: job_headers(1),
             })
@@ -118,6 +131,21 @@ impl Outbox {
             let _ = channel.close(200, "topology declared").await;
             self.inner.topology_ready.store(true, Ordering::Relaxed);
         }
+        Ok(())
+    }
+
+    /// Declares a SIM's queue before jobs are published to it: a job routed to a queue that
+    /// does not exist would be confirmed by the broker and dropped.
+    async fn ensure_route(&self, route: &str) -> Result<(), BrokerError> {
+        let Some(sim_id) = route.strip_prefix("sim.").and_then(|id| id.parse().ok()) else {
+            return Ok(());
+        };
+        let channel = self.inner.broker.channel().await?;
+        if let Err(e) = declare_sim_queue(&channel, &self.inner.queue, sim_id).await {
+            self.inner.topology_ready.store(false, Ordering::Relaxed);
+            return Err(e.into());
+        }
+        let _ = channel.close(200, "SIM queue declared").await;
         Ok(())
     }
 
@@ -155,7 +183,7 @@ impl Outbox {
                     })
                     .collect::<Vec<_>>();
                 info!(jobs = jobs.len(), "republishing pending recipients");
-                self.publish_and_mark(message.id, jobs).await
+                self.publish_and_mark(message.id, &message.route, jobs).await
             }
             .instrument(span)
             .await;

@@ -6,6 +6,8 @@ use sqlx::PgPool;
 pub struct ClaimedMessage {
     pub id: i64,
     pub content: String,
+    /// `hkt` or `sim.<id>`: the routing key its jobs are published with.
+    pub route: String,
 }
 
 /// Marks a message as fully enqueued and drops its lease.
@@ -44,7 +46,7 @@ pub async fn claim_unenqueued(
              ORDER BY created_at
              LIMIT $1
              FOR UPDATE SKIP LOCKED)
-         RETURNING id, content",
+         RETURNING id, content, route",
     )
     .bind(limit)
     .bind(lease_secs)

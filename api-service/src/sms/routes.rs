@@ -15,6 +15,7 @@ use super::service::{self, NewSend, Page};
 use crate::auth::AuthUser;
 use crate::error::ApiError;
 use crate::extract::{ApiJson, ApiQuery, IdPath};
+use crate::sims::{self, RouteRequest, WithEdgeFields};
 use crate::state::AppState;
 
 pub fn router() -> Router<AppState> {
@@ -63,6 +64,12 @@ struct SendSmsRequest {
     /// The edge gateway's clients call it `message`.
     #[serde(alias = "message")]
     content: String,
+    /// Edge gateway routing (issue #4): through this SIM card…
+    #[serde(default)]
+    sim_card_id: Option<i64>,
+    /// …or `"sim"` for any online SIM, `"hkt"` (the default) for the HKT gateway.
+    #[serde(default)]
+    route: Option<String>,
 }
 
 #[derive(Serialize)]
@@ -78,7 +85,8 @@ async fn send_sms(
     State(app): State<AppState>,
     user: AuthUser,
     ApiJson(req): ApiJson<SendSmsRequest>,
-) -> Result<(StatusCode, Json<Success<SentSms>>), ApiError> {
+) -> Result<(StatusCode, Json<WithEdgeFields<Success<SentSms>>>), ApiError> {
+    let route = RouteRequest::parse(req.sim_card_id, req.route.as_deref())?;
     let to = PhoneNumber::parse(&req.recipient)
         .map_err(|e| ApiError::validation("INVALID_PHONE_NUMBER", format!("recipient: {e}")))?;
     let body = parse_body(&app, &req.content)?;
@@ -86,7 +94,8 @@ async fn send_sms(
         recipients: vec![to.clone()],
         body,
     };
-    let accepted = service::accept(&app.db, &app.outbox, user.id, send).await?;
+    let routed = sims::accept_send(&app.db, &app.outbox, user.id, send, route).await?;
+    let accepted = routed.accepted;
     let data = SentSms {
         id: accepted.id,
         status: accepted.status.as_str(),
@@ -96,7 +105,11 @@ async fn send_sms(
     };
     Ok((
         StatusCode::ACCEPTED,
-        success(data, Some("SMS queued for sending")),
+        Json(WithEdgeFields {
+            body: success(data, Some("SMS queued for sending")).0,
+            message_id: accepted.id,
+            sender_sim: routed.sender_sim,
+        }),
     ))
 }
 
@@ -105,6 +118,11 @@ struct SendBulkRequest {
     recipients: Vec<serde_json::Value>,
     #[serde(alias = "message")]
     content: String,
+    /// The same routing as `POST /api/sms`; one SIM carries the whole bulk.
+    #[serde(default)]
+    sim_card_id: Option<i64>,
+    #[serde(default)]
+    route: Option<String>,
 }
 
 #[derive(Serialize)]
@@ -120,7 +138,8 @@ async fn send_bulk(
     State(app): State<AppState>,
     user: AuthUser,
     ApiJson(req): ApiJson<SendBulkRequest>,
-) -> Result<(StatusCode, Json<Success<SentBulk>>), ApiError> {
+) -> Result<(StatusCode, Json<WithEdgeFields<Success<SentBulk>>>), ApiError> {
+    let route = RouteRequest::parse(req.sim_card_id, req.route.as_deref())?;
     let body = parse_body(&app, &req.content)?;
     if req.recipients.is_empty() {
         return Err(ApiError::validation(
@@ -139,8 +158,10 @@ async fn send_bulk(
         ));
     }
     let recipients = parse_recipients(&req.recipients).map_err(ApiError::InvalidRecipients)?;
-    let accepted =
-        service::accept(&app.db, &app.outbox, user.id, NewSend { recipients, body }).await?;
+    let routed =
+        sims::accept_send(&app.db, &app.outbox, user.id, NewSend { recipients, body }, route)
+            .await?;
+    let accepted = routed.accepted;
     let data = SentBulk {
         id: accepted.id,
         status: accepted.status.as_str(),
@@ -150,7 +171,11 @@ async fn send_bulk(
     };
     Ok((
         StatusCode::ACCEPTED,
-        success(data, Some("Bulk SMS queued for sending")),
+        Json(WithEdgeFields {
+            body: success(data, Some("Bulk SMS queued for sending")).0,
+            message_id: accepted.id,
+            sender_sim: routed.sender_sim,
+        }),
     ))
 }
 

@@ -6,6 +6,7 @@
 
 mod broker;
 mod contract;
+pub mod edge;
 mod events;
 mod headers;
 mod jobs;
@@ -16,4 +17,4 @@ pub use contract::{routing, Names};
 pub use events::{RecipientUpdate, StatusEvent};
 pub use headers::{attempt_of, job_headers, with_attempt, ATTEMPT_HEADER, TRACEPARENT_HEADER};
 pub use jobs::OutboundJob;
-pub use topology::declare_topology;
+pub use topology::{declare_edge_ingest, declare_sim_queue, declare_topology};

@@ -6,6 +6,7 @@ use lapin::types::{AMQPValue, FieldTable, ShortString};
 use lapin::{Channel, ExchangeKind};
 
 use super::contract::{routing, Names};
+use super::edge;
 use crate::config::QueueSettings;
 
 /// Declares exchanges, the HKT dispatch queue, one retry exchange+queue per backoff step
@@ -118,6 +119,51 @@ pub async fn declare_work_queue(
             args,
         )
         .await?;
+    Ok(())
+}
+
+/// Declares one SIM's queue, bound to `sim.<id>` on the outbound exchange. The API declares
+/// it when a SIM is registered and the SIM's agent at every start, so jobs routed to a SIM
+/// are queued even while its agent is away (instead of being dropped as unroutable).
+pub async fn declare_sim_queue(
+    channel: &Channel,
+    settings: &QueueSettings,
+    sim_id: i64,
+) -> Result<(), lapin::Error> {
+    let names = Names::new(&settings.prefix);
+    declare_work_queue(channel, settings, &names.sim_queue(sim_id)).await?;
+    channel
+        .queue_bind(
+            &names.sim_queue(sim_id),
+            &names.outbound_exchange(),
+            &routing::sim(sim_id),
+            QueueBindOptions::default(),
+            FieldTable::default(),
+        )
+        .await
+}
+
+/// Declares the queue the central side ingests edge events from, bound to the events
+/// exchange. Agents declare it too before they publish: an event published before anyone
+/// declared it would be unroutable, confirmed, and lost.
+pub async fn declare_edge_ingest(
+    channel: &Channel,
+    settings: &QueueSettings,
+) -> Result<(), lapin::Error> {
+    let names = Names::new(&settings.prefix);
+    let queue = edge::ingest_queue(&names);
+    declare_work_queue(channel, settings, &queue).await?;
+    for pattern in edge::INGEST_BINDINGS {
+        channel
+            .queue_bind(
+                &queue,
+                &names.events_exchange(),
+                pattern,
+                QueueBindOptions::default(),
+                FieldTable::default(),
+            )
+            .await?;
+    }
     Ok(())
 }
 

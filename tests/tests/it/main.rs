@@ -3,6 +3,8 @@
 
 mod api_errors;
 mod auth;
+mod edge_agent;
+mod edge_api;
 mod pipeline;
 mod provisioning;
 mod rate_limit;

@@ -1,0 +1,142 @@
+//! The edge gateway's auth calls: `POST /api/auth` (password → JWT and a new API key),
+//! `POST /api/generate-api-key` (JWT → a new key, earlier ones revoked), and listing and
+//! revoking one's keys. Keys are stored hashed, so each is shown once; a user may hold
+//! several (one per client that logged in) and revoke each.
+
+use axum::extract::State;
+use axum::http::HeaderMap;
+use axum::routing::{delete, get, post};
+use axum::{Json, Router};
+use chrono::{SecondsFormat, Utc};
+use serde::{Deserialize, Serialize};
+
+use super::repo;
+use super::service;
+use crate::auth::service::{issue_api_token, login};
+use crate::auth::AuthUser;
+use crate::error::ApiError;
+use crate::extract::{ApiJson, IdPath};
+use crate::state::AppState;
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/api/auth", post(authenticate))
+        .route("/api/generate-api-key", post(generate_api_key))
+        .route("/api/api-keys", get(list_api_keys))
+        .route("/api/api-keys/{id}", delete(revoke_api_key))
+}
+
+#[derive(Deserialize)]
+struct AuthRequest {
+    username: String,
+    password: String,
+}
+
+#[derive(Serialize)]
+struct AuthResponse {
+    token: String,
+    username: String,
+    role: &'static str,
+    /// A key issued for this login: the replaced gateway returned the user's one stored key,
+    /// which cannot be done with hashed keys.
+    api_key: String,
+}
+
+async fn authenticate(
+    State(app): State<AppState>,
+    ApiJson(req): ApiJson<AuthRequest>,
+) -> Result<Json<AuthResponse>, ApiError> {
+    let login = login(&app.db, &app.jwt, &req.username, &req.password).await?;
+    let api_key = issue_api_token(&app.db, login.user.id, "POST /api/auth").await?;
+    Ok(Json(AuthResponse {
+        token: login.access_token,
+        username: login.user.username,
+        role: if login.user.is_admin { "admin" } else { "user" },
+        api_key,
+    }))
+}
+
+/// The JWT of the request, if it carries a valid one in `Authorization: Bearer`.
+fn has_valid_jwt(headers: &HeaderMap, app: &AppState) -> bool {
+    headers
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .is_some_and(|token| app.jwt.verify(token.trim()).is_some())
+}
+
+#[derive(Serialize)]
+struct NewKey {
+    api_key: String,
+}
+
+/// JWT only, as in the replaced gateway: an API key must not mint its own successor, or a
+/// leaked key could never be shut out by rotating.
+async fn generate_api_key(
+    State(app): State<AppState>,
+    user: AuthUser,
+    headers: HeaderMap,
+) -> Result<Json<NewKey>, ApiError> {
+    if !has_valid_jwt(&headers, &app) {
+        return Err(ApiError::Unauthorized {
+            code: "JWT_REQUIRED",
+            message:
+                "Generating an API key needs `Authorization: Bearer <token from POST /api/auth>`",
+        });
+    }
+    let api_key = service::replace_api_keys(&app.db, user.id).await?;
+    Ok(Json(NewKey { api_key }))
+}
+
+#[derive(Serialize)]
+struct KeyView {
+    id: i64,
+    label: String,
+    active: bool,
+    created_at: String,
+    last_used_at: Option<String>,
+    revoked_at: Option<String>,
+}
+
+#[derive(Serialize)]
+struct KeyList {
+    api_keys: Vec<KeyView>,
+}
+
+async fn list_api_keys(
+    State(app): State<AppState>,
+    user: AuthUser,
+) -> Result<Json<KeyList>, ApiError> {
+    let fmt = |t: chrono::DateTime<Utc>| t.to_rfc3339_opts(SecondsFormat::Millis, true);
+    let keys = repo::list_api_keys(&app.db, user.id).await?;
+    Ok(Json(KeyList {
+        api_keys: keys
+            .into_iter()
+            .map(|k| KeyView {
+                id: k.id,
+                label: k.label,
+                active: k.revoked_at.is_none(),
+                created_at: fmt(k.created_at),
+                last_used_at: k.last_used_at.map(fmt),
+                revoked_at: k.revoked_at.map(fmt),
+            })
+            .collect(),
+    }))
+}
+
+#[derive(Serialize)]
+struct Revoked {
+    revoked: bool,
+    id: i64,
+}
+
+async fn revoke_api_key(
+    State(app): State<AppState>,
+    user: AuthUser,
+    IdPath(id): IdPath,
+) -> Result<Json<Revoked>, ApiError> {
+    if !repo::revoke_api_key(&app.db, user.id, id).await? {
+        return Err(ApiError::NotFound("API key"));
+    }
+    Ok(Json(Revoked { revoked: true, id }))
+}

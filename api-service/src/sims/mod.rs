@@ -1,0 +1,30 @@
+//! The edge gateway (issue #4): SIM cards and SIM routing, received SMS (inbox), outgoing
+//! SMS of both routes (outbox, statuses), and the replaced gateway's auth and key calls.
+//! The modem agents and the dispatcher's edge ingest do the rest (docs/edge-gateway.md).
+
+mod compat;
+pub mod repo;
+mod routes;
+pub mod service;
+
+use axum::Router;
+use serde::Serialize;
+
+pub use routes::SimView;
+pub use service::{accept_send, RouteRequest, RoutedAccepted};
+
+use crate::state::AppState;
+
+pub fn router() -> Router<AppState> {
+    routes::router().merge(compat::router())
+}
+
+/// A send's success body with the two fields the edge gateway's clients read at the top
+/// level: `message_id` and `sender_sim` (the SIM's number, `null` for the HKT route).
+#[derive(Serialize)]
+pub struct WithEdgeFields<T> {
+    #[serde(flatten)]
+    pub body: T,
+    pub message_id: i64,
+    pub sender_sim: Option<String>,
+}

@@ -1,0 +1,360 @@
+//! SQL of the edge gateway: SIM cards, SIM-routed sends, the inbox, the outbox, API keys.
+//! One function per statement.
+
+use chrono::{DateTime, Utc};
+use smsgate_shared::domain::{MessageBody, RecipientStatus};
+use sqlx::{PgPool, Postgres, Transaction};
+
+/// A SIM card with its agent's last report.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct SimRow {
+    pub id: i64,
+    pub number: String,
+    pub label: String,
+    pub status: String,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    pub last_heartbeat_at: Option<DateTime<Utc>>,
+    pub signal: Option<i16>,
+    pub registration: Option<String>,
+    pub operator: Option<String>,
+}
+
+const SIM_COLUMNS: &str = "id, number, label, status, created_at, updated_at, last_heartbeat_at, \
+                           signal, registration, operator";
+
+pub async fn list_sims(db: &PgPool) -> Result<Vec<SimRow>, sqlx::Error> {
+    sqlx::query_as(&format!("SELECT {SIM_COLUMNS} FROM sim_cards ORDER BY id"))
+        .fetch_all(db)
+        .await
+}
+
+pub async fn find_sim(db: &PgPool, id: i64) -> Result<Option<SimRow>, sqlx::Error> {
+    sqlx::query_as(&format!(
+        "SELECT {SIM_COLUMNS} FROM sim_cards WHERE id = $1"
+    ))
+    .bind(id)
+    .fetch_optional(db)
+    .await
+}
+
+/// Inserts a SIM; a taken number is a unique violation the service turns into a 409.
+pub async fn insert_sim(
+    db: &PgPool,
+    number: &str,
+    label: &str,
+    status: &str,
+) -> Result<SimRow, sqlx::Error> {
+    sqlx::query_as(&format!(
+        "INSERT INTO sim_cards (number, label, status) VALUES ($1, $2, $3) RETURNING {SIM_COLUMNS}"
+    ))
+    .bind(number)
+    .bind(label)
+    .bind(status)
+    .fetch_one(db)
+    .await
+}
+
+/// Changes the given fields; `None` keeps a field as it is.
+pub async fn update_sim(
+    db: &PgPool,
+    id: i64,
+    number: Option<&str>,
+    label: Option<&str>,
+    status: Option<&str>,
+) -> Result<Option<SimRow>, sqlx::Error> {
+    sqlx::query_as(&format!(
+        "UPDATE sim_cards SET number = COALESCE($2, number), label = COALESCE($3, label),
+             status = COALESCE($4, status), updated_at = now()
+         WHERE id = $1 RETURNING {SIM_COLUMNS}"
+    ))
+    .bind(id)
+    .bind(number)
+    .bind(label)
+    .bind(status)
+    .fetch_optional(db)
+    .await
+}
+
+/// Recipients still waiting to go out through `route`.
+pub async fn count_pending_on_route(db: &PgPool, route: &str) -> Result<i64, sqlx::Error> {
+    sqlx::query_scalar(
+        "SELECT count(*) FROM recipients r JOIN messages m ON m.id = r.message_id
+         WHERE m.route = $1 AND r.status = 'pending'",
+    )
+    .bind(route)
+    .fetch_one(db)
+    .await
+}
+
+/// Fails every pending recipient of `route` and updates their messages' counters and
+/// status in one statement, so a forced SIM deletion leaves every recipient terminal.
+pub async fn fail_pending_on_route(
+    tx: &mut Transaction<'_, Postgres>,
+    route: &str,
+    reason: &str,
+) -> Result<i64, sqlx::Error> {
+    sqlx::query_scalar(
+        "WITH failed AS (
+             UPDATE recipients r SET status = 'failed', last_error = $2, updated_at = now()
+             FROM messages m
+             WHERE m.id = r.message_id AND m.route = $1 AND r.status = 'pending'
+             RETURNING r.message_id),
+         counts AS (SELECT message_id, count(*)::int AS n FROM failed GROUP BY message_id),
+         updated AS (
+             UPDATE messages m SET
+                 failed_count = m.failed_count + c.n,
+                 status = CASE
+                     WHEN m.sent_count + m.failed_count + c.n < m.total_count THEN 'sending'
+                     WHEN m.sent_count = 0 THEN 'failed'
+                     ELSE 'partial' END,
+                 completed_at = CASE
+                     WHEN m.sent_count + m.failed_count + c.n >= m.total_count THEN now()
+                     ELSE m.completed_at END
+             FROM counts c WHERE m.id = c.message_id
+             RETURNING c.n)
+         SELECT COALESCE(sum(n), 0)::bigint FROM updated",
+    )
+    .bind(route)
+    .bind(reason)
+    .fetch_one(&mut **tx)
+    .await
+}
+
+pub async fn delete_sim(tx: &mut Transaction<'_, Postgres>, id: i64) -> Result<bool, sqlx::Error> {
+    let done = sqlx::query("DELETE FROM sim_cards WHERE id = $1")
+        .bind(id)
+        .execute(&mut **tx)
+        .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// Takes the active SIM heard from within `online_secs` that was used longest ago and
+/// marks it used: round-robin that holds across API instances. SKIP LOCKED lets two
+/// concurrent sends take two different SIMs instead of waiting for each other.
+pub async fn take_next_online_sim(
+    db: &PgPool,
+    online_secs: f64,
+) -> Result<Option<(i64, String)>, sqlx::Error> {
+    sqlx::query_as(
+        "UPDATE sim_cards SET last_used_at = now()
+         WHERE id = (
+             SELECT id FROM sim_cards
+             WHERE status = 'active' AND last_heartbeat_at > now() - make_interval(secs => $1)
+             ORDER BY last_used_at NULLS FIRST, id
+             LIMIT 1 FOR UPDATE SKIP LOCKED)
+         RETURNING id, number",
+    )
+    .bind(online_secs)
+    .fetch_optional(db)
+    .await
+}
+
+pub async fn touch_sim(db: &PgPool, id: i64) -> Result<(), sqlx::Error> {
+    sqlx::query("UPDATE sim_cards SET last_used_at = now() WHERE id = $1")
+        .bind(id)
+        .execute(db)
+        .await?;
+    Ok(())
+}
+
+/// Inserts a message routed through `route` with all its recipients in one transaction,
+/// holding the publish lease. Returns the message id, its time and (recipient id, phone).
+pub async fn insert_routed_message(
+    db: &PgPool,
+    user_id: i64,
+    body: &MessageBody,
+    phones: &[&str],
+    route: &str,
+    lease_secs: f64,
+) -> Result<(i64, DateTime<Utc>, Vec<(i64, String)>), sqlx::Error> {
+    let mut tx = db.begin().await?;
+    let (id, created_at): (i64, DateTime<Utc>) = sqlx::query_as(
+        "INSERT INTO messages (user_id, content, encoding, segments, total_count, route, publish_lease_until)
+         VALUES ($1, $2, $3, $4, $5, $6, now() + make_interval(secs => $7))
+         RETURNING id, created_at",
+    )
+    .bind(user_id)
+    .bind(body.as_str())
+    .bind(body.encoding().as_str())
+    .bind(body.segments() as i32)
+    .bind(phones.len() as i32)
+    .bind(route)
+    .bind(lease_secs)
+    .fetch_one(&mut *tx)
+    .await?;
+    let recipients: Vec<(i64, String)> = sqlx::query_as(
+        "INSERT INTO recipients (message_id, phone)
+         SELECT $1, phone FROM unnest($2::text[]) WITH ORDINALITY AS t(phone, ord) ORDER BY ord
+         RETURNING id, phone",
+    )
+    .bind(id)
+    .bind(phones)
+    .fetch_all(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    Ok((id, created_at, recipients))
+}
+
+/// A received SMS.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct InboundRow {
+    pub id: i64,
+    pub sim_card_id: Option<i64>,
+    pub sim_number: String,
+    pub sender: String,
+    pub content: String,
+    pub parts: i16,
+    pub sent_at: Option<DateTime<Utc>>,
+    pub received_at: DateTime<Utc>,
+    pub created_at: DateTime<Utc>,
+}
+
+pub async fn list_inbound(
+    db: &PgPool,
+    sim_id: Option<i64>,
+    limit: i64,
+    offset: i64,
+) -> Result<Vec<InboundRow>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT id, sim_card_id, sim_number, sender, content, parts, sent_at, received_at, created_at
+         FROM inbound_messages WHERE ($1::bigint IS NULL OR sim_card_id = $1)
+         ORDER BY created_at DESC, id DESC LIMIT $2 OFFSET $3",
+    )
+    .bind(sim_id)
+    .bind(limit)
+    .bind(offset)
+    .fetch_all(db)
+    .await
+}
+
+pub async fn count_inbound(db: &PgPool, sim_id: Option<i64>) -> Result<i64, sqlx::Error> {
+    sqlx::query_scalar(
+        "SELECT count(*) FROM inbound_messages WHERE ($1::bigint IS NULL OR sim_card_id = $1)",
+    )
+    .bind(sim_id)
+    .fetch_one(db)
+    .await
+}
+
+/// One outgoing SMS (a recipient of a message) as the edge gateway's clients list them.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct OutgoingRow {
+    pub id: i64,
+    pub message_id: i64,
+    pub phone: String,
+    pub content: String,
+    pub status: RecipientStatus,
+    pub route: String,
+    pub sender_sim: Option<String>,
+    pub last_error: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    pub sent_at: Option<DateTime<Utc>>,
+    pub delivered_at: Option<DateTime<Utc>>,
+}
+
+/// Outgoing SMS, newest first: the caller's own, or everyone's for an admin, optionally
+/// only those of one route.
+pub async fn list_outgoing(
+    db: &PgPool,
+    user_id: Option<i64>,
+    route: Option<&str>,
+    limit: i64,
+    offset: i64,
+) -> Result<Vec<OutgoingRow>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT r.id, r.message_id, r.phone, m.content, r.status, m.route, s.number AS sender_sim,
+                r.last_error, r.created_at, r.updated_at, r.sent_at, r.delivered_at
+         FROM recipients r
+         JOIN messages m ON m.id = r.message_id
+         LEFT JOIN sim_cards s ON m.route = 'sim.' || s.id
+         WHERE ($1::bigint IS NULL OR m.user_id = $1) AND ($2::text IS NULL OR m.route = $2)
+         ORDER BY r.id DESC LIMIT $3 OFFSET $4",
+    )
+    .bind(user_id)
+    .bind(route)
+    .bind(limit)
+    .bind(offset)
+    .fetch_all(db)
+    .await
+}
+
+/// How many outgoing SMS `list_outgoing` pages through: summed from the messages'
+/// recipient totals, not counted row by row.
+pub async fn count_outgoing(
+    db: &PgPool,
+    user_id: Option<i64>,
+    route: Option<&str>,
+) -> Result<i64, sqlx::Error> {
+    sqlx::query_scalar(
+        "SELECT COALESCE(sum(total_count), 0)::bigint FROM messages
+         WHERE ($1::bigint IS NULL OR user_id = $1) AND ($2::text IS NULL OR route = $2)",
+    )
+    .bind(user_id)
+    .bind(route)
+    .fetch_one(db)
+    .await
+}
+
+/// One API key of a user, never its secret.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct ApiKeyRow {
+    pub id: i64,
+    pub label: String,
+    pub created_at: DateTime<Utc>,
+    pub last_used_at: Option<DateTime<Utc>>,
+    pub revoked_at: Option<DateTime<Utc>>,
+}
+
+pub async fn list_api_keys(db: &PgPool, user_id: i64) -> Result<Vec<ApiKeyRow>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT id, label, created_at, last_used_at, revoked_at FROM api_tokens
+         WHERE user_id = $1 ORDER BY id DESC",
+    )
+    .bind(user_id)
+    .fetch_all(db)
+    .await
+}
+
+/// Revokes one of the user's keys; false when it is not theirs or already revoked.
+pub async fn revoke_api_key(db: &PgPool, user_id: i64, id: i64) -> Result<bool, sqlx::Error> {
+    let done = sqlx::query(
+        "UPDATE api_tokens SET revoked_at = now()
+         WHERE id = $1 AND user_id = $2 AND revoked_at IS NULL",
+    )
+    .bind(id)
+    .bind(user_id)
+    .execute(db)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+pub async fn revoke_all_api_keys(
+    tx: &mut Transaction<'_, Postgres>,
+    user_id: i64,
+) -> Result<u64, sqlx::Error> {
+    let done = sqlx::query(
+        "UPDATE api_tokens SET revoked_at = now() WHERE user_id = $1 AND revoked_at IS NULL",
+    )
+    .bind(user_id)
+    .execute(&mut **tx)
+    .await?;
+    Ok(done.rows_affected())
+}
+
+pub async fn insert_api_key(
+    tx: &mut Transaction<'_, Postgres>,
+    user_id: i64,
+    hash: &[u8],
+    label: &str,
+) -> Result<i64, sqlx::Error> {
+    sqlx::query_scalar(
+        "INSERT INTO api_tokens (user_id, token_hash, label) VALUES ($1, $2, $3) RETURNING id",
+    )
+    .bind(user_id)
+    .bind(hash)
+    .bind(label)
+    .fetch_one(&mut **tx)
+    .await
+}

@@ -1,0 +1,366 @@
+//! The edge gateway's API: `/api/sim-cards` CRUD, `/api/sms/inbox`, `/api/sms/outbox` and
+//! `/api/sms-status`, shaped as its clients read them (bare lists and the field names of
+//! the replaced Flask app), with the same auth as the rest.
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::routing::{get, put};
+use axum::{Json, Router};
+use chrono::{DateTime, SecondsFormat, Utc};
+use serde::{Deserialize, Serialize};
+use smsgate_shared::domain::PhoneNumber;
+
+use super::repo::{InboundRow, OutgoingRow, SimRow};
+use super::service::{self, NewSim, SimChanges, SimStatus};
+use crate::auth::AuthUser;
+use crate::error::ApiError;
+use crate::extract::{ApiJson, ApiQuery, IdPath};
+use crate::state::AppState;
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/api/sim-cards", get(list_sims).post(create_sim))
+        .route(
+            "/api/sim-cards/{id}",
+            put(update_sim).delete(delete_sim).get(get_sim),
+        )
+        .route("/api/sms/inbox", get(list_inbox))
+        .route("/api/sms/outbox", get(list_outbox))
+        .route("/api/sms-status", get(list_statuses))
+}
+
+fn rfc3339(at: DateTime<Utc>) -> String {
+    at.to_rfc3339_opts(SecondsFormat::Millis, true)
+}
+
+/// A SIM card with its agent's state, as the API and the panel show it.
+#[derive(Serialize)]
+pub struct SimView {
+    id: i64,
+    number: String,
+    label: String,
+    status: String,
+    online: bool,
+    last_heartbeat: Option<String>,
+    /// `+CSQ` rssi 0..=31 (about -113 to -51 dBm); `None` when unknown.
+    signal: Option<i16>,
+    /// The same as a share of the scale, for bars in a UI.
+    signal_percent: Option<i16>,
+    registration: Option<String>,
+    operator: Option<String>,
+    created_at: String,
+    updated_at: String,
+}
+
+impl From<SimRow> for SimView {
+    fn from(sim: SimRow) -> SimView {
+        SimView {
+            online: service::is_online(&sim),
+            id: sim.id,
+            number: sim.number,
+            label: sim.label,
+            status: sim.status,
+            last_heartbeat: sim.last_heartbeat_at.map(rfc3339),
+            signal: sim.signal,
+            signal_percent: sim.signal.map(|s| s * 100 / 31),
+            registration: sim.registration,
+            operator: sim.operator,
+            created_at: rfc3339(sim.created_at),
+            updated_at: rfc3339(sim.updated_at),
+        }
+    }
+}
+
+fn parse_number(raw: &str) -> Result<PhoneNumber, ApiError> {
+    PhoneNumber::parse(raw)
+        .map_err(|e| ApiError::validation("INVALID_PHONE_NUMBER", format!("number: {e}")))
+}
+
+/// The replaced gateway answered a bare list; its clients iterate over it.
+async fn list_sims(
+    State(app): State<AppState>,
+    _user: AuthUser,
+) -> Result<Json<Vec<SimView>>, ApiError> {
+    let sims = service::list(&app.db).await?;
+    Ok(Json(sims.into_iter().map(SimView::from).collect()))
+}
+
+async fn get_sim(
+    State(app): State<AppState>,
+    _user: AuthUser,
+    IdPath(id): IdPath,
+) -> Result<Json<SimView>, ApiError> {
+    Ok(Json(service::find(&app.db, id).await?.into()))
+}
+
+#[derive(Deserialize)]
+struct CreateSimRequest {
+    number: String,
+    #[serde(default)]
+    label: Option<String>,
+    #[serde(default)]
+    status: Option<String>,
+}
+
+async fn create_sim(
+    State(app): State<AppState>,
+    _user: AuthUser,
+    ApiJson(req): ApiJson<CreateSimRequest>,
+) -> Result<(StatusCode, Json<SimView>), ApiError> {
+    let sim = NewSim {
+        number: parse_number(&req.number)?,
+        label: req.label.unwrap_or_default().trim().to_owned(),
+        status: req
+            .status
+            .as_deref()
+            .map(SimStatus::parse)
+            .transpose()?
+            .unwrap_or(SimStatus::Active),
+    };
+    let row = service::create(&app.db, &app.broker, &app.settings.queue, sim).await?;
+    Ok((StatusCode::CREATED, Json(row.into())))
+}
+
+#[derive(Deserialize)]
+struct UpdateSimRequest {
+    #[serde(default)]
+    number: Option<String>,
+    #[serde(default)]
+    label: Option<String>,
+    #[serde(default)]
+    status: Option<String>,
+}
+
+async fn update_sim(
+    State(app): State<AppState>,
+    _user: AuthUser,
+    IdPath(id): IdPath,
+    ApiJson(req): ApiJson<UpdateSimRequest>,
+) -> Result<Json<SimView>, ApiError> {
+    let changes = SimChanges {
+        number: req.number.as_deref().map(parse_number).transpose()?,
+        label: req.label.map(|l| l.trim().to_owned()),
+        status: req.status.as_deref().map(SimStatus::parse).transpose()?,
+    };
+    Ok(Json(service::update(&app.db, id, changes).await?.into()))
+}
+
+#[derive(Deserialize)]
+struct DeleteQuery {
+    #[serde(default)]
+    force: bool,
+}
+
+#[derive(Serialize)]
+struct DeletedView {
+    deleted: bool,
+    id: i64,
+    failed_recipients: i64,
+}
+
+async fn delete_sim(
+    State(app): State<AppState>,
+    _user: AuthUser,
+    IdPath(id): IdPath,
+    ApiQuery(query): ApiQuery<DeleteQuery>,
+) -> Result<Json<DeletedView>, ApiError> {
+    let deleted =
+        service::delete(&app.db, &app.broker, &app.settings.queue, id, query.force).await?;
+    Ok(Json(DeletedView {
+        deleted: true,
+        id,
+        failed_recipients: deleted.failed_recipients,
+    }))
+}
+
+#[derive(Deserialize)]
+struct ListQuery {
+    page: Option<i64>,
+    per_page: Option<i64>,
+    sim_card_id: Option<i64>,
+}
+
+impl ListQuery {
+    fn resolve(&self) -> (i64, i64) {
+        let page = self.page.unwrap_or(1).max(1);
+        let per_page = self.per_page.unwrap_or(20).clamp(1, 1000);
+        (page, per_page)
+    }
+}
+
+#[derive(Serialize)]
+struct InboundView {
+    id: i64,
+    sim_card_id: Option<i64>,
+    /// The SIM that received it (the edge gateway's `sender_sim` column).
+    sim_number: String,
+    sender: String,
+    /// The edge gateway's clients read `message`; the panel API's read `content`.
+    message: String,
+    content: String,
+    parts: i16,
+    direction: &'static str,
+    sent_at: Option<String>,
+    received_at: String,
+    timestamp: String,
+}
+
+impl From<InboundRow> for InboundView {
+    fn from(row: InboundRow) -> InboundView {
+        InboundView {
+            id: row.id,
+            sim_card_id: row.sim_card_id,
+            sim_number: row.sim_number,
+            sender: row.sender,
+            message: row.content.clone(),
+            content: row.content,
+            parts: row.parts,
+            direction: "incoming",
+            sent_at: row.sent_at.map(rfc3339),
+            received_at: rfc3339(row.received_at),
+            timestamp: rfc3339(row.created_at),
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct Listing<T> {
+    messages: Vec<T>,
+    total: i64,
+    pages: i64,
+    current_page: i64,
+    per_page: i64,
+}
+
+async fn list_inbox(
+    State(app): State<AppState>,
+    _user: AuthUser,
+    ApiQuery(query): ApiQuery<ListQuery>,
+) -> Result<Json<Listing<InboundView>>, ApiError> {
+    let (page, per_page) = query.resolve();
+    let listed = service::inbox(&app.db, query.sim_card_id, page, per_page).await?;
+    Ok(Json(Listing {
+        total: listed.total,
+        pages: listed.pages(),
+        current_page: listed.page,
+        per_page: listed.per_page,
+        messages: listed.items.into_iter().map(InboundView::from).collect(),
+    }))
+}
+
+#[derive(Serialize)]
+struct OutgoingView {
+    id: i64,
+    message_id: i64,
+    recipient: String,
+    message: String,
+    status: &'static str,
+    route: String,
+    sender_sim: Option<String>,
+    direction: &'static str,
+    error_message: Option<String>,
+    timestamp: String,
+    sent_at: Option<String>,
+    delivered_at: Option<String>,
+}
+
+impl From<OutgoingRow> for OutgoingView {
+    fn from(row: OutgoingRow) -> OutgoingView {
+        OutgoingView {
+            id: row.id,
+            message_id: row.message_id,
+            recipient: row.phone,
+            message: row.content,
+            status: row.status.as_str(),
+            route: row.route,
+            sender_sim: row.sender_sim,
+            direction: "outgoing",
+            error_message: row.last_error,
+            timestamp: rfc3339(row.created_at),
+            sent_at: row.sent_at.map(rfc3339),
+            delivered_at: row.delivered_at.map(rfc3339),
+        }
+    }
+}
+
+/// Admins see everyone's sends, others their own, as in the message history.
+fn owner_filter(user: &AuthUser) -> Option<i64> {
+    (!user.is_admin).then_some(user.id)
+}
+
+async fn list_outbox(
+    State(app): State<AppState>,
+    user: AuthUser,
+    ApiQuery(query): ApiQuery<ListQuery>,
+) -> Result<Json<Listing<OutgoingView>>, ApiError> {
+    let (page, per_page) = query.resolve();
+    let listed = service::outgoing(
+        &app.db,
+        owner_filter(&user),
+        query.sim_card_id,
+        page,
+        per_page,
+    )
+    .await?;
+    Ok(Json(Listing {
+        total: listed.total,
+        pages: listed.pages(),
+        current_page: listed.page,
+        per_page: listed.per_page,
+        messages: listed.items.into_iter().map(OutgoingView::from).collect(),
+    }))
+}
+
+#[derive(Serialize)]
+struct StatusView {
+    id: i64,
+    message_id: i64,
+    /// The SIM's number for SIM-routed sends; `None` for the HKT route.
+    sender_number: Option<String>,
+    receiver_number: String,
+    status: &'static str,
+    timestamp: String,
+}
+
+#[derive(Serialize)]
+struct StatusList {
+    statuses: Vec<StatusView>,
+    total: i64,
+    pages: i64,
+    current_page: i64,
+    per_page: i64,
+}
+
+async fn list_statuses(
+    State(app): State<AppState>,
+    user: AuthUser,
+    ApiQuery(query): ApiQuery<ListQuery>,
+) -> Result<Json<StatusList>, ApiError> {
+    let (page, per_page) = query.resolve();
+    let listed = service::outgoing(
+        &app.db,
+        owner_filter(&user),
+        query.sim_card_id,
+        page,
+        per_page,
+    )
+    .await?;
+    Ok(Json(StatusList {
+        total: listed.total,
+        pages: listed.pages(),
+        current_page: listed.page,
+        per_page: listed.per_page,
+        statuses: listed
+            .items
+            .into_iter()
+            .map(|row| StatusView {
+                id: row.id,
+                message_id: row.message_id,
+                sender_number: row.sender_sim,
+                receiver_number: row.phone,
+                status: row.status.as_str(),
+                timestamp: rfc3339(row.updated_at),
+            })
+            .collect(),
+    }))
+}

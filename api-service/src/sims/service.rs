@@ -1,0 +1,395 @@
+//! SIM cards and SIM routing, the inbox and outbox, and the edge gateway's API keys.
+//! Domain types in, rows out; no HTTP here, so the panel can use the same functions.
+
+use std::time::Duration;
+
+use lapin::options::QueueDeleteOptions;
+use smsgate_shared::config::QueueSettings;
+use smsgate_shared::domain::PhoneNumber;
+use smsgate_shared::queue::{declare_sim_queue, routing, Broker, Names, OutboundJob};
+use sqlx::PgPool;
+use tracing::{info, warn};
+
+use super::repo::{self, SimRow};
+use crate::auth::ApiToken;
+use crate::error::ApiError;
+use crate::outbox::Outbox;
+use crate::sms::service::{self as sms, Accepted, NewSend, Page};
+
+/// An agent heartbeats every 30 s; a SIM is offline after three missed heartbeats.
+pub const OFFLINE_AFTER: Duration = Duration::from_secs(90);
+
+/// Whether a SIM takes new sends. Set by people; whether its agent is online is separate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SimStatus {
+    Active,
+    Inactive,
+}
+
+impl SimStatus {
+    pub fn parse(raw: &str) -> Result<SimStatus, ApiError> {
+        match raw.trim().to_ascii_lowercase().as_str() {
+            "active" => Ok(SimStatus::Active),
+            "inactive" => Ok(SimStatus::Inactive),
+            _ => Err(ApiError::validation(
+                "INVALID_SIM_STATUS",
+                "status must be `active` or `inactive`",
+            )),
+        }
+    }
+
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            SimStatus::Active => "active",
+            SimStatus::Inactive => "inactive",
+        }
+    }
+}
+
+/// A SIM card to register: parsed at the edge.
+pub struct NewSim {
+    pub number: PhoneNumber,
+    pub label: String,
+    pub status: SimStatus,
+}
+
+/// Changes to a SIM card; `None` keeps a field.
+#[derive(Default)]
+pub struct SimChanges {
+    pub number: Option<PhoneNumber>,
+    pub label: Option<String>,
+    pub status: Option<SimStatus>,
+}
+
+/// True when the SIM's agent sent a heartbeat within [`OFFLINE_AFTER`].
+pub fn is_online(sim: &SimRow) -> bool {
+    let window = chrono::Duration::from_std(OFFLINE_AFTER).expect("small duration");
+    sim.last_heartbeat_at
+        .is_some_and(|at| chrono::Utc::now() - at < window)
+}
+
+fn taken_number() -> ApiError {
+    ApiError::Conflict {
+        code: "SIM_NUMBER_TAKEN",
+        message: "a SIM card with this number is already registered".into(),
+    }
+}
+
+fn is_unique_violation(e: &sqlx::Error) -> bool {
+    matches!(e, sqlx::Error::Database(db) if db.is_unique_violation())
+}
+
+pub async fn list(db: &PgPool) -> Result<Vec<SimRow>, ApiError> {
+    Ok(repo::list_sims(db).await?)
+}
+
+pub async fn find(db: &PgPool, id: i64) -> Result<SimRow, ApiError> {
+    repo::find_sim(db, id)
+        .await?
+        .ok_or(ApiError::NotFound("SIM card"))
+}
+
+/// Registers a SIM and declares its queue, so jobs routed to it wait there even before its
+/// agent first connects. A broker that is down only delays that: the outbox declares the
+/// queue again before it publishes to it, and so does the agent when it starts.
+pub async fn create(
+    db: &PgPool,
+    broker: &Broker,
+    queue: &QueueSettings,
+    sim: NewSim,
+) -> Result<SimRow, ApiError> {
+    let row = repo::insert_sim(db, sim.number.as_str(), &sim.label, sim.status.as_str())
+        .await
+        .map_err(|e| {
+            if is_unique_violation(&e) {
+                taken_number()
+            } else {
+                e.into()
+            }
+        })?;
+    if let Err(e) = declare_queue(broker, queue, row.id).await {
+        warn!(error = %e, sim.id = row.id, "SIM queue not declared yet; it will be at first use");
+    }
+    info!(sim.id = row.id, "SIM card registered");
+    Ok(row)
+}
+
+async fn declare_queue(
+    broker: &Broker,
+    queue: &QueueSettings,
+    sim_id: i64,
+) -> Result<(), smsgate_shared::queue::BrokerError> {
+    let channel = broker.channel().await?;
+    smsgate_shared::queue::declare_topology(&channel, queue).await?;
+    declare_sim_queue(&channel, queue, sim_id).await?;
+    let _ = channel.close(200, "declared").await;
+    Ok(())
+}
+
+pub async fn update(db: &PgPool, id: i64, changes: SimChanges) -> Result<SimRow, ApiError> {
+    repo::update_sim(
+        db,
+        id,
+        changes.number.as_ref().map(PhoneNumber::as_str),
+        changes.label.as_deref(),
+        changes.status.map(|s| s.as_str()),
+    )
+    .await
+    .map_err(|e| {
+        if is_unique_violation(&e) {
+            taken_number()
+        } else {
+            e.into()
+        }
+    })?
+    .ok_or(ApiError::NotFound("SIM card"))
+}
+
+/// What deleting a SIM did.
+pub struct Deleted {
+    /// Recipients that were still waiting for this SIM and are now failed (forced only).
+    pub failed_recipients: i64,
+}
+
+/// Deletes a SIM. With jobs still queued for it, refuses unless `force`: then those
+/// recipients fail ("SIM card deleted"), so none is left pending for ever. Its queue is
+/// removed from the broker.
+pub async fn delete(
+    db: &PgPool,
+    broker: &Broker,
+    queue: &QueueSettings,
+    id: i64,
+    force: bool,
+) -> Result<Deleted, ApiError> {
+    find(db, id).await?;
+    let route = routing::sim(id);
+    let pending = repo::count_pending_on_route(db, &route).await?;
+    if pending > 0 && !force {
+        return Err(ApiError::Conflict {
+            code: "SIM_HAS_QUEUED_JOBS",
+            message: format!(
+                "{pending} SMS are still queued for this SIM card; delete with ?force=true to fail them"
+            ),
+        });
+    }
+    let mut tx = db.begin().await?;
+    let failed = repo::fail_pending_on_route(&mut tx, &route, "SIM card deleted").await?;
+    if !repo::delete_sim(&mut tx, id).await? {
+        return Err(ApiError::NotFound("SIM card"));
+    }
+    tx.commit().await?;
+    let names = Names::new(&queue.prefix);
+    match broker.channel().await {
+        Ok(channel) => {
+            if let Err(e) = channel
+                .queue_delete(&names.sim_queue(id), QueueDeleteOptions::default())
+                .await
+            {
+                warn!(error = %e, sim.id = id, "could not delete the SIM's queue");
+            }
+            let _ = channel.close(200, "deleted").await;
+        }
+        Err(e) => warn!(error = %e, sim.id = id, "broker away; the SIM's queue is left behind"),
+    }
+    info!(sim.id = id, failed, "SIM card deleted");
+    Ok(Deleted {
+        failed_recipients: failed,
+    })
+}
+
+/// Where a send goes, as the request asked for it.
+pub enum RouteRequest {
+    /// No routing given: the HKT gateway, as before.
+    Hkt,
+    /// Through this SIM card.
+    Sim(i64),
+    /// Through any active, online SIM, round-robin; HKT when none is online.
+    AnySim,
+}
+
+impl RouteRequest {
+    pub fn parse(sim_card_id: Option<i64>, route: Option<&str>) -> Result<RouteRequest, ApiError> {
+        match (sim_card_id, route.map(str::trim)) {
+            (Some(id), None | Some("sim")) => Ok(RouteRequest::Sim(id)),
+            (None, None | Some("") | Some("hkt")) => Ok(RouteRequest::Hkt),
+            (None, Some("sim")) => Ok(RouteRequest::AnySim),
+            (Some(_), Some("hkt")) => Err(ApiError::validation(
+                "INVALID_ROUTE",
+                "sim_card_id cannot be combined with route `hkt`",
+            )),
+            _ => Err(ApiError::validation(
+                "INVALID_ROUTE",
+                "route must be `hkt` or `sim`",
+            )),
+        }
+    }
+}
+
+/// A message accepted, with the SIM it goes out through (`None`: HKT).
+pub struct RoutedAccepted {
+    pub accepted: Accepted,
+    pub sender_sim: Option<String>,
+}
+
+/// Accepts a send on the route asked for: HKT through the SMS service as before, a SIM
+/// through its own queue. 400 for an unknown SIM, 409 for an inactive one.
+pub async fn accept_send(
+    db: &PgPool,
+    outbox: &Outbox,
+    user_id: i64,
+    send: NewSend,
+    route: RouteRequest,
+) -> Result<RoutedAccepted, ApiError> {
+    let sim = match route {
+        RouteRequest::Hkt => None,
+        RouteRequest::Sim(id) => {
+            let sim = repo::find_sim(db, id).await?.ok_or_else(|| {
+                ApiError::validation("UNKNOWN_SIM_CARD", format!("no SIM card with id {id}"))
+            })?;
+            if sim.status != SimStatus::Active.as_str() {
+                return Err(ApiError::Conflict {
+                    code: "SIM_CARD_INACTIVE",
+                    message: format!("SIM card {id} is inactive"),
+                });
+            }
+            repo::touch_sim(db, id).await?;
+            Some((sim.id, sim.number))
+        }
+        RouteRequest::AnySim => repo::take_next_online_sim(db, OFFLINE_AFTER.as_secs_f64()).await?,
+    };
+    let Some((sim_id, number)) = sim else {
+        let accepted = sms::accept(db, outbox, user_id, send).await?;
+        return Ok(RoutedAccepted {
+            accepted,
+            sender_sim: None,
+        });
+    };
+    let accepted = accept_via_sim(db, outbox, user_id, send, sim_id).await?;
+    Ok(RoutedAccepted {
+        accepted,
+        sender_sim: Some(number),
+    })
+}
+
+/// Stores the message with route `sim.<id>` and hands its jobs to the outbox for that
+/// route. Kept apart from the HKT path on purpose: that path is tuned for 100,000-recipient
+/// bulks, a modem sends a few SMS a minute.
+#[tracing::instrument(name = "sms.accept_via_sim", skip_all, fields(user.id = user_id, sim.id = sim_id, message.id))]
+async fn accept_via_sim(
+    db: &PgPool,
+    outbox: &Outbox,
+    user_id: i64,
+    send: NewSend,
+    sim_id: i64,
+) -> Result<Accepted, sqlx::Error> {
+    let route = routing::sim(sim_id);
+    let total = send.recipients.len();
+    let phones: Vec<&str> = send.recipients.iter().map(PhoneNumber::as_str).collect();
+    let (id, created_at, recipients) = repo::insert_routed_message(
+        db,
+        user_id,
+        &send.body,
+        &phones,
+        &route,
+        outbox.lease().as_secs_f64(),
+    )
+    .await?;
+    tracing::Span::current().record("message.id", id);
+    let jobs = recipients
+        .into_iter()
+        .filter_map(|(recipient_id, phone)| {
+            Some(OutboundJob::SendV1 {
+                recipient_id,
+                message_id: id,
+                to: PhoneNumber::parse(&phone).ok()?,
+                body: send.body.clone(),
+            })
+        })
+        .collect();
+    outbox.publish_routed_in_background(id, route, jobs);
+    Ok(Accepted {
+        id,
+        status: smsgate_shared::domain::MessageStatus::Pending,
+        total,
+        created_at,
+    })
+}
+
+pub async fn inbox(
+    db: &PgPool,
+    sim_id: Option<i64>,
+    page: i64,
+    per_page: i64,
+) -> Result<Page<repo::InboundRow>, ApiError> {
+    let (items, total) = tokio::try_join!(
+        repo::list_inbound(db, sim_id, per_page, (page - 1) * per_page),
+        repo::count_inbound(db, sim_id),
+    )?;
+    Ok(Page {
+        items,
+        total,
+        page,
+        per_page,
+    })
+}
+
+/// Outgoing SMS of both routes: the caller's own, everyone's for an admin.
+pub async fn outgoing(
+    db: &PgPool,
+    owner: Option<i64>,
+    sim_id: Option<i64>,
+    page: i64,
+    per_page: i64,
+) -> Result<Page<repo::OutgoingRow>, ApiError> {
+    let route = sim_id.map(routing::sim);
+    let (items, total) = tokio::try_join!(
+        repo::list_outgoing(db, owner, route.as_deref(), per_page, (page - 1) * per_page),
+        repo::count_outgoing(db, owner, route.as_deref()),
+    )?;
+    Ok(Page {
+        items,
+        total,
+        page,
+        per_page,
+    })
+}
+
+/// Revokes every key of the user and issues one new key, in one transaction.
+pub async fn replace_api_keys(db: &PgPool, user_id: i64) -> Result<String, ApiError> {
+    let token = ApiToken::generate();
+    let mut tx = db.begin().await?;
+    repo::revoke_all_api_keys(&mut tx, user_id).await?;
+    repo::insert_api_key(&mut tx, user_id, &token.hash, "POST /api/generate-api-key").await?;
+    tx.commit().await?;
+    Ok(token.plain)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn routing_requests_parse_as_the_edge_gateway_clients_send_them() {
+        assert!(matches!(
+            RouteRequest::parse(None, None),
+            Ok(RouteRequest::Hkt)
+        ));
+        assert!(matches!(
+            RouteRequest::parse(Some(3), None),
+            Ok(RouteRequest::Sim(3))
+        ));
+        assert!(matches!(
+            RouteRequest::parse(None, Some("sim")),
+            Ok(RouteRequest::AnySim)
+        ));
+        assert!(RouteRequest::parse(Some(3), Some("hkt")).is_err());
+        assert!(RouteRequest::parse(None, Some("carrier-pigeon")).is_err());
+    }
+
+    #[test]
+    fn sim_status_accepts_only_active_and_inactive() {
+        assert_eq!(SimStatus::parse("Active").unwrap(), SimStatus::Active);
+        assert_eq!(SimStatus::parse("inactive").unwrap(), SimStatus::Inactive);
+        assert!(SimStatus::parse("online").is_err());
+    }
+}

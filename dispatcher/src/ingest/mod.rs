@@ -1,0 +1,328 @@
+//! The central side of the edge gateway: consumes the events modem agents publish (send
+//! results, delivery reports, received SMS, heartbeats) from one durable queue, writes them
+//! to PostgreSQL and publishes status events for the live panel.
+//!
+//! It lives in the dispatcher because the dispatcher already owns result writing (message
+//! counters, status events); the API stays free of consumers other than its live stream.
+//! One event per transaction: a modem sends a few SMS a minute, so batching would buy
+//! nothing here. Ack after commit, as everywhere; every write is idempotent (only
+//! `pending` recipients change, parts and inbound SMS are unique), so a redelivered event
+//! changes nothing twice.
+
+mod repo;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::StreamExt;
+use lapin::message::Delivery;
+use lapin::options::{BasicAckOptions, BasicConsumeOptions, BasicQosOptions};
+use lapin::types::FieldTable;
+use smsgate_shared::domain::RecipientStatus;
+use smsgate_shared::queue::edge::{ingest_queue, EdgeEvent, SimSendOutcome};
+use smsgate_shared::queue::{
+    declare_edge_ingest, declare_topology, routing, OutgoingMessage, RecipientUpdate, StatusEvent,
+};
+use sqlx::PgPool;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, error, info, info_span, warn, Instrument};
+
+use crate::Context;
+
+/// Events taken from the broker ahead of the one being written. They are written one at
+/// a time, so a small window is enough to hide the broker round trip.
+const PREFETCH: u16 = 20;
+
+/// Consumes until `shutdown` or `kill` is cancelled, reconnecting with backoff.
+pub(crate) async fn run(ctx: Arc<Context>, shutdown: CancellationToken, kill: CancellationToken) {
+    let mut backoff = Duration::from_millis(500);
+    while !shutdown.is_cancelled() && !kill.is_cancelled() {
+        match session(&ctx, &mut backoff, &shutdown, &kill).await {
+            Ok(()) => break,
+            Err(e) => {
+                warn!(error = %e, "edge ingest lost its broker session; reconnecting in {backoff:?}");
+                tokio::select! {
+                    _ = shutdown.cancelled() => break,
+                    _ = kill.cancelled() => break,
+                    _ = tokio::time::sleep(backoff) => {}
+                }
+                backoff = (backoff * 2).min(Duration::from_secs(30));
+            }
+        }
+    }
+}
+
+async fn session(
+    ctx: &Context,
+    backoff: &mut Duration,
+    shutdown: &CancellationToken,
+    kill: &CancellationToken,
+) -> anyhow::Result<()> {
+    let channel = ctx.broker.channel().await?;
+    declare_topology(&channel, &ctx.settings.queue).await?;
+    declare_edge_ingest(&channel, &ctx.settings.queue).await?;
+    channel
+        .basic_qos(PREFETCH, BasicQosOptions::default())
+        .await?;
+    let queue = ingest_queue(&ctx.names);
+    let mut consumer = channel
+        .basic_consume(
+            &queue,
+            "",
+            BasicConsumeOptions::default(),
+            FieldTable::default(),
+        )
+        .await?;
+    *backoff = Duration::from_millis(500);
+    info!(queue = %queue, "ingesting edge events");
+    loop {
+        let next = tokio::select! {
+            _ = shutdown.cancelled() => return Ok(()),
+            _ = kill.cancelled() => return Ok(()),
+            next = consumer.next() => next,
+        };
+        let delivery = match next {
+            Some(delivery) => delivery?,
+            None => anyhow::bail!("the broker closed the consumer"),
+        };
+        ingest_one(ctx, delivery, kill).await?;
+    }
+}
+
+async fn ingest_one(
+    ctx: &Context,
+    delivery: Delivery,
+    kill: &CancellationToken,
+) -> anyhow::Result<()> {
+    let event = match EdgeEvent::from_json(&delivery.data) {
+        Ok(event) => event,
+        Err(e) => {
+            // Nothing can ever make it parse: keep it for a human, don't redeliver forever.
+            error!(error = %e, "unparseable edge event moved to the dead queue");
+            let dead = OutgoingMessage {
+                routing_key: ctx.names.dead_queue(),
+                payload: delivery.data.clone(),
+                headers: delivery.properties.headers().clone().unwrap_or_default(),
+            };
+            ctx.broker
+                .publisher(String::new())
+                .publish_one(dead)
+                .await?;
+            delivery.acker.ack(BasicAckOptions::default()).await?;
+            return Ok(());
+        }
+    };
+    let span = info_span!("ingest.edge_event", sim.id = event.sim_id());
+    let mut retry = Duration::from_millis(100);
+    let effect = loop {
+        match handle(&ctx.db, &event).instrument(span.clone()).await {
+            Ok(effect) => break effect,
+            Err(e) => {
+                // The event stays unacked while PostgreSQL is away; prefetch stops the flow.
+                error!(error = %e, "writing an edge event failed; retrying in {retry:?}");
+                tokio::select! {
+                    _ = kill.cancelled() => return Ok(()),
+                    _ = tokio::time::sleep(retry) => {}
+                }
+                retry = (retry * 2).min(Duration::from_secs(5));
+            }
+        }
+    };
+    delivery.acker.ack(BasicAckOptions::default()).await?;
+    if let Effect::Progress(event) = effect {
+        publish_status(ctx, event);
+    }
+    Ok(())
+}
+
+/// What writing one event changed, beyond the database.
+#[derive(Debug)]
+pub enum Effect {
+    Nothing,
+    /// A message's progress changed: its status event to publish.
+    Progress(StatusEvent),
+}
+
+/// Writes one event. Idempotent: handling the same event twice changes nothing the second
+/// time. No broker in here, so it is tested against a database alone.
+pub async fn handle(db: &PgPool, event: &EdgeEvent) -> Result<Effect, sqlx::Error> {
+    match event {
+        EdgeEvent::SimSendResultV1 {
+            sim_id,
+            recipient_id,
+            message_id,
+            outcome,
+            references,
+            error,
+            attempts,
+            ..
+        } => {
+            let status = match outcome {
+                SimSendOutcome::Sent => RecipientStatus::Sent,
+                SimSendOutcome::Failed => RecipientStatus::Failed,
+            };
+            let response = (*outcome == SimSendOutcome::Sent)
+                .then(|| format!("SIM {sim_id}: message references {references:?}"));
+            let mut tx = db.begin().await?;
+            crate::repo::lock_messages(&mut tx, &[*message_id]).await?;
+            let changed = repo::record_sim_result(
+                &mut tx,
+                *recipient_id,
+                status,
+                i32::try_from(*attempts).unwrap_or(i32::MAX),
+                error.as_deref(),
+                response.as_deref(),
+            )
+            .await?;
+            let Some(changed) = changed else {
+                tx.commit().await?;
+                debug!("result for a recipient that is no longer pending ignored");
+                return Ok(Effect::Nothing);
+            };
+            let refs: Vec<i16> = references.iter().map(|r| i16::from(*r)).collect();
+            repo::insert_part_refs(&mut tx, *sim_id, *recipient_id, &refs).await?;
+            let (sent, failed) = match changed.status {
+                RecipientStatus::Sent => (1, 0),
+                _ => (0, 1),
+            };
+            let progress = crate::repo::update_message_counters(
+                &mut tx,
+                &[changed.message_id],
+                &[sent],
+                &[failed],
+            )
+            .await?;
+            tx.commit().await?;
+            Ok(progress.into_iter().next().map_or(Effect::Nothing, |m| {
+                Effect::Progress(StatusEvent::MessageProgressV1 {
+                    message_id: m.id,
+                    status: m.status,
+                    total: i64::from(m.total_count),
+                    sent: i64::from(m.sent_count),
+                    failed: i64::from(m.failed_count),
+                    recipients: vec![update_of(changed)],
+                })
+            }))
+        }
+        EdgeEvent::DeliveryReportV1 {
+            sim_id,
+            reference,
+            delivered,
+            status,
+            ..
+        } => {
+            let mut tx = db.begin().await?;
+            let Some((recipient_id, message_id)) = repo::mark_part_reported(
+                &mut tx,
+                *sim_id,
+                i16::from(*reference),
+                *delivered,
+                i16::from(*status),
+            )
+            .await?
+            else {
+                tx.commit().await?;
+                debug!(reference, "delivery report for an unknown part ignored");
+                return Ok(Effect::Nothing);
+            };
+            let changed = if *delivered {
+                repo::mark_delivered_if_complete(&mut tx, recipient_id).await?
+            } else {
+                let reason = format!("delivery failed: status report TP-ST 0x{status:02X}");
+                repo::note_delivery_failure(&mut tx, recipient_id, &reason).await?;
+                None
+            };
+            let progress = match &changed {
+                Some(_) => repo::message_progress(&mut tx, message_id).await?,
+                None => None,
+            };
+            tx.commit().await?;
+            Ok(match (changed, progress) {
+                (Some(changed), Some(m)) => Effect::Progress(StatusEvent::MessageProgressV1 {
+                    message_id: m.id,
+                    status: m.status,
+                    total: i64::from(m.total_count),
+                    sent: i64::from(m.sent_count),
+                    failed: i64::from(m.failed_count),
+                    recipients: vec![update_of(changed)],
+                }),
+                _ => Effect::Nothing,
+            })
+        }
+        EdgeEvent::InboundSmsV1 {
+            sim_id,
+            key,
+            sender,
+            text,
+            parts,
+            sent_at,
+            received_at,
+        } => {
+            let new = repo::insert_inbound(
+                db,
+                *sim_id,
+                key,
+                sender,
+                text,
+                i16::try_from(*parts).unwrap_or(i16::MAX),
+                *sent_at,
+                *received_at,
+            )
+            .await?;
+            if !new {
+                debug!("received SMS already stored");
+            }
+            Ok(Effect::Nothing)
+        }
+        EdgeEvent::HeartbeatV1 {
+            sim_id,
+            number,
+            signal,
+            registration,
+            operator,
+            ..
+        } => {
+            let registered = repo::record_heartbeat(
+                db,
+                *sim_id,
+                signal.map(i16::from),
+                registration.as_str(),
+                operator.as_deref(),
+            )
+            .await?;
+            match (registered, number) {
+                (None, _) => warn!("heartbeat from an agent whose SIM id is not registered"),
+                (Some(registered), Some(reported)) if registered != *reported => {
+                    warn!("heartbeat from an agent configured with another SIM's number; check SIM_ID")
+                }
+                _ => {}
+            }
+            Ok(Effect::Nothing)
+        }
+    }
+}
+
+fn update_of(changed: repo::ChangedRecipient) -> RecipientUpdate {
+    RecipientUpdate {
+        recipient_id: changed.id,
+        status: changed.status,
+        attempts: changed.attempts,
+        error: changed.last_error,
+    }
+}
+
+/// Off the write path, as the writer does: events feed live views and carry absolute
+/// counters, so a lost one is corrected by the next.
+fn publish_status(ctx: &Context, event: StatusEvent) {
+    let message = OutgoingMessage {
+        routing_key: routing::status(event.message_id()),
+        payload: event.to_json(),
+        headers: FieldTable::default(),
+    };
+    let publisher = ctx.broker.publisher(ctx.names.events_exchange());
+    tokio::spawn(async move {
+        if let Err(e) = publisher.publish_one(message).await {
+            debug!(error = %e, "status event not published");
+        }
+    });
+}

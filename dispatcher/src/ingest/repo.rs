@@ -1,0 +1,204 @@
+//! SQL of the edge ingest. One function per statement.
+
+use smsgate_shared::domain::{MessageStatus, RecipientStatus};
+use sqlx::{PgPool, Postgres, Transaction};
+
+/// A recipient row a SIM result changed.
+#[derive(Debug, sqlx::FromRow)]
+pub struct ChangedRecipient {
+    pub id: i64,
+    pub message_id: i64,
+    pub status: RecipientStatus,
+    pub attempts: i32,
+    pub last_error: Option<String>,
+}
+
+/// Records a SIM job's result. Only a `pending` recipient changes, so a result published
+/// twice (agent redelivery) counts once. `attempts` comes from the agent: retries of SIM
+/// jobs go through the retry queues without a row write in between.
+pub async fn record_sim_result(
+    tx: &mut Transaction<'_, Postgres>,
+    recipient_id: i64,
+    status: RecipientStatus,
+    attempts: i32,
+    error: Option<&str>,
+    response: Option<&str>,
+) -> Result<Option<ChangedRecipient>, sqlx::Error> {
+    sqlx::query_as(
+        "UPDATE recipients SET
+             status = $2,
+             attempts = GREATEST(attempts, $3),
+             last_error = $4,
+             gateway_response = COALESCE($5, gateway_response),
+             updated_at = now(),
+             sent_at = CASE WHEN $2 = 'sent' THEN now() ELSE sent_at END
+         WHERE id = $1 AND status = 'pending'
+         RETURNING id, message_id, status, attempts, last_error",
+    )
+    .bind(recipient_id)
+    .bind(status.as_str())
+    .bind(attempts)
+    .bind(error)
+    .bind(response)
+    .fetch_optional(&mut **tx)
+    .await
+}
+
+/// One row per sent part, so delivery reports find their recipient by (SIM, reference).
+pub async fn insert_part_refs(
+    tx: &mut Transaction<'_, Postgres>,
+    sim_id: i64,
+    recipient_id: i64,
+    references: &[i16],
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO sim_part_refs (sim_card_id, recipient_id, part, reference)
+         SELECT $1, $2, (ord - 1)::smallint, reference
+         FROM unnest($3::smallint[]) WITH ORDINALITY AS t(reference, ord)
+         ON CONFLICT (recipient_id, part) DO NOTHING",
+    )
+    .bind(sim_id)
+    .bind(recipient_id)
+    .bind(references)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+/// Marks the newest undelivered part with this reference on this SIM as reported, and
+/// returns its recipient and message. References wrap at 256, hence newest and recent.
+pub async fn mark_part_reported(
+    tx: &mut Transaction<'_, Postgres>,
+    sim_id: i64,
+    reference: i16,
+    delivered: bool,
+    status: i16,
+) -> Result<Option<(i64, i64)>, sqlx::Error> {
+    sqlx::query_as(
+        "UPDATE sim_part_refs p SET
+             delivered_at = CASE WHEN $3 THEN now() ELSE NULL END,
+             report_status = $4
+         FROM recipients r
+         WHERE p.id = (
+                 SELECT id FROM sim_part_refs
+                 WHERE sim_card_id = $1 AND reference = $2 AND report_status IS NULL
+                   AND sent_at > now() - interval '7 days'
+                 ORDER BY sent_at DESC, id DESC LIMIT 1)
+           AND r.id = p.recipient_id
+         RETURNING p.recipient_id, r.message_id",
+    )
+    .bind(sim_id)
+    .bind(reference)
+    .bind(delivered)
+    .bind(status)
+    .fetch_optional(&mut **tx)
+    .await
+}
+
+/// `sent` → `delivered` once every part of the recipient was reported delivered.
+pub async fn mark_delivered_if_complete(
+    tx: &mut Transaction<'_, Postgres>,
+    recipient_id: i64,
+) -> Result<Option<ChangedRecipient>, sqlx::Error> {
+    sqlx::query_as(
+        "UPDATE recipients SET status = 'delivered', delivered_at = now(), updated_at = now()
+         WHERE id = $1 AND status = 'sent'
+           AND NOT EXISTS (SELECT 1 FROM sim_part_refs
+                           WHERE recipient_id = $1 AND delivered_at IS NULL)
+         RETURNING id, message_id, status, attempts, last_error",
+    )
+    .bind(recipient_id)
+    .fetch_optional(&mut **tx)
+    .await
+}
+
+/// A report that the network gave up on a part: the recipient stays `sent` (the states
+/// only move forward) but carries the reason.
+pub async fn note_delivery_failure(
+    tx: &mut Transaction<'_, Postgres>,
+    recipient_id: i64,
+    reason: &str,
+) -> Result<(), sqlx::Error> {
+    sqlx::query("UPDATE recipients SET last_error = $2, updated_at = now() WHERE id = $1")
+        .bind(recipient_id)
+        .bind(reason)
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}
+
+/// Stores a received SMS once per dedupe key. The SIM may have been deleted meanwhile:
+/// the row then keeps no SIM id and an empty number.
+#[allow(clippy::too_many_arguments)]
+pub async fn insert_inbound(
+    db: &PgPool,
+    sim_id: i64,
+    key: &str,
+    sender: &str,
+    content: &str,
+    parts: i16,
+    sent_at: Option<chrono::DateTime<chrono::Utc>>,
+    received_at: chrono::DateTime<chrono::Utc>,
+) -> Result<bool, sqlx::Error> {
+    let inserted = sqlx::query(
+        "INSERT INTO inbound_messages
+             (sim_card_id, sim_number, sender, content, parts, sent_at, received_at, dedupe_key)
+         SELECT s.id, COALESCE(s.number, ''), $3, $4, $5, $6, $7, $2
+         FROM (SELECT 1) AS one LEFT JOIN sim_cards s ON s.id = $1
+         ON CONFLICT (dedupe_key) DO NOTHING",
+    )
+    .bind(sim_id)
+    .bind(key)
+    .bind(sender)
+    .bind(content)
+    .bind(parts)
+    .bind(sent_at)
+    .bind(received_at)
+    .execute(db)
+    .await?;
+    Ok(inserted.rows_affected() == 1)
+}
+
+/// Records a heartbeat; returns the SIM's registered number, `None` for an unknown SIM.
+/// The time is the server's, not the Pi's: a Pi has no real-time clock and may run before
+/// NTP set it.
+pub async fn record_heartbeat(
+    db: &PgPool,
+    sim_id: i64,
+    signal: Option<i16>,
+    registration: &str,
+    operator: Option<&str>,
+) -> Result<Option<String>, sqlx::Error> {
+    sqlx::query_scalar(
+        "UPDATE sim_cards SET last_heartbeat_at = now(), signal = $2, registration = $3, operator = $4
+         WHERE id = $1 RETURNING number",
+    )
+    .bind(sim_id)
+    .bind(signal)
+    .bind(registration)
+    .bind(operator)
+    .fetch_optional(db)
+    .await
+}
+
+/// A message's counters, for its status event.
+#[derive(Debug, sqlx::FromRow)]
+pub struct Progress {
+    pub id: i64,
+    pub status: MessageStatus,
+    pub total_count: i32,
+    pub sent_count: i32,
+    pub failed_count: i32,
+}
+
+pub async fn message_progress(
+    tx: &mut Transaction<'_, Postgres>,
+    message_id: i64,
+) -> Result<Option<Progress>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT id, status, total_count, sent_count, failed_count FROM messages WHERE id = $1",
+    )
+    .bind(message_id)
+    .fetch_optional(&mut **tx)
+    .await
+}

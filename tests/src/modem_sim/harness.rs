@@ -1,0 +1,133 @@
+//! Edge gateway helpers on [`TestApp`]: register SIMs, run the real modem agent in-process
+//! against a [`ModemSim`], and poll for what the central side wrote.
+
+use std::future::Future;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+use smsgate_modem_agent::{RunningAgent, Settings as AgentSettings};
+use smsgate_shared::config::QueueSettings;
+use smsgate_shared::domain::PhoneNumber;
+
+use super::ModemSim;
+use crate::app::{test_amqp_url, TestApp};
+
+/// Polls `check` every 100 ms until it returns `Some`, or panics with `what` at `deadline`.
+pub async fn eventually<T, F, Fut>(deadline: Duration, what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let until = tokio::time::Instant::now() + deadline;
+    loop {
+        if let Some(value) = check().await {
+            return value;
+        }
+        assert!(
+            tokio::time::Instant::now() < until,
+            "not within {deadline:?}: {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Edge gateway helpers, as an extension so they live beside the simulator.
+#[allow(async_fn_in_trait)]
+pub trait EdgeApp {
+    /// `POST /api/sim-cards`; asserts 201 and returns the SIM's id.
+    async fn create_sim(&self, number: &str) -> i64;
+    /// The agent's settings for SIM `sim_id`, matching this stack's queue settings.
+    fn agent_settings(&self, sim_id: i64, number: &str, amqp_url: Option<&str>) -> AgentSettings;
+    /// Starts the real modem agent in-process against `modem`.
+    async fn start_agent(&self, sim_id: i64, number: &str, modem: &ModemSim) -> RunningAgent;
+    /// The SIM as `GET /api/sim-cards` lists it.
+    async fn sim(&self, sim_id: i64) -> Value;
+    /// Waits for the SIM to show online (its first heartbeat was ingested).
+    async fn wait_online(&self, sim_id: i64) -> Value;
+    /// A recipient's status straight from the database.
+    async fn recipient_status_of(&self, message_id: i64) -> (String, i32, Option<String>);
+    /// Waits until the message's only recipient has `status`.
+    async fn wait_recipient(&self, message_id: i64, status: &str) -> (String, i32, Option<String>);
+    /// `GET /api/sms/inbox`'s messages.
+    async fn inbox(&self) -> Vec<Value>;
+}
+
+impl EdgeApp for TestApp {
+    async fn create_sim(&self, number: &str) -> i64 {
+        let (status, body) = self
+            .post("/api/sim-cards", json!({"number": number, "label": "test"}))
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+        body["id"].as_i64().unwrap()
+    }
+
+    fn agent_settings(&self, sim_id: i64, number: &str, amqp_url: Option<&str>) -> AgentSettings {
+        // The same arguments as the API's and the dispatcher's, or the broker refuses the
+        // agent's declarations.
+        let queue = QueueSettings {
+            amqp_url: amqp_url.map_or_else(test_amqp_url, str::to_owned),
+            prefix: self.prefix.clone(),
+            retry_schedule: self.options.retry_schedule.clone(),
+            quorum_queues: true,
+            queue_expiry: Some(Duration::from_secs(600)),
+        };
+        let spool: PathBuf =
+            std::env::temp_dir().join(format!("smsgate-spool-{}-{sim_id}", self.prefix));
+        AgentSettings::for_tests(queue, sim_id, PhoneNumber::parse(number).unwrap(), spool)
+    }
+
+    async fn start_agent(&self, sim_id: i64, number: &str, modem: &ModemSim) -> RunningAgent {
+        smsgate_modem_agent::start(self.agent_settings(sim_id, number, None), modem.clone())
+            .await
+            .expect("start the modem agent")
+    }
+
+    async fn sim(&self, sim_id: i64) -> Value {
+        let (status, body) = self.get("/api/sim-cards").await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        body.as_array()
+            .expect("a bare list, as the edge gateway's clients expect")
+            .iter()
+            .find(|s| s["id"] == sim_id)
+            .cloned()
+            .unwrap_or(Value::Null)
+    }
+
+    async fn wait_online(&self, sim_id: i64) -> Value {
+        eventually(Duration::from_secs(15), "the SIM shows online", || async {
+            let sim = self.sim(sim_id).await;
+            (sim["online"] == true).then_some(sim)
+        })
+        .await
+    }
+
+    async fn recipient_status_of(&self, message_id: i64) -> (String, i32, Option<String>) {
+        sqlx::query_as(
+            "SELECT status, attempts, last_error FROM recipients WHERE message_id = $1 ORDER BY id LIMIT 1",
+        )
+        .bind(message_id)
+        .fetch_one(&self.db)
+        .await
+        .unwrap()
+    }
+
+    async fn wait_recipient(&self, message_id: i64, status: &str) -> (String, i32, Option<String>) {
+        eventually(
+            Duration::from_secs(20),
+            &format!("message {message_id}'s recipient becomes {status}"),
+            || async {
+                let row = self.recipient_status_of(message_id).await;
+                (row.0 == status).then_some(row)
+            },
+        )
+        .await
+    }
+
+    async fn inbox(&self) -> Vec<Value> {
+        let (status, body) = self.get("/api/sms/inbox").await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        body["messages"].as_array().cloned().unwrap_or_default()
+    }
+}
