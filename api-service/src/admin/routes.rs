@@ -77,17 +77,18 @@ impl From<UserAdminError> for ApiError {
             UserAdminError::Invalid { field, message } => {
                 ApiError::validation("VALIDATION_ERROR", format!("{field}: {message}"))
             }
-            UserAdminError::UsernameTaken => {
-                ApiError::validation("USERNAME_TAKEN", "The username is already taken")
-            }
+            UserAdminError::UsernameTaken => ApiError::Conflict {
+                code: "USERNAME_TAKEN",
+                message: "The username is already taken".into(),
+            },
             UserAdminError::NotFound => ApiError::NotFound("User"),
             UserAdminError::SelfAction(_) => ApiError::Forbidden {
                 code: "SELF_ACTION",
                 message: "Administrators cannot delete, disable or demote themselves",
             },
-            UserAdminError::LastAdmin => ApiError::Forbidden {
+            UserAdminError::LastAdmin => ApiError::Conflict {
                 code: "LAST_ADMIN",
-                message: "This change would leave no active administrator",
+                message: "This change would leave no active administrator".into(),
             },
             UserAdminError::WrongCurrentPassword => {
                 ApiError::validation("WRONG_PASSWORD", "The current password is wrong")

@@ -138,7 +138,7 @@ async fn the_admin_api_applies_the_same_rules_as_the_panel() {
             json!({"username": "smsADMIN", "password": "Strong-pass-2026"}),
         )
         .await;
-    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(status, StatusCode::CONFLICT);
     assert_eq!(body["error"]["code"], "USERNAME_TAKEN");
     let (status, _) = app
         .request(

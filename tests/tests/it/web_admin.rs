@@ -190,7 +190,7 @@ async fn a_regenerated_api_token_is_shown_once_and_replaces_the_old_one() {
     assert_eq!(new, StatusCode::OK);
     // Never stored in plain text.
     let plain: i64 = sqlx::query_scalar(
-        "SELECT count(*) FROM api_tokens WHERE convert_from(token_hash, 'LATIN1') LIKE 'sgk_%'",
+        "SELECT count(*) FROM api_tokens WHERE substring(token_hash FROM 1 FOR 4) = 'sgk_'::bytea",
     )
     .fetch_one(&app.db)
     .await
