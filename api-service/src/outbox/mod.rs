@@ -6,10 +6,11 @@
 //! says who is publishing, so neither the happy path nor the reconciler writes a row per
 //! recipient.
 
+mod lane;
 mod repo;
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use smsgate_shared::config::QueueSettings;
@@ -39,6 +40,8 @@ struct Inner {
     /// Cleared after any publish failure, so the next attempt re-declares the topology
     /// (the broker may have come back empty).
     topology_ready: AtomicBool,
+    /// Where single sends queue for a shared publish; taken (closed) by `drain`.
+    lane: Mutex<Option<lane::LaneSender>>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -53,9 +56,11 @@ enum PublishError {
 const RECONCILE_BATCH: i64 = 20;
 
 impl Outbox {
+    /// Must be called inside the tokio runtime: it starts the small-message lane.
     pub fn new(db: PgPool, broker: Broker, queue: QueueSettings, lease: Duration) -> Outbox {
         let publisher = broker.publisher(Names::new(&queue.prefix).outbound_exchange());
-        Outbox {
+        let (lane_sender, lane_receiver) = tokio::sync::mpsc::unbounded_channel();
+        let outbox = Outbox {
             inner: Arc::new(Inner {
                 db,
                 broker,
@@ -64,8 +69,14 @@ impl Outbox {
                 lease,
                 tasks: TaskTracker::new(),
                 topology_ready: AtomicBool::new(false),
+                lane: Mutex::new(Some(lane_sender)),
             }),
-        }
+        };
+        outbox
+            .inner
+            .tasks
+            .spawn(lane::run(outbox.clone(), lane_receiver));
+        outbox
     }
 
     /// How long a publisher owns a message before the reconciler may take it over.
@@ -87,6 +98,20 @@ impl Outbox {
         route: String,
         jobs: Vec<OutboundJob>,
     ) {
+        if jobs.len() <= lane::MAX_JOBS {
+            let messages = outgoing(&route, &jobs);
+            let queued = lane::Queued {
+                message_id,
+                route,
+                messages,
+            };
+            if let Some(sender) = self.inner.lane.lock().expect("lane lock").as_ref() {
+                // A closed lane (shutting down) drops it: the lease runs out and the
+                // reconciler publishes it.
+                let _ = sender.send(queued);
+            }
+            return;
+        }
         let outbox = self.clone();
         let span = info_span!("outbox.publish", message.id = message_id, jobs = jobs.len());
         self.inner.tasks.spawn(
@@ -108,20 +133,18 @@ impl Outbox {
     ) -> Result<(), PublishError> {
         self.ensure_topology().await?;
         self.ensure_route(route).await?;
-        let messages = jobs
-            .iter()
-            .map(|job| OutgoingMessage {
-                routing_key: route.to_owned(),
-                payload: job.to_json(),
-                headers: job_headers(1),
-            })
-            .collect();
-        if let Err(e) = self.inner.publisher.publish_all(messages).await {
-            self.inner.topology_ready.store(false, Ordering::Relaxed);
-            return Err(e.into());
-        }
+        self.publish_messages(outgoing(route, &jobs)).await?;
         repo::mark_enqueued(&self.inner.db, message_id).await?;
         Ok(())
+    }
+
+    /// Publishes with confirms; a failure makes the next publish re-declare the topology.
+    async fn publish_messages(&self, messages: Vec<OutgoingMessage>) -> Result<(), BrokerError> {
+        let result = self.inner.publisher.publish_all(messages).await;
+        if result.is_err() {
+            self.inner.topology_ready.store(false, Ordering::Relaxed);
+        }
+        result
     }
 
     async fn ensure_topology(&self) -> Result<(), BrokerError> {
@@ -183,7 +206,8 @@ impl Outbox {
                     })
                     .collect::<Vec<_>>();
                 info!(jobs = jobs.len(), "republishing pending recipients");
-                self.publish_and_mark(message.id, &message.route, jobs).await
+                self.publish_and_mark(message.id, &message.route, jobs)
+                    .await
             }
             .instrument(span)
             .await;
@@ -225,6 +249,8 @@ impl Outbox {
 
     /// Waits (up to `grace`) for background publishes to finish, for a clean shutdown.
     pub async fn drain(&self, grace: Duration) {
+        // Closing the lane lets its task publish what it holds and end.
+        self.inner.lane.lock().expect("lane lock").take();
         self.inner.tasks.close();
         if tokio::time::timeout(grace, self.inner.tasks.wait())
             .await
@@ -233,4 +259,15 @@ impl Outbox {
             warn!("shutting down with publishes in flight; the reconciler will finish them");
         }
     }
+}
+
+/// The persistent messages for `jobs`, first attempt, carrying the current span's trace.
+fn outgoing(route: &str, jobs: &[OutboundJob]) -> Vec<OutgoingMessage> {
+    jobs.iter()
+        .map(|job| OutgoingMessage {
+            routing_key: route.to_owned(),
+            payload: job.to_json(),
+            headers: job_headers(1),
+        })
+        .collect()
 }

@@ -21,6 +21,17 @@ pub async fn mark_enqueued(db: &PgPool, message_id: i64) -> Result<(), sqlx::Err
     Ok(())
 }
 
+/// Marks many messages at once (the single-send lane's batches).
+pub async fn mark_enqueued_many(db: &PgPool, message_ids: &[i64]) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "UPDATE messages SET enqueued_at = now(), publish_lease_until = NULL WHERE id = ANY($1)",
+    )
+    .bind(message_ids)
+    .execute(db)
+    .await?;
+    Ok(())
+}
+
 pub async fn release_lease(db: &PgPool, message_id: i64) -> Result<(), sqlx::Error> {
     sqlx::query(
         "UPDATE messages SET publish_lease_until = NULL WHERE id = $1 AND enqueued_at IS NULL",
