@@ -181,12 +181,24 @@ pub async fn counts_since(
 
 /// Locks the message row against the dispatcher's result writer (which locks it too) and
 /// returns its content, status and counters.
+/// What retrying a message needs to know, read under the row lock.
+#[derive(Debug, sqlx::FromRow)]
+pub struct LockedMessage {
+    pub content: String,
+    /// `hkt` or `sim.<id>`: retried jobs go out the way the message went.
+    pub route: String,
+    pub status: MessageStatus,
+    pub total_count: i32,
+    pub sent_count: i32,
+    pub failed_count: i32,
+}
+
 pub async fn lock_message(
     tx: &mut Transaction<'_, Postgres>,
     id: i64,
-) -> Result<Option<(String, MessageStatus, i32, i32, i32)>, sqlx::Error> {
+) -> Result<Option<LockedMessage>, sqlx::Error> {
     sqlx::query_as(
-        "SELECT content, status, total_count, sent_count, failed_count FROM messages WHERE id = $1 FOR UPDATE",
+        "SELECT content, route, status, total_count, sent_count, failed_count FROM messages WHERE id = $1 FOR UPDATE",
     )
     .bind(id)
     .fetch_optional(&mut **tx)

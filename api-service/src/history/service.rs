@@ -287,9 +287,11 @@ pub async fn requeue_failed(
     only: Option<&[i64]>,
 ) -> Result<Requeued, HistoryError> {
     let mut tx = db.begin().await?;
-    let (content, status, total, sent, failed) = repo::lock_message(&mut tx, message_id)
+    let locked = repo::lock_message(&mut tx, message_id)
         .await?
         .ok_or(HistoryError::NotFound)?;
+    let status = locked.status;
+    let (total, sent, failed) = (locked.total_count, locked.sent_count, locked.failed_count);
     if !status.is_final() || status == MessageStatus::Cancelled {
         return Err(HistoryError::NotRetryable(
             "The message is still being sent; retry once it has finished.",
@@ -328,7 +330,7 @@ pub async fn requeue_failed(
     tx.commit().await?;
 
     // Bodies in the table passed the segment limit when they were accepted.
-    let body = MessageBody::parse(&content, u32::MAX).ok();
+    let body = MessageBody::parse(&locked.content, u32::MAX).ok();
     let jobs: Vec<OutboundJob> = reset
         .into_iter()
         .filter_map(|(recipient_id, phone)| {
@@ -341,7 +343,7 @@ pub async fn requeue_failed(
         })
         .collect();
     info!(recipients = retried, "requeued failed recipients");
-    outbox.publish_in_background(message_id, jobs);
+    outbox.publish_routed_in_background(message_id, locked.route, jobs);
     Ok(Requeued {
         recipients: retried as usize,
     })
