@@ -22,7 +22,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use axum::http::{Request, StatusCode};
+use axum::http::Request;
 use axum::response::IntoResponse;
 use axum::Router;
 use secrecy::ExposeSecret;
@@ -44,12 +44,26 @@ use crate::state::AppState;
 /// Migrations of every crate, embedded in the binary.
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations");
 
-/// Longest a request may run before it is cut off: never a hang.
-const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+/// Cuts off a request whose response has not started within `limit`, with a 503 in our
+/// error format: never a hang. Only the response head is timed, so live streams (SSE)
+/// keep flowing.
+async fn enforce_timeout(
+    limit: Duration,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    match tokio::time::timeout(limit, next.run(request)).await {
+        Ok(response) => response,
+        Err(_) => {
+            ApiError::Unavailable(anyhow::anyhow!("no response within {limit:?}")).into_response()
+        }
+    }
+}
 
 /// The whole HTTP surface with its middleware.
 pub fn build_app(state: AppState) -> Router {
     let body_limit = state.settings.body_limit_bytes;
+    let request_timeout = state.settings.request_timeout;
     Router::new()
         .merge(auth::router())
         .merge(sms::router())
@@ -61,10 +75,9 @@ pub fn build_app(state: AppState) -> Router {
         // axum answers a known path with the wrong method itself, with an empty body.
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         .layer(axum::extract::DefaultBodyLimit::max(body_limit))
-        .layer(tower_http::timeout::TimeoutLayer::with_status_code(
-            StatusCode::SERVICE_UNAVAILABLE,
-            REQUEST_TIMEOUT,
-        ))
+        .layer(axum::middleware::from_fn(move |request, next| {
+            enforce_timeout(request_timeout, request, next)
+        }))
         .layer(CatchPanicLayer::custom(|_| ApiError::Internal(anyhow::anyhow!("handler panicked")).into_response()))
         .layer(TraceLayer::new_for_http().make_span_with(|req: &Request<_>| {
             tracing::info_span!("http.request", method = %req.method(), path = %req.uri().path(), user.id = tracing::field::Empty)
@@ -194,8 +207,8 @@ pub async fn start(settings: Settings) -> anyhow::Result<RunningApi> {
             listener,
             app.into_make_service_with_connect_info::<SocketAddr>(),
         )
-            .with_graceful_shutdown(async move { token.cancelled().await })
-            .await
+        .with_graceful_shutdown(async move { token.cancelled().await })
+        .await
     });
     info!(%addr, "API listening");
     Ok(RunningApi {

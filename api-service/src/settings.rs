@@ -22,6 +22,8 @@ pub struct Settings {
     pub admin_password: Option<SecretString>,
     /// Largest accepted request body; a 100,000-recipient bulk is about 2 MB of JSON.
     pub body_limit_bytes: usize,
+    /// Longest a request may take to start its response before it is answered 503.
+    pub request_timeout: Duration,
     pub max_bulk_recipients: usize,
     pub max_segments: u32,
     /// How often the outbox reconciler looks for messages whose jobs were not confirmed.
@@ -62,6 +64,7 @@ impl Settings {
             secret_key: secret(env, "SECRET_KEY")?,
             admin_password: config::var("ADMIN_PASSWORD").map(SecretString::from),
             body_limit_bytes: config::parse_or("BODY_LIMIT_BYTES", 16 * 1024 * 1024)?,
+            request_timeout: config::duration_or("REQUEST_TIMEOUT", Duration::from_secs(30))?,
             max_bulk_recipients: config::parse_or("MAX_BULK_RECIPIENTS", 100_000)?,
             max_segments: config::parse_or("MAX_SEGMENTS", MessageBody::DEFAULT_MAX_SEGMENTS)?,
             reconcile_interval: config::duration_or("RECONCILE_INTERVAL", Duration::from_secs(5))?,
@@ -89,6 +92,7 @@ impl Settings {
             secret_key: "test-secret-key-0123456789abcdef".to_owned().into(),
             admin_password: Some("SMSpass#12".to_owned().into()),
             body_limit_bytes: 16 * 1024 * 1024,
+            request_timeout: Duration::from_secs(10),
             max_bulk_recipients: 100_000,
             max_segments: MessageBody::DEFAULT_MAX_SEGMENTS,
             reconcile_interval: Duration::from_millis(500),

@@ -211,3 +211,48 @@ async fn a_graceful_dispatcher_stop_records_every_send_it_made() {
     );
     app.teardown().await;
 }
+
+#[tokio::test]
+async fn a_hung_postgresql_gets_a_503_within_the_request_timeout_not_a_hang() {
+    let proxy = CuttableProxy::start(postgres_addr()).await.unwrap();
+    let app = TestApp::spawn_with(TestOptions {
+        start_dispatcher: false,
+        ..TestOptions::default()
+    })
+    .await;
+    let mut settings = smsgate_api::settings::Settings::for_tests(
+        &smsgate_tests::app::with_database(
+            &format!("postgres://postgres@{}/postgres", proxy.addr()),
+            &app.db_name,
+        ),
+        &test_amqp_url(),
+        &app.prefix,
+    );
+    settings.queue.retry_schedule = app.options.retry_schedule.clone();
+    settings.request_timeout = Duration::from_secs(2);
+    let api = smsgate_api::start(settings).await.unwrap();
+    // Connections stay open but nothing comes back: queries hang rather than fail.
+    proxy.stall();
+
+    let started = std::time::Instant::now();
+    let response = reqwest::Client::new()
+        .get(format!("http://{}/api/sms", api.addr))
+        .bearer_auth(&app.token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 503);
+    assert!(response.headers().contains_key("retry-after"));
+    let body: serde_json::Value = response.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "SERVICE_UNAVAILABLE");
+    assert!(
+        started.elapsed() < Duration::from_secs(8),
+        "answered in {:?}",
+        started.elapsed()
+    );
+
+    proxy.restore();
+    drop(proxy);
+    api.shutdown_token().cancel();
+    app.teardown().await;
+}
