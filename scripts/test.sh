@@ -30,7 +30,7 @@ export TEST_AMQP_URL=${TEST_AMQP_URL:-amqp://guest:guest@127.0.0.1:5672/%2f}
 export SMSGATE_BROWSER_TESTS=${SMSGATE_BROWSER_TESTS:-1}
 
 # Quiet logs: test output is read by people and by CI, not by log collectors.
-export RUST_LOG=${TEST_RUST_LOG:-warn}
+export RUST_LOG=${TEST_RUST_LOG:-warn,lapin=off}
 
 header() {
     info "smsgate tests"

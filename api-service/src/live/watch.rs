@@ -100,6 +100,9 @@ pub async fn snapshot(
 /// Progress of `message_id`: a snapshot first, then each event for it, until the server
 /// shuts down. Subscribes before taking the snapshot, so no event falls between the two; a
 /// watcher that falls behind the buffer gets a fresh snapshot instead of the missed events.
+/// While the message is not final and no event came for `QUIET`, a fresh snapshot is sent
+/// too: events are best-effort (one published before this instance's queue was bound, or
+/// during a broker blip, is gone), so a quiet stream must not leave a page stuck.
 /// The caller has checked that the viewer may see the message.
 pub async fn watch(
     hub: &LiveHub,
@@ -109,22 +112,31 @@ pub async fn watch(
 ) -> Result<impl Stream<Item = Progress>, sqlx::Error> {
     let receiver = hub.subscribe();
     let first = snapshot(&db, message_id, page).await?;
-    let updates = stream::unfold(receiver, move |mut receiver| {
+    let finished = first.as_ref().is_some_and(|p| p.is_final);
+    let updates = stream::unfold((receiver, finished), move |(mut receiver, finished)| {
         let db = db.clone();
         async move {
             loop {
-                match receiver.recv().await {
-                    Ok(event) if event.message_id() == message_id => {
-                        return Some((Progress::from(event.as_ref() as &StatusEvent), receiver));
+                let next = if finished {
+                    Ok(receiver.recv().await)
+                } else {
+                    tokio::time::timeout(QUIET, receiver.recv()).await
+                };
+                let progress = match next {
+                    Ok(Ok(event)) if event.message_id() == message_id => {
+                        Progress::from(event.as_ref() as &StatusEvent)
                     }
-                    Ok(_) => continue,
-                    Err(RecvError::Lagged(_)) => {
-                        if let Ok(Some(progress)) = snapshot(&db, message_id, page).await {
-                            return Some((progress, receiver));
+                    Ok(Ok(_)) => continue,
+                    Ok(Err(RecvError::Closed)) => return None,
+                    Ok(Err(RecvError::Lagged(_))) | Err(_) => {
+                        match snapshot(&db, message_id, page).await {
+                            Ok(Some(progress)) => progress,
+                            _ => continue,
                         }
                     }
-                    Err(RecvError::Closed) => return None,
-                }
+                };
+                let finished = progress.is_final;
+                return Some((progress, (receiver, finished)));
             }
         }
     });
@@ -133,3 +145,6 @@ pub async fn watch(
         .chain(updates)
         .take_until(async move { closed.cancelled_owned().await }))
 }
+
+/// How long a watcher of an unfinished message waits for an event before re-reading.
+const QUIET: std::time::Duration = std::time::Duration::from_secs(3);

@@ -240,6 +240,10 @@ impl Stack {
             .context("login failed")
     }
 
+    pub fn admin_password(&self) -> &str {
+        &self.admin_password
+    }
+
     /// Starts `n` more dispatchers with extra environment.
     pub async fn start_dispatchers(
         &mut self,
