@@ -86,6 +86,15 @@ impl TestApp {
         TestApp::spawn_with(TestOptions::default()).await
     }
 
+    /// A stack without a dispatcher, for tests that send nothing (faster; jobs just queue).
+    pub async fn spawn_without_dispatcher() -> TestApp {
+        TestApp::spawn_with(TestOptions {
+            start_dispatcher: false,
+            ..Default::default()
+        })
+        .await
+    }
+
     pub async fn spawn_with(options: TestOptions) -> TestApp {
         let _ = smsgate_shared::telemetry::init("smsgate-tests");
         let suffix: u64 = rand::thread_rng().gen();
@@ -501,4 +510,17 @@ pub fn hidden_input(html: &str, name: &str) -> Option<String> {
             .replace("&gt;", ">")
             .replace("&amp;", "&"),
     )
+}
+
+/// Asserts the status and that the body is our error format with `code`; returns the message.
+#[track_caller]
+pub fn assert_error(actual: (StatusCode, &Value), status: StatusCode, code: &str) -> String {
+    let (actual_status, body) = actual;
+    assert_eq!(actual_status, status, "body: {body}");
+    assert_eq!(body["error"]["code"], code, "body: {body}");
+    let message = body["error"]["message"]
+        .as_str()
+        .unwrap_or_else(|| panic!("error.message missing: {body}"));
+    assert!(!message.is_empty(), "body: {body}");
+    message.to_owned()
 }

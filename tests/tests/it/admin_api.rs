@@ -2,19 +2,11 @@
 
 use reqwest::{Method, StatusCode};
 use serde_json::json;
-use smsgate_tests::app::{TestApp, TestOptions};
-
-async fn spawn() -> TestApp {
-    TestApp::spawn_with(TestOptions {
-        start_dispatcher: false,
-        ..Default::default()
-    })
-    .await
-}
+use smsgate_tests::app::TestApp;
 
 #[tokio::test]
 async fn the_admin_api_creates_lists_updates_and_deletes_users() {
-    let app = spawn().await;
+    let app = TestApp::spawn_without_dispatcher().await;
     let (status, created) = app
         .post(
             "/api/admin/users",
@@ -73,7 +65,7 @@ async fn the_admin_api_creates_lists_updates_and_deletes_users() {
 
 #[tokio::test]
 async fn the_admin_api_is_for_admins_only() {
-    let app = spawn().await;
+    let app = TestApp::spawn_without_dispatcher().await;
     let (_, token) = app.create_user("heidi", "Heidi-pass-2026").await;
     for (method, path) in [
         (Method::GET, "/api/admin/users"),
@@ -95,7 +87,7 @@ async fn the_admin_api_is_for_admins_only() {
 
 #[tokio::test]
 async fn the_admin_api_applies_the_same_rules_as_the_panel() {
-    let app = spawn().await;
+    let app = TestApp::spawn_without_dispatcher().await;
     let me: i64 = sqlx::query_scalar("SELECT id FROM users WHERE username = 'SMSadmin'")
         .fetch_one(&app.db)
         .await
@@ -154,7 +146,7 @@ async fn the_admin_api_applies_the_same_rules_as_the_panel() {
 
 #[tokio::test]
 async fn an_issued_token_is_shown_once_works_and_stops_when_the_user_is_disabled() {
-    let app = spawn().await;
+    let app = TestApp::spawn_without_dispatcher().await;
     let (id, old) = app.create_user("judy", "Judy-pass-2026").await;
     let (status, body) = app
         .post(&format!("/api/admin/users/{id}/tokens"), json!({}))

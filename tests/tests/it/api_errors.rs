@@ -4,29 +4,7 @@ use std::time::Duration;
 
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
-use smsgate_tests::app::{TestApp, TestOptions};
-
-/// Most of these tests send nothing, so they run without a dispatcher.
-async fn spawn_without_dispatcher() -> TestApp {
-    TestApp::spawn_with(TestOptions {
-        start_dispatcher: false,
-        ..Default::default()
-    })
-    .await
-}
-
-/// Asserts the status and that the body is our error format with `code`; returns the message.
-#[track_caller]
-fn assert_error(actual: (StatusCode, &Value), status: StatusCode, code: &str) -> String {
-    let (actual_status, body) = actual;
-    assert_eq!(actual_status, status, "body: {body}");
-    assert_eq!(body["error"]["code"], code, "body: {body}");
-    let message = body["error"]["message"]
-        .as_str()
-        .unwrap_or_else(|| panic!("error.message missing: {body}"));
-    assert!(!message.is_empty(), "body: {body}");
-    message.to_owned()
-}
+use smsgate_tests::app::{assert_error, TestApp};
 
 /// No stack trace or internal detail reaches the client.
 #[track_caller]
@@ -84,7 +62,7 @@ fn distinct_numbers(n: usize) -> Vec<String> {
 
 #[tokio::test]
 async fn malformed_json_is_400_invalid_json() {
-    let app = spawn_without_dispatcher().await;
+    let app = TestApp::spawn_without_dispatcher().await;
     let (status, body) = post_raw(
         &app,
         "/api/sms",
@@ -100,7 +78,7 @@ async fn malformed_json_is_400_invalid_json() {
 
 #[tokio::test]
 async fn a_missing_recipient_is_a_validation_error_naming_the_field() {
-    let app = spawn_without_dispatcher().await;
+    let app = TestApp::spawn_without_dispatcher().await;
     let (status, body) = app.post("/api/sms", json!({"content": "hello"})).await;
     let message = assert_error((status, &body), StatusCode::BAD_REQUEST, "VALIDATION_ERROR");
     assert!(message.contains("recipient"), "{message}");
@@ -110,7 +88,7 @@ async fn a_missing_recipient_is_a_validation_error_naming_the_field() {
 
 #[tokio::test]
 async fn a_recipient_of_the_wrong_type_is_a_validation_error() {
-    let app = spawn_without_dispatcher().await;
+    let app = TestApp::spawn_without_dispatcher().await;
     for recipient in [
         json!(5),
         json!({"phone": "12345678"}),
@@ -132,7 +110,7 @@ async fn a_recipient_of_the_wrong_type_is_a_validation_error() {
 
 #[tokio::test]
 async fn missing_content_is_a_validation_error_naming_the_field() {
-    let app = spawn_without_dispatcher().await;
+    let app = TestApp::spawn_without_dispatcher().await;
     let (status, body) = app.post("/api/sms", json!({"recipient": "12345678"})).await;
     let message = assert_error((status, &body), StatusCode::BAD_REQUEST, "VALIDATION_ERROR");
     assert!(message.contains("content"), "{message}");
@@ -141,7 +119,7 @@ async fn missing_content_is_a_validation_error_naming_the_field() {
 
 #[tokio::test]
 async fn a_body_without_a_json_content_type_is_400_invalid_content_type() {
-    let app = spawn_without_dispatcher().await;
+    let app = TestApp::spawn_without_dispatcher().await;
     let json_text = r#"{"recipient": "12345678", "content": "hello"}"#;
     let (status, body) = post_raw(&app, "/api/sms", json_text, None).await;
     assert_error(
@@ -161,7 +139,7 @@ async fn a_body_without_a_json_content_type_is_400_invalid_content_type() {
 
 #[tokio::test]
 async fn every_malformed_number_is_400_invalid_phone_number_and_nothing_is_stored() {
-    let app = spawn_without_dispatcher().await;
+    let app = TestApp::spawn_without_dispatcher().await;
     for recipient in ["1234-5678", "123456789", "12 3456", "", "abcdefgh", "+"] {
         let (status, body) = app
             .post(
@@ -182,7 +160,7 @@ async fn every_malformed_number_is_400_invalid_phone_number_and_nothing_is_store
 
 #[tokio::test]
 async fn every_accepted_number_form_is_answered_in_e164() {
-    let app = spawn_without_dispatcher().await;
+    let app = TestApp::spawn_without_dispatcher().await;
     let forms = [
         ("1234 5678", "+85212345678"),
         ("12345678", "+85212345678"),
@@ -204,7 +182,7 @@ async fn every_accepted_number_form_is_answered_in_e164() {
 
 #[tokio::test]
 async fn message_is_accepted_as_an_alias_of_content() {
-    let app = spawn_without_dispatcher().await;
+    let app = TestApp::spawn_without_dispatcher().await;
     let (status, body) = app
         .post(
             "/api/sms",
@@ -223,7 +201,7 @@ async fn message_is_accepted_as_an_alias_of_content() {
 
 #[tokio::test]
 async fn blank_content_is_400_empty_content() {
-    let app = spawn_without_dispatcher().await;
+    let app = TestApp::spawn_without_dispatcher().await;
     let (status, body) = app
         .post(
             "/api/sms",
@@ -242,7 +220,7 @@ async fn blank_content_is_400_empty_content() {
 
 #[tokio::test]
 async fn content_of_eleven_segments_is_400_content_too_long() {
-    let app = spawn_without_dispatcher().await;
+    let app = TestApp::spawn_without_dispatcher().await;
     // Ten full multipart segments of 153 septets, plus one character.
     let content = "a".repeat(10 * 153 + 1);
     let (status, body) = app
@@ -262,7 +240,7 @@ async fn content_of_eleven_segments_is_400_content_too_long() {
 
 #[tokio::test]
 async fn content_of_exactly_ten_segments_is_accepted() {
-    let app = spawn_without_dispatcher().await;
+    let app = TestApp::spawn_without_dispatcher().await;
     let content = "a".repeat(10 * 153);
     let (status, body) = app
         .post(
@@ -278,7 +256,7 @@ async fn content_of_exactly_ten_segments_is_accepted() {
 
 #[tokio::test]
 async fn bulk_send_lists_every_invalid_number_and_stores_nothing() {
-    let app = spawn_without_dispatcher().await;
+    let app = TestApp::spawn_without_dispatcher().await;
     let (status, body) = app
         .post(
             "/api/sms/send-bulk",
@@ -319,7 +297,7 @@ async fn bulk_send_lists_every_invalid_number_and_stores_nothing() {
 
 #[tokio::test]
 async fn bulk_send_with_no_recipients_is_400_empty_recipients() {
-    let app = spawn_without_dispatcher().await;
+    let app = TestApp::spawn_without_dispatcher().await;
     let (status, body) = app
         .post(
             "/api/sms/send-bulk",
@@ -333,7 +311,7 @@ async fn bulk_send_with_no_recipients_is_400_empty_recipients() {
 
 #[tokio::test]
 async fn bulk_send_collapses_duplicate_spellings_of_one_number() {
-    let app = spawn_without_dispatcher().await;
+    let app = TestApp::spawn_without_dispatcher().await;
     let recipients = json!(["12345678", "1234 5678", "+85212345678", "87654321"]);
     let (status, body) = app
         .post(
@@ -356,7 +334,7 @@ async fn bulk_send_collapses_duplicate_spellings_of_one_number() {
 
 #[tokio::test]
 async fn bulk_send_lists_a_non_string_entry_as_invalid() {
-    let app = spawn_without_dispatcher().await;
+    let app = TestApp::spawn_without_dispatcher().await;
     let (status, body) = app
         .post(
             "/api/sms/send-bulk",
@@ -384,7 +362,7 @@ async fn bulk_send_lists_a_non_string_entry_as_invalid() {
 
 #[tokio::test]
 async fn bulk_send_over_one_hundred_thousand_recipients_is_400_too_many_recipients() {
-    let app = spawn_without_dispatcher().await;
+    let app = TestApp::spawn_without_dispatcher().await;
     let (status, body) = app
         .post(
             "/api/sms/send-bulk",
@@ -406,7 +384,7 @@ async fn bulk_send_over_one_hundred_thousand_recipients_is_400_too_many_recipien
 
 #[tokio::test]
 async fn bulk_send_of_exactly_one_hundred_thousand_recipients_is_accepted() {
-    let app = spawn_without_dispatcher().await;
+    let app = TestApp::spawn_without_dispatcher().await;
     let (status, body) = app
         .post(
             "/api/sms/send-bulk",
@@ -427,7 +405,7 @@ async fn bulk_send_of_exactly_one_hundred_thousand_recipients_is_accepted() {
 
 #[tokio::test]
 async fn a_body_over_sixteen_mebibytes_is_413_payload_too_large_in_our_format() {
-    let app = spawn_without_dispatcher().await;
+    let app = TestApp::spawn_without_dispatcher().await;
     let content = "a".repeat(17 * 1024 * 1024);
     let body_text = json!({"recipient": "12345678", "content": content}).to_string();
     let (status, body) = post_raw(&app, "/api/sms", body_text, Some("application/json")).await;
@@ -443,7 +421,7 @@ async fn a_body_over_sixteen_mebibytes_is_413_payload_too_large_in_our_format() 
 
 #[tokio::test]
 async fn an_unknown_route_is_404_not_found_in_our_format() {
-    let app = spawn_without_dispatcher().await;
+    let app = TestApp::spawn_without_dispatcher().await;
     let (status, body) = app.get("/api/nope").await;
     assert_error((status, &body), StatusCode::NOT_FOUND, "NOT_FOUND");
     assert_no_internals(&body);
@@ -457,7 +435,7 @@ async fn an_unknown_route_is_404_not_found_in_our_format() {
 
 #[tokio::test]
 async fn a_message_id_that_is_not_a_number_or_does_not_exist_is_404() {
-    let app = spawn_without_dispatcher().await;
+    let app = TestApp::spawn_without_dispatcher().await;
     for path in [
         "/api/sms/abc",
         "/api/sms/999999",
@@ -475,7 +453,7 @@ async fn a_message_id_that_is_not_a_number_or_does_not_exist_is_404() {
 
 #[tokio::test]
 async fn another_users_message_is_404_not_403_and_not_listed() {
-    let app = spawn_without_dispatcher().await;
+    let app = TestApp::spawn_without_dispatcher().await;
     let id = app.send_sms("12345678", "admin only").await;
     let (_, token_b) = app.create_user("userb", "userb-password").await;
 
@@ -500,7 +478,7 @@ async fn another_users_message_is_404_not_403_and_not_listed() {
 
 #[tokio::test]
 async fn a_pagination_query_that_is_not_a_number_is_400_invalid_query() {
-    let app = spawn_without_dispatcher().await;
+    let app = TestApp::spawn_without_dispatcher().await;
     let id = app.send_sms("12345678", "paged").await;
     for path in [
         "/api/sms?page=abc".to_owned(),
@@ -516,7 +494,7 @@ async fn a_pagination_query_that_is_not_a_number_is_400_invalid_query() {
 
 #[tokio::test]
 async fn a_wrong_method_on_a_known_route_is_answered_in_our_format() {
-    let app = spawn_without_dispatcher().await;
+    let app = TestApp::spawn_without_dispatcher().await;
     let (status, body) = app
         .request(Method::DELETE, "/api/sms", Some(&app.token), None)
         .await;

@@ -4,29 +4,7 @@ use std::time::Duration;
 
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
-use smsgate_tests::app::{TestApp, TestOptions, ADMIN_PASSWORD};
-
-/// None of these tests sends anything, so they run without a dispatcher.
-async fn spawn_without_dispatcher() -> TestApp {
-    TestApp::spawn_with(TestOptions {
-        start_dispatcher: false,
-        ..Default::default()
-    })
-    .await
-}
-
-/// Asserts the status and that the body is our error format with `code`; returns the message.
-#[track_caller]
-fn assert_error(actual: (StatusCode, &Value), status: StatusCode, code: &str) -> String {
-    let (actual_status, body) = actual;
-    assert_eq!(actual_status, status, "body: {body}");
-    assert_eq!(body["error"]["code"], code, "body: {body}");
-    let message = body["error"]["message"]
-        .as_str()
-        .unwrap_or_else(|| panic!("error.message missing: {body}"));
-    assert!(!message.is_empty(), "body: {body}");
-    message.to_owned()
-}
+use smsgate_tests::app::{assert_error, TestApp, ADMIN_PASSWORD};
 
 async fn log_in(app: &TestApp, body: Value) -> (StatusCode, Value) {
     app.request(Method::POST, "/api/auth/login", None, Some(body))
@@ -68,7 +46,7 @@ async fn admin_id(app: &TestApp) -> i64 {
 
 #[tokio::test]
 async fn the_default_admin_logs_in_with_a_bearer_token_valid_for_a_day() {
-    let app = spawn_without_dispatcher().await;
+    let app = TestApp::spawn_without_dispatcher().await;
     let (status, body) = log_in(
         &app,
         json!({"username": "SMSadmin", "password": ADMIN_PASSWORD}),
@@ -90,7 +68,7 @@ async fn the_default_admin_logs_in_with_a_bearer_token_valid_for_a_day() {
 
 #[tokio::test]
 async fn a_wrong_password_and_an_unknown_user_get_the_same_401() {
-    let app = spawn_without_dispatcher().await;
+    let app = TestApp::spawn_without_dispatcher().await;
     let (status, body) = log_in(
         &app,
         json!({"username": "SMSadmin", "password": "SMSpass#13"}),
@@ -121,7 +99,7 @@ async fn a_wrong_password_and_an_unknown_user_get_the_same_401() {
 
 #[tokio::test]
 async fn a_login_with_a_missing_field_is_400() {
-    let app = spawn_without_dispatcher().await;
+    let app = TestApp::spawn_without_dispatcher().await;
     for (body, field) in [
         (json!({"username": "SMSadmin"}), "password"),
         (json!({"password": ADMIN_PASSWORD}), "username"),
@@ -140,7 +118,7 @@ async fn a_login_with_a_missing_field_is_400() {
 
 #[tokio::test]
 async fn a_request_without_credentials_is_401_unauthorized() {
-    let app = spawn_without_dispatcher().await;
+    let app = TestApp::spawn_without_dispatcher().await;
     let (status, body) = app.request(Method::GET, "/api/sms", None, None).await;
     assert_error((status, &body), StatusCode::UNAUTHORIZED, "UNAUTHORIZED");
     let (status, body) = app
@@ -162,7 +140,7 @@ async fn a_request_without_credentials_is_401_unauthorized() {
 
 #[tokio::test]
 async fn a_garbage_bearer_token_is_401_invalid_token() {
-    let app = spawn_without_dispatcher().await;
+    let app = TestApp::spawn_without_dispatcher().await;
     for garbage in ["garbage", "a.b.c", "sgk_not-a-real-token"] {
         let (status, body) = app
             .request(Method::GET, "/api/sms", Some(garbage), None)
@@ -174,7 +152,7 @@ async fn a_garbage_bearer_token_is_401_invalid_token() {
 
 #[tokio::test]
 async fn a_tampered_jwt_is_401_invalid_token() {
-    let app = spawn_without_dispatcher().await;
+    let app = TestApp::spawn_without_dispatcher().await;
     let forged = tampered(&app.token);
     assert_ne!(forged, app.token);
     let (status, body) = app
@@ -186,7 +164,7 @@ async fn a_tampered_jwt_is_401_invalid_token() {
 
 #[tokio::test]
 async fn a_jwt_signed_with_another_key_is_401_invalid_token() {
-    let app = spawn_without_dispatcher().await;
+    let app = TestApp::spawn_without_dispatcher().await;
     let foreign_keys = smsgate_api::auth::JwtKeys::new(
         b"not-the-servers-secret-0123456789",
         chrono::Duration::hours(24),
@@ -203,7 +181,7 @@ async fn a_jwt_signed_with_another_key_is_401_invalid_token() {
 
 #[tokio::test]
 async fn an_expired_jwt_is_401_invalid_token() {
-    let app = spawn_without_dispatcher().await;
+    let app = TestApp::spawn_without_dispatcher().await;
     let secret = app.api.as_ref().unwrap().state.settings.jwt_secret.clone();
     let expired_keys = smsgate_api::auth::JwtKeys::new(
         secrecy::ExposeSecret::expose_secret(&secret).as_bytes(),
@@ -221,7 +199,7 @@ async fn an_expired_jwt_is_401_invalid_token() {
 
 #[tokio::test]
 async fn a_jwt_of_a_deleted_user_is_401_invalid_token() {
-    let app = spawn_without_dispatcher().await;
+    let app = TestApp::spawn_without_dispatcher().await;
     let (id, _) = app.create_user("gone", "gone-password").await;
     let token = app.login("gone", "gone-password").await;
     sqlx::query("DELETE FROM users WHERE id = $1")
@@ -238,7 +216,7 @@ async fn a_jwt_of_a_deleted_user_is_401_invalid_token() {
 
 #[tokio::test]
 async fn a_users_api_token_works_as_a_bearer_token_and_as_x_api_key() {
-    let app = spawn_without_dispatcher().await;
+    let app = TestApp::spawn_without_dispatcher().await;
     let (id, token) = app.create_user("client", "client-password").await;
 
     let (status, body) = send_with_header(&app, "Authorization", &format!("Bearer {token}")).await;
@@ -260,7 +238,7 @@ async fn a_users_api_token_works_as_a_bearer_token_and_as_x_api_key() {
 
 #[tokio::test]
 async fn disabling_a_user_refuses_their_jwt_api_token_and_login_at_once() {
-    let app = spawn_without_dispatcher().await;
+    let app = TestApp::spawn_without_dispatcher().await;
     let (id, api_token) = app.create_user("leaver", "leaver-password").await;
     let jwt = app.login("leaver", "leaver-password").await;
     // Both work before, so the refusals below are caused by the flag.
@@ -316,7 +294,7 @@ async fn disabling_a_user_refuses_their_jwt_api_token_and_login_at_once() {
 
 #[tokio::test]
 async fn a_revoked_api_token_is_401_invalid_token() {
-    let app = spawn_without_dispatcher().await;
+    let app = TestApp::spawn_without_dispatcher().await;
     let (id, token) = app.create_user("revoked", "revoked-password").await;
     assert_eq!(
         app.request(Method::GET, "/api/sms", Some(&token), None)
@@ -344,7 +322,7 @@ async fn a_revoked_api_token_is_401_invalid_token() {
 
 #[tokio::test]
 async fn api_tokens_are_stored_only_as_their_sha256_hash() {
-    let app = spawn_without_dispatcher().await;
+    let app = TestApp::spawn_without_dispatcher().await;
     let (id, token) = app.create_user("hashed", "hashed-password").await;
 
     let stored: Vec<u8> =
@@ -379,7 +357,7 @@ async fn api_tokens_are_stored_only_as_their_sha256_hash() {
 
 #[tokio::test]
 async fn the_default_admin_exists_with_an_argon2id_password_hash() {
-    let app = spawn_without_dispatcher().await;
+    let app = TestApp::spawn_without_dispatcher().await;
     let (is_admin, password_hash): (bool, String) =
         sqlx::query_as("SELECT is_admin, password_hash FROM users WHERE username = 'SMSadmin'")
             .fetch_one(&app.db)

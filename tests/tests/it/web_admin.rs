@@ -7,14 +7,6 @@ use smsgate_api::admin::users::{self, UserAdminError, UserChange};
 use smsgate_tests::app::{hidden_input, TestApp, TestOptions, ADMIN_PASSWORD};
 use smsgate_tests::mock_hkt::MockConfig;
 
-async fn spawn() -> TestApp {
-    TestApp::spawn_with(TestOptions {
-        start_dispatcher: false,
-        ..Default::default()
-    })
-    .await
-}
-
 async fn user_id(app: &TestApp, username: &str) -> i64 {
     sqlx::query_scalar("SELECT id FROM users WHERE username = $1")
         .bind(username)
@@ -25,7 +17,7 @@ async fn user_id(app: &TestApp, username: &str) -> i64 {
 
 #[tokio::test]
 async fn an_admin_creates_a_user_who_signs_in_without_admin_pages() {
-    let app = spawn().await;
+    let app = TestApp::spawn_without_dispatcher().await;
     let admin = app.panel_login("SMSadmin", ADMIN_PASSWORD).await;
     let weak = admin
         .submit(
@@ -100,7 +92,7 @@ async fn an_admin_creates_a_user_who_signs_in_without_admin_pages() {
 
 #[tokio::test]
 async fn admins_never_delete_or_disable_themselves_nor_the_last_admin() {
-    let app = spawn().await;
+    let app = TestApp::spawn_without_dispatcher().await;
     let admin = app.panel_login("SMSadmin", ADMIN_PASSWORD).await;
     let me = user_id(&app, "SMSadmin").await;
     let confirm = admin.get(&format!("/admin/users/{me}/delete")).await;
@@ -166,7 +158,7 @@ async fn admins_never_delete_or_disable_themselves_nor_the_last_admin() {
 
 #[tokio::test]
 async fn a_regenerated_api_token_is_shown_once_and_replaces_the_old_one() {
-    let app = spawn().await;
+    let app = TestApp::spawn_without_dispatcher().await;
     let (id, old_token) = app.create_user("erin", "Erin-pass-2026").await;
     let admin = app.panel_login("SMSadmin", ADMIN_PASSWORD).await;
     let page = admin
@@ -201,7 +193,7 @@ async fn a_regenerated_api_token_is_shown_once_and_replaces_the_old_one() {
 
 #[tokio::test]
 async fn an_admin_changes_a_password_and_the_users_sessions_end() {
-    let app = spawn().await;
+    let app = TestApp::spawn_without_dispatcher().await;
     let (id, _) = app.create_user("frank", "Frank-pass-2026").await;
     let frank = app.panel_login("frank", "Frank-pass-2026").await;
     let admin = app.panel_login("SMSadmin", ADMIN_PASSWORD).await;

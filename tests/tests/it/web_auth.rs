@@ -1,19 +1,11 @@
 //! Web panel: sessions, CSRF, security headers, throttling and forced password change.
 
 use reqwest::StatusCode;
-use smsgate_tests::app::{TestApp, TestOptions, ADMIN_PASSWORD};
-
-async fn spawn() -> TestApp {
-    TestApp::spawn_with(TestOptions {
-        start_dispatcher: false,
-        ..Default::default()
-    })
-    .await
-}
+use smsgate_tests::app::{TestApp, ADMIN_PASSWORD};
 
 #[tokio::test]
 async fn pages_need_a_session_and_carry_the_security_headers() {
-    let app = spawn().await;
+    let app = TestApp::spawn_without_dispatcher().await;
     let client = app.panel_client();
     let response = client.get("/history?status=sent").await;
     assert_eq!(response.status, StatusCode::SEE_OTHER);
@@ -49,7 +41,7 @@ async fn pages_need_a_session_and_carry_the_security_headers() {
 
 #[tokio::test]
 async fn login_sets_an_http_only_lax_session_cookie_and_logout_revokes_it() {
-    let app = spawn().await;
+    let app = TestApp::spawn_without_dispatcher().await;
     let client = app.panel_client();
     let response = client.login("SMSadmin", ADMIN_PASSWORD).await;
     assert_eq!(response.status, StatusCode::SEE_OTHER, "{}", response.body);
@@ -107,7 +99,7 @@ async fn login_sets_an_http_only_lax_session_cookie_and_logout_revokes_it() {
 
 #[tokio::test]
 async fn secure_cookies_when_served_over_tls_behind_the_proxy() {
-    let app = spawn().await;
+    let app = TestApp::spawn_without_dispatcher().await;
     let client = app.panel_client();
     let form = client.get("/login").await;
     let token = smsgate_tests::app::hidden_input(&form.body, "csrf_token").unwrap();
@@ -136,7 +128,7 @@ async fn secure_cookies_when_served_over_tls_behind_the_proxy() {
 
 #[tokio::test]
 async fn form_posts_without_the_csrf_token_or_from_another_site_are_refused() {
-    let app = spawn().await;
+    let app = TestApp::spawn_without_dispatcher().await;
     let client = app.panel_login("SMSadmin", ADMIN_PASSWORD).await;
     let missing = client.post_form("/logout", &[]).await;
     assert_eq!(missing.status, StatusCode::FORBIDDEN);
@@ -173,7 +165,7 @@ async fn form_posts_without_the_csrf_token_or_from_another_site_are_refused() {
 
 #[tokio::test]
 async fn login_is_throttled_per_username_after_repeated_failures() {
-    let app = spawn().await;
+    let app = TestApp::spawn_without_dispatcher().await;
     let client = app.panel_client();
     for _ in 0..5 {
         let response = client.login("SMSadmin", "wrong-password").await;
@@ -203,7 +195,7 @@ async fn login_is_throttled_per_username_after_repeated_failures() {
 
 #[tokio::test]
 async fn login_is_throttled_per_address_against_password_spraying() {
-    let app = spawn().await;
+    let app = TestApp::spawn_without_dispatcher().await;
     let client = app.panel_client();
     for i in 0..20 {
         let response = client.login(&format!("user{i}"), "wrong-password").await;
@@ -216,7 +208,7 @@ async fn login_is_throttled_per_address_against_password_spraying() {
 
 #[tokio::test]
 async fn the_default_admin_must_change_its_initial_password_before_anything_else() {
-    let app = spawn().await;
+    let app = TestApp::spawn_without_dispatcher().await;
     sqlx::query("UPDATE users SET must_change_password = TRUE WHERE username = 'SMSadmin'")
         .execute(&app.db)
         .await
@@ -280,7 +272,7 @@ async fn the_default_admin_must_change_its_initial_password_before_anything_else
 
 #[tokio::test]
 async fn disabling_a_user_ends_their_session_and_api_tokens_at_once() {
-    let app = spawn().await;
+    let app = TestApp::spawn_without_dispatcher().await;
     let (id, token) = app.create_user("alice", "Alice-pass-2026").await;
     let alice = app.panel_login("alice", "Alice-pass-2026").await;
     assert_eq!(alice.get("/").await.status, StatusCode::OK);
