@@ -27,6 +27,11 @@ const ASSETS: &[Asset] = &[
         body: include_str!("../static/app.js"),
     },
     Asset {
+        name: "sims.js",
+        content_type: "text/javascript; charset=utf-8",
+        body: include_str!("../static/sims.js"),
+    },
+    Asset {
         name: "favicon.svg",
         content_type: "image/svg+xml",
         body: include_str!("../static/favicon.svg"),

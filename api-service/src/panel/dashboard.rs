@@ -1,4 +1,5 @@
-//! `/`: today's figures, the dispatch queue's depth and the latest messages.
+//! `/`: today's figures, the dispatch queue's depth, the latest messages and, once SIM
+//! cards are registered, how many are online, offline and inactive.
 
 use axum::extract::State;
 use serde::Serialize;
@@ -8,8 +9,10 @@ use smsgate_web::{Page, WebError};
 use super::db_error;
 use super::history_pages::MessageItem;
 use super::session::{PanelUser, SignedIn};
+use super::sims_pages::sim_error;
 use crate::history::service::{self, HistoryFilter, PageRequest};
 use crate::live::hkt_queue_depth;
+use crate::sims::service as sims;
 use crate::state::AppState;
 
 #[derive(Serialize)]
@@ -30,11 +33,13 @@ pub async fn show_dashboard(
     let since = tz.start_of_day(tz.today());
     let names = Names::new(&app.settings.queue.prefix);
     let no_filter = HistoryFilter::default();
-    let (counts, recent, depth) = tokio::join!(
+    let (counts, recent, depth, sim_summary) = tokio::join!(
         service::counts_since(&app.db, viewer, since),
         service::search(&app.db, viewer, &no_filter, PageRequest::First, RECENT),
         hkt_queue_depth(&app.broker, &names),
+        sims::summary(&app.db),
     );
+    let sim_summary = sim_summary.map_err(|e| sim_error(e, "/"))?;
     let (sent, failed, pending) = counts.map_err(db_error)?;
     let recent: Vec<MessageItem> = recent
         .map_err(db_error)?
@@ -52,6 +57,7 @@ pub async fn show_dashboard(
             },
         )
         .with("queue_depth", depth)
+        .with("sims", (sim_summary.total() > 0).then_some(sim_summary))
         .with("recent", recent)
         .with("show_user", viewer.is_admin))
 }

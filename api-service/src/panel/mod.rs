@@ -1,5 +1,5 @@
 //! The staff web panel's routes. Handlers are thin: they extract (session, CSRF-checked
-//! form, path), call one service shared with the JSON API (`admin`, `history`, `sms`), and
+//! form, path), call one service shared with the JSON API (`admin`, `history`, `sms`, `sims`), and
 //! render a `smsgate_web::Page` or redirect with a flash. Templates, assets, `WebError` and
 //! view helpers come from the `smsgate-web` crate; docs/web-panel.md explains the split.
 
@@ -9,8 +9,10 @@ mod compose;
 mod dashboard;
 mod forms;
 mod history_pages;
+mod inbox_pages;
 pub mod session;
 pub mod settings;
+mod sims_pages;
 mod throttle;
 
 use axum::extract::{FromRequestParts, Path};
@@ -48,6 +50,22 @@ pub fn router(state: AppState) -> Router<AppState> {
         .route("/history/{id}", get(history_pages::show_message))
         .route("/history/{id}/events", get(history_pages::stream_events))
         .route("/history/{id}/retry", post(history_pages::retry_failed))
+        .route("/sims", get(sims_pages::list_sims))
+        .route("/sims/state", get(sims_pages::sim_states))
+        .route(
+            "/sims/new",
+            get(sims_pages::new_sim_form).post(sims_pages::create_sim),
+        )
+        .route(
+            "/sims/{id}/edit",
+            get(sims_pages::edit_sim_form).post(sims_pages::update_sim),
+        )
+        .route("/sims/{id}/toggle", post(sims_pages::toggle_sim))
+        .route(
+            "/sims/{id}/delete",
+            get(sims_pages::confirm_delete).post(sims_pages::delete_sim),
+        )
+        .route("/inbox", get(inbox_pages::list_inbox))
         .route("/admin/users", get(admin_pages::list_users))
         .route(
             "/admin/users/new",

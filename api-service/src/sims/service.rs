@@ -197,6 +197,42 @@ pub async fn delete(
     })
 }
 
+/// Recipients still waiting to go out through SIM `id`: what a plain delete would refuse
+/// over, shown before asking.
+pub async fn queued_jobs(db: &PgPool, id: i64) -> Result<i64, ApiError> {
+    Ok(repo::count_pending_on_route(db, &routing::sim(id)).await?)
+}
+
+/// SIM cards by state, for the dashboard: active and online, active but offline (no
+/// heartbeat within [`OFFLINE_AFTER`]), and inactive whatever their agent does.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+pub struct SimSummary {
+    pub online: usize,
+    pub offline: usize,
+    pub inactive: usize,
+}
+
+impl SimSummary {
+    pub fn total(&self) -> usize {
+        self.online + self.offline + self.inactive
+    }
+}
+
+pub async fn summary(db: &PgPool) -> Result<SimSummary, ApiError> {
+    // A handful of SIMs, one per modem: counting the list keeps one notion of online.
+    let mut summary = SimSummary::default();
+    for sim in repo::list_sims(db).await? {
+        if sim.status != SimStatus::Active.as_str() {
+            summary.inactive += 1;
+        } else if is_online(&sim) {
+            summary.online += 1;
+        } else {
+            summary.offline += 1;
+        }
+    }
+    Ok(summary)
+}
+
 /// Where a send goes, as the request asked for it.
 pub enum RouteRequest {
     /// No routing given: the HKT gateway, as before.

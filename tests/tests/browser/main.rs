@@ -15,6 +15,7 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use reqwest::Method;
 use serde_json::json;
 use smsgate_tests::app::{TestApp, TestOptions, ADMIN_PASSWORD};
+use smsgate_tests::modem_sim::EdgeApp;
 
 const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
 const WAIT: Duration = Duration::from_secs(20);
@@ -163,6 +164,46 @@ async fn path_of(browser: &Client) -> String {
     browser.current_url().await.unwrap().path().to_owned()
 }
 
+/// Three SIM cards (online, offline, inactive) and three received SMS; returns their ids.
+async fn seed_sims(app: &TestApp) -> [i64; 3] {
+    let ids = [
+        app.create_sim("6111 0001").await,
+        app.create_sim("6111 0002").await,
+        app.create_sim("6111 0003").await,
+    ];
+    sqlx::query(
+        "UPDATE sim_cards s SET label = v.label, status = v.status, signal = v.signal,
+             operator = v.operator, registration = 'home',
+             last_heartbeat_at = now() - make_interval(secs => v.ago)
+         FROM (VALUES ($1::bigint, 'modem-pi-1', 'active', 21::smallint, 'CSL', 4.0::float8),
+                      ($2, 'modem-pi-2', 'active', 12, 'SmarTone', 400.0),
+                      ($3, 'spare', 'inactive', NULL, NULL, 86400.0))
+              AS v(id, label, status, signal, operator, ago)
+         WHERE s.id = v.id",
+    )
+    .bind(ids[0])
+    .bind(ids[1])
+    .bind(ids[2])
+    .execute(&app.db)
+    .await
+    .unwrap();
+    sqlx::query(
+        "INSERT INTO inbound_messages (sim_card_id, sim_number, sender, content, received_at, created_at, dedupe_key)
+         SELECT s.id, s.number, v.sender, v.content, now() - v.ago, now() - v.ago, v.key
+         FROM (VALUES ($1::bigint, '+85291230001', 'Your verification code is 482913', interval '40 minutes', 'a'),
+                      ($2, '+85291230002', 'Running 10 minutes late, start without me', interval '12 minutes', 'b'),
+                      ($1, '+85291230003', '<script>alert(1)</script>', interval '2 minutes', 'c'))
+              AS v(sim, sender, content, ago, key)
+         JOIN sim_cards s ON s.id = v.sim",
+    )
+    .bind(ids[0])
+    .bind(ids[1])
+    .execute(&app.db)
+    .await
+    .unwrap();
+    ids
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_panel_works_in_a_real_browser() {
     if !enabled() {
@@ -282,9 +323,36 @@ async fn the_panel_works_in_a_real_browser() {
     browser.goto(&app.url("/history")).await.unwrap();
     text_of(&browser, "[data-testid=history]").await;
     shot(&browser, "history").await;
+    // SIM cards as their agents would have reported them, and SMS they received.
+    let sims = seed_sims(&app).await;
     browser.goto(&app.url("/")).await.unwrap();
     assert_eq!(text_of(&browser, "[data-testid=today-sent]").await, "3");
+    assert_eq!(text_of(&browser, "[data-testid=sims-online]").await, "1");
     shot(&browser, "dashboard").await;
+
+    // The SIM page refreshes online state and signal without a reload.
+    browser.goto(&app.url("/sims")).await.unwrap();
+    let online_row = format!("tr[data-sim-id='{}']", sims[0]);
+    let online = text_of(&browser, &format!("{online_row} [data-field=online]")).await;
+    assert_eq!(online, "online");
+    let offline_row = format!("tr[data-sim-id='{}'] [data-field=online]", sims[1]);
+    assert_eq!(text_of(&browser, &offline_row).await, "offline");
+    sqlx::query("UPDATE sim_cards SET signal = 28, last_heartbeat_at = now() WHERE id = $1")
+        .bind(sims[0])
+        .execute(&app.db)
+        .await
+        .unwrap();
+    let signal = format!("{online_row} [data-field=signal]");
+    let deadline = Instant::now() + WAIT;
+    while !text_of(&browser, &signal).await.contains("90%") {
+        assert!(Instant::now() < deadline, "the signal was not refreshed");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    shot(&browser, "sims").await;
+    browser.goto(&app.url("/inbox")).await.unwrap();
+    let inbox = text_of(&browser, "[data-testid=inbox]").await;
+    assert!(inbox.contains("<script>alert(1)</script>"), "{inbox}");
+    shot(&browser, "inbox").await;
 
     // The admin creates a user.
     browser.goto(&app.url("/admin/users/new")).await.unwrap();

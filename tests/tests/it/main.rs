@@ -15,3 +15,4 @@ mod web_auth;
 mod web_compose;
 mod web_history;
 mod web_history_scale;
+mod web_sims;
