@@ -158,9 +158,14 @@ async fn send_bulk(
         ));
     }
     let recipients = parse_recipients(&req.recipients).map_err(ApiError::InvalidRecipients)?;
-    let routed =
-        sims::accept_send(&app.db, &app.outbox, user.id, NewSend { recipients, body }, route)
-            .await?;
+    let routed = sims::accept_send(
+        &app.db,
+        &app.outbox,
+        user.id,
+        NewSend { recipients, body },
+        route,
+    )
+    .await?;
     let accepted = routed.accepted;
     let data = SentBulk {
         id: accepted.id,

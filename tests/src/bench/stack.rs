@@ -98,7 +98,12 @@ impl Stack {
     /// Recreates the bench database, starts the mock gateway and the API, logs in.
     pub async fn start() -> anyhow::Result<Stack> {
         let bin = binaries_dir()?;
-        for name in ["smsgate-api", "smsgate-dispatcher", "mock-hkt"] {
+        for name in [
+            "smsgate-api",
+            "smsgate-dispatcher",
+            "mock-hkt",
+            "smsgate-modem-agent",
+        ] {
             if !bin.join(name).exists() {
                 bail!(
                     "{} missing: build with `cargo build --release --workspace --bins`",
@@ -242,6 +247,25 @@ impl Stack {
 
     pub fn admin_password(&self) -> &str {
         &self.admin_password
+    }
+
+    /// Starts a modem agent for SIM `sim_id` on the serial device `device` (the simulator's pty).
+    pub fn start_modem_agent(
+        &self,
+        sim_id: i64,
+        device: &str,
+        spool: &std::path::Path,
+    ) -> anyhow::Result<Process> {
+        self.spawn(
+            "smsgate-modem-agent",
+            &[],
+            &[
+                ("SIM_ID", sim_id.to_string()),
+                ("SIM_NUMBER", "+85260000001".to_owned()),
+                ("SERIAL_DEVICE", device.to_owned()),
+                ("SPOOL_DIR", spool.display().to_string()),
+            ],
+        )
     }
 
     /// Starts `n` more dispatchers with extra environment.
