@@ -100,7 +100,9 @@ start_bg() {
     local log="$RUN_DIR/$name.log"
     [[ -f $log ]] && mv -f "$log" "$log.1" # keep the previous run's log, one deep
     printf '=== %s: %s\n' "$(date -Is)" "$*" >"$log"
-    setsid nohup "$@" >>"$log" 2>&1 </dev/null &
+    # glibc malloc tuning, as in deploy/systemd: read at process start, so it cannot
+    # come from .env (see docs/benchmarks.md).
+    MALLOC_MMAP_THRESHOLD_=131072 MALLOC_ARENA_MAX=2 setsid nohup "$@" >>"$log" 2>&1 </dev/null &
     echo $! >"$RUN_DIR/$name.pid"
     note "started $name (pid $!, log $log)"
 }

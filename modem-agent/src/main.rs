@@ -1,7 +1,9 @@
 use anyhow::Context;
 use smsgate_modem_agent::{settings, SerialDevice, Settings};
 
-#[tokio::main]
+// One modem, one SIM queue: a single-threaded runtime is plenty, and each worker thread
+// would cost the Pi its own stack and malloc arena (the idle budget is 8 MB).
+#[tokio::main(flavor = "current_thread")]
 async fn main() -> anyhow::Result<()> {
     if std::env::args().any(|a| a == "--help" || a == "-h") {
         print!("{}", settings::HELP);

@@ -179,6 +179,10 @@ impl Stack {
             ),
             ("HKT_RATE_LIMIT", "0".to_owned()),
             ("RUST_LOG", "warn".to_owned()),
+            // As deploy/ sets them (see docs/benchmarks.md): glibc otherwise keeps the
+            // argon2 buffers of logins (19 MiB each) and per-thread arenas resident.
+            ("MALLOC_MMAP_THRESHOLD_", "131072".to_owned()),
+            ("MALLOC_ARENA_MAX", "2".to_owned()),
         ])
     }
 
