@@ -109,7 +109,7 @@ impl Timeline {
             self.points
                 .iter()
                 .find(|p| p.1 as f64 >= total * share)
-                .map(|p| *p)
+                .copied()
         };
         match (at(0.1), at(0.9)) {
             (Some(a), Some(b)) if b.0 > a.0 => (b.1 - a.1) as f64 / (b.0 - a.0),

@@ -1,6 +1,7 @@
 //! The integration suite: one binary, real PostgreSQL and RabbitMQ, one database and one
 //! queue prefix per test.
 
+mod admin_api;
 mod api_errors;
 mod auth;
 mod edge_agent;
@@ -9,7 +10,6 @@ mod pipeline;
 mod provisioning;
 mod rate_limit;
 mod resilience;
-mod admin_api;
 mod web_admin;
 mod web_auth;
 mod web_compose;

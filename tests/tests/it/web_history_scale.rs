@@ -9,8 +9,6 @@ use reqwest::StatusCode;
 use smsgate_tests::app::{PanelClient, TestApp, TestOptions, ADMIN_PASSWORD};
 
 const MESSAGES: i64 = 1_000_000;
-/// Generous for a debug build on a shared two-core machine; release figures are far lower.
-
 /// Median of five timed GETs, after one warm-up; asserts each answered 200 with `expect`.
 async fn time_page(client: &PanelClient, path: &str, expect: &str) -> Duration {
     let warm = client.get(path).await;
