@@ -8,7 +8,7 @@ use futures::{FutureExt, StreamExt};
 use lapin::message::Delivery;
 use lapin::options::{BasicAckOptions, BasicConsumeOptions, BasicNackOptions, BasicQosOptions};
 use lapin::types::FieldTable;
-use smsgate_shared::queue::{attempt_of, declare_topology, OutboundJob, OutgoingMessage};
+use smsgate_shared::queue::{attempt_of, bury_in_dead_queue, declare_topology, OutboundJob};
 use smsgate_shared::telemetry;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -176,22 +176,10 @@ async fn dispatch_batch(
     }
 }
 
-/// A job that does not parse can never succeed: keep it in the dead queue for a human
-/// and ack it, instead of redelivering it forever.
+/// A job that does not parse can never succeed: it goes to the dead queue for a human.
 async fn bury_poison(ctx: &Context, delivery: Delivery, cause: serde_json::Error) {
     error!(error = %cause, "unparseable job moved to the dead queue");
-    let message = OutgoingMessage {
-        routing_key: ctx.names.dead_queue(),
-        payload: delivery.data.clone(),
-        headers: delivery.properties.headers().clone().unwrap_or_default(),
-    };
-    if ctx
-        .broker
-        .publisher(String::new())
-        .publish_one(message)
-        .await
-        .is_ok()
-    {
-        let _ = delivery.acker.ack(BasicAckOptions::default()).await;
+    if let Err(e) = bury_in_dead_queue(&ctx.broker, &ctx.names, delivery).await {
+        warn!(error = %e, "could not park the unparseable job; it will be redelivered");
     }
 }

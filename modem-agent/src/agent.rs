@@ -23,8 +23,8 @@ use lapin::types::FieldTable;
 use secrecy::ExposeSecret;
 use smsgate_shared::queue::edge::{EdgeEvent, SimSendOutcome};
 use smsgate_shared::queue::{
-    attempt_of, declare_edge_ingest, declare_sim_queue, declare_topology, routing, with_attempt,
-    Broker, BrokerError, Names, OutboundJob, OutgoingMessage,
+    attempt_of, bury_in_dead_queue, declare_edge_ingest, declare_sim_queue, declare_topology,
+    routing, with_attempt, Broker, BrokerError, Names, OutboundJob, OutgoingMessage,
 };
 use smsgate_shared::telemetry;
 use tokio::sync::{mpsc, oneshot};
@@ -693,16 +693,7 @@ async fn process(
         Ok(job) => job,
         Err(e) => {
             error!(error = %e, "unparseable job moved to the dead queue");
-            let dead = OutgoingMessage {
-                routing_key: ctx.names.dead_queue(),
-                payload: delivery.data.clone(),
-                headers: delivery.properties.headers().clone().unwrap_or_default(),
-            };
-            ctx.broker
-                .publisher(String::new())
-                .publish_one(dead)
-                .await?;
-            delivery.acker.ack(BasicAckOptions::default()).await?;
+            bury_in_dead_queue(&ctx.broker, &ctx.names, delivery).await?;
             return Ok(());
         }
     };

@@ -21,7 +21,8 @@ use lapin::types::FieldTable;
 use smsgate_shared::domain::RecipientStatus;
 use smsgate_shared::queue::edge::{ingest_queue, EdgeEvent, SimSendOutcome};
 use smsgate_shared::queue::{
-    declare_edge_ingest, declare_topology, routing, OutgoingMessage, RecipientUpdate, StatusEvent,
+    bury_in_dead_queue, declare_edge_ingest, declare_topology, routing, OutgoingMessage,
+    RecipientUpdate, StatusEvent,
 };
 use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
@@ -99,16 +100,7 @@ async fn ingest_one(
         Err(e) => {
             // Nothing can ever make it parse: keep it for a human, don't redeliver forever.
             error!(error = %e, "unparseable edge event moved to the dead queue");
-            let dead = OutgoingMessage {
-                routing_key: ctx.names.dead_queue(),
-                payload: delivery.data.clone(),
-                headers: delivery.properties.headers().clone().unwrap_or_default(),
-            };
-            ctx.broker
-                .publisher(String::new())
-                .publish_one(dead)
-                .await?;
-            delivery.acker.ack(BasicAckOptions::default()).await?;
+            bury_in_dead_queue(&ctx.broker, &ctx.names, delivery).await?;
             return Ok(());
         }
     };

@@ -290,3 +290,47 @@ async fn every_job_carries_a_traceparent_and_an_attempt_header() {
     broker.close().await;
     app.teardown().await;
 }
+
+#[tokio::test]
+async fn an_unparseable_job_is_parked_in_the_dead_queue_and_dispatch_goes_on() {
+    use lapin::options::{BasicPublishOptions, QueueDeclareOptions};
+    use lapin::types::FieldTable;
+    use lapin::BasicProperties;
+
+    let app = TestApp::spawn().await;
+    let broker = smsgate_shared::queue::Broker::new(&smsgate_tests::app::test_amqp_url());
+    let channel = broker.channel().await.unwrap();
+    let names = smsgate_shared::queue::Names::new(&app.prefix);
+    channel
+        .basic_publish(
+            &names.outbound_exchange(),
+            "hkt",
+            BasicPublishOptions::default(),
+            b"{\"type\":\"NoSuchJobV9\"}",
+            BasicProperties::default().with_delivery_mode(2),
+        )
+        .await
+        .unwrap()
+        .await
+        .unwrap();
+
+    // A real send after the poison one still goes out.
+    let id = app.send_sms("12345678", "after the poison").await;
+    assert_eq!(app.wait_until_final(id, DEADLINE).await["status"], "sent");
+
+    let passive = QueueDeclareOptions {
+        passive: true,
+        ..Default::default()
+    };
+    let dead = channel
+        .queue_declare(&names.dead_queue(), passive, FieldTable::default())
+        .await
+        .unwrap();
+    assert_eq!(
+        dead.message_count(),
+        1,
+        "the unparseable job waits in the dead queue"
+    );
+    broker.close().await;
+    app.teardown().await;
+}
