@@ -85,7 +85,10 @@ impl Settings {
                 amqp_url: amqp_url.to_owned(),
                 prefix: queue_prefix.to_owned(),
                 retry_schedule: config::default_retry_schedule(),
-                quorum_queues: true,
+                // Classic queues in tests: every test declares its own topology, and hundreds of
+                // short-lived quorum queues (one Raft cluster each) stalled the shared broker
+                // for minutes. Production keeps quorum queues (QUORUM_QUEUES, default on).
+                quorum_queues: false,
                 queue_expiry: Some(Duration::from_secs(600)),
             },
             jwt_secret: "test-jwt-secret-0123456789abcdef".to_owned().into(),

@@ -347,5 +347,37 @@ impl Stack {
             mock.stop().await;
         }
         self.db.close().await;
+        if let Err(e) = self.delete_topology().await {
+            eprintln!("could not delete the bench's queues: {e:#}");
+        }
+    }
+
+    /// Deletes this run's queues and exchanges: a broker accumulating the durable quorum
+    /// queues of every past run gets slow for everyone.
+    async fn delete_topology(&self) -> anyhow::Result<()> {
+        use smsgate_shared::queue::{edge::ingest_queue, Names};
+        let names = Names::new(&self.prefix);
+        let broker = smsgate_shared::queue::Broker::new(&test_amqp_url());
+        let channel = broker.channel().await?;
+        let steps = smsgate_shared::config::default_retry_schedule().len();
+        let mut queues = vec![
+            names.hkt_queue(),
+            names.dead_queue(),
+            names.sim_queue(1),
+            ingest_queue(&names),
+        ];
+        queues.extend((0..steps).map(|step| names.retry(step)));
+        for queue in &queues {
+            channel.queue_delete(queue, Default::default()).await?;
+        }
+        let mut exchanges = vec![names.outbound_exchange(), names.events_exchange()];
+        exchanges.extend((0..steps).map(|step| names.retry(step)));
+        for exchange in &exchanges {
+            channel
+                .exchange_delete(exchange, Default::default())
+                .await?;
+        }
+        broker.close().await;
+        Ok(())
     }
 }

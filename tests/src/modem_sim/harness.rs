@@ -70,7 +70,10 @@ impl EdgeApp for TestApp {
             amqp_url: amqp_url.map_or_else(test_amqp_url, str::to_owned),
             prefix: self.prefix.clone(),
             retry_schedule: self.options.retry_schedule.clone(),
-            quorum_queues: true,
+            // Classic queues in tests: every test declares its own topology, and hundreds of
+            // short-lived quorum queues (one Raft cluster each) stalled the shared broker
+            // for minutes. Production keeps quorum queues (QUORUM_QUEUES, default on).
+            quorum_queues: false,
             queue_expiry: Some(Duration::from_secs(600)),
         };
         let spool: PathBuf =
