@@ -35,10 +35,11 @@ use tower_http::trace::TraceLayer;
 use tracing::{info, warn};
 
 use crate::auth::service::{ensure_default_admin, DefaultAdmin};
-use crate::auth::JwtKeys;
+use crate::auth::{JwtKeys, TokenOwners};
 use crate::error::ApiError;
 use crate::outbox::Outbox;
 use crate::settings::Settings;
+use crate::sms::AcceptBatcher;
 use crate::state::AppState;
 
 /// Migrations of every crate, embedded in the binary.
@@ -185,10 +186,13 @@ pub async fn start(settings: Settings) -> anyhow::Result<RunningApi> {
     let shutdown = CancellationToken::new();
     let live = live::LiveHub::new(shutdown.child_token());
     live.spawn_consumer(broker.clone(), Names::new(&settings.queue.prefix));
+    let small_sends = AcceptBatcher::start(db.clone(), outbox.clone());
     let state = AppState {
+        small_sends,
         db,
         broker,
         jwt,
+        token_owners: TokenOwners::default(),
         outbox: outbox.clone(),
         settings: settings.clone(),
         live,

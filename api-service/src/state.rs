@@ -5,10 +5,11 @@ use std::sync::Arc;
 use smsgate_shared::queue::Broker;
 use sqlx::PgPool;
 
-use crate::auth::JwtKeys;
+use crate::auth::{JwtKeys, TokenOwners};
 use crate::live::LiveHub;
 use crate::outbox::Outbox;
 use crate::settings::Settings;
+use crate::sms::AcceptBatcher;
 
 /// Cheap to clone: everything inside is reference-counted.
 #[derive(Clone)]
@@ -16,7 +17,11 @@ pub struct AppState {
     pub db: PgPool,
     pub broker: Broker,
     pub jwt: JwtKeys,
+    /// API token owners, so single sends skip a lookup per call.
+    pub token_owners: TokenOwners,
     pub outbox: Outbox,
+    /// Writes small sends in shared statements.
+    pub small_sends: AcceptBatcher,
     pub settings: Arc<Settings>,
     /// Status events for the panel's live pages.
     pub live: LiveHub,

@@ -3,6 +3,7 @@
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
 
+use super::sender::SendCredential;
 use super::service::{self, AuthError, Caller};
 use crate::error::ApiError;
 use crate::state::AppState;
@@ -25,15 +26,39 @@ impl FromRequestParts<AppState> for AuthUser {
         parts: &mut Parts,
         state: &AppState,
     ) -> Result<Self, Self::Rejection> {
-        let token = bearer_token(parts).ok_or(ApiError::Unauthorized {
-            code: "UNAUTHORIZED",
-            message: "Authentication required: send `Authorization: Bearer <token>` or `X-API-Key`",
-        })?;
+        let token = bearer_token(parts).ok_or(MISSING_CREDENTIALS)?;
         let caller = service::authenticate(&state.db, &state.jwt, token).await?;
         tracing::Span::current().record("user.id", caller.id);
         Ok(AuthUser(caller))
     }
 }
+
+/// The sender of a single send: credentials checked, the account's standing not yet (see
+/// [`crate::auth::SendCredential`]). Only for handlers whose write checks it.
+#[derive(Debug, Clone, Copy)]
+pub struct AuthSender(pub SendCredential);
+
+impl FromRequestParts<AppState> for AuthSender {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        let token = bearer_token(parts).ok_or(MISSING_CREDENTIALS)?;
+        let sender = state
+            .token_owners
+            .resolve(&state.db, &state.jwt, token)
+            .await?;
+        tracing::Span::current().record("user.id", sender.user_id);
+        Ok(AuthSender(sender))
+    }
+}
+
+const MISSING_CREDENTIALS: ApiError = ApiError::Unauthorized {
+    code: "UNAUTHORIZED",
+    message: "Authentication required: send `Authorization: Bearer <token>` or `X-API-Key`",
+};
 
 fn bearer_token(parts: &Parts) -> Option<&str> {
     let from_authorization = parts

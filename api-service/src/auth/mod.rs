@@ -4,8 +4,10 @@ mod credentials;
 mod extract;
 pub mod repo;
 mod routes;
+mod sender;
 pub mod service;
 
 pub use credentials::{hash_password, verify_password, ApiToken, JwtKeys};
-pub use extract::AuthUser;
+pub use extract::{AuthSender, AuthUser};
 pub use routes::router;
+pub use sender::{confirm_sender, SendCredential, TokenOwners};

@@ -62,6 +62,16 @@ pub async fn find_token_owner(
     .await
 }
 
+/// Whether the token exists and is not revoked (a deleted user's tokens are gone).
+pub async fn token_is_unrevoked(db: &PgPool, token_id: i64) -> Result<bool, sqlx::Error> {
+    sqlx::query_scalar(
+        "SELECT EXISTS (SELECT 1 FROM api_tokens WHERE id = $1 AND revoked_at IS NULL)",
+    )
+    .bind(token_id)
+    .fetch_one(db)
+    .await
+}
+
 pub async fn touch_token(db: &PgPool, token_id: i64) -> Result<(), sqlx::Error> {
     sqlx::query("UPDATE api_tokens SET last_used_at = now() WHERE id = $1")
         .bind(token_id)

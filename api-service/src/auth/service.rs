@@ -99,29 +99,39 @@ pub async fn authenticate(db: &PgPool, keys: &JwtKeys, token: &str) -> Result<Ca
             is_admin: user.is_admin,
         });
     }
+    let owner = resolve_api_token(db, token).await?;
+    Ok(Caller {
+        id: owner.user_id,
+        username: owner.username,
+        is_admin: owner.is_admin,
+    })
+}
+
+/// The owner of an unrevoked API token whose account is active. Records the token's use,
+/// at most once a minute per token and off the request path.
+pub(super) async fn resolve_api_token(
+    db: &PgPool,
+    token: &str,
+) -> Result<repo::TokenOwnerRow, AuthError> {
     let owner = repo::find_token_owner(db, &ApiToken::hash(token))
         .await?
         .ok_or(AuthError::InvalidToken)?;
     if !owner.is_active {
         return Err(AuthError::Disabled);
     }
-    // Record usage at most once a minute per token, off the request path.
     if owner
         .last_used_at
         .is_none_or(|at| Utc::now() - at > chrono::Duration::minutes(1))
     {
         let db = db.clone();
+        let token_id = owner.token_id;
         tokio::spawn(async move {
-            if let Err(e) = repo::touch_token(&db, owner.token_id).await {
+            if let Err(e) = repo::touch_token(&db, token_id).await {
                 warn!(error = %e, "could not record token use");
             }
         });
     }
-    Ok(Caller {
-        id: owner.user_id,
-        username: owner.username,
-        is_admin: owner.is_admin,
-    })
+    Ok(owner)
 }
 
 /// Issues a new API token for `user_id`; the plain text is returned once and never stored.

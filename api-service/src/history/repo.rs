@@ -5,6 +5,8 @@ use chrono::{DateTime, Utc};
 use smsgate_shared::domain::{MessageStatus, RecipientStatus};
 use sqlx::{PgPool, Postgres, QueryBuilder, Transaction};
 
+use crate::outbox::hold_in_outbox;
+
 /// A message row of a history page; the content is cut to a preview in SQL, so a page of
 /// long texts stays small.
 #[derive(Debug, Clone, sqlx::FromRow)]
@@ -223,8 +225,8 @@ pub async fn reset_failed(
 }
 
 /// Gives back `retried` failures to the message, sets its status, clears its completion and
-/// takes the publish lease: the outbox marks it enqueued once the new jobs are confirmed, or
-/// the reconciler republishes them after the lease.
+/// puts it back in the outbox holding the publish lease: the outbox takes it out once the
+/// new jobs are confirmed, or the reconciler republishes them after the lease.
 pub async fn reopen_message(
     tx: &mut Transaction<'_, Postgres>,
     id: i64,
@@ -233,17 +235,15 @@ pub async fn reopen_message(
     lease_secs: f64,
 ) -> Result<(), sqlx::Error> {
     sqlx::query(
-        "UPDATE messages SET failed_count = failed_count - $2, status = $3, completed_at = NULL,
-                enqueued_at = NULL, publish_lease_until = now() + make_interval(secs => $4)
+        "UPDATE messages SET failed_count = failed_count - $2, status = $3, completed_at = NULL
          WHERE id = $1",
     )
     .bind(id)
     .bind(retried)
     .bind(status.as_str())
-    .bind(lease_secs)
     .execute(&mut **tx)
     .await?;
-    Ok(())
+    hold_in_outbox(tx, id, lease_secs).await
 }
 
 /// Closes the open dead letters of recipients that are being sent again.

@@ -1,6 +1,6 @@
 //! The small-message lane: jobs of single sends wait here for a couple of milliseconds and
 //! go out together, so a burst of `POST /api/sms` costs one confirm window and one
-//! `UPDATE … WHERE id = ANY(…)` instead of a publish round trip and a commit per message.
+//! `DELETE … WHERE message_id = ANY(…)` instead of a publish round trip and a commit per message.
 
 use std::collections::BTreeSet;
 use std::time::Duration;
@@ -61,7 +61,7 @@ async fn publish_batch(outbox: &Outbox, batch: Vec<Queued>) {
             outbox.ensure_route(route).await?;
         }
         outbox.publish_messages(messages).await?;
-        repo::mark_enqueued_many(&outbox.inner.db, &ids).await?;
+        repo::mark_enqueued(&outbox.inner.db, &ids).await?;
         Ok::<(), super::PublishError>(())
     }
     .await;

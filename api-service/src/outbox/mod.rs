@@ -2,12 +2,17 @@
 //! message once the broker confirmed all of them; a reconciler republishes the pending
 //! recipients of messages left unmarked (process crash, broker outage).
 //!
-//! Per message, not per recipient: `enqueued_at` is the marker and `publish_lease_until`
-//! says who is publishing, so neither the happy path nor the reconciler writes a row per
-//! recipient.
+//! Per message, not per recipient: a message is in the outbox (`message_outbox`) until all
+//! its jobs are confirmed, and the row's lease says who is publishing them, so neither the
+//! happy path nor the reconciler writes a row per recipient.
 
 mod lane;
 mod repo;
+
+/// Messages with at most this many recipients are published together with others.
+pub use lane::MAX_JOBS as SMALL_MESSAGE_JOBS;
+/// For writers that put a message back in the outbox inside their own transaction.
+pub use repo::hold as hold_in_outbox;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -134,7 +139,7 @@ impl Outbox {
         self.ensure_topology().await?;
         self.ensure_route(route).await?;
         self.publish_messages(outgoing(route, &jobs)).await?;
-        repo::mark_enqueued(&self.inner.db, message_id).await?;
+        repo::mark_enqueued(&self.inner.db, &[message_id]).await?;
         Ok(())
     }
 

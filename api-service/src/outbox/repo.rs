@@ -1,6 +1,7 @@
-//! SQL of the outbox: the per-message marker and lease.
+//! SQL of the outbox: `message_outbox` holds a row per message whose jobs are not all
+//! confirmed yet, with the lease that says who publishes them.
 
-use sqlx::PgPool;
+use sqlx::{PgPool, Postgres, Transaction};
 
 #[derive(Debug, sqlx::FromRow)]
 pub struct ClaimedMessage {
@@ -10,54 +11,61 @@ pub struct ClaimedMessage {
     pub route: String,
 }
 
-/// Marks a message as fully enqueued and drops its lease.
-pub async fn mark_enqueued(db: &PgPool, message_id: i64) -> Result<(), sqlx::Error> {
+/// Puts a message (back) in the outbox with its lease held by the caller, inside the
+/// caller's transaction. The accept statements insert their outbox rows themselves.
+pub async fn hold(
+    tx: &mut Transaction<'_, Postgres>,
+    message_id: i64,
+    lease_secs: f64,
+) -> Result<(), sqlx::Error> {
     sqlx::query(
-        "UPDATE messages SET enqueued_at = now(), publish_lease_until = NULL WHERE id = $1",
+        "INSERT INTO message_outbox (message_id, lease_until)
+         VALUES ($1, now() + make_interval(secs => $2))
+         ON CONFLICT (message_id) DO UPDATE SET lease_until = EXCLUDED.lease_until",
     )
     .bind(message_id)
-    .execute(db)
+    .bind(lease_secs)
+    .execute(&mut **tx)
     .await?;
     Ok(())
 }
 
-/// Marks many messages at once (the single-send lane's batches).
-pub async fn mark_enqueued_many(db: &PgPool, message_ids: &[i64]) -> Result<(), sqlx::Error> {
-    sqlx::query(
-        "UPDATE messages SET enqueued_at = now(), publish_lease_until = NULL WHERE id = ANY($1)",
-    )
-    .bind(message_ids)
-    .execute(db)
-    .await?;
+/// Takes messages whose jobs are all confirmed out of the outbox.
+pub async fn mark_enqueued(db: &PgPool, message_ids: &[i64]) -> Result<(), sqlx::Error> {
+    sqlx::query("DELETE FROM message_outbox WHERE message_id = ANY($1)")
+        .bind(message_ids)
+        .execute(db)
+        .await?;
     Ok(())
 }
 
 pub async fn release_lease(db: &PgPool, message_id: i64) -> Result<(), sqlx::Error> {
-    sqlx::query(
-        "UPDATE messages SET publish_lease_until = NULL WHERE id = $1 AND enqueued_at IS NULL",
-    )
-    .bind(message_id)
-    .execute(db)
-    .await?;
+    sqlx::query("UPDATE message_outbox SET lease_until = NULL WHERE message_id = $1")
+        .bind(message_id)
+        .execute(db)
+        .await?;
     Ok(())
 }
 
-/// Takes the lease of up to `limit` unmarked messages whose lease is free or expired.
-/// SKIP LOCKED lets several API instances reconcile at once without taking the same rows.
+/// Takes the lease of up to `limit` outbox messages whose lease is free or expired, oldest
+/// first. SKIP LOCKED lets several API instances reconcile at once without taking the same
+/// rows.
 pub async fn claim_unenqueued(
     db: &PgPool,
     limit: i64,
     lease_secs: f64,
 ) -> Result<Vec<ClaimedMessage>, sqlx::Error> {
     sqlx::query_as(
-        "UPDATE messages SET publish_lease_until = now() + make_interval(secs => $2)
-         WHERE id IN (
-             SELECT id FROM messages
-             WHERE enqueued_at IS NULL AND (publish_lease_until IS NULL OR publish_lease_until < now())
-             ORDER BY created_at
-             LIMIT $1
-             FOR UPDATE SKIP LOCKED)
-         RETURNING id, content, route",
+        "WITH claimed AS (
+             UPDATE message_outbox SET lease_until = now() + make_interval(secs => $2)
+             WHERE message_id IN (
+                 SELECT message_id FROM message_outbox
+                 WHERE lease_until IS NULL OR lease_until < now()
+                 ORDER BY queued_at
+                 LIMIT $1
+                 FOR UPDATE SKIP LOCKED)
+             RETURNING message_id)
+         SELECT m.id, m.content, m.route FROM claimed c JOIN messages m ON m.id = c.message_id",
     )
     .bind(limit)
     .bind(lease_secs)

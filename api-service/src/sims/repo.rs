@@ -5,6 +5,8 @@ use chrono::{DateTime, Utc};
 use smsgate_shared::domain::{MessageBody, RecipientStatus};
 use sqlx::{PgPool, Postgres, Transaction};
 
+use crate::outbox::hold_in_outbox;
+
 /// A SIM card with its agent's last report.
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct SimRow {
@@ -170,8 +172,8 @@ pub async fn insert_routed_message(
 ) -> Result<(i64, DateTime<Utc>, Vec<(i64, String)>), sqlx::Error> {
     let mut tx = db.begin().await?;
     let (id, created_at): (i64, DateTime<Utc>) = sqlx::query_as(
-        "INSERT INTO messages (user_id, content, encoding, segments, total_count, route, publish_lease_until)
-         VALUES ($1, $2, $3, $4, $5, $6, now() + make_interval(secs => $7))
+        "INSERT INTO messages (user_id, content, encoding, segments, total_count, route)
+         VALUES ($1, $2, $3, $4, $5, $6)
          RETURNING id, created_at",
     )
     .bind(user_id)
@@ -180,9 +182,9 @@ pub async fn insert_routed_message(
     .bind(body.segments() as i32)
     .bind(phones.len() as i32)
     .bind(route)
-    .bind(lease_secs)
     .fetch_one(&mut *tx)
     .await?;
+    hold_in_outbox(&mut tx, id, lease_secs).await?;
     let recipients: Vec<(i64, String)> = sqlx::query_as(
         "INSERT INTO recipients (message_id, phone)
          SELECT $1, phone FROM unnest($2::text[]) WITH ORDINALITY AS t(phone, ord) ORDER BY ord

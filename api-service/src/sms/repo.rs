@@ -41,8 +41,9 @@ pub struct InsertedMessage {
     pub recipients: Vec<(i64, String)>,
 }
 
-/// Inserts the message (holding the publish lease, so the reconciler leaves it to us) and
-/// all its recipients in one statement: one round trip and one commit, atomic on its own.
+/// Inserts the message, its outbox row (holding the publish lease, so the reconciler leaves
+/// it to us) and all its recipients in one statement: one round trip and one commit,
+/// atomic on its own.
 pub async fn insert_message_with_recipients(
     db: &PgPool,
     user_id: i64,
@@ -50,11 +51,15 @@ pub async fn insert_message_with_recipients(
     phones: &[&str],
     lease_secs: f64,
 ) -> Result<InsertedMessage, sqlx::Error> {
-    let (id, created_at, ids, stored_phones): (i64, DateTime<Utc>, Vec<i64>, Vec<String>) = sqlx::query_as(
-        "WITH m AS (
-             INSERT INTO messages (user_id, content, encoding, segments, total_count, publish_lease_until)
-             VALUES ($1, $2, $3, $4, $5, now() + make_interval(secs => $6))
+    let (id, created_at, ids, stored_phones): (i64, DateTime<Utc>, Vec<i64>, Vec<String>) =
+        sqlx::query_as(
+            "WITH m AS (
+             INSERT INTO messages (user_id, content, encoding, segments, total_count)
+             VALUES ($1, $2, $3, $4, $5)
              RETURNING id, created_at),
+         o AS (
+             INSERT INTO message_outbox (message_id, lease_until)
+             SELECT id, now() + make_interval(secs => $6) FROM m),
          r AS (
              INSERT INTO recipients (message_id, phone)
              SELECT m.id, t.phone FROM m, unnest($7::text[]) AS t(phone)
@@ -63,21 +68,182 @@ pub async fn insert_message_with_recipients(
                 COALESCE((SELECT array_agg(id) FROM r), '{}'),
                 COALESCE((SELECT array_agg(phone) FROM r), '{}')
          FROM m",
-    )
-    .bind(user_id)
-    .bind(body.as_str())
-    .bind(body.encoding().as_str())
-    .bind(body.segments() as i32)
-    .bind(phones.len() as i32)
-    .bind(lease_secs)
-    .bind(phones)
-    .fetch_one(db)
-    .await?;
+        )
+        .bind(user_id)
+        .bind(body.as_str())
+        .bind(body.encoding().as_str())
+        .bind(body.segments() as i32)
+        .bind(phones.len() as i32)
+        .bind(lease_secs)
+        .bind(phones)
+        .fetch_one(db)
+        .await?;
     Ok(InsertedMessage {
         id,
         created_at,
         recipients: ids.into_iter().zip(stored_phones).collect(),
     })
+}
+
+/// One small send of a batch, as [`insert_small_messages`] takes it.
+pub struct SmallMessage<'a> {
+    pub user_id: i64,
+    /// The API token it came with, checked for revocation; `None` for a JWT.
+    pub token_id: Option<i64>,
+    pub body: &'a MessageBody,
+    pub phones: Vec<&'a str>,
+}
+
+/// Why the statement refused to store a small send.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    Disabled,
+    UnknownUser,
+    RevokedToken,
+}
+
+/// What became of one small send, in the order they were given.
+#[derive(Debug)]
+pub enum SmallOutcome {
+    Stored {
+        message_id: i64,
+        /// (recipient id, E.164 phone), each pair from the same row.
+        recipients: Vec<(i64, String)>,
+    },
+    Refused(Refusal),
+}
+
+pub struct StoredSmall {
+    pub created_at: DateTime<Utc>,
+    pub outcomes: Vec<SmallOutcome>,
+}
+
+/// Stores many small sends in one statement: a message per send whose sender's account is
+/// active (and API token unrevoked, if it came with one), with its recipients and its
+/// outbox row holding the publish lease. The check is part of the write, so it sees a disable or a revocation that
+/// committed before it; a refused send stores nothing.
+///
+/// Message ids are drawn in the first CTE so recipients can be tied to them without relying
+/// on the order of `RETURNING`; the results come back as arrays in one row, which keeps the
+/// statement linear in the batch size.
+pub async fn insert_small_messages(
+    db: &PgPool,
+    sends: &[SmallMessage<'_>],
+    lease_secs: f64,
+) -> Result<StoredSmall, sqlx::Error> {
+    let mut user_ids = Vec::with_capacity(sends.len());
+    let mut token_ids = Vec::with_capacity(sends.len());
+    let mut contents = Vec::with_capacity(sends.len());
+    let mut encodings = Vec::with_capacity(sends.len());
+    let mut segments = Vec::with_capacity(sends.len());
+    let mut totals = Vec::with_capacity(sends.len());
+    let mut phone_ords = Vec::new();
+    let mut phones = Vec::new();
+    for (i, send) in sends.iter().enumerate() {
+        user_ids.push(send.user_id);
+        token_ids.push(send.token_id);
+        contents.push(send.body.as_str());
+        encodings.push(send.body.encoding().as_str());
+        segments.push(send.body.segments() as i32);
+        totals.push(send.phones.len() as i32);
+        for phone in &send.phones {
+            phone_ords.push(i as i64 + 1);
+            phones.push(*phone);
+        }
+    }
+    let row: SmallInsertRow = sqlx::query_as(
+        "WITH input AS (
+             SELECT v.*, CASE WHEN v.verdict = 'ok' THEN nextval('messages_id_seq') END AS id
+             FROM (SELECT t.ord, t.user_id, t.content, t.encoding, t.segments, t.total,
+                          CASE WHEN u.id IS NULL THEN 'unknown'
+                               WHEN t.token_id IS NOT NULL AND NOT EXISTS (
+                                   SELECT 1 FROM api_tokens k
+                                   WHERE k.id = t.token_id AND k.revoked_at IS NULL) THEN 'revoked'
+                               WHEN NOT u.is_active THEN 'disabled'
+                               ELSE 'ok' END AS verdict
+                   FROM unnest($1::bigint[], $2::bigint[], $3::text[], $4::text[], $5::int[], $6::int[])
+                        WITH ORDINALITY AS t(user_id, token_id, content, encoding, segments, total, ord)
+                   LEFT JOIN users u ON u.id = t.user_id) v),
+         m AS (
+             INSERT INTO messages (id, user_id, content, encoding, segments, total_count)
+             SELECT id, user_id, content, encoding, segments, total
+             FROM input WHERE id IS NOT NULL),
+         o AS (
+             INSERT INTO message_outbox (message_id, lease_until)
+             SELECT id, now() + make_interval(secs => $9) FROM input WHERE id IS NOT NULL),
+         r AS (
+             INSERT INTO recipients (message_id, phone)
+             SELECT i.id, p.phone
+             FROM unnest($7::bigint[], $8::text[]) WITH ORDINALITY AS p(ord, phone, n)
+             JOIN input i ON i.ord = p.ord
+             WHERE i.id IS NOT NULL
+             ORDER BY p.n
+             RETURNING id, message_id, phone)
+         SELECT now() AS created_at,
+                (SELECT array_agg(verdict ORDER BY ord) FROM input) AS verdicts,
+                (SELECT array_agg(id ORDER BY ord) FROM input) AS message_ids,
+                COALESCE((SELECT array_agg(message_id ORDER BY id) FROM r), '{}') AS recipient_message_ids,
+                COALESCE((SELECT array_agg(id ORDER BY id) FROM r), '{}') AS recipient_ids,
+                COALESCE((SELECT array_agg(phone ORDER BY id) FROM r), '{}') AS recipient_phones",
+    )
+    .bind(&user_ids)
+    .bind(&token_ids)
+    .bind(&contents)
+    .bind(&encodings)
+    .bind(&segments)
+    .bind(&totals)
+    .bind(&phone_ords)
+    .bind(&phones)
+    .bind(lease_secs)
+    .fetch_one(db)
+    .await?;
+    Ok(row.into_outcomes())
+}
+
+#[derive(sqlx::FromRow)]
+struct SmallInsertRow {
+    created_at: DateTime<Utc>,
+    verdicts: Vec<String>,
+    message_ids: Vec<Option<i64>>,
+    recipient_message_ids: Vec<i64>,
+    recipient_ids: Vec<i64>,
+    recipient_phones: Vec<String>,
+}
+
+impl SmallInsertRow {
+    fn into_outcomes(self) -> StoredSmall {
+        let mut recipients_of: std::collections::HashMap<i64, Vec<(i64, String)>> =
+            std::collections::HashMap::with_capacity(self.message_ids.len());
+        for ((message_id, id), phone) in self
+            .recipient_message_ids
+            .into_iter()
+            .zip(self.recipient_ids)
+            .zip(self.recipient_phones)
+        {
+            recipients_of
+                .entry(message_id)
+                .or_default()
+                .push((id, phone));
+        }
+        let outcomes = self
+            .verdicts
+            .iter()
+            .zip(self.message_ids)
+            .map(|(verdict, id)| match (verdict.as_str(), id) {
+                ("ok", Some(message_id)) => SmallOutcome::Stored {
+                    message_id,
+                    recipients: recipients_of.remove(&message_id).unwrap_or_default(),
+                },
+                ("disabled", _) => SmallOutcome::Refused(Refusal::Disabled),
+                ("revoked", _) => SmallOutcome::Refused(Refusal::RevokedToken),
+                _ => SmallOutcome::Refused(Refusal::UnknownUser),
+            })
+            .collect();
+        StoredSmall {
+            created_at: self.created_at,
+            outcomes,
+        }
+    }
 }
 
 const MESSAGE_COLUMNS: &str =

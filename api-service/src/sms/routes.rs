@@ -12,10 +12,12 @@ use smsgate_shared::domain::{MessageBody, MessageBodyError, PhoneNumber};
 use super::parse_recipients;
 use super::repo::{MessageRow, RecipientRow};
 use super::service::{self, NewSend, Page};
-use crate::auth::AuthUser;
-use crate::error::ApiError;
+use crate::auth::service::AuthError;
+use crate::auth::{confirm_sender, AuthSender, AuthUser};
+use crate::error::{database_unavailable, ApiError};
 use crate::extract::{ApiJson, ApiQuery, IdPath};
-use crate::sims::{self, RouteRequest, WithEdgeFields};
+use crate::sims::{self, RouteRequest, RoutedAccepted, WithEdgeFields};
+use crate::sms::SmallSendError;
 use crate::state::AppState;
 
 pub fn router() -> Router<AppState> {
@@ -81,9 +83,11 @@ struct SentSms {
     created_at: String,
 }
 
+/// The busiest route: an HKT send goes through the shared-statement writer, which checks
+/// the sender's standing as it stores; a send routed to a SIM checks it first.
 async fn send_sms(
     State(app): State<AppState>,
-    user: AuthUser,
+    AuthSender(sender): AuthSender,
     ApiJson(req): ApiJson<SendSmsRequest>,
 ) -> Result<(StatusCode, Json<WithEdgeFields<Success<SentSms>>>), ApiError> {
     let route = RouteRequest::parse(req.sim_card_id, req.route.as_deref())?;
@@ -94,7 +98,16 @@ async fn send_sms(
         recipients: vec![to.clone()],
         body,
     };
-    let routed = sims::accept_send(&app.db, &app.outbox, user.id, send, route).await?;
+    let routed = match route {
+        RouteRequest::Hkt => RoutedAccepted {
+            accepted: app.small_sends.accept(sender, send).await?,
+            sender_sim: None,
+        },
+        via_sim => {
+            confirm_sender(&app.db, sender).await?;
+            sims::accept_send(&app.db, &app.outbox, sender.user_id, send, via_sim).await?
+        }
+    };
     let accepted = routed.accepted;
     let data = SentSms {
         id: accepted.id,
@@ -333,4 +346,20 @@ async fn list_recipients(
         recipients: listed.items.into_iter().map(RecipientView::from).collect(),
     };
     Ok(success(data, None))
+}
+
+impl From<SmallSendError> for ApiError {
+    fn from(err: SmallSendError) -> ApiError {
+        match err {
+            SmallSendError::Disabled => AuthError::Disabled.into(),
+            SmallSendError::InvalidCredential => AuthError::InvalidToken.into(),
+            SmallSendError::Database(e) if database_unavailable(&e) => {
+                ApiError::Unavailable(anyhow::Error::new(e))
+            }
+            SmallSendError::Database(e) => ApiError::Internal(anyhow::Error::new(e)),
+            SmallSendError::ShuttingDown => {
+                ApiError::Unavailable(anyhow::anyhow!("the API is shutting down"))
+            }
+        }
+    }
 }

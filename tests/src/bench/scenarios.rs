@@ -243,8 +243,8 @@ async fn purge_hkt_queue(stack: &Stack) -> anyhow::Result<()> {
 /// Seeds the messages table, then times `GET /api/sms`.
 pub async fn large_tables(stack: &mut Stack, sizes: &Sizes) -> anyhow::Result<Vec<Figure>> {
     sqlx::query(
-        "INSERT INTO messages (user_id, content, encoding, segments, total_count, sent_count, status, created_at, completed_at, enqueued_at)
-         SELECT 1, 'seeded message ' || g, 'gsm7', 1, 1, 1, 'sent', now() - g * interval '1 second', now(), now()
+        "INSERT INTO messages (user_id, content, encoding, segments, total_count, sent_count, status, created_at, completed_at)
+         SELECT 1, 'seeded message ' || g, 'gsm7', 1, 1, 1, 'sent', now() - g * interval '1 second', now()
          FROM generate_series(1, $1) AS g",
     )
     .bind(sizes.seeded_messages)

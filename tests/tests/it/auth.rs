@@ -130,11 +130,7 @@ async fn a_request_without_credentials_is_401_unauthorized() {
         )
         .await;
     assert_error((status, &body), StatusCode::UNAUTHORIZED, "UNAUTHORIZED");
-    let stored: i64 = sqlx::query_scalar("SELECT count(*) FROM messages")
-        .fetch_one(&app.db)
-        .await
-        .unwrap();
-    assert_eq!(stored, 0);
+    assert_eq!(stored_messages(&app).await, 0);
     app.teardown().await;
 }
 
@@ -211,7 +207,18 @@ async fn a_jwt_of_a_deleted_user_is_401_invalid_token() {
         .request(Method::GET, "/api/sms", Some(&token), None)
         .await;
     assert_error((status, &body), StatusCode::UNAUTHORIZED, "INVALID_TOKEN");
+    // A single send checks the account in the statement that would store it.
+    let (status, body) = send_with_header(&app, "Authorization", &format!("Bearer {token}")).await;
+    assert_error((status, &body), StatusCode::UNAUTHORIZED, "INVALID_TOKEN");
+    assert_eq!(stored_messages(&app).await, 0);
     app.teardown().await;
+}
+
+async fn stored_messages(app: &TestApp) -> i64 {
+    sqlx::query_scalar("SELECT count(*) FROM messages")
+        .fetch_one(&app.db)
+        .await
+        .unwrap()
 }
 
 #[tokio::test]
@@ -241,7 +248,12 @@ async fn disabling_a_user_refuses_their_jwt_api_token_and_login_at_once() {
     let app = TestApp::spawn_without_dispatcher().await;
     let (id, api_token) = app.create_user("leaver", "leaver-password").await;
     let jwt = app.login("leaver", "leaver-password").await;
-    // Both work before, so the refusals below are caused by the flag.
+    // Both work before, so the refusals below are caused by the flag. The sends also put
+    // the token's owner in the API's cache: the refusal must not depend on a cache miss.
+    let (status, body) = send_with_header(&app, "X-API-Key", &api_token).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    let (status, body) = send_with_header(&app, "Authorization", &format!("Bearer {jwt}")).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
     assert_eq!(
         app.request(Method::GET, "/api/sms", Some(&jwt), None)
             .await
@@ -265,6 +277,14 @@ async fn disabling_a_user_refuses_their_jwt_api_token_and_login_at_once() {
     assert_error((status, &body), StatusCode::FORBIDDEN, "ACCOUNT_DISABLED");
     let (status, body) = send_with_header(&app, "X-API-Key", &api_token).await;
     assert_error((status, &body), StatusCode::FORBIDDEN, "ACCOUNT_DISABLED");
+    let (status, body) = send_with_header(&app, "Authorization", &format!("Bearer {jwt}")).await;
+    assert_error((status, &body), StatusCode::FORBIDDEN, "ACCOUNT_DISABLED");
+    // A send routed to a SIM card is stored by another statement; it checks first.
+    let via_sim = json!({"recipient": "12345678", "content": "hello", "route": "sim"});
+    let (status, body) = app
+        .request(Method::POST, "/api/sms", Some(&api_token), Some(via_sim))
+        .await;
+    assert_error((status, &body), StatusCode::FORBIDDEN, "ACCOUNT_DISABLED");
     let (status, body) = app
         .request(Method::GET, "/api/sms", Some(&api_token), None)
         .await;
@@ -284,11 +304,11 @@ async fn disabling_a_user_refuses_their_jwt_api_token_and_login_at_once() {
         StatusCode::UNAUTHORIZED,
         "INVALID_CREDENTIALS",
     );
-    let stored: i64 = sqlx::query_scalar("SELECT count(*) FROM messages")
-        .fetch_one(&app.db)
-        .await
-        .unwrap();
-    assert_eq!(stored, 0);
+    assert_eq!(
+        stored_messages(&app).await,
+        2,
+        "only the two sends from before"
+    );
     app.teardown().await;
 }
 
@@ -302,6 +322,9 @@ async fn a_revoked_api_token_is_401_invalid_token() {
             .0,
         StatusCode::OK
     );
+    // Puts the token's owner in the API's cache, which must not outlive the revocation.
+    let (status, body) = send_with_header(&app, "X-API-Key", &token).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
 
     sqlx::query("UPDATE api_tokens SET revoked_at = now() WHERE user_id = $1")
         .bind(id)
@@ -315,6 +338,7 @@ async fn a_revoked_api_token_is_401_invalid_token() {
     assert_error((status, &body), StatusCode::UNAUTHORIZED, "INVALID_TOKEN");
     let (status, body) = send_with_header(&app, "X-API-Key", &token).await;
     assert_error((status, &body), StatusCode::UNAUTHORIZED, "INVALID_TOKEN");
+    assert_eq!(stored_messages(&app).await, 1, "only the send from before");
     // Only the token is revoked: the user can still log in.
     app.login("revoked", "revoked-password").await;
     app.teardown().await;

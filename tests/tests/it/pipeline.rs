@@ -53,6 +53,77 @@ async fn a_bulk_reaches_sent_for_every_recipient_exactly_once() {
     app.teardown().await;
 }
 
+/// Single sends that arrive together share one INSERT statement; each caller must still get
+/// its own message, owned by its own user, and every one must be sent exactly once.
+#[tokio::test]
+async fn concurrent_single_sends_of_two_users_each_get_their_own_message_sent_once() {
+    let app = TestApp::spawn().await;
+    let (second_user, second_token) = app.create_user("second", "second-password").await;
+    let first_user: i64 = sqlx::query_scalar("SELECT id FROM users WHERE username = 'SMSadmin'")
+        .fetch_one(&app.db)
+        .await
+        .unwrap();
+    const SENDS: usize = 200;
+
+    let sends = (0..SENDS).map(|i| {
+        let token = if i % 2 == 0 {
+            app.token.clone()
+        } else {
+            second_token.clone()
+        };
+        let app = &app;
+        async move {
+            let body = json!({"recipient": format!("+8526{i:07}"), "content": format!("send {i}")});
+            let (status, body) = app
+                .request(reqwest::Method::POST, "/api/sms", Some(&token), Some(body))
+                .await;
+            assert_eq!(status, 202, "send {i}: {body}");
+            body["data"]["id"].as_i64().unwrap()
+        }
+    });
+    let ids = futures::future::join_all(sends).await;
+
+    for (i, id) in ids.iter().enumerate() {
+        let (user_id, content): (i64, String) =
+            sqlx::query_as("SELECT user_id, content FROM messages WHERE id = $1")
+                .bind(id)
+                .fetch_one(&app.db)
+                .await
+                .unwrap();
+        let owner = if i % 2 == 0 { first_user } else { second_user };
+        assert_eq!(
+            (user_id, content.as_str()),
+            (owner, format!("send {i}").as_str())
+        );
+        let rows = app.recipient_rows(*id).await;
+        assert_eq!(rows.len(), 1, "send {i}");
+        assert_eq!(rows[0].0, format!("+8526{i:07}"));
+    }
+    let until = tokio::time::Instant::now() + DEADLINE;
+    while app.mock.stats().total < SENDS as u64 && tokio::time::Instant::now() < until {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    for (i, id) in ids.iter().enumerate() {
+        let until = tokio::time::Instant::now() + DEADLINE;
+        while app.recipient_rows(*id).await[0].1 != "sent" {
+            assert!(tokio::time::Instant::now() < until, "send {i} not sent");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        assert_eq!(
+            app.mock.received_for(&format!("8526{i:07}")).len(),
+            1,
+            "send {i} posted once"
+        );
+    }
+    let (_, listing) = app.get("/api/sms?per_page=1").await;
+    assert_eq!(
+        listing["data"]["total"],
+        SENDS as i64 / 2,
+        "each user's own count"
+    );
+    app.teardown().await;
+}
+
 #[tokio::test]
 async fn content_containing_error_fails_permanently_after_one_attempt() {
     let app = TestApp::spawn().await;

@@ -43,12 +43,12 @@ async fn history_stays_fast_with_a_million_messages() {
     // typhoon; one a minute going back about two years.
     sqlx::query(
         "INSERT INTO messages (user_id, content, encoding, segments, status, total_count,
-                               sent_count, failed_count, created_at, enqueued_at)
+                               sent_count, failed_count, created_at)
          SELECT CASE WHEN g % 3 = 0 THEN $1 ELSE $2 END,
                 'Notice ' || g || CASE WHEN g % 1000 = 0 THEN ' typhoon shelter open' ELSE ' routine update' END,
                 'gsm7', 1, CASE WHEN g % 10 = 0 THEN 'failed' ELSE 'sent' END, 1,
                 CASE WHEN g % 10 = 0 THEN 0 ELSE 1 END, CASE WHEN g % 10 = 0 THEN 1 ELSE 0 END,
-                now() - make_interval(mins => g::int), now()
+                now() - make_interval(mins => g::int)
          FROM generate_series(1, $3) g",
     )
     .bind(staff)
