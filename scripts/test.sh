@@ -5,7 +5,8 @@
 #   1. PostgreSQL, RabbitMQ and the toolchain (scripts/ensure-services.sh);
 #   2. Chromium + ChromeDriver when browser tests are enabled;
 #   3. drops leftover smsgate_test_* databases of earlier runs;
-#   4. cargo test --workspace --locked.
+#   4. cargo test --workspace --locked;
+#   5. a smoke run of the benchmark harness (wrk installed for it when missing).
 #
 # Environment (passed through to the tests):
 #   TEST_DATABASE_URL      server the tests create their databases on
@@ -55,6 +56,7 @@ main() {
     # The benchmark harness is not run for its figures here (those come from `make bench`
     # on a quiet machine); a tiny smoke run keeps it working.
     info "benchmark harness smoke run"
+    "$REPO_ROOT/scripts/ensure-wrk.sh" || true
     cargo build --workspace --bins --locked
     cargo run --locked -p smsgate-tests --bin bench -- --smoke
 }

@@ -24,6 +24,7 @@ use std::time::Duration;
 use anyhow::Context;
 use axum::http::Request;
 use axum::response::IntoResponse;
+use axum::serve::ListenerExt;
 use axum::Router;
 use secrecy::ExposeSecret;
 use smsgate_shared::queue::{declare_topology, Broker, Names};
@@ -96,6 +97,9 @@ pub async fn connect_database(settings: &Settings) -> anyhow::Result<PgPool> {
     PgPoolOptions::new()
         .max_connections(settings.db_max_connections)
         .acquire_timeout(settings.db_acquire_timeout)
+        // sqlx pings every connection it hands out by default: a round trip per query.
+        // A broken connection fails its query instead (503 via ApiError) and is replaced.
+        .test_before_acquire(false)
         .connect_with(options)
         .await
         .context("cannot connect to PostgreSQL (DATABASE_URL)")
@@ -203,6 +207,13 @@ pub async fn start(settings: Settings) -> anyhow::Result<RunningApi> {
         .await
         .with_context(|| format!("binding {}", settings.bind))?;
     let addr = listener.local_addr()?;
+    // Responses go out as soon as they are written, not held back by Nagle's algorithm
+    // waiting for the client's delayed ACK of an earlier segment.
+    let listener = listener.tap_io(|tcp| {
+        if let Err(e) = tcp.set_nodelay(true) {
+            warn!(error = %e, "could not set TCP_NODELAY");
+        }
+    });
     let app = build_app(state.clone());
     let token = shutdown.clone();
     let server = tokio::spawn(async move {

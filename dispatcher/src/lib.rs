@@ -78,6 +78,9 @@ impl RunningDispatcher {
 pub async fn start(settings: Settings) -> anyhow::Result<RunningDispatcher> {
     let db = PgPoolOptions::new()
         .max_connections(settings.db_max_connections)
+        // No ping round trip per acquire (sqlx's default); a broken connection fails its
+        // query, the batch is retried and the connection replaced.
+        .test_before_acquire(false)
         .connect(&settings.database_url)
         .await
         .context("cannot connect to PostgreSQL (DATABASE_URL)")?;

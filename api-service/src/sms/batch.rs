@@ -13,7 +13,7 @@ use chrono::{DateTime, Utc};
 use smsgate_shared::domain::{MessageStatus, PhoneNumber};
 use smsgate_shared::queue::OutboundJob;
 use sqlx::PgPool;
-use tokio::sync::{mpsc, oneshot, Semaphore};
+use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit, Semaphore};
 use tracing::{info_span, Instrument, Span};
 
 use super::repo::{self, Refusal, SmallMessage, SmallOutcome};
@@ -111,15 +111,21 @@ async fn run(db: PgPool, outbox: Outbox, mut waiting: mpsc::Receiver<Waiting>) {
         let span = info_span!("sms.accept_batch", messages = batch.len());
         tokio::spawn(
             async move {
-                write_batch(&db, &outbox, batch).await;
-                drop(permit);
+                write_batch(&db, &outbox, batch, permit).await;
             }
             .instrument(span),
         );
     }
 }
 
-async fn write_batch(db: &PgPool, outbox: &Outbox, batch: Vec<Waiting>) {
+/// Holds `permit` only while the statement runs: answering the callers and queueing their
+/// jobs overlap with the next batch's statement.
+async fn write_batch(
+    db: &PgPool,
+    outbox: &Outbox,
+    batch: Vec<Waiting>,
+    permit: OwnedSemaphorePermit,
+) {
     let rows: Vec<SmallMessage> = batch
         .iter()
         .map(|w| SmallMessage {
@@ -130,6 +136,7 @@ async fn write_batch(db: &PgPool, outbox: &Outbox, batch: Vec<Waiting>) {
         })
         .collect();
     let stored = repo::insert_small_messages(db, &rows, outbox.lease().as_secs_f64()).await;
+    drop(permit);
     drop(rows);
     let stored = match stored {
         Ok(stored) => stored,

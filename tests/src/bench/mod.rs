@@ -3,6 +3,7 @@
 //! writes `docs/benchmarks.md` with a plot. `--smoke` runs tiny sizes (CI keeps the
 //! harness working that way) and writes under `target/` instead.
 
+pub mod load;
 pub mod report;
 pub mod scenarios;
 pub mod stack;

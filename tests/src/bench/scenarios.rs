@@ -172,56 +172,27 @@ pub async fn bulk_end_to_end(
 
 /// `POST /api/sms` at N connections for a fixed time: throughput and p99 latency.
 pub async fn single_send(stack: &mut Stack, sizes: &Sizes) -> anyhow::Result<Vec<Figure>> {
-    let deadline = Instant::now() + Duration::from_secs(sizes.single_send_secs);
-    let started = Instant::now();
-    let mut workers = Vec::new();
-    for worker in 0..sizes.single_send_connections {
-        let http = stack.http.clone();
-        let url = format!("{}/api/sms", stack.api_url);
-        let token = stack.token.clone();
-        workers.push(tokio::spawn(async move {
-            let mut latencies = Vec::new();
-            let mut errors = 0u64;
-            let mut i = 0u64;
-            while Instant::now() < deadline {
-                let body = json!({"recipient": format!("+8529{:07}", (worker as u64 * 100_000 + i) % 10_000_000), "content": "load"});
-                let t = Instant::now();
-                match http.post(&url).bearer_auth(&token).json(&body).send().await {
-                    Ok(r) if r.status() == 202 => latencies.push(t.elapsed()),
-                    _ => errors += 1,
-                }
-                i += 1;
-            }
-            (latencies, errors)
-        }));
-    }
-    let mut latencies = Vec::new();
-    let mut errors = 0;
-    for w in workers {
-        let (l, e) = w.await?;
-        latencies.extend(l);
-        errors += e;
-    }
-    let elapsed = started.elapsed().as_secs_f64();
-    latencies.sort();
-    let p99 = latencies
-        .get(latencies.len() * 99 / 100)
-        .copied()
-        .unwrap_or_default();
-    let rps = latencies.len() as f64 / elapsed;
-    purge_hkt_queue(stack).await?;
     let c = sizes.single_send_connections;
+    let load = super::load::post_sends(
+        &format!("{}/api/sms", stack.api_url),
+        &stack.token,
+        c,
+        sizes.single_send_secs,
+        &stack.http,
+    )
+    .await?;
+    purge_hkt_queue(stack).await?;
     Ok(vec![
         Figure::at_least(
             &format!("Single send: requests/s at {c} connections"),
-            rps,
+            load.requests_per_sec,
             3_000.0,
             |v| format!("{v:.0} req/s"),
         )
-        .with_note(&format!("{errors} errors")),
+        .with_note(&format!("{}; {} errors", load.client, load.errors)),
         Figure::at_most(
             "Single send: p99 latency",
-            p99.as_secs_f64() * 1000.0,
+            load.p99.as_secs_f64() * 1000.0,
             25.0,
             |v| format!("{v:.1} ms"),
         ),

@@ -256,3 +256,36 @@ async fn a_hung_postgresql_gets_a_503_within_the_request_timeout_not_a_hang() {
     api.shutdown_token().cancel();
     app.teardown().await;
 }
+
+#[tokio::test]
+async fn deleting_a_message_takes_it_out_of_the_outbox() {
+    let app = TestApp::spawn_without_dispatcher().await;
+    let id: i64 = sqlx::query_scalar(
+        "INSERT INTO messages (user_id, content, encoding, segments, total_count)
+         SELECT id, 'to be deleted', 'gsm7', 1, 1 FROM users LIMIT 1 RETURNING id",
+    )
+    .fetch_one(&app.db)
+    .await
+    .unwrap();
+    // A lease far ahead keeps the reconciler off it while the test runs.
+    sqlx::query(
+        "INSERT INTO message_outbox (message_id, lease_until) VALUES ($1, now() + interval '1 hour')",
+    )
+    .bind(id)
+    .execute(&app.db)
+    .await
+    .unwrap();
+
+    sqlx::query("DELETE FROM messages WHERE id = $1")
+        .bind(id)
+        .execute(&app.db)
+        .await
+        .unwrap();
+    let left: i64 = sqlx::query_scalar("SELECT count(*) FROM message_outbox WHERE message_id = $1")
+        .bind(id)
+        .fetch_one(&app.db)
+        .await
+        .unwrap();
+    assert_eq!(left, 0);
+    app.teardown().await;
+}
