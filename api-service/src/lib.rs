@@ -41,7 +41,7 @@ use crate::error::ApiError;
 use crate::outbox::Outbox;
 use crate::settings::Settings;
 use crate::sms::AcceptBatcher;
-use crate::state::AppState;
+use crate::state::{AppState, Services};
 
 /// Migrations of every crate, embedded in the binary.
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations");
@@ -191,7 +191,7 @@ pub async fn start(settings: Settings) -> anyhow::Result<RunningApi> {
     let live = live::LiveHub::new(shutdown.child_token());
     live.spawn_consumer(broker.clone(), Names::new(&settings.queue.prefix));
     let small_sends = AcceptBatcher::start(db.clone(), outbox.clone());
-    let state = AppState {
+    let state = AppState::new(Services {
         small_sends,
         db,
         broker,
@@ -200,7 +200,7 @@ pub async fn start(settings: Settings) -> anyhow::Result<RunningApi> {
         outbox: outbox.clone(),
         settings: settings.clone(),
         live,
-    };
+    });
 
     let reconciler = outbox.spawn_reconciler(settings.reconcile_interval, shutdown.clone());
     let listener = tokio::net::TcpListener::bind(settings.bind)

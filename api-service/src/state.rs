@@ -11,9 +11,25 @@ use crate::outbox::Outbox;
 use crate::settings::Settings;
 use crate::sms::AcceptBatcher;
 
-/// Cheap to clone: everything inside is reference-counted.
+/// What every handler can reach; `state.db` and the like read through to [`Services`].
+/// One `Arc`, so the per-request clone axum makes is a single reference count.
 #[derive(Clone)]
-pub struct AppState {
+pub struct AppState(Arc<Services>);
+
+impl AppState {
+    pub fn new(services: Services) -> AppState {
+        AppState(Arc::new(services))
+    }
+}
+
+impl std::ops::Deref for AppState {
+    type Target = Services;
+    fn deref(&self) -> &Services {
+        &self.0
+    }
+}
+
+pub struct Services {
     pub db: PgPool,
     pub broker: Broker,
     pub jwt: JwtKeys,
