@@ -189,24 +189,24 @@ impl ConfirmedPublisher {
     ) -> Result<(), BrokerError> {
         let channel = self.broker.take_confirm_channel().await?;
         for window in messages.chunks(CONFIRM_WINDOW) {
-            let mut confirms = Vec::with_capacity(window.len());
-            for message in window {
+            // lapin's publish future resolves once its I/O thread has written the frames.
+            // Awaiting them one by one was a wake-up of that thread and back per message (a
+            // quarter of the API's CPU under single-send load, perf); polled together they
+            // are queued in order on the first poll and written in one go.
+            let confirms = try_join_all(window.iter().map(|message| {
                 let properties = BasicProperties::default()
                     .with_delivery_mode(2) // persistent: survives a broker restart
                     .with_content_type("application/json".into())
                     .with_headers(message.headers.clone());
-                confirms.push(
-                    channel
-                        .basic_publish(
-                            &self.exchange,
-                            &message.routing_key,
-                            BasicPublishOptions::default(),
-                            &message.payload,
-                            properties,
-                        )
-                        .await?,
-                );
-            }
+                channel.basic_publish(
+                    &self.exchange,
+                    &message.routing_key,
+                    BasicPublishOptions::default(),
+                    &message.payload,
+                    properties,
+                )
+            }))
+            .await?;
             let mut nacked = 0;
             for confirm in confirms {
                 if let Confirmation::Nack(_) = confirm.await? {
