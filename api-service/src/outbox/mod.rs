@@ -130,6 +130,48 @@ impl Outbox {
         );
     }
 
+    /// Publishes the jobs of a message that was just committed, reading its recipients back,
+    /// off the request path. A failure only logs: the recipients are durable and the
+    /// reconciler retries.
+    pub fn publish_stored_in_background(&self, message_id: i64, route: String, body: MessageBody) {
+        let outbox = self.clone();
+        let span = info_span!("outbox.publish", message.id = message_id);
+        self.inner.tasks.spawn(
+            async move {
+                if let Err(e) = outbox.publish_pending(message_id, &route, Some(body)).await {
+                    warn!(error = %e, cause = ?std::error::Error::source(&e), "publishing failed; the reconciler will retry");
+                    outbox.release_lease(message_id).await;
+                }
+            }
+            .instrument(span),
+        );
+    }
+
+    /// Publishes a job for every recipient of the message still pending, then takes the
+    /// message out of the outbox. `body` is `None` only for a stored body that no longer
+    /// parses, which publishes nothing and ends the message's outbox entry.
+    async fn publish_pending(
+        &self,
+        message_id: i64,
+        route: &str,
+        body: Option<MessageBody>,
+    ) -> Result<(), PublishError> {
+        let pending = repo::pending_recipients(&self.inner.db, message_id).await?;
+        let jobs = pending
+            .into_iter()
+            .filter_map(|(recipient_id, phone)| {
+                Some(OutboundJob::SendV1 {
+                    recipient_id,
+                    message_id,
+                    to: PhoneNumber::parse(&phone).ok()?,
+                    body: body.clone()?,
+                })
+            })
+            .collect::<Vec<_>>();
+        info!(jobs = jobs.len(), "publishing pending recipients");
+        self.publish_and_mark(message_id, route, jobs).await
+    }
+
     async fn publish_and_mark(
         &self,
         message_id: i64,
@@ -196,26 +238,11 @@ impl Outbox {
         let mut marked = 0;
         for message in claimed {
             let span = info_span!("outbox.reconcile", message.id = message.id);
-            let result = async {
-                let pending = repo::pending_recipients(&self.inner.db, message.id).await?;
-                let body = MessageBody::parse(&message.content, u32::MAX).ok();
-                let jobs = pending
-                    .into_iter()
-                    .filter_map(|(recipient_id, phone)| {
-                        Some(OutboundJob::SendV1 {
-                            recipient_id,
-                            message_id: message.id,
-                            to: PhoneNumber::parse(&phone).ok()?,
-                            body: body.clone()?,
-                        })
-                    })
-                    .collect::<Vec<_>>();
-                info!(jobs = jobs.len(), "republishing pending recipients");
-                self.publish_and_mark(message.id, &message.route, jobs)
-                    .await
-            }
-            .instrument(span)
-            .await;
+            let body = MessageBody::parse(&message.content, u32::MAX).ok();
+            let result = self
+                .publish_pending(message.id, &message.route, body)
+                .instrument(span)
+                .await;
             match result {
                 Ok(()) => marked += 1,
                 Err(PublishError::Database(e)) => return Err(e),

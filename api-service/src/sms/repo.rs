@@ -33,27 +33,20 @@ pub struct RecipientRow {
     pub delivered_at: Option<DateTime<Utc>>,
 }
 
-/// A message and its recipients as stored.
-pub struct InsertedMessage {
-    pub id: i64,
-    pub created_at: DateTime<Utc>,
-    /// (recipient id, E.164 phone), each pair from the same row.
-    pub recipients: Vec<(i64, String)>,
-}
-
 /// Inserts the message, its outbox row (holding the publish lease, so the reconciler leaves
 /// it to us) and all its recipients in one statement: one round trip and one commit,
-/// atomic on its own.
+/// atomic on its own. Returns the message's id and time only: whoever publishes the jobs
+/// reads the recipients back. For a 100,000-recipient bulk, returning their ids and numbers
+/// cost a tenth of the statement and a 2 MB answer, all on the way to the 202.
 pub async fn insert_message_with_recipients(
     db: &PgPool,
     user_id: i64,
     body: &MessageBody,
     phones: &[&str],
     lease_secs: f64,
-) -> Result<InsertedMessage, sqlx::Error> {
-    let (id, created_at, ids, stored_phones): (i64, DateTime<Utc>, Vec<i64>, Vec<String>) =
-        sqlx::query_as(
-            "WITH m AS (
+) -> Result<(i64, DateTime<Utc>), sqlx::Error> {
+    sqlx::query_as(
+        "WITH m AS (
              INSERT INTO messages (user_id, content, encoding, segments, total_count)
              VALUES ($1, $2, $3, $4, $5)
              RETURNING id, created_at),
@@ -62,27 +55,18 @@ pub async fn insert_message_with_recipients(
              SELECT id, now() + make_interval(secs => $6) FROM m),
          r AS (
              INSERT INTO recipients (message_id, phone)
-             SELECT m.id, t.phone FROM m, unnest($7::text[]) AS t(phone)
-             RETURNING id, phone)
-         SELECT m.id, m.created_at,
-                COALESCE((SELECT array_agg(id) FROM r), '{}'),
-                COALESCE((SELECT array_agg(phone) FROM r), '{}')
-         FROM m",
-        )
-        .bind(user_id)
-        .bind(body.as_str())
-        .bind(body.encoding().as_str())
-        .bind(body.segments() as i32)
-        .bind(phones.len() as i32)
-        .bind(lease_secs)
-        .bind(phones)
-        .fetch_one(db)
-        .await?;
-    Ok(InsertedMessage {
-        id,
-        created_at,
-        recipients: ids.into_iter().zip(stored_phones).collect(),
-    })
+             SELECT m.id, t.phone FROM m, unnest($7::text[]) AS t(phone))
+         SELECT id, created_at FROM m",
+    )
+    .bind(user_id)
+    .bind(body.as_str())
+    .bind(body.encoding().as_str())
+    .bind(body.segments() as i32)
+    .bind(phones.len() as i32)
+    .bind(lease_secs)
+    .bind(phones)
+    .fetch_one(db)
+    .await
 }
 
 /// One small send of a batch, as [`insert_small_messages`] takes it.

@@ -2,7 +2,7 @@
 
 use chrono::{DateTime, Utc};
 use smsgate_shared::domain::{MessageBody, MessageStatus, PhoneNumber};
-use smsgate_shared::queue::OutboundJob;
+use smsgate_shared::queue::routing;
 use sqlx::PgPool;
 use tracing::Span;
 
@@ -23,8 +23,8 @@ pub struct Accepted {
     pub created_at: DateTime<Utc>,
 }
 
-/// Stores the message and all its recipients in one statement, then hands the jobs to
-/// the outbox. Returns once the rows are committed: nothing is accepted that is not durable,
+/// Stores the message and all its recipients in one statement, then has the outbox publish
+/// their jobs. Returns once the rows are committed: nothing is accepted that is not durable,
 /// and publishing can't lose a recipient (the reconciler republishes what isn't confirmed).
 #[tracing::instrument(name = "sms.accept", skip_all, fields(user.id = user_id, message.id, recipients = send.recipients.len()))]
 pub async fn accept(
@@ -36,31 +36,15 @@ pub async fn accept(
     let total = send.recipients.len();
     let phones: Vec<&str> = send.recipients.iter().map(PhoneNumber::as_str).collect();
     let lease = outbox.lease().as_secs_f64();
-    let inserted =
+    let (id, created_at) =
         repo::insert_message_with_recipients(db, user_id, &send.body, &phones, lease).await?;
-    let id = inserted.id;
     Span::current().record("message.id", id);
-
-    let jobs = inserted
-        .recipients
-        .into_iter()
-        .filter_map(|(recipient_id, phone)| {
-            // Stored numbers were parsed on the way in; pairing by row keeps id and number together.
-            let to = PhoneNumber::parse(&phone).ok()?;
-            Some(OutboundJob::SendV1 {
-                recipient_id,
-                message_id: id,
-                to,
-                body: send.body.clone(),
-            })
-        })
-        .collect();
-    outbox.publish_in_background(id, jobs);
+    outbox.publish_stored_in_background(id, routing::HKT.to_owned(), send.body);
     Ok(Accepted {
         id,
         status: MessageStatus::Pending,
         total,
-        created_at: inserted.created_at,
+        created_at,
     })
 }
 
