@@ -331,17 +331,9 @@ pub async fn requeue_failed(
 
     // Bodies in the table passed the segment limit when they were accepted.
     let body = MessageBody::parse(&locked.content, u32::MAX).ok();
-    let jobs: Vec<OutboundJob> = reset
-        .into_iter()
-        .filter_map(|(recipient_id, phone)| {
-            Some(OutboundJob::SendV1 {
-                recipient_id,
-                message_id,
-                to: PhoneNumber::parse(&phone).ok()?,
-                body: body.clone()?,
-            })
-        })
-        .collect();
+    let jobs = body
+        .map(|body| OutboundJob::sends_of(message_id, &body, reset))
+        .unwrap_or_default();
     info!(recipients = retried, "requeued failed recipients");
     outbox.publish_routed_in_background(message_id, locked.route, jobs);
     Ok(Requeued {

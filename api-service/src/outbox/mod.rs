@@ -9,8 +9,6 @@
 mod lane;
 mod repo;
 
-/// Messages with at most this many recipients are published together with others.
-pub use lane::MAX_JOBS as SMALL_MESSAGE_JOBS;
 /// For writers that put a message back in the outbox inside their own transaction.
 pub use repo::hold as hold_in_outbox;
 
@@ -19,7 +17,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use smsgate_shared::config::QueueSettings;
-use smsgate_shared::domain::{MessageBody, PhoneNumber};
+use smsgate_shared::domain::MessageBody;
 use smsgate_shared::queue::{
     declare_sim_queue, declare_topology, job_headers, routing, Broker, BrokerError,
     ConfirmedPublisher, Names, OutboundJob, OutgoingMessage,
@@ -157,17 +155,9 @@ impl Outbox {
         body: Option<MessageBody>,
     ) -> Result<(), PublishError> {
         let pending = repo::pending_recipients(&self.inner.db, message_id).await?;
-        let jobs = pending
-            .into_iter()
-            .filter_map(|(recipient_id, phone)| {
-                Some(OutboundJob::SendV1 {
-                    recipient_id,
-                    message_id,
-                    to: PhoneNumber::parse(&phone).ok()?,
-                    body: body.clone()?,
-                })
-            })
-            .collect::<Vec<_>>();
+        let jobs = body
+            .map(|body| OutboundJob::sends_of(message_id, &body, pending))
+            .unwrap_or_default();
         info!(jobs = jobs.len(), "publishing pending recipients");
         self.publish_and_mark(message_id, route, jobs).await
     }

@@ -331,17 +331,7 @@ async fn accept_via_sim(
     )
     .await?;
     tracing::Span::current().record("message.id", id);
-    let jobs = recipients
-        .into_iter()
-        .filter_map(|(recipient_id, phone)| {
-            Some(OutboundJob::SendV1 {
-                recipient_id,
-                message_id: id,
-                to: PhoneNumber::parse(&phone).ok()?,
-                body: send.body.clone(),
-            })
-        })
-        .collect();
+    let jobs = OutboundJob::sends_of(id, &send.body, recipients);
     outbox.publish_routed_in_background(id, route, jobs);
     Ok(Accepted {
         id,

@@ -68,7 +68,7 @@ impl AcceptBatcher {
         AcceptBatcher { queue }
     }
 
-    /// Stores one small send (at most [`crate::outbox::SMALL_MESSAGE_JOBS`] recipients),
+    /// Stores one small send (meant for a single recipient; any number is stored right),
     /// checking in the same statement that its sender may send, and queues its jobs.
     pub async fn accept(
         &self,
@@ -178,17 +178,7 @@ fn queue_jobs(
     recipients: Vec<(i64, String)>,
     created_at: DateTime<Utc>,
 ) -> Accepted {
-    let jobs = recipients
-        .into_iter()
-        .filter_map(|(recipient_id, phone)| {
-            Some(OutboundJob::SendV1 {
-                recipient_id,
-                message_id: id,
-                to: PhoneNumber::parse(&phone).ok()?,
-                body: w.send.body.clone(),
-            })
-        })
-        .collect();
+    let jobs = OutboundJob::sends_of(id, &w.send.body, recipients);
     w.span.record("message.id", id);
     w.span.in_scope(|| outbox.publish_in_background(id, jobs));
     Accepted {

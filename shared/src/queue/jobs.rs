@@ -21,6 +21,27 @@ pub enum OutboundJob {
 }
 
 impl OutboundJob {
+    /// The send jobs of one message: one per stored `(recipient id, number)` row, each pair
+    /// taken from the same row. Stored numbers were parsed on the way in; one that no longer
+    /// parses is skipped rather than published.
+    pub fn sends_of(
+        message_id: i64,
+        body: &MessageBody,
+        recipients: impl IntoIterator<Item = (i64, String)>,
+    ) -> Vec<OutboundJob> {
+        recipients
+            .into_iter()
+            .filter_map(|(recipient_id, phone)| {
+                Some(OutboundJob::SendV1 {
+                    recipient_id,
+                    message_id,
+                    to: PhoneNumber::parse(&phone).ok()?,
+                    body: body.clone(),
+                })
+            })
+            .collect()
+    }
+
     pub fn recipient_id(&self) -> i64 {
         match self {
             OutboundJob::SendV1 { recipient_id, .. } => *recipient_id,
@@ -58,6 +79,25 @@ mod tests {
         assert_eq!(json["type"], "SendV1");
         assert_eq!(json["to"], "+85212345678");
         assert_eq!(OutboundJob::from_json(&job.to_json()).unwrap(), job);
+    }
+
+    #[test]
+    fn sends_of_pairs_each_stored_row_and_skips_a_number_that_no_longer_parses() {
+        let body = MessageBody::parse("hi", 10).unwrap();
+        let rows = vec![
+            (7, "+85212345678".to_owned()),
+            (8, "not a number".to_owned()),
+            (9, "+85287654321".to_owned()),
+        ];
+        let jobs = OutboundJob::sends_of(3, &body, rows);
+        let ids: Vec<(i64, i64)> = jobs
+            .iter()
+            .map(|j| (j.recipient_id(), j.message_id()))
+            .collect();
+        assert_eq!(ids, vec![(7, 3), (9, 3)]);
+        let OutboundJob::SendV1 { to, body: sent, .. } = &jobs[1];
+        assert_eq!(to.as_str(), "+85287654321");
+        assert_eq!(sent, &body);
     }
 
     #[test]
