@@ -46,8 +46,9 @@ pub struct MessageProgress {
     pub failed_count: i32,
 }
 
-/// Locks the batch's messages in id order. Two writers touching the same messages then
-/// queue up instead of deadlocking on each other's rows.
+/// Locks the batch's messages in id order, after its recipients are updated and just before
+/// their counters are: two writers touching the same messages then queue up for the short
+/// rest of their transactions instead of deadlocking on each other's rows.
 pub async fn lock_messages(
     tx: &mut Transaction<'_, Postgres>,
     message_ids: &[i64],
@@ -60,7 +61,8 @@ pub async fn lock_messages(
 }
 
 /// Writes every result in one statement. Only recipients still `pending` change, so a
-/// duplicate job's result never counts twice.
+/// duplicate job's result never counts twice. Rows are locked in the order of `rows`
+/// (one index lookup per entry), so callers pass them sorted by id.
 pub async fn update_recipients(
     tx: &mut Transaction<'_, Postgres>,
     rows: &[ResultRow],

@@ -10,6 +10,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures::future::join_all;
 use lapin::acker::Acker;
 use lapin::options::{BasicAckOptions, BasicNackOptions};
 use lapin::types::FieldTable;
@@ -19,6 +20,7 @@ use smsgate_shared::queue::{
 };
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 use tracing::{debug, error, info_span, warn, Instrument};
 
 use crate::hkt::GatewayVerdict;
@@ -49,12 +51,20 @@ enum Disposition {
 pub type ResultSender = mpsc::UnboundedSender<Completed>;
 
 /// Runs until every sender is dropped, then flushes what is left and returns.
+///
+/// Only the commits are serial. Once a batch is committed, its status events are queued in
+/// commit order, and routing its retries and acking its jobs run in a task of their own
+/// while the next batch commits: acks need no order, and a batch's acks still wait for its
+/// own commit.
 pub async fn run(
     ctx: Arc<Context>,
     mut results: mpsc::UnboundedReceiver<Completed>,
     kill: CancellationToken,
 ) {
     let max = ctx.settings.batch_size.max(1);
+    let finishing = TaskTracker::new();
+    let (events, queued_events) = mpsc::unbounded_channel();
+    let event_publisher = tokio::spawn(publish_events_in_order(ctx.clone(), queued_events));
     while let Some(first) = results.recv().await {
         let mut batch = vec![first];
         let deadline = tokio::time::Instant::now() + ctx.settings.batch_max_wait;
@@ -68,36 +78,51 @@ pub async fn run(
             }
         }
         if kill.is_cancelled() {
-            return; // a simulated crash: drop the batch unacked, the broker redelivers
+            break; // a simulated crash: drop the batch unacked, the broker redelivers
         }
-        flush(&ctx, batch, &kill).await;
+        let span = info_span!("dispatch.write_batch", results = batch.len());
+        let dispositions: Vec<Disposition> = batch.iter().map(|c| decide(&ctx, c)).collect();
+        let Some(changed) = commit_with_retry(&ctx, &batch, &dispositions, &kill)
+            .instrument(span.clone())
+            .await
+        else {
+            break;
+        };
+        let _ = events.send(status_events(changed));
+        let ctx = ctx.clone();
+        finishing.spawn(finish(ctx, batch, dispositions).instrument(span));
     }
+    finishing.close();
+    finishing.wait().await;
+    drop(events);
+    let _ = event_publisher.await;
 }
 
-async fn flush(ctx: &Context, batch: Vec<Completed>, kill: &CancellationToken) {
-    let span = info_span!("dispatch.write_batch", results = batch.len());
-    async {
-        let dispositions: Vec<Disposition> = batch.iter().map(|c| decide(ctx, c)).collect();
-        let Some(changed) = commit_with_retry(ctx, &batch, &dispositions, kill).await else {
-            return;
-        };
-        let routed = route_retries_and_dead(ctx, &batch, &dispositions).await;
-        for completed in batch {
-            let result = if routed {
-                completed.acker.ack(BasicAckOptions::default()).await
-            } else {
-                // The retry could not be queued: hand the job back for another attempt now
-                // rather than lose it (the broker connection is most likely gone anyway).
-                completed.acker.nack(BasicNackOptions { requeue: true, ..Default::default() }).await
-            };
-            if let Err(e) = result {
-                debug!(error = %e, "ack failed; the broker will redeliver and the job will be skipped");
-            }
+/// After the commit: retries and dead jobs to their queues, then the acks.
+async fn finish(ctx: Arc<Context>, batch: Vec<Completed>, dispositions: Vec<Disposition>) {
+    let routed = route_retries_and_dead(&ctx, &batch, &dispositions).await;
+    // Polled together, the acks reach lapin's I/O thread as one burst of frames; awaited
+    // one by one they were a round trip to that thread per job.
+    let acks = batch.into_iter().map(|completed| async move {
+        if routed {
+            completed.acker.ack(BasicAckOptions::default()).await
+        } else {
+            // The retry could not be queued: hand the job back for another attempt now
+            // rather than lose it (the broker connection is most likely gone anyway).
+            completed
+                .acker
+                .nack(BasicNackOptions {
+                    requeue: true,
+                    ..Default::default()
+                })
+                .await
         }
-        publish_events(ctx, changed);
+    });
+    for result in join_all(acks).await {
+        if let Err(e) = result {
+            debug!(error = %e, "ack failed; the broker will redeliver and the job will be skipped");
+        }
     }
-    .instrument(span)
-    .await
 }
 
 fn decide(ctx: &Context, completed: &Completed) -> Disposition {
@@ -182,18 +207,25 @@ async fn commit(
     batch: &[Completed],
     dispositions: &[Disposition],
 ) -> Result<Changes, sqlx::Error> {
-    let rows: Vec<ResultRow> = batch
+    let mut rows: Vec<ResultRow> = batch
         .iter()
         .zip(dispositions)
         .map(|(c, d)| result_row(c, d))
         .collect();
+    // In id order, the update locks recipient rows in id order: two batches holding
+    // duplicates of the same jobs never wait on each other in opposite orders.
+    rows.sort_unstable_by_key(|r| r.recipient_id);
     let mut message_ids: Vec<i64> = batch.iter().map(|c| c.job.message_id()).collect();
     message_ids.sort_unstable();
     message_ids.dedup();
 
     let mut tx = ctx.db.begin().await?;
-    repo::lock_messages(&mut tx, &message_ids).await?;
+    // Recipients first, message rows last: a batch holds its messages' locks only for the
+    // counter update and the commit, so writers of the same bulk (one message, many
+    // dispatchers) overlap their recipient updates instead of queueing behind one message
+    // row for the whole transaction.
     let changed = repo::update_recipients(&mut tx, &rows).await?;
+    repo::lock_messages(&mut tx, &message_ids).await?;
 
     let mut deltas: BTreeMap<i64, (i32, i32)> =
         message_ids.iter().map(|id| (*id, (0, 0))).collect();
@@ -288,11 +320,11 @@ async fn route_retries_and_dead(
     true
 }
 
-/// Publishes one progress event per touched message, off the write path: events feed
-/// live views, and a lost one is corrected by the next (they carry absolute counters).
-fn publish_events(ctx: &Context, changes: Changes) {
+/// One progress event per message a committed batch touched (absolute counters plus the
+/// recipients it changed).
+fn status_events(changes: Changes) -> Vec<OutgoingMessage> {
     if changes.messages.is_empty() {
-        return;
+        return Vec::new();
     }
     let mut updates: HashMap<i64, Vec<RecipientUpdate>> = HashMap::new();
     for r in changes.recipients {
@@ -306,7 +338,7 @@ fn publish_events(ctx: &Context, changes: Changes) {
                 error: r.last_error,
             });
     }
-    let messages: Vec<OutgoingMessage> = changes
+    changes
         .messages
         .into_iter()
         .map(|m| {
@@ -324,11 +356,22 @@ fn publish_events(ctx: &Context, changes: Changes) {
                 headers: FieldTable::default(),
             }
         })
-        .collect();
+        .collect()
+}
+
+/// Publishes the batches' events one batch after another, off the write path, so this
+/// dispatcher's events for a message arrive in commit order (events of different
+/// dispatchers may still interleave). Best effort: events only feed live views, the next
+/// one corrects a lost one (they carry absolute counters), and the views re-read the
+/// database when events stop.
+async fn publish_events_in_order(
+    ctx: Arc<Context>,
+    mut queued: mpsc::UnboundedReceiver<Vec<OutgoingMessage>>,
+) {
     let publisher = ctx.broker.publisher(ctx.names.events_exchange());
-    tokio::spawn(async move {
-        if let Err(e) = publisher.publish_all(messages).await {
+    while let Some(events) = queued.recv().await {
+        if let Err(e) = publisher.publish_all(events).await {
             debug!(error = %e, "status events not published");
         }
-    });
+    }
 }

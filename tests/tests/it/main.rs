@@ -10,6 +10,7 @@ mod pipeline;
 mod provisioning;
 mod rate_limit;
 mod resilience;
+mod result_writes;
 mod web_admin;
 mod web_auth;
 mod web_compose;
