@@ -23,7 +23,7 @@ pub struct Accepted {
     pub created_at: DateTime<Utc>,
 }
 
-/// Stores the message and all its recipients in one statement, then has the outbox publish
+/// Stores the message and all its recipients in one transaction, then has the outbox publish
 /// their jobs. Returns once the rows are committed: nothing is accepted that is not durable,
 /// and publishing can't lose a recipient (the reconciler republishes what isn't confirmed).
 #[tracing::instrument(name = "sms.accept", skip_all, fields(user.id = user_id, message.id, recipients = send.recipients.len()))]
@@ -34,10 +34,10 @@ pub async fn accept(
     send: NewSend,
 ) -> Result<Accepted, sqlx::Error> {
     let total = send.recipients.len();
-    let phones: Vec<&str> = send.recipients.iter().map(PhoneNumber::as_str).collect();
     let lease = outbox.lease().as_secs_f64();
     let (id, created_at) =
-        repo::insert_message_with_recipients(db, user_id, &send.body, &phones, lease).await?;
+        repo::insert_message_with_recipients(db, user_id, &send.body, &send.recipients, lease)
+            .await?;
     Span::current().record("message.id", id);
     outbox.publish_stored_in_background(id, routing::HKT.to_owned(), send.body);
     Ok(Accepted {

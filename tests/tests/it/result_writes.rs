@@ -1,13 +1,15 @@
-//! How results are written: concurrent batch writers on one message, and the order of
-//! status events.
+//! How results and bulks are written: concurrent batch writers on one message, the order
+//! of status events, and a bulk insert that fails halfway.
 
 use std::time::Duration;
 
 use futures::StreamExt;
 use lapin::options::{BasicConsumeOptions, QueueBindOptions, QueueDeclareOptions};
 use lapin::types::FieldTable;
+use reqwest::StatusCode;
+use serde_json::json;
 use smsgate_shared::queue::{Broker, Names, StatusEvent};
-use smsgate_tests::app::{numbers, test_amqp_url, TestApp};
+use smsgate_tests::app::{numbers, test_amqp_url, TestApp, TestOptions};
 
 const DEADLINE: Duration = Duration::from_secs(60);
 
@@ -115,5 +117,60 @@ async fn a_dispatchers_status_events_for_a_message_arrive_in_commit_order() {
     );
     assert_eq!(done.last(), Some(&600));
     broker.close().await;
+    app.teardown().await;
+}
+
+/// The recipients of a bulk go in by COPY inside the message's transaction: if PostgreSQL
+/// refuses one of them, nothing of the message is left behind, the caller gets an error in
+/// our format, and the connection it used goes on serving requests.
+#[tokio::test]
+async fn a_bulk_whose_recipients_cannot_all_be_stored_leaves_nothing_behind() {
+    let app = TestApp::spawn_with(TestOptions {
+        start_dispatcher: false,
+        ..Default::default()
+    })
+    .await;
+    sqlx::raw_sql(
+        "CREATE FUNCTION refuse_marked_number() RETURNS trigger LANGUAGE plpgsql AS $$
+         BEGIN
+             IF NEW.phone = '+85299999999' THEN RAISE EXCEPTION 'refused for the test'; END IF;
+             RETURN NEW;
+         END $$;
+         CREATE TRIGGER refuse_marked_number BEFORE INSERT ON recipients
+             FOR EACH ROW EXECUTE FUNCTION refuse_marked_number();",
+    )
+    .execute(&app.db)
+    .await
+    .unwrap();
+    let mut recipients = numbers(9_000, 6213);
+    recipients.push("+85299999999".into());
+
+    let (status, body) = app
+        .post(
+            "/api/sms/send-bulk",
+            json!({"recipients": recipients, "content": "half a bulk"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR, "{body}");
+    assert!(body["error"]["code"].is_string(), "{body}");
+    let (messages, recipients_left, outbox): (i64, i64, i64) = sqlx::query_as(
+        "SELECT (SELECT count(*) FROM messages), (SELECT count(*) FROM recipients),
+                (SELECT count(*) FROM message_outbox)",
+    )
+    .fetch_one(&app.db)
+    .await
+    .unwrap();
+    assert_eq!((messages, recipients_left, outbox), (0, 0, 0));
+
+    // Every pooled connection, the one whose COPY failed among them, still works.
+    for round in 0..20 {
+        let (status, body) = app
+            .post(
+                "/api/sms/send-bulk",
+                json!({"recipients": numbers(3, 6300 + round), "content": "after"}),
+            )
+            .await;
+        assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    }
     app.teardown().await;
 }
