@@ -1,6 +1,14 @@
 use anyhow::Context;
 use smsgate_api::settings::Settings;
 
+/// jemalloc rather than glibc's malloc: every request allocates and frees across the
+/// runtime's worker threads, and glibc's arenas spent about a fifth of the API's CPU on it
+/// under single-send load (perf; docs/benchmarks.md). Blocks of 8 MiB and more (argon2's
+/// 19 MiB per password hash) go to jemalloc's oversize arena, which returns them to the
+/// kernel at once, so idle memory stays low after logins.
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 /// `smsgate-api [serve]` runs the service; `smsgate-api migrate` migrates and exits.
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
