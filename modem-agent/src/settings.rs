@@ -66,10 +66,8 @@ impl Settings {
             })?;
         let serial_device = config::var("SERIAL_DEVICE")
             .ok_or_else(|| ConfigError::new("SERIAL_DEVICE", "is required"))?;
-        let mut queue = QueueSettings::from_env()?;
-        queue.amqp_url = with_small_frames(&queue.amqp_url);
         Ok(Settings {
-            queue,
+            queue: QueueSettings::from_env()?,
             sim_id,
             sim_number,
             serial_device,
@@ -108,40 +106,5 @@ impl Settings {
             delivery_reports: true,
             spool_dir,
         }
-    }
-}
-
-/// Largest AMQP frame the agent negotiates unless AMQP_URL says otherwise. lapin keeps a
-/// receive and a send buffer of 32 frames each; at RabbitMQ's default 128 KiB frames that is
-/// 8 MB resident, the whole idle budget of a Pi agent, for jobs and events under 1 KiB.
-const AGENT_FRAME_MAX: u32 = 16_384;
-
-/// `url` with `frame_max` set to [`AGENT_FRAME_MAX`] when it does not choose one itself.
-fn with_small_frames(url: &str) -> String {
-    if url.contains("frame_max=") {
-        return url.to_owned();
-    }
-    let separator = if url.contains('?') { '&' } else { '?' };
-    format!("{url}{separator}frame_max={AGENT_FRAME_MAX}")
-}
-
-#[cfg(test)]
-mod frame_tests {
-    use super::*;
-
-    #[test]
-    fn the_agent_asks_for_small_frames_unless_the_url_chooses() {
-        assert_eq!(
-            with_small_frames("amqp://guest:guest@host:5672/%2f"),
-            "amqp://guest:guest@host:5672/%2f?frame_max=16384"
-        );
-        assert_eq!(
-            with_small_frames("amqps://h/%2f?heartbeat=30"),
-            "amqps://h/%2f?heartbeat=30&frame_max=16384"
-        );
-        assert_eq!(
-            with_small_frames("amqp://h/%2f?frame_max=4096"),
-            "amqp://h/%2f?frame_max=4096"
-        );
     }
 }
