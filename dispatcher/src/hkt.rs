@@ -147,7 +147,7 @@ impl HktClient {
         async {
             let response = self
                 .http
-                .post(&self.settings.base_url)
+                .post(self.settings.base_url.clone())
                 .form(&form)
                 .send()
                 .await?;
