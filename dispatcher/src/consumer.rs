@@ -6,14 +6,15 @@ use std::time::Duration;
 
 use futures::{FutureExt, StreamExt};
 use lapin::message::Delivery;
-use lapin::options::{BasicAckOptions, BasicConsumeOptions, BasicNackOptions, BasicQosOptions};
+use lapin::options::{BasicConsumeOptions, BasicQosOptions};
 use lapin::types::FieldTable;
-use smsgate_shared::queue::{attempt_of, bury_in_dead_queue, declare_topology, OutboundJob};
+use smsgate_shared::queue::{attempt_of, copy_to_dead_queue, declare_topology, OutboundJob};
 use smsgate_shared::telemetry;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{error, info, info_span, warn, Instrument};
 
+use crate::acks::{Acks, Settle};
 use crate::job::{handle, Outcome};
 use crate::repo;
 use crate::writer::{Completed, ResultSender};
@@ -22,17 +23,20 @@ use crate::Context;
 /// Jobs looked up together in one status query.
 const LOOKUP_BATCH: usize = 256;
 
-/// Consumes until `shutdown` (graceful) or `kill` (simulated crash) is cancelled.
+/// Consumes until `shutdown` (graceful) or `kill` (simulated crash) is cancelled. Each
+/// broker session's ack task runs on `ack_tasks`, and outlives this function until the
+/// writer has settled the session's last job.
 pub async fn run(
     ctx: Arc<Context>,
     results: ResultSender,
+    ack_tasks: TaskTracker,
     shutdown: CancellationToken,
     kill: CancellationToken,
 ) {
     let sends = TaskTracker::new();
     let mut backoff = Duration::from_millis(500);
     while !shutdown.is_cancelled() && !kill.is_cancelled() {
-        match session(&ctx, &results, &sends, &shutdown, &kill).await {
+        match session(&ctx, &results, &sends, &ack_tasks, &shutdown, &kill).await {
             Ok(()) => break,
             Err(e) => {
                 warn!(error = %e, "consumer lost its broker session; reconnecting in {backoff:?}");
@@ -53,10 +57,12 @@ async fn session(
     ctx: &Arc<Context>,
     results: &ResultSender,
     sends: &TaskTracker,
+    ack_tasks: &TaskTracker,
     shutdown: &CancellationToken,
     kill: &CancellationToken,
 ) -> anyhow::Result<()> {
     let channel = ctx.broker.channel().await?;
+    let acks = Acks::start(channel.clone(), ack_tasks);
     declare_topology(&channel, &ctx.settings.queue).await?;
     channel
         .basic_qos(ctx.settings.prefetch, BasicQosOptions::default())
@@ -84,14 +90,18 @@ async fn session(
             None => anyhow::bail!("the broker closed the consumer"),
         };
         // Take whatever else is already buffered, so one status query serves many jobs.
+        acks.delivered(first.delivery_tag);
         let mut deliveries = vec![first];
         while deliveries.len() < LOOKUP_BATCH {
             match consumer.next().now_or_never() {
-                Some(Some(Ok(delivery))) => deliveries.push(delivery),
+                Some(Some(Ok(delivery))) => {
+                    acks.delivered(delivery.delivery_tag);
+                    deliveries.push(delivery);
+                }
                 _ => break,
             }
         }
-        dispatch_batch(ctx, deliveries, results, sends, shutdown, kill).await;
+        dispatch_batch(ctx, deliveries, &acks, results, sends, shutdown, kill).await;
     }
 }
 
@@ -101,6 +111,7 @@ async fn session(
 async fn dispatch_batch(
     ctx: &Arc<Context>,
     deliveries: Vec<Delivery>,
+    acks: &Acks,
     results: &ResultSender,
     sends: &TaskTracker,
     shutdown: &CancellationToken,
@@ -110,7 +121,7 @@ async fn dispatch_batch(
     for delivery in deliveries {
         match OutboundJob::from_json(&delivery.data) {
             Ok(job) => jobs.push((delivery, job)),
-            Err(e) => bury_poison(ctx, delivery, e).await,
+            Err(e) => bury_poison(ctx, &delivery, acks, e).await,
         }
     }
     let ids: Vec<i64> = jobs.iter().map(|(_, job)| job.recipient_id()).collect();
@@ -130,7 +141,7 @@ async fn dispatch_batch(
         let current = statuses.get(&job.recipient_id()).copied();
         if current.is_none_or(|s| s.is_terminal()) {
             // Redelivered or duplicate job: its result is already committed.
-            let _ = delivery.acker.ack(BasicAckOptions::default()).await;
+            acks.settle(delivery.delivery_tag, Settle::Ack);
             continue;
         }
         let permit = tokio::select! {
@@ -138,14 +149,11 @@ async fn dispatch_batch(
             _ = shutdown.cancelled() => None,
         };
         let Some(permit) = permit.filter(|_| !shutdown.is_cancelled()) else {
-            let requeue = BasicNackOptions {
-                requeue: true,
-                ..Default::default()
-            };
-            let _ = delivery.acker.nack(requeue).await;
+            acks.settle(delivery.delivery_tag, Settle::Requeue);
             continue;
         };
         let ctx = ctx.clone();
+        let acks = acks.clone();
         let results = results.clone();
         let span = info_span!(
             "dispatch.job",
@@ -159,13 +167,15 @@ async fn dispatch_batch(
                 let outcome = handle(&job, current, &ctx.hkt).await;
                 drop(permit);
                 let Outcome::Attempted(verdict) = outcome else {
+                    acks.settle(delivery.delivery_tag, Settle::Ack);
                     return;
                 };
                 let _ = results.send(Completed {
                     routing_key: delivery.routing_key.to_string(),
                     headers: delivery.properties.headers().clone(),
                     payload: delivery.data,
-                    acker: delivery.acker,
+                    tag: delivery.delivery_tag,
+                    acks,
                     job,
                     attempt,
                     verdict,
@@ -176,10 +186,15 @@ async fn dispatch_batch(
     }
 }
 
-/// A job that does not parse can never succeed: it goes to the dead queue for a human.
-async fn bury_poison(ctx: &Context, delivery: Delivery, cause: serde_json::Error) {
+/// A job that does not parse can never succeed: it goes to the dead queue for a human,
+/// and is acked once the dead queue confirmed the copy.
+async fn bury_poison(ctx: &Context, delivery: &Delivery, acks: &Acks, cause: serde_json::Error) {
     error!(error = %cause, "unparseable job moved to the dead queue");
-    if let Err(e) = bury_in_dead_queue(&ctx.broker, &ctx.names, delivery).await {
-        warn!(error = %e, "could not park the unparseable job; it will be redelivered");
+    match copy_to_dead_queue(&ctx.broker, &ctx.names, delivery).await {
+        Ok(()) => acks.settle(delivery.delivery_tag, Settle::Ack),
+        Err(e) => {
+            warn!(error = %e, "could not park the unparseable job; it goes back to the queue");
+            acks.settle(delivery.delivery_tag, Settle::Requeue);
+        }
     }
 }

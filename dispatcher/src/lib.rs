@@ -1,6 +1,7 @@
 //! The dispatcher: consumes HKT jobs, calls the gateway, retries on a schedule and writes
 //! results in batches. Run any number of them; they compete for the same queue.
 
+pub mod acks;
 mod consumer;
 pub mod hkt;
 pub mod ingest;
@@ -19,6 +20,7 @@ use sqlx::postgres::PgPoolOptions;
 use sqlx::PgPool;
 use tokio::sync::{mpsc, Semaphore};
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 use crate::hkt::HktClient;
 use crate::rate_limit::{GlobalRateLimiter, RateLimited, HKT_LIMIT};
@@ -43,6 +45,8 @@ pub struct RunningDispatcher {
     broker: Broker,
     consumer: tokio::task::JoinHandle<()>,
     writer: tokio::task::JoinHandle<()>,
+    /// One per broker session; each writes its last acks once the writer is done.
+    ack_tasks: TaskTracker,
     /// Edge events from the modem agents (issue #4).
     ingest: tokio::task::JoinHandle<()>,
 }
@@ -53,6 +57,8 @@ impl RunningDispatcher {
         self.shutdown.cancel();
         let _ = self.consumer.await;
         let _ = self.writer.await;
+        self.ack_tasks.close();
+        self.ack_tasks.wait().await;
         let _ = self.ingest.await;
         self.broker.close().await;
     }
@@ -108,13 +114,21 @@ pub async fn start(settings: Settings) -> anyhow::Result<RunningDispatcher> {
     let (results, receiver) = mpsc::unbounded_channel();
     let writer = tokio::spawn(writer::run(ctx.clone(), receiver, kill.clone()));
     let ingest = tokio::spawn(ingest::run(ctx.clone(), shutdown.clone(), kill.clone()));
-    let consumer = tokio::spawn(consumer::run(ctx, results, shutdown.clone(), kill.clone()));
+    let ack_tasks = TaskTracker::new();
+    let consumer = tokio::spawn(consumer::run(
+        ctx,
+        results,
+        ack_tasks.clone(),
+        shutdown.clone(),
+        kill.clone(),
+    ));
     Ok(RunningDispatcher {
         shutdown,
         kill,
         broker,
         consumer,
         writer,
+        ack_tasks,
         ingest,
     })
 }

@@ -10,9 +10,6 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::future::join_all;
-use lapin::acker::Acker;
-use lapin::options::{BasicAckOptions, BasicNackOptions};
 use lapin::types::FieldTable;
 use smsgate_shared::domain::RecipientStatus;
 use smsgate_shared::queue::{
@@ -23,6 +20,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{debug, error, info_span, warn, Instrument};
 
+use crate::acks::{Acks, Settle};
 use crate::hkt::GatewayVerdict;
 use crate::repo::{self, DeadLetterRow, ResultRow};
 use crate::retry::NextStep;
@@ -30,7 +28,9 @@ use crate::Context;
 
 /// A job whose gateway attempt finished, waiting to be recorded and acked.
 pub struct Completed {
-    pub acker: Acker,
+    /// Its delivery tag on the channel `acks` settles.
+    pub tag: u64,
+    pub acks: Acks,
     pub job: OutboundJob,
     /// The routing key it arrived with: retries dead-letter back to the same route.
     pub routing_key: String,
@@ -101,27 +101,11 @@ pub async fn run(
 /// After the commit: retries and dead jobs to their queues, then the acks.
 async fn finish(ctx: Arc<Context>, batch: Vec<Completed>, dispositions: Vec<Disposition>) {
     let routed = route_retries_and_dead(&ctx, &batch, &dispositions).await;
-    // Polled together, the acks reach lapin's I/O thread as one burst of frames; awaited
-    // one by one they were a round trip to that thread per job.
-    let acks = batch.into_iter().map(|completed| async move {
-        if routed {
-            completed.acker.ack(BasicAckOptions::default()).await
-        } else {
-            // The retry could not be queued: hand the job back for another attempt now
-            // rather than lose it (the broker connection is most likely gone anyway).
-            completed
-                .acker
-                .nack(BasicNackOptions {
-                    requeue: true,
-                    ..Default::default()
-                })
-                .await
-        }
-    });
-    for result in join_all(acks).await {
-        if let Err(e) = result {
-            debug!(error = %e, "ack failed; the broker will redeliver and the job will be skipped");
-        }
+    // The retry could not be queued: hand the job back for another attempt now rather
+    // than lose it (the broker connection is most likely gone anyway).
+    let how = if routed { Settle::Ack } else { Settle::Requeue };
+    for completed in batch {
+        completed.acks.settle(completed.tag, how);
     }
 }
 

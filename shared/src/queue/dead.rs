@@ -13,13 +13,23 @@ pub async fn bury_in_dead_queue(
     names: &Names,
     delivery: Delivery,
 ) -> Result<(), BrokerError> {
+    copy_to_dead_queue(broker, names, &delivery).await?;
+    delivery.acker.ack(BasicAckOptions::default()).await?;
+    Ok(())
+}
+
+/// The copy half of [`bury_in_dead_queue`], for a consumer that settles its deliveries
+/// itself: returns once the dead queue confirmed the copy; the caller then acks.
+pub async fn copy_to_dead_queue(
+    broker: &Broker,
+    names: &Names,
+    delivery: &Delivery,
+) -> Result<(), BrokerError> {
     let copy = OutgoingMessage {
         routing_key: names.dead_queue(),
         payload: delivery.data.clone(),
         headers: delivery.properties.headers().clone().unwrap_or_default(),
     };
     // The default exchange routes by queue name.
-    broker.publisher(String::new()).publish_one(copy).await?;
-    delivery.acker.ack(BasicAckOptions::default()).await?;
-    Ok(())
+    broker.publisher(String::new()).publish_one(copy).await
 }

@@ -15,7 +15,7 @@ mod topology;
 
 pub use broker::{Broker, BrokerError, ConfirmedPublisher, OutgoingMessage};
 pub use contract::{routing, Names};
-pub use dead::bury_in_dead_queue;
+pub use dead::{bury_in_dead_queue, copy_to_dead_queue};
 pub use events::{RecipientUpdate, StatusEvent};
 pub use headers::{attempt_of, job_headers, with_attempt, ATTEMPT_HEADER, TRACEPARENT_HEADER};
 pub use jobs::OutboundJob;
