@@ -31,7 +31,7 @@ logs: ## follow the logs of the processes `make up` started
 test: ## run the whole test suite (sets up services; what CI runs)
 	@scripts/test.sh $(ARGS)
 
-bench: ## run the benchmark harness (starts its own stack of release binaries), write docs/benchmark-results.md
+bench: ## run the benchmark harness (starts its own stack of release binaries), write docs/benchmarks.md
 	@scripts/ensure-services.sh
 	@scripts/ensure-wrk.sh || true
 	$(CARGO) build --release --locked -p smsgate-api -p smsgate-dispatcher -p smsgate-modem-agent -p smsgate-tests --bins

@@ -7,15 +7,61 @@ use smsgate_tests::bench::report::{self, Figure, Timeline};
 use smsgate_tests::bench::scenarios::{self, Sizes};
 use smsgate_tests::bench::stack::Stack;
 
+const USAGE: &str = "\
+usage: bench [--smoke] [--only SCENARIO[,SCENARIO...]]
+
+Starts its own stack of release binaries, runs the scenarios of issue #5, prints a table
+(figure, target, measured, pass/fail) and writes docs/benchmarks.md and docs/bench-e2e.svg.
+
+  --smoke      tiny sizes, to keep the harness working (CI); writes under target/bench-smoke
+  --only LIST  run only these scenarios, while tuning; nothing is written
+               (idle, bulk, rate, scaling, single, tables)
+  --help       this text";
+
+const SCENARIOS: [&str; 6] = ["idle", "bulk", "rate", "scaling", "single", "tables"];
+
+/// What the command line asked for.
+struct Args {
+    smoke: bool,
+    only: Option<Vec<String>>,
+}
+
+fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Option<Args>, String> {
+    let mut parsed = Args {
+        smoke: false,
+        only: None,
+    };
+    while let Some(arg) = args.next() {
+        match arg.as_str() {
+            "--help" | "-h" => return Ok(None),
+            "--smoke" => parsed.smoke = true,
+            "--only" => {
+                let list = args.next().ok_or("--only needs a list of scenarios")?;
+                let names: Vec<String> = list.split(',').map(str::to_owned).collect();
+                if let Some(unknown) = names.iter().find(|n| !SCENARIOS.contains(&n.as_str())) {
+                    return Err(format!("--only: no scenario named {unknown:?}"));
+                }
+                parsed.only = Some(names);
+            }
+            other => return Err(format!("unknown argument {other:?}")),
+        }
+    }
+    Ok(Some(parsed))
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let args: Vec<String> = std::env::args().collect();
-    let smoke = args.iter().any(|a| a == "--smoke");
-    // `--only bulk,single` runs a subset while tuning; the report is then not written.
-    let only: Option<Vec<String>> = args
-        .windows(2)
-        .find(|w| w[0] == "--only")
-        .map(|w| w[1].split(',').map(str::to_owned).collect());
+    let Args { smoke, only } = match parse_args(std::env::args().skip(1)) {
+        Ok(Some(args)) => args,
+        Ok(None) => {
+            println!("{USAGE}");
+            return Ok(());
+        }
+        Err(problem) => {
+            eprintln!("bench: {problem}\n\n{USAGE}");
+            std::process::exit(2);
+        }
+    };
     let wanted = |name: &str| only.as_ref().is_none_or(|o| o.iter().any(|n| n == name));
     let sizes = if smoke { Sizes::smoke() } else { Sizes::full() };
     let repo = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
@@ -135,4 +181,45 @@ fn results_markdown(figures: &[Figure], timeline: &Timeline) -> String {
     }
     out.push_str("\n</details>\n");
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Result<Option<Args>, String> {
+        parse_args(args.iter().map(|a| a.to_string()))
+    }
+
+    #[test]
+    fn no_arguments_run_everything_at_full_size() {
+        let args = parse(&[]).unwrap().unwrap();
+        assert!(!args.smoke);
+        assert!(args.only.is_none());
+    }
+
+    #[test]
+    fn smoke_and_a_subset_are_understood() {
+        let args = parse(&["--smoke", "--only", "bulk,single"])
+            .unwrap()
+            .unwrap();
+        assert!(args.smoke);
+        assert_eq!(args.only.unwrap(), ["bulk", "single"]);
+    }
+
+    #[test]
+    fn help_asks_for_the_usage_instead_of_a_run() {
+        assert!(parse(&["--help"]).unwrap().is_none());
+        assert!(parse(&["--smoke", "-h"]).unwrap().is_none());
+    }
+
+    #[test]
+    fn unknown_arguments_and_scenarios_are_refused_by_name() {
+        assert!(parse(&["--bogus"]).err().unwrap().contains("--bogus"));
+        assert!(parse(&["--only", "bulk,foo"])
+            .err()
+            .unwrap()
+            .contains("foo"));
+        assert!(parse(&["--only"]).is_err());
+    }
 }
