@@ -54,12 +54,14 @@ enum Slot {
 }
 
 /// The unsettled delivery tags of one channel and what to send for them. Pure: the
-/// caller says what happened and writes the frames it gets back, in order.
+/// caller says what happened, then takes the frames that are due and writes them in order.
 #[derive(Debug, Default)]
 pub struct AckWindow {
     /// Tags delivered and not yet covered by a frame. A tag not in here is either not
     /// delivered yet or settled.
     unsettled: BTreeMap<u64, Slot>,
+    /// Requeues recorded since the last [`Self::take_due`].
+    requeues: Vec<Frame>,
 }
 
 impl AckWindow {
@@ -68,13 +70,13 @@ impl AckWindow {
         self.unsettled.insert(tag, Slot::Open);
     }
 
-    /// Records how a delivered job is settled; returns the frames that are due now.
-    pub fn settle(&mut self, tag: u64, how: Settle, now: Instant) -> Vec<Frame> {
-        let mut frames = Vec::new();
+    /// Records how a delivered job is settled. A tag settled already, or never delivered
+    /// on this channel, is ignored.
+    pub fn settle(&mut self, tag: u64, how: Settle, now: Instant) {
         match how {
             Settle::Requeue => {
                 if self.unsettled.remove(&tag).is_some() {
-                    frames.push(Frame::Requeue(tag));
+                    self.requeues.push(Frame::Requeue(tag));
                 }
             }
             Settle::Ack => {
@@ -83,12 +85,25 @@ impl AckWindow {
                 }
             }
         }
-        frames.extend(self.settled_prefix());
+    }
+
+    /// The frames due now: the requeues recorded, then one multiple ack for the finished
+    /// run at the front of the window, if there is one.
+    pub fn take_due(&mut self) -> Vec<Frame> {
+        let mut frames = std::mem::take(&mut self.requeues);
+        let mut highest = None;
+        while let Some(entry) = self.unsettled.first_entry() {
+            match entry.get() {
+                Slot::Open => break,
+                Slot::Ack { .. } => highest = Some(entry.remove_entry().0),
+            }
+        }
+        frames.extend(highest.map(Frame::AckUpTo));
         frames
     }
 
     /// Acks, one by one, the finished jobs that have waited longer than `wait` behind an
-    /// open one.
+    /// open one. Call after [`Self::take_due`], whose frames go first.
     pub fn release_stragglers(&mut self, now: Instant, wait: Duration) -> Vec<Frame> {
         let due: Vec<u64> = self
             .unsettled
@@ -105,21 +120,9 @@ impl AckWindow {
     /// Everything finished, acked now; open jobs stay unacked (the broker redelivers them
     /// when the channel closes).
     pub fn release_all_finished(&mut self) -> Vec<Frame> {
-        let mut frames: Vec<Frame> = self.settled_prefix().into_iter().collect();
+        let mut frames = self.take_due();
         frames.extend(self.release_stragglers(Instant::now(), Duration::ZERO));
         frames
-    }
-
-    /// The finished run of tags at the front of the window, as one multiple ack.
-    fn settled_prefix(&mut self) -> Option<Frame> {
-        let mut highest = None;
-        while let Some(entry) = self.unsettled.first_entry() {
-            match entry.get() {
-                Slot::Open => break,
-                Slot::Ack { .. } => highest = Some(entry.remove_entry().0),
-            }
-        }
-        highest.map(Frame::AckUpTo)
     }
 
     pub fn is_empty(&self) -> bool {
@@ -128,8 +131,8 @@ impl AckWindow {
 }
 
 enum Command {
-    Delivered(u64),
-    Settle(u64, Settle),
+    Delivered(Vec<u64>),
+    Settle(Vec<u64>, Settle),
 }
 
 /// Handle to one channel's ack task. Cheap to clone; the task writes what is left and
@@ -149,13 +152,24 @@ impl Acks {
         Acks { commands }
     }
 
-    /// Call in delivery order, before the job can be settled.
-    pub fn delivered(&self, tag: u64) {
-        let _ = self.commands.send(Command::Delivered(tag));
+    /// Call in delivery order, before any of these jobs can be settled.
+    pub fn delivered(&self, tags: Vec<u64>) {
+        let _ = self.commands.send(Command::Delivered(tags));
     }
 
     pub fn settle(&self, tag: u64, how: Settle) {
-        let _ = self.commands.send(Command::Settle(tag, how));
+        self.settle_all(vec![tag], how);
+    }
+
+    /// Settles many jobs in one message to the ack task (a committed batch): the task
+    /// then writes one frame for them, not one per job it happened to be woken for.
+    pub fn settle_all(&self, tags: Vec<u64>, how: Settle) {
+        let _ = self.commands.send(Command::Settle(tags, how));
+    }
+
+    /// Whether both handles settle jobs of the same channel.
+    pub fn same_channel(&self, other: &Acks) -> bool {
+        self.commands.same_channel(&other.commands)
     }
 }
 
@@ -168,11 +182,11 @@ async fn run(channel: Channel, mut commands: mpsc::UnboundedReceiver<Command>) {
             command = commands.recv() => {
                 let Some(command) = command else { break };
                 // Take everything queued, so one frame settles what many tasks finished.
-                let mut frames = apply(&mut window, command);
+                apply(&mut window, command);
                 while let Ok(command) = commands.try_recv() {
-                    frames.extend(apply(&mut window, command));
+                    apply(&mut window, command);
                 }
-                frames
+                window.take_due()
             }
             _ = stragglers.tick(), if !window.is_empty() => {
                 window.release_stragglers(Instant::now(), STRAGGLER_WAIT)
@@ -183,13 +197,15 @@ async fn run(channel: Channel, mut commands: mpsc::UnboundedReceiver<Command>) {
     write(&channel, window.release_all_finished()).await;
 }
 
-fn apply(window: &mut AckWindow, command: Command) -> Vec<Frame> {
+fn apply(window: &mut AckWindow, command: Command) {
     match command {
-        Command::Delivered(tag) => {
-            window.delivered(tag);
-            Vec::new()
+        Command::Delivered(tags) => tags.into_iter().for_each(|tag| window.delivered(tag)),
+        Command::Settle(tags, how) => {
+            let now = Instant::now();
+            for tag in tags {
+                window.settle(tag, how, now);
+            }
         }
-        Command::Settle(tag, how) => window.settle(tag, how, Instant::now()),
     }
 }
 
@@ -245,58 +261,72 @@ mod tests {
         window
     }
 
+    /// Settles `tags` in the order given and takes what is due.
+    fn settle(w: &mut AckWindow, tags: &[u64], how: Settle) -> Vec<Frame> {
+        for &tag in tags {
+            w.settle(tag, how, Instant::now());
+        }
+        w.take_due()
+    }
+
     #[test]
-    fn jobs_finished_in_order_are_acked_by_one_frame_each_prefix() {
-        let now = Instant::now();
+    fn a_finished_run_at_the_front_is_acked_by_one_frame() {
         let mut w = window(1..=3);
-        assert_eq!(w.settle(1, Settle::Ack, now), vec![Frame::AckUpTo(1)]);
-        assert_eq!(w.settle(2, Settle::Ack, now), vec![Frame::AckUpTo(2)]);
-        assert_eq!(w.settle(3, Settle::Ack, now), vec![Frame::AckUpTo(3)]);
+        assert_eq!(settle(&mut w, &[1], Settle::Ack), vec![Frame::AckUpTo(1)]);
+        assert_eq!(
+            settle(&mut w, &[3, 2], Settle::Ack),
+            vec![Frame::AckUpTo(3)]
+        );
         assert!(w.is_empty());
     }
 
     #[test]
     fn a_job_still_open_holds_back_the_jobs_after_it_then_one_frame_covers_them() {
-        let now = Instant::now();
         let mut w = window(1..=4);
-        assert!(w.settle(2, Settle::Ack, now).is_empty());
-        assert!(w.settle(4, Settle::Ack, now).is_empty());
-        assert!(w.settle(3, Settle::Ack, now).is_empty());
-        assert_eq!(w.settle(1, Settle::Ack, now), vec![Frame::AckUpTo(4)]);
+        assert!(settle(&mut w, &[2, 4, 3], Settle::Ack).is_empty());
+        assert_eq!(settle(&mut w, &[1], Settle::Ack), vec![Frame::AckUpTo(4)]);
         assert!(w.is_empty());
     }
 
     #[test]
     fn a_multiple_ack_stops_below_an_open_job() {
-        let now = Instant::now();
         let mut w = window(1..=4);
-        w.settle(1, Settle::Ack, now);
-        assert!(w.settle(3, Settle::Ack, now).is_empty());
-        assert_eq!(w.settle(2, Settle::Ack, now), vec![Frame::AckUpTo(3)]);
+        assert_eq!(
+            settle(&mut w, &[1, 3, 2], Settle::Ack),
+            vec![Frame::AckUpTo(3)]
+        );
         // 4 is still open: nothing may cover it.
         assert!(!w.is_empty());
         assert!(w.release_all_finished().is_empty());
     }
 
     #[test]
-    fn a_requeue_is_written_at_once_and_before_the_ack_that_passes_it() {
-        let now = Instant::now();
+    fn a_requeue_is_due_at_once_and_goes_before_the_ack_that_passes_it() {
         let mut w = window(1..=3);
-        assert_eq!(w.settle(2, Settle::Requeue, now), vec![Frame::Requeue(2)]);
-        w.settle(3, Settle::Ack, now);
-        assert_eq!(w.settle(1, Settle::Ack, now), vec![Frame::AckUpTo(3)]);
-        assert!(w.is_empty());
+        assert_eq!(
+            settle(&mut w, &[2], Settle::Requeue),
+            vec![Frame::Requeue(2)]
+        );
+        w.settle(3, Settle::Ack, Instant::now());
+        w.settle(4, Settle::Ack, Instant::now());
+        assert_eq!(settle(&mut w, &[1], Settle::Ack), vec![Frame::AckUpTo(3)]);
+
+        let mut w = window(1..=3);
+        w.settle(1, Settle::Ack, Instant::now());
+        w.settle(2, Settle::Requeue, Instant::now());
+        w.settle(3, Settle::Ack, Instant::now());
+        assert_eq!(w.take_due(), vec![Frame::Requeue(2), Frame::AckUpTo(3)]);
     }
 
     #[test]
     fn a_multiple_ack_never_names_a_tag_already_settled() {
         // The broker fails the channel on an ack for a tag it no longer holds.
-        let now = Instant::now();
         let mut w = window(1..=3);
-        w.settle(3, Settle::Requeue, now);
-        assert_eq!(w.settle(2, Settle::Ack, now), Vec::<Frame>::new());
-        assert_eq!(w.settle(1, Settle::Ack, now), vec![Frame::AckUpTo(2)]);
+        settle(&mut w, &[3], Settle::Requeue);
+        assert!(settle(&mut w, &[2], Settle::Ack).is_empty());
+        assert_eq!(settle(&mut w, &[1], Settle::Ack), vec![Frame::AckUpTo(2)]);
 
+        let now = Instant::now();
         let mut w = window(1..=3);
         w.settle(2, Settle::Ack, now);
         w.settle(3, Settle::Ack, now);
@@ -305,7 +335,7 @@ mod tests {
             w.release_stragglers(later, STRAGGLER_WAIT),
             vec![Frame::AckOne(2), Frame::AckOne(3)]
         );
-        assert!(w.settle(1, Settle::Ack, later).contains(&Frame::AckUpTo(1)));
+        assert_eq!(settle(&mut w, &[1], Settle::Ack), vec![Frame::AckUpTo(1)]);
         assert!(w.is_empty());
     }
 
@@ -328,12 +358,11 @@ mod tests {
 
     #[test]
     fn settling_a_tag_twice_or_an_unknown_tag_writes_nothing_more() {
-        let now = Instant::now();
         let mut w = window(1..=2);
-        assert_eq!(w.settle(1, Settle::Ack, now), vec![Frame::AckUpTo(1)]);
-        assert!(w.settle(1, Settle::Ack, now).is_empty());
-        assert!(w.settle(1, Settle::Requeue, now).is_empty());
-        assert!(w.settle(9, Settle::Ack, now).is_empty());
+        assert_eq!(settle(&mut w, &[1], Settle::Ack), vec![Frame::AckUpTo(1)]);
+        assert!(settle(&mut w, &[1], Settle::Ack).is_empty());
+        assert!(settle(&mut w, &[1], Settle::Requeue).is_empty());
+        assert!(settle(&mut w, &[9], Settle::Ack).is_empty());
         assert!(!w.is_empty());
     }
 

@@ -90,17 +90,14 @@ async fn session(
             None => anyhow::bail!("the broker closed the consumer"),
         };
         // Take whatever else is already buffered, so one status query serves many jobs.
-        acks.delivered(first.delivery_tag);
         let mut deliveries = vec![first];
         while deliveries.len() < LOOKUP_BATCH {
             match consumer.next().now_or_never() {
-                Some(Some(Ok(delivery))) => {
-                    acks.delivered(delivery.delivery_tag);
-                    deliveries.push(delivery);
-                }
+                Some(Some(Ok(delivery))) => deliveries.push(delivery),
                 _ => break,
             }
         }
+        acks.delivered(deliveries.iter().map(|d| d.delivery_tag).collect());
         dispatch_batch(ctx, deliveries, &acks, results, sends, shutdown, kill).await;
     }
 }

@@ -104,8 +104,15 @@ async fn finish(ctx: Arc<Context>, batch: Vec<Completed>, dispositions: Vec<Disp
     // The retry could not be queued: hand the job back for another attempt now rather
     // than lose it (the broker connection is most likely gone anyway).
     let how = if routed { Settle::Ack } else { Settle::Requeue };
-    for completed in batch {
-        completed.acks.settle(completed.tag, how);
+    // One message to each channel's ack task (after a reconnect a batch can hold jobs of
+    // two channels).
+    let mut batch = batch.into_iter().peekable();
+    while let Some(first) = batch.next() {
+        let mut tags = vec![first.tag];
+        while let Some(next) = batch.next_if(|c| c.acks.same_channel(&first.acks)) {
+            tags.push(next.tag);
+        }
+        first.acks.settle_all(tags, how);
     }
 }
 

@@ -83,7 +83,7 @@ async fn out_of_order_settles_leave_only_unfinished_jobs_and_keep_the_channel_op
     let mut tags = Vec::new();
     for _ in 1..=JOBS {
         let delivery = next(&mut consumer).await.expect("every job is delivered");
-        acks.delivered(delivery.delivery_tag);
+        acks.delivered(vec![delivery.delivery_tag]);
         tags.push((number_of(&delivery), delivery.delivery_tag));
     }
 
@@ -105,7 +105,7 @@ async fn out_of_order_settles_leave_only_unfinished_jobs_and_keep_the_channel_op
     let redelivered = next(&mut consumer).await.expect("the requeued job returns");
     assert_eq!(number_of(&redelivered), REQUEUED);
     assert!(redelivered.redelivered);
-    acks.delivered(redelivered.delivery_tag);
+    acks.delivered(vec![redelivered.delivery_tag]);
 
     tokio::time::sleep(STRAGGLER_WAIT * 4).await;
     assert!(
