@@ -284,8 +284,7 @@ async fn history_lists_own_messages_newest_first_with_totals() {
 #[tokio::test]
 async fn every_job_carries_a_traceparent_and_an_attempt_header() {
     use futures::StreamExt;
-    use lapin::options::{BasicConsumeOptions, QueueBindOptions, QueueDeclareOptions};
-    use lapin::types::FieldTable;
+    use smsgate_tests::spy::spy_on;
 
     let app = TestApp::spawn_with(smsgate_tests::app::TestOptions {
         start_dispatcher: false,
@@ -295,40 +294,8 @@ async fn every_job_carries_a_traceparent_and_an_attempt_header() {
     // A spy queue bound like the HKT queue sees a copy of every job.
     let broker = smsgate_shared::queue::Broker::new(&smsgate_tests::app::test_amqp_url());
     let channel = broker.channel().await.unwrap();
-    let spy = channel
-        .queue_declare(
-            "",
-            QueueDeclareOptions {
-                exclusive: true,
-                ..Default::default()
-            },
-            FieldTable::default(),
-        )
-        .await
-        .unwrap();
     let names = smsgate_shared::queue::Names::new(&app.prefix);
-    channel
-        .queue_bind(
-            spy.name().as_str(),
-            &names.outbound_exchange(),
-            "hkt",
-            QueueBindOptions::default(),
-            FieldTable::default(),
-        )
-        .await
-        .unwrap();
-    let mut consumer = channel
-        .basic_consume(
-            spy.name().as_str(),
-            "spy",
-            BasicConsumeOptions {
-                no_ack: true,
-                ..Default::default()
-            },
-            FieldTable::default(),
-        )
-        .await
-        .unwrap();
+    let mut consumer = spy_on(&channel, &names.outbound_exchange(), "hkt").await;
 
     let id = app.send_sms("12345678", "traced").await;
     let delivery = tokio::time::timeout(DEADLINE, consumer.next())

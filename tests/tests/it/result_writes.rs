@@ -4,12 +4,11 @@
 use std::time::Duration;
 
 use futures::StreamExt;
-use lapin::options::{BasicConsumeOptions, QueueBindOptions, QueueDeclareOptions};
-use lapin::types::FieldTable;
 use reqwest::StatusCode;
 use serde_json::json;
 use smsgate_shared::queue::{Broker, Names, StatusEvent};
 use smsgate_tests::app::{numbers, test_amqp_url, TestApp, TestOptions};
+use smsgate_tests::spy::spy_on;
 
 const DEADLINE: Duration = Duration::from_secs(60);
 
@@ -51,39 +50,12 @@ async fn a_dispatchers_status_events_for_a_message_arrive_in_commit_order() {
     let mut app = TestApp::spawn_without_dispatcher().await;
     let broker = Broker::new(&test_amqp_url());
     let channel = broker.channel().await.unwrap();
-    let spy = channel
-        .queue_declare(
-            "",
-            QueueDeclareOptions {
-                exclusive: true,
-                ..Default::default()
-            },
-            FieldTable::default(),
-        )
-        .await
-        .unwrap();
-    channel
-        .queue_bind(
-            spy.name().as_str(),
-            &Names::new(&app.prefix).events_exchange(),
-            "status.*",
-            QueueBindOptions::default(),
-            FieldTable::default(),
-        )
-        .await
-        .unwrap();
-    let mut events = channel
-        .basic_consume(
-            spy.name().as_str(),
-            "spy",
-            BasicConsumeOptions {
-                no_ack: true,
-                ..Default::default()
-            },
-            FieldTable::default(),
-        )
-        .await
-        .unwrap();
+    let mut events = spy_on(
+        &channel,
+        &Names::new(&app.prefix).events_exchange(),
+        "status.*",
+    )
+    .await;
     let mut settings = app.dispatcher_settings();
     settings.batch_size = 20;
     settings.batch_max_wait = Duration::from_millis(2);
