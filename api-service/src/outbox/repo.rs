@@ -30,20 +30,43 @@ pub async fn hold(
     Ok(())
 }
 
+/// Makes the statement's own transaction commit without waiting for its WAL flush
+/// (`synchronous_commit = off`, local to that transaction), in the same round trip.
+///
+/// Only for outbox bookkeeping, where losing the write is already a case the outbox
+/// recovers from: if PostgreSQL crashes before the WAL writer flushes it (within
+/// ~3 × `wal_writer_delay`), the outbox row reappears with its lease and the reconciler
+/// republishes the still-pending recipients, as after an API crash between confirm and
+/// mark. Anything committed synchronously later (a dispatcher's result write) flushes
+/// the WAL up to itself, so it can't outlive a lost mark that came before it. Every single
+/// send used to wait for two fsyncs per batch, its insert's and the previous batch's
+/// mark's, which are serialized on the WAL; under disk load that doubled the stalls a
+/// caller could sit behind.
+const WITHOUT_WAITING_FOR_FLUSH: &str =
+    "WITH async_commit AS (SELECT set_config('synchronous_commit', 'off', true))";
+
 /// Takes messages whose jobs are all confirmed out of the outbox.
 pub async fn mark_enqueued(db: &PgPool, message_ids: &[i64]) -> Result<(), sqlx::Error> {
-    sqlx::query("DELETE FROM message_outbox WHERE message_id = ANY($1)")
-        .bind(message_ids)
-        .execute(db)
-        .await?;
+    sqlx::query(&format!(
+        "{WITHOUT_WAITING_FOR_FLUSH}
+         DELETE FROM message_outbox
+         WHERE message_id = ANY($1) AND EXISTS (SELECT FROM async_commit)"
+    ))
+    .bind(message_ids)
+    .execute(db)
+    .await?;
     Ok(())
 }
 
 pub async fn release_lease(db: &PgPool, message_id: i64) -> Result<(), sqlx::Error> {
-    sqlx::query("UPDATE message_outbox SET lease_until = NULL WHERE message_id = $1")
-        .bind(message_id)
-        .execute(db)
-        .await?;
+    sqlx::query(&format!(
+        "{WITHOUT_WAITING_FOR_FLUSH}
+         UPDATE message_outbox SET lease_until = NULL
+         WHERE message_id = $1 AND EXISTS (SELECT FROM async_commit)"
+    ))
+    .bind(message_id)
+    .execute(db)
+    .await?;
     Ok(())
 }
 
