@@ -16,6 +16,7 @@ pub mod settings;
 pub mod sims;
 pub mod sms;
 pub mod state;
+mod system;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -70,6 +71,7 @@ pub fn build_app(state: AppState) -> Router {
         .merge(auth::router())
         .merge(sms::router())
         .merge(sims::router())
+        .merge(system::router())
         .merge(health::router())
         .merge(admin::router())
         .merge(panel::router(state.clone()))
@@ -214,7 +216,10 @@ pub async fn start(settings: Settings) -> anyhow::Result<RunningApi> {
             warn!(error = %e, "could not set TCP_NODELAY");
         }
     });
-    let app = build_app(state.clone());
+    // Outermost, so Socket.IO's long-polling requests (held up to its ping interval) are
+    // answered before the request timeout could cut them off.
+    let (sockets_layer, sockets) = live::status_sockets(state.clone());
+    let app = build_app(state.clone()).layer(sockets_layer);
     let token = shutdown.clone();
     let server = tokio::spawn(async move {
         // The peer address feeds the panel's per-address login throttle.
@@ -222,7 +227,11 @@ pub async fn start(settings: Settings) -> anyhow::Result<RunningApi> {
             listener,
             app.into_make_service_with_connect_info::<SocketAddr>(),
         )
-        .with_graceful_shutdown(async move { token.cancelled().await })
+        .with_graceful_shutdown(async move {
+            token.cancelled().await;
+            // An open socket would otherwise hold graceful shutdown for ever.
+            sockets.close().await;
+        })
         .await
     });
     info!(%addr, "API listening");

@@ -6,4 +6,5 @@ pub mod bench;
 pub mod mock_hkt;
 pub mod modem_sim;
 pub mod proxy;
+pub mod socketio;
 pub mod spy;

@@ -6,6 +6,7 @@
 //! corrected by the next (they carry absolute counters) or by the snapshot a page takes
 //! when it (re)connects.
 
+mod sockets;
 mod watch;
 
 use std::sync::Arc;
@@ -22,6 +23,7 @@ use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
+pub use sockets::{status_sockets, STATUS_EVENT};
 pub use watch::{snapshot, watch, Progress, RecipientState};
 
 /// Events buffered per watcher; one that falls further behind gets a fresh snapshot.

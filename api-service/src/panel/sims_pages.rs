@@ -165,7 +165,15 @@ pub async fn create_sim(
         label: form.label.trim().to_owned(),
         status,
     };
-    match service::create(&app.db, &app.broker, &app.settings.queue, new).await {
+    match service::create(
+        &app.db,
+        &app.broker,
+        &app.settings.queue,
+        admin.session.user_id,
+        new,
+    )
+    .await
+    {
         Ok(sim) => Ok(Flash::success(format!("SIM card {} added.", sim.number)).redirect(SIMS)),
         Err(ApiError::Conflict { message, .. }) => invalid(page(json!({ "number": message }))),
         Err(e) => Err(sim_error(e, SIMS)),
@@ -212,7 +220,7 @@ pub async fn update_sim(
         status: Some(status),
         ..SimChanges::default()
     };
-    let sim = service::update(&app.db, id, changes)
+    let sim = service::update(&app.db, admin.session.user_id, id, changes)
         .await
         .map_err(|e| sim_error(e, SIMS))?;
     Ok(Flash::success(format!("SIM card {} saved.", sim.number)).redirect(SIMS))
@@ -221,7 +229,7 @@ pub async fn update_sim(
 pub async fn toggle_sim(
     State(app): State<AppState>,
     PanelId(id): PanelId,
-    CsrfForm { .. }: CsrfForm<AdminUser, NoFields>,
+    CsrfForm { user: admin, .. }: CsrfForm<AdminUser, NoFields>,
 ) -> Result<Response, WebError> {
     let sim = service::find(&app.db, id)
         .await
@@ -235,7 +243,7 @@ pub async fn toggle_sim(
         status: Some(status),
         ..SimChanges::default()
     };
-    let sim = service::update(&app.db, id, changes)
+    let sim = service::update(&app.db, admin.session.user_id, id, changes)
         .await
         .map_err(|e| sim_error(e, SIMS))?;
     let text = match status {
@@ -288,7 +296,16 @@ pub async fn delete_sim(
         .await
         .map_err(|e| sim_error(e, SIMS))?;
     let force = form.force.is_some_and(|f| f == "true");
-    match service::delete(&app.db, &app.broker, &app.settings.queue, id, force).await {
+    match service::delete(
+        &app.db,
+        &app.broker,
+        &app.settings.queue,
+        admin.session.user_id,
+        id,
+        force,
+    )
+    .await
+    {
         Ok(deleted) => {
             let mut text = format!("SIM card {} deleted.", sim.number);
             if deleted.failed_recipients > 0 {

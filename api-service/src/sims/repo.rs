@@ -42,7 +42,7 @@ pub async fn find_sim(db: &PgPool, id: i64) -> Result<Option<SimRow>, sqlx::Erro
 
 /// Inserts a SIM; a taken number is a unique violation the service turns into a 409.
 pub async fn insert_sim(
-    db: &PgPool,
+    tx: &mut Transaction<'_, Postgres>,
     number: &str,
     label: &str,
     status: &str,
@@ -53,13 +53,13 @@ pub async fn insert_sim(
     .bind(number)
     .bind(label)
     .bind(status)
-    .fetch_one(db)
+    .fetch_one(&mut **tx)
     .await
 }
 
 /// Changes the given fields; `None` keeps a field as it is.
 pub async fn update_sim(
-    db: &PgPool,
+    tx: &mut Transaction<'_, Postgres>,
     id: i64,
     number: Option<&str>,
     label: Option<&str>,
@@ -74,7 +74,7 @@ pub async fn update_sim(
     .bind(number)
     .bind(label)
     .bind(status)
-    .fetch_optional(db)
+    .fetch_optional(&mut **tx)
     .await
 }
 

@@ -104,7 +104,7 @@ struct CreateSimRequest {
 
 async fn create_sim(
     State(app): State<AppState>,
-    _user: AuthUser,
+    user: AuthUser,
     ApiJson(req): ApiJson<CreateSimRequest>,
 ) -> Result<(StatusCode, Json<SimView>), ApiError> {
     let sim = NewSim {
@@ -117,7 +117,7 @@ async fn create_sim(
             .transpose()?
             .unwrap_or(SimStatus::Active),
     };
-    let row = service::create(&app.db, &app.broker, &app.settings.queue, sim).await?;
+    let row = service::create(&app.db, &app.broker, &app.settings.queue, user.id, sim).await?;
     Ok((StatusCode::CREATED, Json(row.into())))
 }
 
@@ -133,7 +133,7 @@ struct UpdateSimRequest {
 
 async fn update_sim(
     State(app): State<AppState>,
-    _user: AuthUser,
+    user: AuthUser,
     IdPath(id): IdPath,
     ApiJson(req): ApiJson<UpdateSimRequest>,
 ) -> Result<Json<SimView>, ApiError> {
@@ -142,7 +142,9 @@ async fn update_sim(
         label: req.label.map(|l| l.trim().to_owned()),
         status: req.status.as_deref().map(SimStatus::parse).transpose()?,
     };
-    Ok(Json(service::update(&app.db, id, changes).await?.into()))
+    Ok(Json(
+        service::update(&app.db, user.id, id, changes).await?.into(),
+    ))
 }
 
 #[derive(Deserialize)]
@@ -160,12 +162,19 @@ struct DeletedView {
 
 async fn delete_sim(
     State(app): State<AppState>,
-    _user: AuthUser,
+    user: AuthUser,
     IdPath(id): IdPath,
     ApiQuery(query): ApiQuery<DeleteQuery>,
 ) -> Result<Json<DeletedView>, ApiError> {
-    let deleted =
-        service::delete(&app.db, &app.broker, &app.settings.queue, id, query.force).await?;
+    let deleted = service::delete(
+        &app.db,
+        &app.broker,
+        &app.settings.queue,
+        user.id,
+        id,
+        query.force,
+    )
+    .await?;
     Ok(Json(DeletedView {
         deleted: true,
         id,

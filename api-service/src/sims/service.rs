@@ -4,13 +4,15 @@
 use std::time::Duration;
 
 use lapin::options::QueueDeleteOptions;
+use serde_json::json;
 use smsgate_shared::config::QueueSettings;
 use smsgate_shared::domain::PhoneNumber;
 use smsgate_shared::queue::{declare_sim_queue, routing, Broker, Names, OutboundJob};
-use sqlx::PgPool;
+use sqlx::{PgPool, Postgres, Transaction};
 use tracing::{info, warn};
 
 use super::repo::{self, SimRow};
+use crate::admin::audit;
 use crate::auth::ApiToken;
 use crate::error::ApiError;
 use crate::outbox::Outbox;
@@ -96,17 +98,20 @@ pub async fn create(
     db: &PgPool,
     broker: &Broker,
     queue: &QueueSettings,
+    actor: i64,
     sim: NewSim,
 ) -> Result<SimRow, ApiError> {
-    let row = repo::insert_sim(db, sim.number.as_str(), &sim.label, sim.status.as_str())
-        .await
-        .map_err(|e| {
-            if is_unique_violation(&e) {
-                taken_number()
-            } else {
-                e.into()
-            }
-        })?;
+    let mut tx = db.begin().await?;
+    let row = repo::insert_sim(
+        &mut tx,
+        sim.number.as_str(),
+        &sim.label,
+        sim.status.as_str(),
+    )
+    .await
+    .map_err(number_clash)?;
+    audit_sim(&mut tx, actor, "sim.create", &row, json!({})).await?;
+    tx.commit().await?;
     if let Err(e) = declare_queue(broker, queue, row.id).await {
         warn!(error = %e, sim.id = row.id, "SIM queue not declared yet; it will be at first use");
     }
@@ -126,23 +131,62 @@ async fn declare_queue(
     Ok(())
 }
 
-pub async fn update(db: &PgPool, id: i64, changes: SimChanges) -> Result<SimRow, ApiError> {
-    repo::update_sim(
-        db,
+pub async fn update(
+    db: &PgPool,
+    actor: i64,
+    id: i64,
+    changes: SimChanges,
+) -> Result<SimRow, ApiError> {
+    let mut tx = db.begin().await?;
+    let row = repo::update_sim(
+        &mut tx,
         id,
         changes.number.as_ref().map(PhoneNumber::as_str),
         changes.label.as_deref(),
         changes.status.map(|s| s.as_str()),
     )
     .await
-    .map_err(|e| {
-        if is_unique_violation(&e) {
-            taken_number()
-        } else {
-            e.into()
-        }
-    })?
-    .ok_or(ApiError::NotFound("SIM card"))
+    .map_err(number_clash)?
+    .ok_or(ApiError::NotFound("SIM card"))?;
+    let changed = json!({
+        "number": changes.number.as_ref().map(PhoneNumber::as_str),
+        "label": changes.label,
+        "status": changes.status.map(|s| s.as_str()),
+    });
+    audit_sim(
+        &mut tx,
+        actor,
+        "sim.update",
+        &row,
+        json!({ "changed": changed }),
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(row)
+}
+
+/// A taken number is the caller's conflict; anything else is the database's.
+fn number_clash(e: sqlx::Error) -> ApiError {
+    if is_unique_violation(&e) {
+        taken_number()
+    } else {
+        e.into()
+    }
+}
+
+/// Records a change to a SIM card in the audit log, inside the change's transaction. The
+/// SIM's number and status go in the details, so the entry still says which SIM it was
+/// after the SIM is gone (the edge gateway's `/api/logs` clients read `sender_sim`).
+async fn audit_sim(
+    tx: &mut Transaction<'_, Postgres>,
+    actor: i64,
+    action: &str,
+    sim: &SimRow,
+    mut details: serde_json::Value,
+) -> Result<(), sqlx::Error> {
+    details["number"] = json!(sim.number);
+    details["status"] = json!(sim.status);
+    audit::record(tx, Some(actor), action, &format!("sim:{}", sim.id), details).await
 }
 
 /// What deleting a SIM did.
@@ -158,10 +202,11 @@ pub async fn delete(
     db: &PgPool,
     broker: &Broker,
     queue: &QueueSettings,
+    actor: i64,
     id: i64,
     force: bool,
 ) -> Result<Deleted, ApiError> {
-    find(db, id).await?;
+    let sim = find(db, id).await?;
     let route = routing::sim(id);
     let pending = repo::count_pending_on_route(db, &route).await?;
     if pending > 0 && !force {
@@ -177,6 +222,8 @@ pub async fn delete(
     if !repo::delete_sim(&mut tx, id).await? {
         return Err(ApiError::NotFound("SIM card"));
     }
+    let details = json!({ "forced": force, "failed_recipients": failed });
+    audit_sim(&mut tx, actor, "sim.delete", &sim, details).await?;
     tx.commit().await?;
     let names = Names::new(&queue.prefix);
     match broker.channel().await {

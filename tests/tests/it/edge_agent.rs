@@ -8,6 +8,7 @@ use serde_json::json;
 use smsgate_tests::app::{test_amqp_url, TestApp};
 use smsgate_tests::modem_sim::{eventually, EdgeApp, ModemSim};
 use smsgate_tests::proxy::CuttableProxy;
+use smsgate_tests::socketio::{Handshake, PollingSocket};
 
 const SIM_NUMBER: &str = "+85261110001";
 
@@ -34,6 +35,17 @@ async fn a_sim_routed_send_is_sent_then_delivered_and_the_sim_reports_its_state(
     assert_eq!(sim["operator"], "SimNet");
     assert_eq!(sim["registration"], "home");
 
+    // The edge gateway's clients follow their sends over Socket.IO.
+    let socket = PollingSocket::connect(
+        &app.base_url,
+        Handshake {
+            auth: Some(json!({"token": app.token})),
+            ..Default::default()
+        },
+    )
+    .await
+    .expect("status socket connects");
+
     // 200 GSM-7 characters: two concatenated parts, delivered once both are reported.
     let text = "Edge gateway test €".repeat(10);
     let (status, body) = app
@@ -57,6 +69,20 @@ async fn a_sim_routed_send_is_sent_then_delivered_and_the_sim_reports_its_state(
     let joined: String = parts.iter().map(|p| p.submit.text.as_str()).collect();
     assert_eq!(joined, text);
     assert!(parts[0].submit.concat.is_some() && parts[0].submit.status_report);
+    let delivered = |seen: &[serde_json::Value]| seen.iter().any(|e| e["status"] == "delivered");
+    let updates = socket
+        .events_until("sms_status_update", Duration::from_secs(10), delivered)
+        .await;
+    let statuses: Vec<&str> = updates
+        .iter()
+        .map(|e| e["status"].as_str().unwrap())
+        .collect();
+    assert_eq!(statuses, ["sent", "delivered"], "{updates:?}");
+    for update in &updates {
+        assert_eq!(update["message_id"], id);
+        assert_eq!(update["sender_number"], SIM_NUMBER, "{update}");
+        assert_eq!(update["receiver_number"], "+85291234567");
+    }
 
     // With the agent online, "route": "sim" picks this SIM.
     let (_, body) = app

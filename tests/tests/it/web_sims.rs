@@ -266,6 +266,31 @@ async fn an_admin_adds_edits_disables_and_deletes_a_sim() {
         .contains("SIM card +85261110003 deleted."));
     assert_eq!(sim_count(&app).await, 0);
     assert_eq!(admin.get(&delete).await.status, StatusCode::NOT_FOUND);
+
+    // Every change above is in the audit log under the admin's name (GET /api/logs).
+    let (_, logs) = app.get("/api/logs?action=sim&per_page=10").await;
+    let actions: Vec<&str> = logs["logs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["action"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        actions,
+        [
+            "sim.delete",
+            "sim.update",
+            "sim.update",
+            "sim.update",
+            "sim.create"
+        ],
+        "{logs}"
+    );
+    assert!(logs["logs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|l| l["actor"] == "SMSadmin" && l["sender_sim"] == "+85261110003"));
     app.teardown().await;
 }
 

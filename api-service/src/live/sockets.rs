@@ -1,0 +1,249 @@
+//! Socket.IO for the edge gateway's clients: an `sms_status_update` event per recipient
+//! whose status changed, as the replaced gateway pushed them (Flask-SocketIO there,
+//! socketioxide here: the maintained Socket.IO server for tower/axum; protocol v5, what
+//! socket.io-client 3/4 and python-socketio 5 speak).
+//!
+//! Unlike the replaced gateway, a socket must authenticate: with `auth: {token}` (or
+//! `{api_key}`) in the connect packet, `?token=`/`?api_key=` on the handshake URL, or the
+//! usual `Authorization: Bearer` / `X-API-Key` handshake headers. Anything else gets a
+//! connect error. A user receives the updates of their own messages, an admin everyone's.
+//! The events carry phone numbers, which an open socket would hand to anyone on the network.
+//!
+//! Fed by the same [`LiveHub`] as the panel's SSE pages: a live view, not a record (an
+//! update missed while disconnected is in `GET /api/sms-status`).
+
+use std::collections::HashMap;
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use smsgate_shared::queue::StatusEvent;
+use socketioxide::extract::{Extension, SocketRef, TryData};
+use socketioxide::handler::ConnectHandler;
+use socketioxide::layer::SocketIoLayer;
+use socketioxide::SocketIo;
+use sqlx::PgPool;
+use tokio::sync::broadcast::error::RecvError;
+use tracing::{debug, warn};
+
+use super::{LiveHub, Progress};
+use crate::auth::service::authenticate;
+use crate::state::AppState;
+
+/// The event name the replaced gateway's clients listen for.
+pub const STATUS_EVENT: &str = "sms_status_update";
+/// Room of every admin's socket.
+const ADMINS: &str = "admins";
+
+fn user_room(user_id: i64) -> String {
+    format!("user:{user_id}")
+}
+
+/// Who a socket belongs to, fixed at connect.
+#[derive(Debug, Clone, Copy)]
+struct Viewer {
+    user_id: i64,
+    is_admin: bool,
+}
+
+/// The Socket.IO layer for the API's router, and the handle that closes every socket at
+/// shutdown. Starts the task that turns status events into socket events.
+pub fn status_sockets(app: AppState) -> (SocketIoLayer, SocketIo) {
+    let (layer, io) = SocketIo::new_layer();
+    let authenticating = app.clone();
+    io.ns(
+        "/",
+        on_connect.with(move |socket: SocketRef, TryData(auth): TryData<Value>| {
+            let app = authenticating.clone();
+            async move { admit(&app, &socket, auth.ok().as_ref()).await }
+        }),
+    );
+    tokio::spawn(fan_out(app.db.clone(), app.live.clone(), io.clone()));
+    (layer, io)
+}
+
+async fn on_connect(socket: SocketRef, Extension(viewer): Extension<Viewer>) {
+    socket.join(user_room(viewer.user_id));
+    if viewer.is_admin {
+        socket.join(ADMINS);
+    }
+    debug!(user.id = viewer.user_id, socket = %socket.id, "status socket connected");
+}
+
+/// What a client may put in the connect packet's `auth`.
+#[derive(Deserialize)]
+struct ConnectAuth {
+    token: Option<String>,
+    api_key: Option<String>,
+}
+
+/// Why a socket was refused; the client sees the text in its connect error.
+#[derive(Debug, thiserror::Error)]
+enum Refused {
+    #[error("authentication required: connect with auth {{token}} or {{api_key}}, ?api_key=, or an X-API-Key header")]
+    NoCredentials,
+    #[error("invalid or expired token")]
+    InvalidToken,
+    #[error("account is disabled")]
+    Disabled,
+    #[error("temporarily unavailable, try again")]
+    Unavailable,
+}
+
+/// Checks the socket's credentials (the same ones as any API call) and remembers its owner.
+async fn admit(app: &AppState, socket: &SocketRef, auth: Option<&Value>) -> Result<(), Refused> {
+    let token = credential(socket, auth).ok_or(Refused::NoCredentials)?;
+    let caller = authenticate(&app.db, &app.jwt, &token)
+        .await
+        .map_err(|e| match e {
+            crate::auth::service::AuthError::Disabled => Refused::Disabled,
+            crate::auth::service::AuthError::InvalidCredentials
+            | crate::auth::service::AuthError::InvalidToken => Refused::InvalidToken,
+            other => {
+                warn!(error = %other, "a status socket could not be authenticated");
+                Refused::Unavailable
+            }
+        })?;
+    socket.extensions.insert(Viewer {
+        user_id: caller.id,
+        is_admin: caller.is_admin,
+    });
+    Ok(())
+}
+
+/// The first credential found: connect packet, then handshake query, then headers.
+fn credential(socket: &SocketRef, auth: Option<&Value>) -> Option<String> {
+    let from_auth = auth
+        .and_then(|v| serde_json::from_value::<ConnectAuth>(v.clone()).ok())
+        .and_then(|a| a.token.or(a.api_key));
+    let parts = socket.req_parts();
+    let from_query = || {
+        let query = parts.uri.query()?;
+        serde_urlencoded::from_str::<ConnectAuth>(query)
+            .ok()
+            .and_then(|a| a.token.or(a.api_key))
+    };
+    let from_headers = || {
+        let header = |name| parts.headers.get(name).and_then(|v| v.to_str().ok());
+        header("authorization")
+            .and_then(|v| {
+                v.strip_prefix("Bearer ")
+                    .or_else(|| v.strip_prefix("bearer "))
+            })
+            .or_else(|| header("x-api-key"))
+            .map(|v| v.trim().to_owned())
+    };
+    from_auth
+        .or_else(from_query)
+        .or_else(from_headers)
+        .filter(|t| !t.trim().is_empty())
+}
+
+/// One `sms_status_update`: the fields of a `GET /api/sms-status` entry, plus what the
+/// event knows beyond the row (attempts, error, the message's own state).
+#[derive(Debug, Serialize)]
+struct StatusUpdate<'a> {
+    /// The recipient's id, as `id` in `/api/sms-status`.
+    id: i64,
+    message_id: i64,
+    /// The SIM's number for SIM-routed messages, `null` for HKT.
+    sender_number: Option<&'a str>,
+    receiver_number: &'a str,
+    status: &'a str,
+    attempts: i32,
+    error: Option<&'a str>,
+    timestamp: String,
+    /// The whole message's status and counters after this update.
+    message_status: &'a str,
+    total: i64,
+    sent: i64,
+    failed: i64,
+}
+
+#[derive(sqlx::FromRow)]
+struct RecipientContext {
+    id: i64,
+    phone: String,
+    user_id: i64,
+    sender_sim: Option<String>,
+    updated_at: DateTime<Utc>,
+}
+
+async fn recipient_context(db: &PgPool, ids: &[i64]) -> Result<Vec<RecipientContext>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT r.id, r.phone, m.user_id, s.number AS sender_sim, r.updated_at
+         FROM recipients r
+         JOIN messages m ON m.id = r.message_id
+         LEFT JOIN sim_cards s ON m.route = 'sim.' || s.id
+         WHERE r.id = ANY($1)",
+    )
+    .bind(ids)
+    .fetch_all(db)
+    .await
+}
+
+/// Turns each status event into one socket event per recipient, sent to its owner's room
+/// and the admins'. Nothing is looked up while no socket is connected.
+async fn fan_out(db: PgPool, hub: LiveHub, io: SocketIo) {
+    let mut events = hub.subscribe();
+    let closed = hub.closed();
+    loop {
+        let event = tokio::select! {
+            _ = closed.cancelled() => return,
+            event = events.recv() => event,
+        };
+        let event = match event {
+            Ok(event) => event,
+            Err(RecvError::Lagged(missed)) => {
+                warn!(
+                    missed,
+                    "status sockets fell behind; those updates were not pushed"
+                );
+                continue;
+            }
+            Err(RecvError::Closed) => return,
+        };
+        if io.sockets().is_empty() {
+            continue;
+        }
+        if let Err(e) = push(&db, &io, &event).await {
+            warn!(error = %e, "status updates could not be pushed to sockets");
+        }
+    }
+}
+
+async fn push(db: &PgPool, io: &SocketIo, event: &StatusEvent) -> Result<(), sqlx::Error> {
+    let progress = Progress::from(event);
+    let ids: Vec<i64> = progress.recipients.iter().map(|r| r.recipient_id).collect();
+    let mut context: HashMap<i64, RecipientContext> = recipient_context(db, &ids)
+        .await?
+        .into_iter()
+        .map(|row| (row.id, row))
+        .collect();
+    for update in &progress.recipients {
+        // Taken out, so a recipient listed twice in one event is pushed once; missing when
+        // deleted with its message since.
+        let Some(row) = context.remove(&update.recipient_id) else {
+            continue;
+        };
+        let payload = StatusUpdate {
+            id: row.id,
+            message_id: progress.message_id,
+            sender_number: row.sender_sim.as_deref(),
+            receiver_number: &row.phone,
+            status: update.status.as_str(),
+            attempts: update.attempts,
+            error: update.error.as_deref(),
+            timestamp: row.updated_at.to_rfc3339_opts(SecondsFormat::Millis, true),
+            message_status: progress.status.as_str(),
+            total: progress.total,
+            sent: progress.sent,
+            failed: progress.failed,
+        };
+        let rooms = [user_room(row.user_id), ADMINS.to_owned()];
+        if let Err(e) = io.to(rooms).emit(STATUS_EVENT, &payload).await {
+            debug!(error = %e, "a status update reached no socket");
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,20 @@
+//! The edge gateway's system calls, carried over for its clients: `GET /api/statistics`
+//! (memory, database size, message and SIM figures, the last week by day) and
+//! `GET /api/logs` (the audit log: who changed which user, key, SIM or message, and when).
+//! Same auth as the rest: `Authorization: Bearer` or `X-API-Key`.
+
+mod logs;
+mod memory;
+mod repo;
+mod statistics;
+
+use axum::routing::get;
+use axum::Router;
+
+use crate::state::AppState;
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/api/statistics", get(statistics::show))
+        .route("/api/logs", get(logs::list))
+}

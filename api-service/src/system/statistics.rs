@@ -1,0 +1,176 @@
+//! `GET /api/statistics`: what the edge gateway's monitoring read (memory, database size,
+//! message counts, SIM card usage, daily counts), plus the dispatch queue's depth.
+//! Admins see every user's messages; everyone else their own. Host figures and SIM usage
+//! are the same for all callers.
+
+use std::collections::HashMap;
+
+use axum::extract::State;
+use axum::Json;
+use chrono::{SecondsFormat, Utc};
+use serde::Serialize;
+use smsgate_shared::queue::{routing, Names};
+
+use super::memory::{self, MemoryFigures};
+use super::repo;
+use crate::auth::AuthUser;
+use crate::error::ApiError;
+use crate::history;
+use crate::live::hkt_queue_depth;
+use crate::sims::service as sims;
+use crate::state::AppState;
+
+/// Days in `daily`, today included.
+const DAYS: i32 = 7;
+
+#[derive(Serialize)]
+pub struct Statistics {
+    generated_at: String,
+    /// `null` where the host's memory can't be read.
+    memory: Option<MemoryFigures>,
+    database: DatabaseFigures,
+    messages: MessageFigures,
+    queue: QueueFigures,
+    sim_cards: SimFigures,
+    daily: Vec<DayFigures>,
+}
+
+#[derive(Serialize)]
+struct DatabaseFigures {
+    size_bytes: i64,
+}
+
+#[derive(Serialize)]
+struct MessageFigures {
+    /// Outgoing and incoming together, as the edge gateway counted them.
+    total: i64,
+    outgoing: i64,
+    incoming: i64,
+    /// Recipients of messages created since 00:00 UTC, by where they stand.
+    today: TodayFigures,
+}
+
+#[derive(Serialize)]
+struct TodayFigures {
+    sent: i64,
+    failed: i64,
+    pending: i64,
+}
+
+#[derive(Serialize)]
+struct QueueFigures {
+    /// Jobs waiting for a dispatcher; `null` while the broker can't be asked.
+    hkt_depth: Option<u32>,
+}
+
+#[derive(Serialize)]
+struct SimFigures {
+    total: usize,
+    active: usize,
+    online: usize,
+    cards: Vec<SimUsage>,
+}
+
+#[derive(Serialize)]
+struct SimUsage {
+    id: i64,
+    number: String,
+    status: String,
+    online: bool,
+    /// Recipients sent and failed through this SIM, SMS received on it; all time.
+    sent: i64,
+    failed: i64,
+    received: i64,
+}
+
+#[derive(Serialize)]
+struct DayFigures {
+    date: String,
+    outgoing: i64,
+    recipients: i64,
+    incoming: i64,
+}
+
+pub async fn show(
+    State(app): State<AppState>,
+    user: AuthUser,
+) -> Result<Json<Statistics>, ApiError> {
+    let owner = (!user.is_admin).then_some(user.id);
+    let now = Utc::now();
+    let names = Names::new(&app.settings.queue.prefix);
+    let (memory, totals, today, daily, sims, depth) = tokio::join!(
+        memory::read(),
+        repo::totals(&app.db, owner),
+        history::repo::counts_since(&app.db, repo::start_of_utc_day(now), owner),
+        repo::daily(&app.db, owner, DAYS),
+        sim_figures(&app),
+        hkt_queue_depth(&app.broker, &names),
+    );
+    let totals = totals?;
+    let (sent, failed, pending) = today?;
+    Ok(Json(Statistics {
+        generated_at: now.to_rfc3339_opts(SecondsFormat::Millis, true),
+        memory,
+        database: DatabaseFigures {
+            size_bytes: totals.database_bytes,
+        },
+        messages: MessageFigures {
+            total: totals.outgoing + totals.incoming,
+            outgoing: totals.outgoing,
+            incoming: totals.incoming,
+            today: TodayFigures {
+                sent,
+                failed,
+                pending,
+            },
+        },
+        queue: QueueFigures { hkt_depth: depth },
+        sim_cards: sims?,
+        daily: daily?
+            .into_iter()
+            .map(|d| DayFigures {
+                date: d.day.to_string(),
+                outgoing: d.outgoing,
+                recipients: d.recipients,
+                incoming: d.incoming,
+            })
+            .collect(),
+    }))
+}
+
+async fn sim_figures(app: &AppState) -> Result<SimFigures, ApiError> {
+    let (cards, sent, received) = tokio::try_join!(
+        sims::list(&app.db),
+        async { Ok(repo::sent_per_sim_route(&app.db).await?) },
+        async { Ok(repo::received_per_sim(&app.db).await?) },
+    )?;
+    let sent: HashMap<String, (i64, i64)> = sent
+        .into_iter()
+        .map(|(route, sent, failed)| (route, (sent, failed)))
+        .collect();
+    let received: HashMap<i64, i64> = received.into_iter().collect();
+    let cards: Vec<SimUsage> = cards
+        .into_iter()
+        .map(|sim| {
+            let (sent, failed) = sent.get(&routing::sim(sim.id)).copied().unwrap_or((0, 0));
+            SimUsage {
+                online: sims::is_online(&sim),
+                received: received.get(&sim.id).copied().unwrap_or(0),
+                id: sim.id,
+                number: sim.number,
+                status: sim.status,
+                sent,
+                failed,
+            }
+        })
+        .collect();
+    Ok(SimFigures {
+        total: cards.len(),
+        active: cards
+            .iter()
+            .filter(|c| c.status == sims::SimStatus::Active.as_str())
+            .count(),
+        online: cards.iter().filter(|c| c.online).count(),
+        cards,
+    })
+}
