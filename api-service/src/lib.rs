@@ -16,7 +16,7 @@ pub mod settings;
 pub mod sims;
 pub mod sms;
 pub mod state;
-mod system;
+pub mod system;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -202,6 +202,7 @@ pub async fn start(settings: Settings) -> anyhow::Result<RunningApi> {
         outbox: outbox.clone(),
         settings: settings.clone(),
         live,
+        statistics: Default::default(),
     });
 
     let reconciler = outbox.spawn_reconciler(settings.reconcile_interval, shutdown.clone());

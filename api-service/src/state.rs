@@ -10,6 +10,7 @@ use crate::live::LiveHub;
 use crate::outbox::Outbox;
 use crate::settings::Settings;
 use crate::sms::AcceptBatcher;
+use crate::system::StatisticsCache;
 
 /// What every handler can reach; `state.db` and the like read through to [`Services`].
 /// One `Arc`, so the per-request clone axum makes is a single reference count.
@@ -41,4 +42,6 @@ pub struct Services {
     pub settings: Arc<Settings>,
     /// Status events for the panel's live pages.
     pub live: LiveHub,
+    /// `GET /api/statistics`'s recent answers.
+    pub statistics: StatisticsCache,
 }

@@ -105,6 +105,30 @@ impl PollingSocket {
         packets
     }
 
+    /// Polls until the server disconnects this socket from the namespace (a `41` packet, or
+    /// the session gone); false if it is still connected after `within`.
+    pub async fn disconnected_within(&self, within: Duration) -> bool {
+        let deadline = Instant::now() + within;
+        while Instant::now() < deadline {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let response = self.http.get(&self.endpoint).timeout(left).send().await;
+            let body = match response {
+                Ok(response) if !response.status().is_success() => return true,
+                Ok(response) => response.text().await.unwrap_or_default(),
+                Err(e) if e.is_timeout() => return false,
+                Err(_) => return true,
+            };
+            let packets: Vec<&str> = body.split(SEPARATOR).collect();
+            if packets.iter().any(|p| p.starts_with("41") || *p == "1") {
+                return true;
+            }
+            if packets.contains(&"2") {
+                self.send("3").await;
+            }
+        }
+        false
+    }
+
     /// Collects `event`'s payloads until `done` says enough, or `within` runs out.
     pub async fn events_until(
         &self,

@@ -13,6 +13,7 @@
 //! update missed while disconnected is in `GET /api/sms-status`).
 
 use std::collections::HashMap;
+use std::time::Duration;
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde::{Deserialize, Serialize};
@@ -26,8 +27,8 @@ use sqlx::PgPool;
 use tokio::sync::broadcast::error::RecvError;
 use tracing::{debug, warn};
 
-use super::{LiveHub, Progress};
-use crate::auth::service::authenticate;
+use super::Progress;
+use crate::auth::service::{authenticate, AuthError};
 use crate::state::AppState;
 
 /// The event name the replaced gateway's clients listen for.
@@ -39,17 +40,28 @@ fn user_room(user_id: i64) -> String {
     format!("user:{user_id}")
 }
 
-/// Who a socket belongs to, fixed at connect.
-#[derive(Debug, Clone, Copy)]
+/// How often every socket's credential is checked again: a disabled user, a revoked key,
+/// an expired JWT or a demoted admin stops receiving updates within this time.
+const RECHECK_EVERY: Duration = Duration::from_secs(10);
+/// A handshake that has not joined the namespace by then is closed (socketioxide's default
+/// is 45 s), so refused or stalled sessions can't hold the API's graceful shutdown long.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Who a socket belongs to, and the credential it came with (checked again every
+/// [`RECHECK_EVERY`]).
+#[derive(Debug, Clone)]
 struct Viewer {
     user_id: i64,
     is_admin: bool,
+    credential: String,
 }
 
 /// The Socket.IO layer for the API's router, and the handle that closes every socket at
 /// shutdown. Starts the task that turns status events into socket events.
 pub fn status_sockets(app: AppState) -> (SocketIoLayer, SocketIo) {
-    let (layer, io) = SocketIo::new_layer();
+    let (layer, io) = SocketIo::builder()
+        .connect_timeout(CONNECT_TIMEOUT)
+        .build_layer();
     let authenticating = app.clone();
     io.ns(
         "/",
@@ -58,7 +70,7 @@ pub fn status_sockets(app: AppState) -> (SocketIoLayer, SocketIo) {
             async move { admit(&app, &socket, auth.ok().as_ref()).await }
         }),
     );
-    tokio::spawn(fan_out(app.db.clone(), app.live.clone(), io.clone()));
+    tokio::spawn(fan_out(app.clone(), io.clone()));
     (layer, io)
 }
 
@@ -96,9 +108,8 @@ async fn admit(app: &AppState, socket: &SocketRef, auth: Option<&Value>) -> Resu
     let caller = authenticate(&app.db, &app.jwt, &token)
         .await
         .map_err(|e| match e {
-            crate::auth::service::AuthError::Disabled => Refused::Disabled,
-            crate::auth::service::AuthError::InvalidCredentials
-            | crate::auth::service::AuthError::InvalidToken => Refused::InvalidToken,
+            AuthError::Disabled => Refused::Disabled,
+            AuthError::InvalidCredentials | AuthError::InvalidToken => Refused::InvalidToken,
             other => {
                 warn!(error = %other, "a status socket could not be authenticated");
                 Refused::Unavailable
@@ -107,6 +118,7 @@ async fn admit(app: &AppState, socket: &SocketRef, auth: Option<&Value>) -> Resu
     socket.extensions.insert(Viewer {
         user_id: caller.id,
         is_admin: caller.is_admin,
+        credential: token,
     });
     Ok(())
 }
@@ -183,13 +195,23 @@ async fn recipient_context(db: &PgPool, ids: &[i64]) -> Result<Vec<RecipientCont
 }
 
 /// Turns each status event into one socket event per recipient, sent to its owner's room
-/// and the admins'. Nothing is looked up while no socket is connected.
-async fn fan_out(db: PgPool, hub: LiveHub, io: SocketIo) {
-    let mut events = hub.subscribe();
-    let closed = hub.closed();
+/// and the admins'; nothing is looked up while no socket is connected. Every
+/// [`RECHECK_EVERY`] it also checks each socket's credential again.
+async fn fan_out(app: AppState, io: SocketIo) {
+    let mut events = app.live.subscribe();
+    let closed = app.live.closed();
+    let mut recheck = tokio::time::interval(RECHECK_EVERY);
+    recheck.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
+        // Shutdown first: `SocketIo::close` removes the namespace, which `io` must not be
+        // asked about afterwards.
         let event = tokio::select! {
+            biased;
             _ = closed.cancelled() => return,
+            _ = recheck.tick() => {
+                recheck_all(&app, &io).await;
+                continue;
+            }
             event = events.recv() => event,
         };
         let event = match event {
@@ -203,11 +225,45 @@ async fn fan_out(db: PgPool, hub: LiveHub, io: SocketIo) {
             }
             Err(RecvError::Closed) => return,
         };
-        if io.sockets().is_empty() {
+        let Some(sockets) = io.of("/") else { return };
+        if sockets.sockets().is_empty() {
             continue;
         }
-        if let Err(e) = push(&db, &io, &event).await {
+        if let Err(e) = push(&app.db, &io, &event).await {
             warn!(error = %e, "status updates could not be pushed to sockets");
+        }
+    }
+}
+
+/// Disconnects the sockets whose credential no longer holds, and moves a socket out of
+/// or into the admins' room when its user's role changed.
+async fn recheck_all(app: &AppState, io: &SocketIo) {
+    let Some(sockets) = io.of("/") else { return };
+    for socket in sockets.sockets() {
+        let Some(viewer) = socket.extensions.get::<Viewer>() else {
+            continue;
+        };
+        match authenticate(&app.db, &app.jwt, &viewer.credential).await {
+            Ok(caller) if caller.id == viewer.user_id => {
+                if caller.is_admin != viewer.is_admin {
+                    if caller.is_admin {
+                        socket.join(ADMINS);
+                    } else {
+                        socket.leave(ADMINS);
+                    }
+                    socket.extensions.insert(Viewer {
+                        is_admin: caller.is_admin,
+                        ..viewer
+                    });
+                }
+            }
+            Ok(_)
+            | Err(AuthError::InvalidToken | AuthError::InvalidCredentials | AuthError::Disabled) => {
+                debug!(user.id = viewer.user_id, socket = %socket.id, "status socket's credential no longer valid");
+                let _ = socket.disconnect();
+            }
+            // The database is away: keep the socket rather than drop every client at once.
+            Err(e) => debug!(error = %e, "status socket credentials not rechecked"),
         }
     }
 }
@@ -241,7 +297,11 @@ async fn push(db: &PgPool, io: &SocketIo, event: &StatusEvent) -> Result<(), sql
             failed: progress.failed,
         };
         let rooms = [user_room(row.user_id), ADMINS.to_owned()];
-        if let Err(e) = io.to(rooms).emit(STATUS_EVENT, &payload).await {
+        // `None` once shutdown closed the namespace.
+        let Some(namespace) = io.of("/") else {
+            return Ok(());
+        };
+        if let Err(e) = namespace.to(rooms).emit(STATUS_EVENT, &payload).await {
             debug!(error = %e, "a status update reached no socket");
         }
     }

@@ -72,7 +72,7 @@ impl From<AuditEntry> for LogView {
 }
 
 /// An action name or family as the log writes them: lower-case words joined by `.` or
-/// `_`. Anything else can't match and would only reach the SQL `LIKE` as a pattern.
+/// `_`. Anything else can't match any entry, so it is refused rather than silently empty.
 fn parse_action(raw: &str) -> Result<&str, ApiError> {
     let valid = !raw.is_empty()
         && raw.len() <= 64
@@ -94,8 +94,9 @@ pub async fn list(
     user: AuthUser,
     ApiQuery(query): ApiQuery<LogQuery>,
 ) -> Result<Json<LogList>, ApiError> {
-    let page = query.page.unwrap_or(1).max(1);
     let per_page = query.per_page.unwrap_or(50).clamp(1, 500);
+    // Far beyond any log's end, and small enough that the offset can't overflow.
+    let page = query.page.unwrap_or(1).clamp(1, 1_000_000_000);
     let filter = LogFilter {
         actor: (!user.is_admin).then_some(user.id),
         action: query.action.as_deref().map(parse_action).transpose()?,

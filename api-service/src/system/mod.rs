@@ -8,6 +8,8 @@ mod memory;
 mod repo;
 mod statistics;
 
+pub use statistics::StatisticsCache;
+
 use axum::routing::get;
 use axum::Router;
 

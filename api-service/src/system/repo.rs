@@ -35,12 +35,13 @@ pub struct Day {
 }
 
 /// Messages sent (and their recipients) and received on each of the `days` UTC days up to
-/// today, oldest first, days without any included.
+/// today, oldest first, days without any included. Days are 24-hour steps from UTC
+/// midnight, so the session's time zone (and its DST changes) can't shift them.
 pub async fn daily(db: &PgPool, owner: Option<i64>, days: i32) -> Result<Vec<Day>, sqlx::Error> {
     sqlx::query_as(
         "WITH days AS (
              SELECT d AS day_start
-             FROM generate_series(date_trunc('day', now(), 'UTC') - make_interval(days => $2 - 1),
+             FROM generate_series(date_trunc('day', now(), 'UTC') - interval '24 hours' * ($2 - 1),
                                   date_trunc('day', now(), 'UTC'), interval '24 hours') d)
          SELECT (day_start AT TIME ZONE 'UTC')::date AS day,
                 sent.messages AS outgoing, sent.recipients,
@@ -98,7 +99,7 @@ pub async fn logs(
     offset: i64,
 ) -> Result<(Vec<AuditEntry>, i64), sqlx::Error> {
     const WHERE: &str = "($1::bigint IS NULL OR a.actor_id = $1)
-         AND ($2::text IS NULL OR a.action = $2 OR a.action LIKE $2 || '.%')";
+         AND ($2::text IS NULL OR a.action = $2 OR starts_with(a.action, $2 || '.'))";
     let page_sql = format!(
         "SELECT a.id, u.username AS actor, a.action, a.target, a.details, a.created_at
          FROM audit_log a LEFT JOIN users u ON u.id = a.actor_id

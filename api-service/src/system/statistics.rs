@@ -1,12 +1,16 @@
 //! `GET /api/statistics`: what the edge gateway's monitoring read (memory, database size,
 //! message counts, SIM card usage, daily counts), plus the dispatch queue's depth.
 //! Admins see every user's messages; everyone else their own. Host figures and SIM usage
-//! are the same for all callers.
+//! are the same for all callers. Figures are computed at most every 10 s per scope
+//! (`generated_at` says when).
 
 use std::collections::HashMap;
+use std::time::Duration;
 
+use axum::body::Bytes;
 use axum::extract::State;
-use axum::Json;
+use axum::http::header;
+use axum::response::{IntoResponse, Response};
 use chrono::{SecondsFormat, Utc};
 use serde::Serialize;
 use smsgate_shared::queue::{routing, Names};
@@ -22,6 +26,28 @@ use crate::state::AppState;
 
 /// Days in `daily`, today included.
 const DAYS: i32 = 7;
+/// How long one caller scope's figures are served again. Monitoring polls; each
+/// computation reads per-SIM totals and a week of messages and holds several pool
+/// connections, which pollers must not take from sends.
+const FRESH_FOR: Duration = Duration::from_secs(10);
+
+/// Recently computed statistics, as JSON, per scope (`None`: an admin's, everyone's
+/// messages; `Some(user)`: that user's). Cheap to clone.
+#[derive(Clone)]
+pub struct StatisticsCache {
+    cache: moka::sync::Cache<Option<i64>, Bytes>,
+}
+
+impl Default for StatisticsCache {
+    fn default() -> Self {
+        StatisticsCache {
+            cache: moka::sync::Cache::builder()
+                .max_capacity(10_000)
+                .time_to_live(FRESH_FOR)
+                .build(),
+        }
+    }
+}
 
 #[derive(Serialize)]
 pub struct Statistics {
@@ -91,11 +117,23 @@ struct DayFigures {
     incoming: i64,
 }
 
-pub async fn show(
-    State(app): State<AppState>,
-    user: AuthUser,
-) -> Result<Json<Statistics>, ApiError> {
+pub async fn show(State(app): State<AppState>, user: AuthUser) -> Result<Response, ApiError> {
     let owner = (!user.is_admin).then_some(user.id);
+    let json = match app.statistics.cache.get(&owner) {
+        Some(json) => json,
+        None => {
+            let json = Bytes::from(
+                serde_json::to_vec(&compute(&app, owner).await?)
+                    .map_err(|e| ApiError::Internal(e.into()))?,
+            );
+            app.statistics.cache.insert(owner, json.clone());
+            json
+        }
+    };
+    Ok(([(header::CONTENT_TYPE, "application/json")], json).into_response())
+}
+
+async fn compute(app: &AppState, owner: Option<i64>) -> Result<Statistics, ApiError> {
     let now = Utc::now();
     let names = Names::new(&app.settings.queue.prefix);
     let (memory, totals, today, daily, sims, depth) = tokio::join!(
@@ -103,12 +141,12 @@ pub async fn show(
         repo::totals(&app.db, owner),
         history::repo::counts_since(&app.db, repo::start_of_utc_day(now), owner),
         repo::daily(&app.db, owner, DAYS),
-        sim_figures(&app),
+        sim_figures(app),
         hkt_queue_depth(&app.broker, &names),
     );
     let totals = totals?;
     let (sent, failed, pending) = today?;
-    Ok(Json(Statistics {
+    Ok(Statistics {
         generated_at: now.to_rfc3339_opts(SecondsFormat::Millis, true),
         memory,
         database: DatabaseFigures {
@@ -135,7 +173,7 @@ pub async fn show(
                 incoming: d.incoming,
             })
             .collect(),
-    }))
+    })
 }
 
 async fn sim_figures(app: &AppState) -> Result<SimFigures, ApiError> {

@@ -95,6 +95,19 @@ async fn a_sim_routed_send_is_sent_then_delivered_and_the_sim_reports_its_state(
     app.wait_recipient(body["message_id"].as_i64().unwrap(), "delivered")
         .await;
 
+    // /api/statistics counts both SIM-routed sends against this SIM, and the HKT one not.
+    let (_, stats) = app.get("/api/statistics").await;
+    let card = &stats["sim_cards"]["cards"][0];
+    assert_eq!(card["id"], sim_id, "{stats}");
+    assert_eq!(
+        (card["sent"].as_i64(), card["failed"].as_i64()),
+        (Some(2), Some(0)),
+        "{stats}"
+    );
+    assert_eq!(card["online"], true);
+    assert_eq!(stats["sim_cards"]["online"], 1);
+    assert_eq!(stats["messages"]["outgoing"], 3);
+
     agent.stop().await;
     app.teardown().await;
 }

@@ -82,6 +82,14 @@ async fn statistics_count_messages_sims_and_days_and_scope_them_to_the_caller() 
     assert!(memory["api_rss_bytes"].as_u64().unwrap() > 0);
     assert!(stats["queue"]["hkt_depth"].is_u64(), "{stats}");
 
+    // Pollers are served the same figures for 10 s: a send right after doesn't show yet.
+    app.send_sms("9123 4570", "after the figures").await;
+    assert_eq!(
+        statistics(&app, &app.token).await,
+        stats,
+        "served again as computed"
+    );
+
     // Another user sees only their own messages; the SIM and host figures are shared.
     let (_, other) = app
         .create_user("fieldstaff", "a long enough password")

@@ -114,6 +114,19 @@ async fn sockets_receive_status_updates_of_their_own_messages_and_admins_all() {
         seen.iter().all(|e| e["receiver_number"] != "+85291234567"),
         "bob saw alice's message: {seen:?}"
     );
+
+    // Disabling a user reaches their open socket too (credentials are checked again
+    // every 10 s), not only their next request.
+    sqlx::query("UPDATE users SET is_active = false WHERE username = 'alice'")
+        .execute(&app.db)
+        .await
+        .unwrap();
+    assert!(
+        alice_socket
+            .disconnected_within(Duration::from_secs(25))
+            .await,
+        "a disabled user's socket stayed connected"
+    );
     app.teardown().await;
 }
 
