@@ -235,12 +235,19 @@ impl TestApp {
             .await
     }
 
-    /// `POST /api/sms`; asserts 202 and returns the message id.
+    /// `POST /api/sms` as the admin; asserts 202 and returns the message id.
     pub async fn send_sms(&self, recipient: &str, content: &str) -> i64 {
+        self.send_sms_as(&self.token, recipient, content).await
+    }
+
+    /// `POST /api/sms` with `token`'s credentials; asserts 202 and returns the message id.
+    pub async fn send_sms_as(&self, token: &str, recipient: &str, content: &str) -> i64 {
         let (status, body) = self
-            .post(
+            .request(
+                reqwest::Method::POST,
                 "/api/sms",
-                json!({"recipient": recipient, "content": content}),
+                Some(token),
+                Some(json!({"recipient": recipient, "content": content})),
             )
             .await;
         assert_eq!(status, StatusCode::ACCEPTED, "send failed: {body}");

@@ -60,7 +60,9 @@ const MISSING_CREDENTIALS: ApiError = ApiError::Unauthorized {
     message: "Authentication required: send `Authorization: Bearer <token>` or `X-API-Key`",
 };
 
-fn bearer_token(parts: &Parts) -> Option<&str> {
+/// The credential a request carries: `Authorization: Bearer <token>`, else `X-API-Key`.
+/// Also read from a Socket.IO handshake's headers (`live::sockets`).
+pub fn bearer_token(parts: &Parts) -> Option<&str> {
     let from_authorization = parts
         .headers
         .get(axum::http::header::AUTHORIZATION)

@@ -8,6 +8,6 @@ mod sender;
 pub mod service;
 
 pub use credentials::{hash_password, verify_password, ApiToken, JwtKeys};
-pub use extract::{AuthSender, AuthUser};
+pub use extract::{bearer_token, AuthSender, AuthUser};
 pub use routes::router;
 pub use sender::{confirm_sender, SendCredential, TokenOwners};

@@ -28,6 +28,7 @@ use tokio::sync::broadcast::error::RecvError;
 use tracing::{debug, warn};
 
 use super::Progress;
+use crate::auth::bearer_token;
 use crate::auth::service::{authenticate, AuthError};
 use crate::state::AppState;
 
@@ -135,16 +136,7 @@ fn credential(socket: &SocketRef, auth: Option<&Value>) -> Option<String> {
             .ok()
             .and_then(|a| a.token.or(a.api_key))
     };
-    let from_headers = || {
-        let header = |name| parts.headers.get(name).and_then(|v| v.to_str().ok());
-        header("authorization")
-            .and_then(|v| {
-                v.strip_prefix("Bearer ")
-                    .or_else(|| v.strip_prefix("bearer "))
-            })
-            .or_else(|| header("x-api-key"))
-            .map(|v| v.trim().to_owned())
-    };
+    let from_headers = || bearer_token(parts).map(str::to_owned);
     from_auth
         .or_else(from_query)
         .or_else(from_headers)

@@ -94,15 +94,7 @@ async fn statistics_count_messages_sims_and_days_and_scope_them_to_the_caller() 
     let (_, other) = app
         .create_user("fieldstaff", "a long enough password")
         .await;
-    let (status, _) = app
-        .request(
-            Method::POST,
-            "/api/sms",
-            Some(&other),
-            Some(json!({"recipient": "91234569", "message": "mine"})),
-        )
-        .await;
-    assert_eq!(status, StatusCode::ACCEPTED);
+    app.send_sms_as(&other, "91234569", "mine").await;
     let theirs = statistics(&app, &other).await;
     assert_eq!(theirs["messages"]["outgoing"], 1, "{theirs}");
     assert_eq!(theirs["daily"][6]["outgoing"], 1);

@@ -53,16 +53,9 @@ async fn sockets_receive_status_updates_of_their_own_messages_and_admins_all() {
     .await
     .expect("bob connects");
 
-    let (status, body) = app
-        .request(
-            reqwest::Method::POST,
-            "/api/sms",
-            Some(&alice),
-            Some(json!({"recipient": "9123 4567", "message": "to alice's customer"})),
-        )
+    let message_id = app
+        .send_sms_as(&alice, "9123 4567", "to alice's customer")
         .await;
-    assert_eq!(status, reqwest::StatusCode::ACCEPTED, "{body}");
-    let message_id = body["data"]["id"].as_i64().unwrap();
 
     let seen = alice_socket
         .events_until(
@@ -93,15 +86,7 @@ async fn sockets_receive_status_updates_of_their_own_messages_and_admins_all() {
     assert!(reached("+85291234567", "sent")(&seen), "admin: {seen:?}");
 
     // Bob's own send comes through; alice's never reached him before it.
-    let (status, _) = app
-        .request(
-            reqwest::Method::POST,
-            "/api/sms",
-            Some(&bob),
-            Some(json!({"recipient": "9123 4568", "message": "bob's"})),
-        )
-        .await;
-    assert_eq!(status, reqwest::StatusCode::ACCEPTED);
+    app.send_sms_as(&bob, "9123 4568", "bob's").await;
     let seen = bob_socket
         .events_until(
             EVENT,
