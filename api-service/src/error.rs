@@ -41,6 +41,15 @@ pub enum ApiError {
     Conflict { code: &'static str, message: String },
     #[error("method not allowed on this route")]
     MethodNotAllowed,
+    /// The `Idempotency-Key` was used before with a different request.
+    #[error("this Idempotency-Key was already used with a different request; use a new key for a new request")]
+    IdempotencyMismatch,
+    /// Another request with the same `Idempotency-Key` committed first and its message can
+    /// no longer be read (it is normally replayed instead).
+    #[error(
+        "another request with this Idempotency-Key was accepted first; retry to get its answer"
+    )]
+    IdempotencyKeyTaken,
     #[error("service temporarily unavailable")]
     Unavailable(#[source] anyhow::Error),
     #[error("internal error")]
@@ -63,7 +72,10 @@ impl ApiError {
             ApiError::Unauthorized { .. } => StatusCode::UNAUTHORIZED,
             ApiError::Forbidden { .. } => StatusCode::FORBIDDEN,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
-            ApiError::Conflict { .. } => StatusCode::CONFLICT,
+            ApiError::Conflict { .. } | ApiError::IdempotencyKeyTaken => StatusCode::CONFLICT,
+            // The request is well-formed but contradicts the key's earlier use (as Stripe
+            // and the IETF idempotency-key draft answer it).
+            ApiError::IdempotencyMismatch => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -79,6 +91,8 @@ impl ApiError {
             ApiError::NotFound(_) => "NOT_FOUND",
             ApiError::Conflict { code, .. } => code,
             ApiError::MethodNotAllowed => "METHOD_NOT_ALLOWED",
+            ApiError::IdempotencyMismatch => "IDEMPOTENCY_KEY_REUSED",
+            ApiError::IdempotencyKeyTaken => "IDEMPOTENCY_KEY_IN_USE",
             ApiError::Unavailable(_) => "SERVICE_UNAVAILABLE",
             ApiError::Internal(_) => "INTERNAL_SERVER_ERROR",
         }

@@ -9,6 +9,7 @@ pub mod error;
 mod extract;
 mod health;
 pub mod history;
+pub mod idempotency;
 pub mod live;
 pub mod outbox;
 pub mod panel;
@@ -206,6 +207,11 @@ pub async fn start(settings: Settings) -> anyhow::Result<RunningApi> {
     });
 
     let reconciler = outbox.spawn_reconciler(settings.reconcile_interval, shutdown.clone());
+    idempotency::spawn_sweeper(
+        state.db.clone(),
+        settings.idempotency_key_ttl,
+        shutdown.clone(),
+    );
     let listener = tokio::net::TcpListener::bind(settings.bind)
         .await
         .with_context(|| format!("binding {}", settings.bind))?;

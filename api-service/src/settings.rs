@@ -30,6 +30,8 @@ pub struct Settings {
     pub reconcile_interval: Duration,
     /// How long one publisher may hold a message's jobs before the reconciler takes over.
     pub publish_lease: Duration,
+    /// How long an `Idempotency-Key` (and the compose form's key) is honoured.
+    pub idempotency_key_ttl: Duration,
     /// The web panel's settings (DISPLAY_TZ, sessions, login throttling).
     pub panel: crate::panel::PanelSettings,
 }
@@ -69,6 +71,7 @@ impl Settings {
             max_segments: config::parse_or("MAX_SEGMENTS", MessageBody::DEFAULT_MAX_SEGMENTS)?,
             reconcile_interval: config::duration_or("RECONCILE_INTERVAL", Duration::from_secs(5))?,
             publish_lease: config::duration_or("PUBLISH_LEASE", Duration::from_secs(60))?,
+            idempotency_key_ttl: idempotency_key_ttl()?,
             panel: crate::panel::PanelSettings::from_env()?,
         })
     }
@@ -100,6 +103,7 @@ impl Settings {
             max_segments: MessageBody::DEFAULT_MAX_SEGMENTS,
             reconcile_interval: Duration::from_millis(500),
             publish_lease: Duration::from_secs(5),
+            idempotency_key_ttl: Duration::from_secs(24 * 3600),
             panel: crate::panel::PanelSettings::default(),
         }
     }
@@ -107,6 +111,25 @@ impl Settings {
     pub fn database_url(&self) -> &str {
         self.database_url.expose_secret()
     }
+}
+
+/// How long idempotency keys are honoured: 24 h unless set; zero would make every key
+/// useless, so it is refused.
+fn idempotency_key_ttl() -> Result<Duration, ConfigError> {
+    let ttl = config::duration_or(IDEMPOTENCY_KEY_TTL, Duration::from_secs(24 * 3600))?;
+    nonzero_key_ttl(ttl)
+}
+
+const IDEMPOTENCY_KEY_TTL: &str = "IDEMPOTENCY_KEY_TTL";
+
+fn nonzero_key_ttl(ttl: Duration) -> Result<Duration, ConfigError> {
+    if ttl.is_zero() {
+        return Err(ConfigError::new(
+            IDEMPOTENCY_KEY_TTL,
+            "must be longer than zero, e.g. 24h",
+        ));
+    }
+    Ok(ttl)
 }
 
 fn secret(env: AppEnv, key: &'static str) -> Result<SecretString, ConfigError> {
@@ -161,6 +184,15 @@ fn hex_encode(bytes: &[u8]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_zero_idempotency_key_ttl_is_refused_naming_the_key() {
+        assert_eq!(
+            nonzero_key_ttl(Duration::ZERO).unwrap_err().key,
+            "IDEMPOTENCY_KEY_TTL"
+        );
+        assert!(nonzero_key_ttl(Duration::from_secs(60)).is_ok());
+    }
 
     #[test]
     fn production_refuses_a_missing_secret_and_names_the_key() {

@@ -235,6 +235,38 @@ impl TestApp {
             .await
     }
 
+    /// `POST path` as `token` with an `Idempotency-Key`; returns the status, the JSON body
+    /// and whether the answer says it is a replay (`Idempotent-Replayed: true`).
+    pub async fn post_with_key(
+        &self,
+        token: &str,
+        path: &str,
+        key: &str,
+        body: Value,
+    ) -> (StatusCode, Value, bool) {
+        let response = self
+            .http
+            .post(self.url(path))
+            .timeout(Duration::from_secs(30))
+            .bearer_auth(token)
+            .header("Idempotency-Key", key)
+            .json(&body)
+            .send()
+            .await
+            .expect("request sent");
+        let status = response.status();
+        let replayed = response
+            .headers()
+            .get("idempotent-replayed")
+            .is_some_and(|v| v == "true");
+        let bytes = response.bytes().await.unwrap_or_default();
+        (
+            status,
+            serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+            replayed,
+        )
+    }
+
     /// `POST /api/sms` as the admin; asserts 202 and returns the message id.
     pub async fn send_sms(&self, recipient: &str, content: &str) -> i64 {
         self.send_sms_as(&self.token, recipient, content).await
@@ -287,6 +319,14 @@ impl TestApp {
             );
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
+    }
+
+    /// How many messages are stored, straight from the database.
+    pub async fn message_count(&self) -> i64 {
+        sqlx::query_scalar("SELECT count(*) FROM messages")
+            .fetch_one(&self.db)
+            .await
+            .unwrap()
     }
 
     /// Every recipient row of a message, straight from the database: (status, attempts).

@@ -5,7 +5,6 @@
 //! idempotency key makes a double click or a resubmitted form land on the same message.
 
 use std::collections::HashSet;
-use std::time::Duration;
 
 use axum::extract::{Multipart, State};
 use axum::http::StatusCode;
@@ -17,8 +16,9 @@ use sqlx::PgPool;
 
 use super::db_error;
 use super::session::{random_token, PanelUser, SignedIn};
+use crate::idempotency::{IdempotencyKey, KeyClaim};
 use crate::outbox::Outbox;
-use crate::sms::service::{self as sms, NewSend};
+use crate::sms::service::{self as sms, AcceptError, NewSend};
 use crate::state::AppState;
 
 /// One recipient as typed, with where it came from.
@@ -280,113 +280,67 @@ pub async fn send_message(
     }
     let body = MessageBody::parse(&form.content, app.settings.max_segments).expect("checked above");
     let total = recipients.len();
-    let outcome = send_once(
-        &app.db,
-        &app.outbox,
-        user.session.user_id,
-        &form.idempotency_key,
-        NewSend { recipients, body },
-    )
-    .await
-    .map_err(db_error)?;
+    let key = IdempotencyKey::parse(&form.idempotency_key)
+        .map_err(|_| WebError::BadRequest("The form's key is invalid; reload the page.".into()))?;
+    let send = NewSend { recipients, body };
+    let claim = KeyClaim {
+        fingerprint: send.fingerprint("panel.compose", "hkt"),
+        key,
+        ttl: app.settings.idempotency_key_ttl,
+    };
+    let outcome = send_once(&app.db, &app.outbox, user.session.user_id, claim, send).await;
     Ok(match outcome {
-        SendOnce::Sent(id) => Flash::success(format!(
+        Ok(SendOnce::Sent(id)) => Flash::success(format!(
             "Message #{id} queued for {total} recipient{}.",
             if total == 1 { "" } else { "s" }
         ))
         .redirect(&format!("/history/{id}")),
-        SendOnce::AlreadySent(id) => Flash::new(
+        Ok(SendOnce::AlreadySent(id)) => Flash::new(
             smsgate_web::FlashKind::Info,
             format!("This form was already sent as message #{id}; it was not sent again."),
         )
         .redirect(&format!("/history/{id}")),
-        SendOnce::InFlight => Flash::error(
-            "This form is still being sent; check the history before sending it again.",
+        Err(AcceptError::KeyTaken) => Flash::error(
+            "This form was just sent by another request; check the history before sending it again.",
         )
         .redirect("/history"),
+        Err(AcceptError::Database(e)) => return Err(db_error(e)),
     })
 }
 
-/// The outcome of sending with an idempotency key.
+/// The outcome of sending a compose form.
 #[derive(Debug, PartialEq)]
 pub enum SendOnce {
     /// Sent now, as this message.
     Sent(i64),
-    /// The key was used before, for this message; nothing was sent.
+    /// The form's key was used before, for this message; nothing was sent.
     AlreadySent(i64),
-    /// Another request with the key has not finished within the wait.
-    InFlight,
 }
 
-/// How long a repeat waits for the first request with the same key to finish.
-const IN_FLIGHT_WAIT: Duration = Duration::from_secs(5);
-
-/// Sends `send` unless `key` was used by this user before. The claim is a row keyed by
-/// (user, key): the first request inserts it, so concurrent repeats can't both send. If the
-/// send fails the claim is released so the user may try again; a process dying between the
-/// send and recording its id leaves the claim without a message, which refuses repeats
-/// rather than risk a second send.
+/// Sends the form unless this user already sent one with its key. The key is recorded in
+/// the message's own transaction (`crate::idempotency`), so a double click or a resubmitted
+/// form finds the first message, and a crash can't leave a key that blocks a retry. A key
+/// seen with other content still lands on its first message: it names one form, and that
+/// form was sent.
 #[tracing::instrument(name = "compose.send_once", skip_all, fields(user.id = user_id))]
 pub async fn send_once(
     db: &PgPool,
     outbox: &Outbox,
     user_id: i64,
-    key: &str,
+    claim: KeyClaim,
     send: NewSend,
-) -> Result<SendOnce, sqlx::Error> {
-    let claimed = sqlx::query(
-        "INSERT INTO compose_submissions (user_id, idempotency_key) VALUES ($1, $2)
-         ON CONFLICT DO NOTHING",
-    )
-    .bind(user_id)
-    .bind(key)
-    .execute(db)
-    .await?
-    .rows_affected()
-        == 1;
-    if !claimed {
-        let deadline = tokio::time::Instant::now() + IN_FLIGHT_WAIT;
-        loop {
-            let existing: Option<Option<i64>> = sqlx::query_scalar(
-                "SELECT message_id FROM compose_submissions WHERE user_id = $1 AND idempotency_key = $2",
-            )
-            .bind(user_id)
-            .bind(key)
-            .fetch_optional(db)
-            .await?;
-            match existing {
-                Some(Some(id)) => return Ok(SendOnce::AlreadySent(id)),
-                // Released by a failed first attempt: this one may send.
-                None => return Box::pin(send_once(db, outbox, user_id, key, send)).await,
-                Some(None) if tokio::time::Instant::now() >= deadline => {
-                    return Ok(SendOnce::InFlight)
-                }
-                Some(None) => tokio::time::sleep(Duration::from_millis(100)).await,
-            }
-        }
+) -> Result<SendOnce, AcceptError> {
+    if let Some(prior) = claim.prior(db, user_id).await? {
+        return Ok(SendOnce::AlreadySent(prior.message_id));
     }
-    match sms::accept(db, outbox, user_id, send).await {
-        Ok(accepted) => {
-            sqlx::query(
-                "UPDATE compose_submissions SET message_id = $3 WHERE user_id = $1 AND idempotency_key = $2",
-            )
-            .bind(user_id)
-            .bind(key)
-            .bind(accepted.id)
-            .execute(db)
-            .await?;
-            Ok(SendOnce::Sent(accepted.id))
-        }
-        Err(e) => {
-            let _ = sqlx::query(
-                "DELETE FROM compose_submissions WHERE user_id = $1 AND idempotency_key = $2",
-            )
-            .bind(user_id)
-            .bind(key)
-            .execute(db)
-            .await;
-            Err(e)
-        }
+    match sms::accept(db, outbox, user_id, send, Some(&claim)).await {
+        Ok(accepted) => Ok(SendOnce::Sent(accepted.id)),
+        // A concurrent submit of the same form committed first.
+        Err(AcceptError::KeyTaken) => match claim.prior(db, user_id).await? {
+            Some(prior) => Ok(SendOnce::AlreadySent(prior.message_id)),
+            None => Err(AcceptError::KeyTaken),
+        },
+        Err(e) => Err(e),
     }
 }
 

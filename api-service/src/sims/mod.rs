@@ -11,7 +11,7 @@ use axum::Router;
 use serde::Serialize;
 
 pub use routes::SimView;
-pub use service::{accept_send, RouteRequest, RoutedAccepted};
+pub use service::{accept_send, accept_send_once, RouteRequest, RoutedAccepted, SendOnce};
 
 use crate::state::AppState;
 

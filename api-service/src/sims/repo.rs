@@ -160,17 +160,16 @@ pub async fn touch_sim(db: &PgPool, id: i64) -> Result<(), sqlx::Error> {
     Ok(())
 }
 
-/// Inserts a message routed through `route` with all its recipients in one transaction,
+/// Inserts a message routed through `route` with all its recipients in the caller's transaction,
 /// holding the publish lease. Returns the message id, its time and (recipient id, phone).
 pub async fn insert_routed_message(
-    db: &PgPool,
+    tx: &mut Transaction<'_, Postgres>,
     user_id: i64,
     body: &MessageBody,
     phones: &[&str],
     route: &str,
     lease_secs: f64,
 ) -> Result<(i64, DateTime<Utc>, Vec<(i64, String)>), sqlx::Error> {
-    let mut tx = db.begin().await?;
     let (id, created_at): (i64, DateTime<Utc>) = sqlx::query_as(
         "INSERT INTO messages (user_id, content, encoding, segments, total_count, route)
          VALUES ($1, $2, $3, $4, $5, $6)
@@ -182,9 +181,9 @@ pub async fn insert_routed_message(
     .bind(body.segments() as i32)
     .bind(phones.len() as i32)
     .bind(route)
-    .fetch_one(&mut *tx)
+    .fetch_one(&mut **tx)
     .await?;
-    hold_in_outbox(&mut tx, id, lease_secs).await?;
+    hold_in_outbox(tx, id, lease_secs).await?;
     let recipients: Vec<(i64, String)> = sqlx::query_as(
         "INSERT INTO recipients (message_id, phone)
          SELECT $1, phone FROM unnest($2::text[]) WITH ORDINALITY AS t(phone, ord) ORDER BY ord
@@ -192,9 +191,8 @@ pub async fn insert_routed_message(
     )
     .bind(id)
     .bind(phones)
-    .fetch_all(&mut *tx)
+    .fetch_all(&mut **tx)
     .await?;
-    tx.commit().await?;
     Ok((id, created_at, recipients))
 }
 

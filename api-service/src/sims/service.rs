@@ -15,8 +15,9 @@ use super::repo::{self, SimRow};
 use crate::admin::audit;
 use crate::auth::ApiToken;
 use crate::error::ApiError;
+use crate::idempotency::{KeyClaim, PriorSend};
 use crate::outbox::Outbox;
-use crate::sms::service::{self as sms, Accepted, NewSend, Page};
+use crate::sms::service::{self as sms, AcceptError, Accepted, NewSend, Page};
 
 /// An agent heartbeats every 30 s; a SIM is offline after three missed heartbeats.
 pub const OFFLINE_AFTER: Duration = Duration::from_secs(90);
@@ -306,6 +307,15 @@ impl RouteRequest {
             )),
         }
     }
+
+    /// The routing asked for, as an idempotency fingerprint records it.
+    pub fn label(&self) -> String {
+        match self {
+            RouteRequest::Hkt => "hkt".to_owned(),
+            RouteRequest::Sim(id) => format!("sim:{id}"),
+            RouteRequest::AnySim => "sim:any".to_owned(),
+        }
+    }
 }
 
 /// A message accepted, with the SIM it goes out through (`None`: HKT).
@@ -314,14 +324,34 @@ pub struct RoutedAccepted {
     pub sender_sim: Option<String>,
 }
 
+/// Whether a send with an idempotency key was stored now or answered from the earlier
+/// request that used the key.
+pub enum SendOnce {
+    Stored(RoutedAccepted),
+    Replayed(RoutedAccepted),
+}
+
+impl SendOnce {
+    /// The acceptance, and whether it is a replay.
+    pub fn into_parts(self) -> (RoutedAccepted, bool) {
+        match self {
+            SendOnce::Stored(accepted) => (accepted, false),
+            SendOnce::Replayed(accepted) => (accepted, true),
+        }
+    }
+}
+
 /// Accepts a send on the route asked for: HKT through the SMS service as before, a SIM
-/// through its own queue. 400 for an unknown SIM, 409 for an inactive one.
+/// through its own queue. 400 for an unknown SIM, 409 for an inactive one. With a `claim`,
+/// its key is recorded in the message's transaction (409 `IDEMPOTENCY_KEY_IN_USE` if another
+/// request recorded it first; [`accept_send_once`] turns that into a replay).
 pub async fn accept_send(
     db: &PgPool,
     outbox: &Outbox,
     user_id: i64,
     send: NewSend,
     route: RouteRequest,
+    claim: Option<&KeyClaim>,
 ) -> Result<RoutedAccepted, ApiError> {
     let sim = match route {
         RouteRequest::Hkt => None,
@@ -341,17 +371,54 @@ pub async fn accept_send(
         RouteRequest::AnySim => repo::take_next_online_sim(db, OFFLINE_AFTER.as_secs_f64()).await?,
     };
     let Some((sim_id, number)) = sim else {
-        let accepted = sms::accept(db, outbox, user_id, send).await?;
+        let accepted = sms::accept(db, outbox, user_id, send, claim).await?;
         return Ok(RoutedAccepted {
             accepted,
             sender_sim: None,
         });
     };
-    let accepted = accept_via_sim(db, outbox, user_id, send, sim_id).await?;
+    let accepted = accept_via_sim(db, outbox, user_id, send, sim_id, claim).await?;
     Ok(RoutedAccepted {
         accepted,
         sender_sim: Some(number),
     })
+}
+
+/// [`accept_send`] at most once per idempotency key: a key this user already sent with is
+/// answered with that message (422 `IDEMPOTENCY_KEY_REUSED` if the request differs), and
+/// of two requests racing with one key, the one that commits second is answered with the
+/// first one's message.
+#[tracing::instrument(name = "sms.accept_once", skip_all, fields(user.id = user_id, replayed))]
+pub async fn accept_send_once(
+    db: &PgPool,
+    outbox: &Outbox,
+    user_id: i64,
+    send: NewSend,
+    route: RouteRequest,
+    claim: &KeyClaim,
+) -> Result<SendOnce, ApiError> {
+    if let Some(prior) = claim.prior(db, user_id).await? {
+        return replay(prior);
+    }
+    match accept_send(db, outbox, user_id, send, route, Some(claim)).await {
+        Ok(stored) => Ok(SendOnce::Stored(stored)),
+        Err(ApiError::IdempotencyKeyTaken) => match claim.prior(db, user_id).await? {
+            Some(prior) => replay(prior),
+            None => Err(ApiError::IdempotencyKeyTaken),
+        },
+        Err(e) => Err(e),
+    }
+}
+
+fn replay(prior: PriorSend) -> Result<SendOnce, ApiError> {
+    tracing::Span::current().record("replayed", true);
+    if !prior.same_request {
+        return Err(ApiError::IdempotencyMismatch);
+    }
+    Ok(SendOnce::Replayed(RoutedAccepted {
+        accepted: Accepted::from(&prior),
+        sender_sim: prior.sender_sim,
+    }))
 }
 
 /// Stores the message with route `sim.<id>` and hands its jobs to the outbox for that
@@ -364,12 +431,14 @@ async fn accept_via_sim(
     user_id: i64,
     send: NewSend,
     sim_id: i64,
-) -> Result<Accepted, sqlx::Error> {
+    claim: Option<&KeyClaim>,
+) -> Result<Accepted, AcceptError> {
     let route = routing::sim(sim_id);
     let total = send.recipients.len();
     let phones: Vec<&str> = send.recipients.iter().map(PhoneNumber::as_str).collect();
+    let mut tx = db.begin().await?;
     let (id, created_at, recipients) = repo::insert_routed_message(
-        db,
+        &mut tx,
         user_id,
         &send.body,
         &phones,
@@ -377,6 +446,12 @@ async fn accept_via_sim(
         outbox.lease().as_secs_f64(),
     )
     .await?;
+    if let Some(claim) = claim {
+        if !claim.record(&mut tx, user_id, id).await? {
+            return Err(AcceptError::KeyTaken); // dropping `tx` rolls the message back
+        }
+    }
+    tx.commit().await?;
     tracing::Span::current().record("message.id", id);
     let jobs = OutboundJob::sends_of(id, &send.body, recipients);
     outbox.publish_routed_in_background(id, route, jobs);

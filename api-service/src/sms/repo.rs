@@ -3,7 +3,7 @@
 
 use chrono::{DateTime, Utc};
 use smsgate_shared::domain::{MessageBody, MessageStatus, PhoneNumber, RecipientStatus};
-use sqlx::{PgPool, Postgres, Transaction};
+use sqlx::{PgConnection, PgPool};
 
 /// A message as the API shows it.
 #[derive(Debug, Clone, sqlx::FromRow)]
@@ -35,7 +35,7 @@ pub struct RecipientRow {
 }
 
 /// Inserts the message, its outbox row (holding the publish lease, so the reconciler leaves
-/// it to us) and all its recipients in one transaction. Returns the message's id and time
+/// it to us) and all its recipients, in the caller's transaction. Returns the message's id and time
 /// only: whoever publishes the jobs reads the recipients back (for a 100,000-recipient bulk,
 /// returning their ids and numbers cost a tenth of the insert and a 2 MB answer, all on the
 /// way to the 202).
@@ -44,13 +44,12 @@ pub struct RecipientRow {
 /// pages a batch of rows at a time (one WAL record per page instead of per row), which took
 /// the heap part of a 100,000-row insert from ~360 to ~190 ms (psql, docs/benchmarks.md).
 pub async fn insert_message_with_recipients(
-    db: &PgPool,
+    tx: &mut PgConnection,
     user_id: i64,
     body: &MessageBody,
     phones: &[PhoneNumber],
     lease_secs: f64,
 ) -> Result<(i64, DateTime<Utc>), sqlx::Error> {
-    let mut tx = db.begin().await?;
     let (id, created_at): (i64, DateTime<Utc>) = sqlx::query_as(
         "WITH m AS (
              INSERT INTO messages (user_id, content, encoding, segments, total_count)
@@ -69,8 +68,7 @@ pub async fn insert_message_with_recipients(
     .bind(lease_secs)
     .fetch_one(&mut *tx)
     .await?;
-    copy_recipients(&mut tx, id, phones).await?;
-    tx.commit().await?;
+    copy_recipients(tx, id, phones).await?;
     Ok((id, created_at))
 }
 
@@ -80,7 +78,7 @@ const COPY_CHUNK_ROWS: usize = 8_192;
 /// Streams `(message_id, phone)` rows into `recipients` in COPY's text format. A
 /// [`PhoneNumber`] is `+` and digits, so no value needs escaping.
 async fn copy_recipients(
-    tx: &mut Transaction<'_, Postgres>,
+    tx: &mut PgConnection,
     message_id: i64,
     phones: &[PhoneNumber],
 ) -> Result<(), sqlx::Error> {

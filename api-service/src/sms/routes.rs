@@ -2,7 +2,8 @@
 //! `GET /api/sms`, `GET /api/sms/{id}`, `GET /api/sms/{id}/recipients`.
 
 use axum::extract::State;
-use axum::http::StatusCode;
+use axum::http::{HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use chrono::{DateTime, SecondsFormat, Utc};
@@ -16,7 +17,9 @@ use crate::auth::service::AuthError;
 use crate::auth::{confirm_sender, AuthSender, AuthUser};
 use crate::error::{database_unavailable, ApiError};
 use crate::extract::{ApiJson, ApiQuery, IdPath};
-use crate::sims::{self, RouteRequest, RoutedAccepted, WithEdgeFields};
+use crate::idempotency::{IdempotencyKey, KeyClaim};
+use crate::sims::{self, RouteRequest, RoutedAccepted, SendOnce, WithEdgeFields};
+use crate::sms::service::AcceptError;
 use crate::sms::SmallSendError;
 use crate::state::AppState;
 
@@ -83,13 +86,15 @@ struct SentSms {
     created_at: String,
 }
 
-/// The busiest route: an HKT send goes through the shared-statement writer, which checks
-/// the sender's standing as it stores; a send routed to a SIM checks it first.
+/// The busiest route: an HKT send without an idempotency key goes through the
+/// shared-statement writer, which checks the sender's standing as it stores; every other
+/// send checks it first.
 async fn send_sms(
     State(app): State<AppState>,
     AuthSender(sender): AuthSender,
+    key: Option<IdempotencyKey>,
     ApiJson(req): ApiJson<SendSmsRequest>,
-) -> Result<(StatusCode, Json<WithEdgeFields<Success<SentSms>>>), ApiError> {
+) -> Result<Response, ApiError> {
     let route = RouteRequest::parse(req.sim_card_id, req.route.as_deref())?;
     let to = PhoneNumber::parse(&req.recipient)
         .map_err(|e| ApiError::validation("INVALID_PHONE_NUMBER", format!("recipient: {e}")))?;
@@ -98,16 +103,17 @@ async fn send_sms(
         recipients: vec![to.clone()],
         body,
     };
-    let routed = match route {
-        RouteRequest::Hkt => RoutedAccepted {
+    let stored = match (key, route) {
+        (None, RouteRequest::Hkt) => SendOnce::Stored(RoutedAccepted {
             accepted: app.small_sends.accept(sender, send).await?,
             sender_sim: None,
-        },
-        via_sim => {
+        }),
+        (key, route) => {
             confirm_sender(&app.db, sender).await?;
-            sims::accept_send(&app.db, &app.outbox, sender.user_id, send, via_sim).await?
+            store(&app, sender.user_id, route, send, key, "sms.send").await?
         }
     };
+    let (routed, replayed) = stored.into_parts();
     let accepted = routed.accepted;
     let data = SentSms {
         id: accepted.id,
@@ -116,13 +122,13 @@ async fn send_sms(
         content: req.content,
         created_at: rfc3339(accepted.created_at),
     };
-    Ok((
-        StatusCode::ACCEPTED,
-        Json(WithEdgeFields {
+    Ok(accepted_response(
+        replayed,
+        WithEdgeFields {
             body: success(data, Some("SMS queued for sending")).0,
             message_id: accepted.id,
             sender_sim: routed.sender_sim,
-        }),
+        },
     ))
 }
 
@@ -150,8 +156,9 @@ struct SentBulk {
 async fn send_bulk(
     State(app): State<AppState>,
     user: AuthUser,
+    key: Option<IdempotencyKey>,
     ApiJson(req): ApiJson<SendBulkRequest>,
-) -> Result<(StatusCode, Json<WithEdgeFields<Success<SentBulk>>>), ApiError> {
+) -> Result<Response, ApiError> {
     let route = RouteRequest::parse(req.sim_card_id, req.route.as_deref())?;
     let body = parse_body(&app, &req.content)?;
     if req.recipients.is_empty() {
@@ -171,14 +178,9 @@ async fn send_bulk(
         ));
     }
     let recipients = parse_recipients(&req.recipients).map_err(ApiError::InvalidRecipients)?;
-    let routed = sims::accept_send(
-        &app.db,
-        &app.outbox,
-        user.id,
-        NewSend { recipients, body },
-        route,
-    )
-    .await?;
+    let send = NewSend { recipients, body };
+    let stored = store(&app, user.id, route, send, key, "sms.send_bulk").await?;
+    let (routed, replayed) = stored.into_parts();
     let accepted = routed.accepted;
     let data = SentBulk {
         id: accepted.id,
@@ -187,15 +189,52 @@ async fn send_bulk(
         content: req.content,
         created_at: rfc3339(accepted.created_at),
     };
-    Ok((
-        StatusCode::ACCEPTED,
-        Json(WithEdgeFields {
+    Ok(accepted_response(
+        replayed,
+        WithEdgeFields {
             body: success(data, Some("Bulk SMS queued for sending")).0,
             message_id: accepted.id,
             sender_sim: routed.sender_sim,
-        }),
+        },
     ))
 }
+
+/// Stores a send on its route; with an idempotency key, at most once per key (`operation`
+/// names the endpoint, so a key can't be reused across the two).
+async fn store(
+    app: &AppState,
+    user_id: i64,
+    route: RouteRequest,
+    send: NewSend,
+    key: Option<IdempotencyKey>,
+    operation: &str,
+) -> Result<SendOnce, ApiError> {
+    let Some(key) = key else {
+        let stored = sims::accept_send(&app.db, &app.outbox, user_id, send, route, None).await?;
+        return Ok(SendOnce::Stored(stored));
+    };
+    let claim = KeyClaim {
+        fingerprint: send.fingerprint(operation, &route.label()),
+        key,
+        ttl: app.settings.idempotency_key_ttl,
+    };
+    sims::accept_send_once(&app.db, &app.outbox, user_id, send, route, &claim).await
+}
+
+/// 202 with the send's body; a replay of an earlier request with the same idempotency key
+/// says so in `Idempotent-Replayed: true`, with the body that request was answered with.
+fn accepted_response<T: Serialize>(replayed: bool, body: T) -> Response {
+    let mut response = (StatusCode::ACCEPTED, Json(body)).into_response();
+    if replayed {
+        response
+            .headers_mut()
+            .insert(REPLAYED_HEADER, HeaderValue::from_static("true"));
+    }
+    response
+}
+
+/// Set on the answer to a repeated idempotency key.
+const REPLAYED_HEADER: &str = "idempotent-replayed";
 
 #[derive(Deserialize)]
 struct PageQuery {
@@ -360,6 +399,15 @@ impl From<SmallSendError> for ApiError {
             SmallSendError::ShuttingDown => {
                 ApiError::Unavailable(anyhow::anyhow!("the API is shutting down"))
             }
+        }
+    }
+}
+
+impl From<AcceptError> for ApiError {
+    fn from(err: AcceptError) -> ApiError {
+        match err {
+            AcceptError::Database(e) => e.into(),
+            AcceptError::KeyTaken => ApiError::IdempotencyKeyTaken,
         }
     }
 }

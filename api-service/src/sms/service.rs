@@ -7,12 +7,27 @@ use sqlx::PgPool;
 use tracing::Span;
 
 use super::repo::{self, MessageRow, RecipientRow};
+use crate::idempotency::{Fingerprint, KeyClaim, PriorSend};
 use crate::outbox::Outbox;
 
 /// A send that passed validation: at least one distinct recipient and a valid body.
 pub struct NewSend {
     pub recipients: Vec<PhoneNumber>,
     pub body: MessageBody,
+}
+
+impl NewSend {
+    /// What this send asks for, for an idempotency key: `operation` names the endpoint and
+    /// `route` the routing asked for, so one key can't stand for two different requests.
+    pub fn fingerprint(&self, operation: &str, route: &str) -> Fingerprint {
+        let head = [
+            operation.as_bytes(),
+            route.as_bytes(),
+            self.body.as_str().as_bytes(),
+        ];
+        let recipients = self.recipients.iter().map(|p| p.as_str().as_bytes());
+        Fingerprint::of(head.into_iter().chain(recipients))
+    }
 }
 
 /// A message that is durable in PostgreSQL; its jobs are being published.
@@ -23,21 +38,52 @@ pub struct Accepted {
     pub created_at: DateTime<Utc>,
 }
 
-/// Stores the message and all its recipients in one transaction, then has the outbox publish
-/// their jobs. Returns once the rows are committed: nothing is accepted that is not durable,
-/// and publishing can't lose a recipient (the reconciler republishes what isn't confirmed).
+impl From<&PriorSend> for Accepted {
+    /// The acceptance an earlier request with the same idempotency key was answered with.
+    fn from(prior: &PriorSend) -> Accepted {
+        Accepted {
+            id: prior.message_id,
+            status: MessageStatus::Pending,
+            total: prior.total,
+            created_at: prior.created_at,
+        }
+    }
+}
+
+/// Why a send was not stored.
+#[derive(Debug, thiserror::Error)]
+pub enum AcceptError {
+    #[error("database")]
+    Database(#[from] sqlx::Error),
+    /// Another request recorded the send's idempotency key first; nothing was stored.
+    #[error("the idempotency key was taken by another request")]
+    KeyTaken,
+}
+
+/// Stores the message and all its recipients in one transaction (with `claim`'s key, if
+/// any), then has the outbox publish their jobs. Returns once the rows are committed:
+/// nothing is accepted that is not durable, and publishing can't lose a recipient (the
+/// reconciler republishes what isn't confirmed).
 #[tracing::instrument(name = "sms.accept", skip_all, fields(user.id = user_id, message.id, recipients = send.recipients.len()))]
 pub async fn accept(
     db: &PgPool,
     outbox: &Outbox,
     user_id: i64,
     send: NewSend,
-) -> Result<Accepted, sqlx::Error> {
+    claim: Option<&KeyClaim>,
+) -> Result<Accepted, AcceptError> {
     let total = send.recipients.len();
     let lease = outbox.lease().as_secs_f64();
+    let mut tx = db.begin().await?;
     let (id, created_at) =
-        repo::insert_message_with_recipients(db, user_id, &send.body, &send.recipients, lease)
+        repo::insert_message_with_recipients(&mut tx, user_id, &send.body, &send.recipients, lease)
             .await?;
+    if let Some(claim) = claim {
+        if !claim.record(&mut tx, user_id, id).await? {
+            return Err(AcceptError::KeyTaken); // dropping `tx` rolls the message back
+        }
+    }
+    tx.commit().await?;
     Span::current().record("message.id", id);
     outbox.publish_stored_in_background(id, routing::HKT.to_owned(), send.body);
     Ok(Accepted {

@@ -48,13 +48,6 @@ async fn post_raw(
     )
 }
 
-async fn message_count(app: &TestApp) -> i64 {
-    sqlx::query_scalar("SELECT count(*) FROM messages")
-        .fetch_one(&app.db)
-        .await
-        .unwrap()
-}
-
 /// `n` distinct valid local numbers, 10000000, 10000001, …
 fn distinct_numbers(n: usize) -> Vec<String> {
     (0..n).map(|i| format!("{:08}", 10_000_000 + i)).collect()
@@ -72,7 +65,7 @@ async fn malformed_json_is_400_invalid_json() {
     .await;
     assert_error((status, &body), StatusCode::BAD_REQUEST, "INVALID_JSON");
     assert_no_internals(&body);
-    assert_eq!(message_count(&app).await, 0);
+    assert_eq!(app.message_count().await, 0);
     app.teardown().await;
 }
 
@@ -104,7 +97,7 @@ async fn a_recipient_of_the_wrong_type_is_a_validation_error() {
         let message = assert_error((status, &body), StatusCode::BAD_REQUEST, "VALIDATION_ERROR");
         assert!(message.contains("recipient"), "{recipient}: {message}");
     }
-    assert_eq!(message_count(&app).await, 0);
+    assert_eq!(app.message_count().await, 0);
     app.teardown().await;
 }
 
@@ -133,7 +126,7 @@ async fn a_body_without_a_json_content_type_is_400_invalid_content_type() {
         StatusCode::BAD_REQUEST,
         "INVALID_CONTENT_TYPE",
     );
-    assert_eq!(message_count(&app).await, 0);
+    assert_eq!(app.message_count().await, 0);
     app.teardown().await;
 }
 
@@ -154,7 +147,7 @@ async fn every_malformed_number_is_400_invalid_phone_number_and_nothing_is_store
         );
         assert!(message.contains("recipient"), "{recipient:?}: {message}");
     }
-    assert_eq!(message_count(&app).await, 0);
+    assert_eq!(app.message_count().await, 0);
     app.teardown().await;
 }
 
@@ -176,7 +169,7 @@ async fn every_accepted_number_form_is_answered_in_e164() {
         assert_eq!(body["data"]["recipient"], e164, "{given:?}");
         assert_eq!(body["data"]["status"], "pending");
     }
-    assert_eq!(message_count(&app).await, 4);
+    assert_eq!(app.message_count().await, 4);
     app.teardown().await;
 }
 
@@ -214,7 +207,7 @@ async fn blank_content_is_400_empty_content() {
         .post("/api/sms", json!({"recipient": "12345678", "content": ""}))
         .await;
     assert_error((status, &body), StatusCode::BAD_REQUEST, "EMPTY_CONTENT");
-    assert_eq!(message_count(&app).await, 0);
+    assert_eq!(app.message_count().await, 0);
     app.teardown().await;
 }
 
@@ -234,7 +227,7 @@ async fn content_of_eleven_segments_is_400_content_too_long() {
         message.contains("11 segments") && message.contains("10"),
         "{message}"
     );
-    assert_eq!(message_count(&app).await, 0);
+    assert_eq!(app.message_count().await, 0);
     app.teardown().await;
 }
 
@@ -286,7 +279,7 @@ async fn bulk_send_lists_every_invalid_number_and_stores_nothing() {
         details[1]["reason"].as_str().unwrap().contains("3 digits"),
         "{body}"
     );
-    assert_eq!(message_count(&app).await, 0);
+    assert_eq!(app.message_count().await, 0);
     let recipients: i64 = sqlx::query_scalar("SELECT count(*) FROM recipients")
         .fetch_one(&app.db)
         .await
@@ -305,7 +298,7 @@ async fn bulk_send_with_no_recipients_is_400_empty_recipients() {
         )
         .await;
     assert_error((status, &body), StatusCode::BAD_REQUEST, "EMPTY_RECIPIENTS");
-    assert_eq!(message_count(&app).await, 0);
+    assert_eq!(app.message_count().await, 0);
     app.teardown().await;
 }
 
@@ -356,7 +349,7 @@ async fn bulk_send_lists_a_non_string_entry_as_invalid() {
         details[0]["reason"].as_str().unwrap().contains("string"),
         "{body}"
     );
-    assert_eq!(message_count(&app).await, 0);
+    assert_eq!(app.message_count().await, 0);
     app.teardown().await;
 }
 
@@ -378,7 +371,7 @@ async fn bulk_send_over_one_hundred_thousand_recipients_is_400_too_many_recipien
         message.contains("100001") && message.contains("100000"),
         "{message}"
     );
-    assert_eq!(message_count(&app).await, 0);
+    assert_eq!(app.message_count().await, 0);
     app.teardown().await;
 }
 
@@ -415,7 +408,7 @@ async fn a_body_over_sixteen_mebibytes_is_413_payload_too_large_in_our_format() 
         "PAYLOAD_TOO_LARGE",
     );
     assert_no_internals(&body);
-    assert_eq!(message_count(&app).await, 0);
+    assert_eq!(app.message_count().await, 0);
     app.teardown().await;
 }
 

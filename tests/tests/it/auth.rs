@@ -130,7 +130,7 @@ async fn a_request_without_credentials_is_401_unauthorized() {
         )
         .await;
     assert_error((status, &body), StatusCode::UNAUTHORIZED, "UNAUTHORIZED");
-    assert_eq!(stored_messages(&app).await, 0);
+    assert_eq!(app.message_count().await, 0);
     app.teardown().await;
 }
 
@@ -210,15 +210,8 @@ async fn a_jwt_of_a_deleted_user_is_401_invalid_token() {
     // A single send checks the account in the statement that would store it.
     let (status, body) = send_with_header(&app, "Authorization", &format!("Bearer {token}")).await;
     assert_error((status, &body), StatusCode::UNAUTHORIZED, "INVALID_TOKEN");
-    assert_eq!(stored_messages(&app).await, 0);
+    assert_eq!(app.message_count().await, 0);
     app.teardown().await;
-}
-
-async fn stored_messages(app: &TestApp) -> i64 {
-    sqlx::query_scalar("SELECT count(*) FROM messages")
-        .fetch_one(&app.db)
-        .await
-        .unwrap()
 }
 
 #[tokio::test]
@@ -305,7 +298,7 @@ async fn disabling_a_user_refuses_their_jwt_api_token_and_login_at_once() {
         "INVALID_CREDENTIALS",
     );
     assert_eq!(
-        stored_messages(&app).await,
+        app.message_count().await,
         2,
         "only the two sends from before"
     );
@@ -338,7 +331,7 @@ async fn a_revoked_api_token_is_401_invalid_token() {
     assert_error((status, &body), StatusCode::UNAUTHORIZED, "INVALID_TOKEN");
     let (status, body) = send_with_header(&app, "X-API-Key", &token).await;
     assert_error((status, &body), StatusCode::UNAUTHORIZED, "INVALID_TOKEN");
-    assert_eq!(stored_messages(&app).await, 1, "only the send from before");
+    assert_eq!(app.message_count().await, 1, "only the send from before");
     // Only the token is revoked: the user can still log in.
     app.login("revoked", "revoked-password").await;
     app.teardown().await;

@@ -12,13 +12,6 @@ fn message_id(location: Option<&str>) -> i64 {
         .unwrap_or_else(|| panic!("not a message page: {location:?}"))
 }
 
-async fn message_count(app: &TestApp) -> i64 {
-    sqlx::query_scalar("SELECT count(*) FROM messages")
-        .fetch_one(&app.db)
-        .await
-        .unwrap()
-}
-
 #[tokio::test]
 async fn compose_lists_every_invalid_number_with_its_line_and_sends_nothing() {
     let app = TestApp::spawn().await;
@@ -45,7 +38,7 @@ async fn compose_lists_every_invalid_number_with_its_line_and_sends_nothing() {
     // The form keeps what was typed.
     assert!(response.body.contains("Hello from the panel</textarea>"));
     assert!(response.body.contains("2345-6789, 87654321"));
-    assert_eq!(message_count(&app).await, 0);
+    assert_eq!(app.message_count().await, 0);
 
     let fixed = client
         .compose(
@@ -82,7 +75,7 @@ async fn a_double_submitted_compose_form_sends_once() {
         .compose("Once only", "12345678", None, Some(&key))
         .await;
     assert_eq!(message_id(third.location()), message_id(first.location()));
-    assert_eq!(message_count(&app).await, 1);
+    assert_eq!(app.message_count().await, 1);
     // A fresh form is a new message.
     let again = client.compose("Once only", "12345678", None, None).await;
     assert_ne!(message_id(again.location()), message_id(first.location()));
@@ -150,7 +143,7 @@ async fn compose_refuses_empty_or_too_long_content_and_no_recipients() {
     assert!(long.body.contains("too long"), "{}", long.body);
     let none = client.compose("hi", " \n , ", None, None).await;
     assert!(none.body.contains("Add at least one recipient."));
-    assert_eq!(message_count(&app).await, 0);
+    assert_eq!(app.message_count().await, 0);
     app.teardown().await;
 }
 
