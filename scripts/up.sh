@@ -50,6 +50,8 @@ create_env_file() {
     dotenv_set "$tmp" ADMIN_PASSWORD "$(random_token 20)"
     # The dev stack sends to the local mock: a limit high enough never to slow it.
     dotenv_set "$tmp" HKT_RATE_LIMIT 1000
+    # A developer's webhook receiver runs on this machine; production keeps the default (off).
+    dotenv_set "$tmp" WEBHOOK_ALLOW_INTERNAL_TARGETS true
     mv "$tmp" "$ENV_FILE"
     ENV_CREATED=1
 }

@@ -91,3 +91,23 @@ impl<S: Send + Sync> FromRequestParts<S> for IdPath {
             .ok_or(ApiError::NotFound("Resource"))
     }
 }
+
+/// Two numeric ids in the path (`/api/webhooks/{id}/deliveries/{delivery_id}/…`); anything
+/// else is a 404, as for [`IdPath`].
+pub struct IdPair(pub i64, pub i64);
+
+impl<S: Send + Sync> FromRequestParts<S> for IdPair {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let axum::extract::Path((first, second)) =
+            axum::extract::Path::<(String, String)>::from_request_parts(parts, state)
+                .await
+                .map_err(|_| ApiError::NotFound("Resource"))?;
+        let id = |raw: &str| raw.parse::<i64>().ok().filter(|id| *id > 0);
+        match (id(&first), id(&second)) {
+            (Some(a), Some(b)) => Ok(IdPair(a, b)),
+            _ => Err(ApiError::NotFound("Resource")),
+        }
+    }
+}

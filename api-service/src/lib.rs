@@ -18,6 +18,8 @@ pub mod sims;
 pub mod sms;
 pub mod state;
 pub mod system;
+pub mod webhooks;
+pub mod wire;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -73,6 +75,7 @@ pub fn build_app(state: AppState) -> Router {
         .merge(sms::router())
         .merge(sims::router())
         .merge(system::router())
+        .merge(webhooks::router())
         .merge(health::router())
         .merge(admin::router())
         .merge(panel::router(state.clone()))

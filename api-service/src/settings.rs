@@ -32,6 +32,11 @@ pub struct Settings {
     pub publish_lease: Duration,
     /// How long an `Idempotency-Key` (and the compose form's key) is honoured.
     pub idempotency_key_ttl: Duration,
+    /// Most webhooks one user may register.
+    pub webhooks_per_user: usize,
+    /// Whether webhooks may point at loopback, private and link-local addresses
+    /// (development and tests only; the dispatchers have the same setting).
+    pub webhook_allow_internal_targets: bool,
     /// The web panel's settings (DISPLAY_TZ, sessions, login throttling).
     pub panel: crate::panel::PanelSettings,
 }
@@ -72,6 +77,11 @@ impl Settings {
             reconcile_interval: config::duration_or("RECONCILE_INTERVAL", Duration::from_secs(5))?,
             publish_lease: config::duration_or("PUBLISH_LEASE", Duration::from_secs(60))?,
             idempotency_key_ttl: idempotency_key_ttl()?,
+            webhooks_per_user: config::parse_or("WEBHOOKS_PER_USER", 10)?,
+            webhook_allow_internal_targets: config::bool_or(
+                "WEBHOOK_ALLOW_INTERNAL_TARGETS",
+                false,
+            )?,
             panel: crate::panel::PanelSettings::from_env()?,
         })
     }
@@ -104,6 +114,9 @@ impl Settings {
             reconcile_interval: Duration::from_millis(500),
             publish_lease: Duration::from_secs(5),
             idempotency_key_ttl: Duration::from_secs(24 * 3600),
+            webhooks_per_user: 10,
+            // Tests run their receivers on loopback.
+            webhook_allow_internal_targets: true,
             panel: crate::panel::PanelSettings::default(),
         }
     }

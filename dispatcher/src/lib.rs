@@ -10,6 +10,7 @@ pub mod rate_limit;
 mod repo;
 pub mod retry;
 pub mod settings;
+pub mod webhooks;
 mod writer;
 
 use std::sync::Arc;
@@ -49,6 +50,8 @@ pub struct RunningDispatcher {
     ack_tasks: TaskTracker,
     /// Edge events from the modem agents (issue #4).
     ingest: tokio::task::JoinHandle<()>,
+    /// Webhook deliveries.
+    webhooks: tokio::task::JoinHandle<()>,
 }
 
 impl RunningDispatcher {
@@ -60,6 +63,7 @@ impl RunningDispatcher {
         self.ack_tasks.close();
         self.ack_tasks.wait().await;
         let _ = self.ingest.await;
+        let _ = self.webhooks.await;
         self.broker.close().await;
     }
 
@@ -71,6 +75,7 @@ impl RunningDispatcher {
         self.consumer.abort();
         self.writer.abort();
         self.ingest.abort();
+        let _ = self.webhooks.await; // abandons its attempts on `kill`, unrecorded
     }
 
     /// Resolves when the dispatcher has stopped by itself (it only does on `stop`).
@@ -93,6 +98,11 @@ pub async fn start(settings: Settings) -> anyhow::Result<RunningDispatcher> {
     let broker = Broker::new(&settings.queue.amqp_url);
     let client = HktClient::new(settings.hkt.clone(), settings.concurrency)
         .context("building the HTTP client")?;
+    let webhook_client = webhooks::WebhookClient::new(
+        settings.webhooks.timeout,
+        settings.webhooks.allow_internal_targets,
+    )
+    .context("building the webhook HTTP client")?;
     let limiter = settings
         .hkt_rate_limit
         .map(|rate| GlobalRateLimiter::new(db.clone(), HKT_LIMIT, rate));
@@ -114,6 +124,13 @@ pub async fn start(settings: Settings) -> anyhow::Result<RunningDispatcher> {
     let (results, receiver) = mpsc::unbounded_channel();
     let writer = tokio::spawn(writer::run(ctx.clone(), receiver, kill.clone()));
     let ingest = tokio::spawn(ingest::run(ctx.clone(), shutdown.clone(), kill.clone()));
+    let webhooks = tokio::spawn(webhooks::deliver::run(
+        ctx.db.clone(),
+        webhook_client,
+        ctx.settings.webhooks.clone(),
+        shutdown.clone(),
+        kill.clone(),
+    ));
     let ack_tasks = TaskTracker::new();
     let consumer = tokio::spawn(consumer::run(
         ctx,
@@ -130,5 +147,6 @@ pub async fn start(settings: Settings) -> anyhow::Result<RunningDispatcher> {
         writer,
         ack_tasks,
         ingest,
+        webhooks,
     })
 }

@@ -26,11 +26,14 @@ pub struct ResultRow {
     pub response: Option<String>,
 }
 
-/// A recipient row the batch actually changed.
+/// A recipient row a write actually changed (a result batch, a SIM result, a delivery
+/// report).
 #[derive(Debug, sqlx::FromRow)]
 pub struct ChangedRecipient {
     pub id: i64,
     pub message_id: i64,
+    /// E.164; webhooks carry it so that senders can match results to their own lists.
+    pub phone: String,
     pub status: RecipientStatus,
     pub attempts: i32,
     pub last_error: Option<String>,
@@ -81,7 +84,7 @@ pub async fn update_recipients(
              sent_at = CASE WHEN i.status = 'sent' THEN now() ELSE r.sent_at END
          FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[]) AS i(id, status, error, response)
          WHERE r.id = i.id AND r.status = 'pending'
-         RETURNING r.id, r.message_id, r.status, r.attempts, r.last_error",
+         RETURNING r.id, r.message_id, r.phone, r.status, r.attempts, r.last_error",
     )
     .bind(&ids)
     .bind(&statuses)

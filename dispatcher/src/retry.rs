@@ -27,6 +27,11 @@ impl RetryPolicy {
         RetryPolicy { schedule }
     }
 
+    /// How long step `step` waits (the step [`RetryPolicy::after_failure`] chose).
+    pub fn delay(&self, step: usize) -> Duration {
+        self.schedule[step.min(self.schedule.len() - 1)]
+    }
+
     /// Attempts in total, the first included.
     pub fn max_attempts(&self) -> u32 {
         self.schedule.len() as u32 + 1

@@ -22,6 +22,72 @@ pub struct Settings {
     pub batch_size: usize,
     /// …or when its oldest result has waited this long.
     pub batch_max_wait: Duration,
+    /// How webhook deliveries are made.
+    pub webhooks: WebhookSettings,
+}
+
+/// How this dispatcher delivers webhooks.
+#[derive(Debug, Clone)]
+pub struct WebhookSettings {
+    /// Deliveries in flight at once.
+    pub concurrency: usize,
+    /// Longest one POST may take, connecting included.
+    pub timeout: Duration,
+    /// Delay before each retry; a delivery is tried once plus once per step, then failed.
+    pub retry_schedule: Vec<Duration>,
+    /// How often an idle dispatcher looks for due deliveries.
+    pub poll_interval: Duration,
+    /// Whether endpoints on loopback, private and link-local addresses may be called
+    /// (development and tests only: in production that would let users reach internal
+    /// services).
+    pub allow_internal_targets: bool,
+    /// How long delivered and failed deliveries are kept for `GET …/deliveries`.
+    pub retention: Duration,
+}
+
+impl WebhookSettings {
+    fn from_env() -> Result<WebhookSettings, ConfigError> {
+        let retry_schedule = config::duration_list_or(
+            "WEBHOOK_RETRY_SCHEDULE",
+            &[10, 60, 300, 1800, 7200, 21600, 43200].map(Duration::from_secs),
+        )?;
+        if retry_schedule.is_empty() {
+            return Err(ConfigError::new(
+                "WEBHOOK_RETRY_SCHEDULE",
+                "needs at least one delay, e.g. 10s,1m,5m",
+            ));
+        }
+        let concurrency: usize = config::parse_or("WEBHOOK_CONCURRENCY", 16)?;
+        if concurrency == 0 {
+            return Err(ConfigError::new(
+                "WEBHOOK_CONCURRENCY",
+                "must be at least 1",
+            ));
+        }
+        Ok(WebhookSettings {
+            concurrency,
+            timeout: config::duration_or("WEBHOOK_TIMEOUT", Duration::from_secs(10))?,
+            retry_schedule,
+            poll_interval: config::duration_or("WEBHOOK_POLL_INTERVAL", Duration::from_secs(1))?,
+            allow_internal_targets: config::bool_or("WEBHOOK_ALLOW_INTERNAL_TARGETS", false)?,
+            retention: config::duration_or(
+                "WEBHOOK_DELIVERY_RETENTION",
+                Duration::from_secs(7 * 24 * 3600),
+            )?,
+        })
+    }
+
+    /// Quick retries and loopback endpoints, for tests.
+    pub fn for_tests() -> WebhookSettings {
+        WebhookSettings {
+            concurrency: 8,
+            timeout: Duration::from_secs(2),
+            retry_schedule: vec![Duration::from_millis(200), Duration::from_millis(400)],
+            poll_interval: Duration::from_millis(50),
+            allow_internal_targets: true,
+            retention: Duration::from_secs(24 * 3600),
+        }
+    }
 }
 
 /// Where and as whom the HKT gateway is called.
@@ -73,6 +139,7 @@ impl Settings {
             batch_size: config::parse_or("RESULT_BATCH_SIZE", 500)?,
             batch_max_wait: config::parse_or("RESULT_BATCH_MS", 50u64)
                 .map(Duration::from_millis)?,
+            webhooks: WebhookSettings::from_env()?,
         })
     }
 
@@ -107,6 +174,7 @@ impl Settings {
             concurrency: 32,
             batch_size: 200,
             batch_max_wait: Duration::from_millis(20),
+            webhooks: WebhookSettings::for_tests(),
         }
     }
 }

@@ -1,6 +1,6 @@
 //! The batch writer: buffers results, writes each batch in one transaction (recipients,
-//! message counters and status, dead letters), then routes retries and dead jobs, then
-//! acks, then publishes status events.
+//! message counters and status, dead letters, webhook deliveries), then routes retries and
+//! dead jobs, then acks, then publishes status events.
 //!
 //! Ack comes after commit: if the process dies before the commit, the broker redelivers
 //! and the job runs again (at-least-once); if it dies after the commit but before the
@@ -24,7 +24,7 @@ use crate::acks::{Acks, Settle};
 use crate::hkt::GatewayVerdict;
 use crate::repo::{self, DeadLetterRow, ResultRow};
 use crate::retry::NextStep;
-use crate::Context;
+use crate::{webhooks, Context};
 
 /// A job whose gateway attempt finished, waiting to be recorded and acked.
 pub struct Completed {
@@ -232,6 +232,9 @@ async fn commit(
     let sent: Vec<i32> = deltas.values().map(|d| d.0).collect();
     let failed: Vec<i32> = deltas.values().map(|d| d.1).collect();
     let messages = repo::update_message_counters(&mut tx, &ids, &sent, &failed).await?;
+    // In the same transaction as the change: a committed result always has its webhook
+    // deliveries, whatever happens to this process next.
+    webhooks::enqueue_status(&mut tx, &messages, &changed).await?;
 
     // Only recipients this batch actually failed get a dead letter: a duplicate job for
     // an already-failed recipient must not add a second one.

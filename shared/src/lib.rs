@@ -4,6 +4,7 @@
 
 pub mod config;
 pub mod domain;
+pub mod net;
 pub mod queue;
 pub mod shutdown;
 pub mod telemetry;

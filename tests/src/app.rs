@@ -27,6 +27,9 @@ pub struct TestOptions {
     pub api_amqp_url: Option<String>,
     /// Database URL the API serves requests with (a proxy in outage tests).
     pub api_database_url: Option<String>,
+    /// Whether webhooks may point at loopback (where test receivers listen); off to test
+    /// the refusal of internal addresses.
+    pub allow_internal_webhooks: bool,
 }
 
 impl Default for TestOptions {
@@ -40,6 +43,7 @@ impl Default for TestOptions {
             start_dispatcher: true,
             api_amqp_url: None,
             api_database_url: None,
+            allow_internal_webhooks: true,
         }
     }
 }
@@ -113,6 +117,7 @@ impl TestApp {
             &prefix,
         );
         api_settings.queue.retry_schedule = options.retry_schedule.clone();
+        api_settings.webhook_allow_internal_targets = options.allow_internal_webhooks;
         let api = smsgate_api::start(api_settings)
             .await
             .expect("start the API");
@@ -148,11 +153,17 @@ impl TestApp {
             &self.mock.gateway_url(),
         );
         settings.queue.retry_schedule = self.options.retry_schedule.clone();
+        settings.webhooks.allow_internal_targets = self.options.allow_internal_webhooks;
         settings
     }
 
     pub async fn start_dispatcher(&mut self) {
-        let dispatcher = smsgate_dispatcher::start(self.dispatcher_settings())
+        self.start_dispatcher_with(self.dispatcher_settings()).await;
+    }
+
+    /// Starts a dispatcher with settings a test changed (from [`Self::dispatcher_settings`]).
+    pub async fn start_dispatcher_with(&mut self, settings: DispatcherSettings) {
+        let dispatcher = smsgate_dispatcher::start(settings)
             .await
             .expect("start the dispatcher");
         self.dispatcher = Some(dispatcher);

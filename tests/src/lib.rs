@@ -8,3 +8,4 @@ pub mod modem_sim;
 pub mod proxy;
 pub mod socketio;
 pub mod spy;
+pub mod webhook_receiver;

@@ -6,7 +6,6 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::{get, post, put};
 use axum::{Json, Router};
-use chrono::SecondsFormat;
 use serde::{Deserialize, Serialize};
 
 use super::users::{self, NewUser, UserAdminError, UserChange, UserSummary};
@@ -14,6 +13,7 @@ use crate::auth::AuthUser;
 use crate::error::ApiError;
 use crate::extract::{ApiJson, IdPath};
 use crate::state::AppState;
+use crate::wire::rfc3339;
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -66,7 +66,7 @@ impl From<UserSummary> for UserView {
             is_active: u.is_active,
             must_change_password: u.must_change_password,
             api_tokens: u.tokens,
-            created_at: u.created_at.to_rfc3339_opts(SecondsFormat::Millis, true),
+            created_at: rfc3339(u.created_at),
         }
     }
 }

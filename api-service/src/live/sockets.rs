@@ -15,7 +15,7 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use chrono::{DateTime, SecondsFormat, Utc};
+use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use smsgate_shared::queue::StatusEvent;
@@ -31,6 +31,7 @@ use super::Progress;
 use crate::auth::bearer_token;
 use crate::auth::service::{authenticate, AuthError};
 use crate::state::AppState;
+use crate::wire::rfc3339;
 
 /// The event name the replaced gateway's clients listen for.
 pub const STATUS_EVENT: &str = "sms_status_update";
@@ -282,7 +283,7 @@ async fn push(db: &PgPool, io: &SocketIo, event: &StatusEvent) -> Result<(), sql
             status: update.status.as_str(),
             attempts: update.attempts,
             error: update.error.as_deref(),
-            timestamp: row.updated_at.to_rfc3339_opts(SecondsFormat::Millis, true),
+            timestamp: rfc3339(row.updated_at),
             message_status: progress.status.as_str(),
             total: progress.total,
             sent: progress.sent,

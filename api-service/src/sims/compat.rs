@@ -7,7 +7,6 @@ use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::routing::{delete, get, post};
 use axum::{Json, Router};
-use chrono::{SecondsFormat, Utc};
 use serde::{Deserialize, Serialize};
 
 use super::repo;
@@ -17,6 +16,7 @@ use crate::auth::AuthUser;
 use crate::error::ApiError;
 use crate::extract::{ApiJson, IdPath};
 use crate::state::AppState;
+use crate::wire::rfc3339;
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -107,7 +107,6 @@ async fn list_api_keys(
     State(app): State<AppState>,
     user: AuthUser,
 ) -> Result<Json<KeyList>, ApiError> {
-    let fmt = |t: chrono::DateTime<Utc>| t.to_rfc3339_opts(SecondsFormat::Millis, true);
     let keys = repo::list_api_keys(&app.db, user.id).await?;
     Ok(Json(KeyList {
         api_keys: keys
@@ -116,9 +115,9 @@ async fn list_api_keys(
                 id: k.id,
                 label: k.label,
                 active: k.revoked_at.is_none(),
-                created_at: fmt(k.created_at),
-                last_used_at: k.last_used_at.map(fmt),
-                revoked_at: k.revoked_at.map(fmt),
+                created_at: rfc3339(k.created_at),
+                last_used_at: k.last_used_at.map(rfc3339),
+                revoked_at: k.revoked_at.map(rfc3339),
             })
             .collect(),
     }))

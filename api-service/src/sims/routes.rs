@@ -6,7 +6,6 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::{get, put};
 use axum::{Json, Router};
-use chrono::{DateTime, SecondsFormat, Utc};
 use serde::{Deserialize, Serialize};
 use smsgate_shared::domain::PhoneNumber;
 
@@ -16,6 +15,7 @@ use crate::auth::AuthUser;
 use crate::error::ApiError;
 use crate::extract::{ApiJson, ApiQuery, IdPath};
 use crate::state::AppState;
+use crate::wire::rfc3339;
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -27,10 +27,6 @@ pub fn router() -> Router<AppState> {
         .route("/api/sms/inbox", get(list_inbox))
         .route("/api/sms/outbox", get(list_outbox))
         .route("/api/sms-status", get(list_statuses))
-}
-
-fn rfc3339(at: DateTime<Utc>) -> String {
-    at.to_rfc3339_opts(SecondsFormat::Millis, true)
 }
 
 /// A SIM card with its agent's state, as the API and the panel show it.

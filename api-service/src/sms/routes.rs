@@ -6,7 +6,6 @@ use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use chrono::{DateTime, SecondsFormat, Utc};
 use serde::{Deserialize, Serialize};
 use smsgate_shared::domain::{MessageBody, MessageBodyError, PhoneNumber};
 
@@ -22,6 +21,7 @@ use crate::sims::{self, RouteRequest, RoutedAccepted, SendOnce, WithEdgeFields};
 use crate::sms::service::AcceptError;
 use crate::sms::SmallSendError;
 use crate::state::AppState;
+use crate::wire::rfc3339;
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -46,10 +46,6 @@ fn success<T>(data: T, message: Option<&'static str>) -> Json<Success<T>> {
         data,
         message,
     })
-}
-
-fn rfc3339(at: DateTime<Utc>) -> String {
-    at.to_rfc3339_opts(SecondsFormat::Millis, true)
 }
 
 fn parse_body(app: &AppState, content: &str) -> Result<MessageBody, ApiError> {

@@ -5,7 +5,6 @@
 
 use axum::extract::State;
 use axum::Json;
-use chrono::SecondsFormat;
 use serde::{Deserialize, Serialize};
 
 use super::repo::{self, LogFilter};
@@ -14,6 +13,7 @@ use crate::auth::AuthUser;
 use crate::error::ApiError;
 use crate::extract::ApiQuery;
 use crate::state::AppState;
+use crate::wire::rfc3339;
 
 #[derive(Deserialize)]
 pub struct LogQuery {
@@ -61,9 +61,7 @@ impl From<AuditEntry> for LogView {
             action: entry.action,
             details: entry.details,
             status: "success",
-            timestamp: entry
-                .created_at
-                .to_rfc3339_opts(SecondsFormat::Millis, true),
+            timestamp: rfc3339(entry.created_at),
             sender_sim,
             actor: entry.actor,
             target: entry.target,

@@ -11,7 +11,7 @@ use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
-use chrono::{SecondsFormat, Utc};
+use chrono::Utc;
 use serde::Serialize;
 use smsgate_shared::queue::{routing, Names};
 
@@ -23,6 +23,7 @@ use crate::history;
 use crate::live::hkt_queue_depth;
 use crate::sims::service as sims;
 use crate::state::AppState;
+use crate::wire::rfc3339;
 
 /// Days in `daily`, today included.
 const DAYS: i32 = 7;
@@ -147,7 +148,7 @@ async fn compute(app: &AppState, owner: Option<i64>) -> Result<Statistics, ApiEr
     let totals = totals?;
     let (sent, failed, pending) = today?;
     Ok(Statistics {
-        generated_at: now.to_rfc3339_opts(SecondsFormat::Millis, true),
+        generated_at: rfc3339(now),
         memory,
         database: DatabaseFigures {
             size_bytes: totals.database_bytes,

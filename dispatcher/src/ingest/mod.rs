@@ -28,7 +28,7 @@ use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, info, info_span, warn, Instrument};
 
-use crate::Context;
+use crate::{webhooks, Context};
 
 /// Events taken from the broker ahead of the one being written. They are written one at
 /// a time, so a small window is enough to hide the broker round trip.
@@ -184,6 +184,7 @@ pub async fn handle(db: &PgPool, event: &EdgeEvent) -> Result<Effect, sqlx::Erro
                 &[failed],
             )
             .await?;
+            webhooks::enqueue_status(&mut tx, &progress, std::slice::from_ref(&changed)).await?;
             tx.commit().await?;
             Ok(progress.into_iter().next().map_or(Effect::Nothing, |m| {
                 Effect::Progress(StatusEvent::MessageProgressV1 {
@@ -228,6 +229,14 @@ pub async fn handle(db: &PgPool, event: &EdgeEvent) -> Result<Effect, sqlx::Erro
                 Some(_) => repo::message_progress(&mut tx, message_id).await?,
                 None => None,
             };
+            if let (Some(changed), Some(progress)) = (&changed, &progress) {
+                webhooks::enqueue_status(
+                    &mut tx,
+                    std::slice::from_ref(progress),
+                    std::slice::from_ref(changed),
+                )
+                .await?;
+            }
             tx.commit().await?;
             Ok(match (changed, progress) {
                 (Some(changed), Some(m)) => Effect::Progress(StatusEvent::MessageProgressV1 {

@@ -1,17 +1,9 @@
 //! SQL of the edge ingest. One function per statement.
 
-use smsgate_shared::domain::{MessageStatus, RecipientStatus};
+use smsgate_shared::domain::RecipientStatus;
 use sqlx::{PgPool, Postgres, Transaction};
 
-/// A recipient row a SIM result changed.
-#[derive(Debug, sqlx::FromRow)]
-pub struct ChangedRecipient {
-    pub id: i64,
-    pub message_id: i64,
-    pub status: RecipientStatus,
-    pub attempts: i32,
-    pub last_error: Option<String>,
-}
+pub use crate::repo::{ChangedRecipient, MessageProgress};
 
 /// Records a SIM job's result. Only a `pending` recipient changes, so a result published
 /// twice (agent redelivery) counts once. `attempts` comes from the agent: retries of SIM
@@ -33,7 +25,7 @@ pub async fn record_sim_result(
              updated_at = now(),
              sent_at = CASE WHEN $2 = 'sent' THEN now() ELSE sent_at END
          WHERE id = $1 AND status = 'pending'
-         RETURNING id, message_id, status, attempts, last_error",
+         RETURNING id, message_id, phone, status, attempts, last_error",
     )
     .bind(recipient_id)
     .bind(status.as_str())
@@ -105,7 +97,7 @@ pub async fn mark_delivered_if_complete(
          WHERE id = $1 AND status = 'sent'
            AND NOT EXISTS (SELECT 1 FROM sim_part_refs
                            WHERE recipient_id = $1 AND delivered_at IS NULL)
-         RETURNING id, message_id, status, attempts, last_error",
+         RETURNING id, message_id, phone, status, attempts, last_error",
     )
     .bind(recipient_id)
     .fetch_optional(&mut **tx)
@@ -181,20 +173,10 @@ pub async fn record_heartbeat(
     .await
 }
 
-/// A message's counters, for its status event.
-#[derive(Debug, sqlx::FromRow)]
-pub struct Progress {
-    pub id: i64,
-    pub status: MessageStatus,
-    pub total_count: i32,
-    pub sent_count: i32,
-    pub failed_count: i32,
-}
-
 pub async fn message_progress(
     tx: &mut Transaction<'_, Postgres>,
     message_id: i64,
-) -> Result<Option<Progress>, sqlx::Error> {
+) -> Result<Option<MessageProgress>, sqlx::Error> {
     sqlx::query_as(
         "SELECT id, status, total_count, sent_count, failed_count FROM messages WHERE id = $1",
     )

@@ -9,6 +9,7 @@ use smsgate_tests::app::{test_amqp_url, TestApp};
 use smsgate_tests::modem_sim::{eventually, EdgeApp, ModemSim};
 use smsgate_tests::proxy::CuttableProxy;
 use smsgate_tests::socketio::{Handshake, PollingSocket};
+use smsgate_tests::webhook_receiver::{Received, WebhookReceiver};
 
 const SIM_NUMBER: &str = "+85261110001";
 
@@ -45,6 +46,13 @@ async fn a_sim_routed_send_is_sent_then_delivered_and_the_sim_reports_its_state(
     )
     .await
     .expect("status socket connects");
+
+    // API users follow them through webhooks.
+    let receiver = WebhookReceiver::spawn().await;
+    let (status, hook) = app
+        .post("/api/webhooks", json!({"url": receiver.url()}))
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{hook}");
 
     // 200 GSM-7 characters: two concatenated parts, delivered once both are reported.
     let text = "Edge gateway test €".repeat(10);
@@ -83,6 +91,21 @@ async fn a_sim_routed_send_is_sent_then_delivered_and_the_sim_reports_its_state(
         assert_eq!(update["sender_number"], SIM_NUMBER, "{update}");
         assert_eq!(update["receiver_number"], "+85291234567");
     }
+    let status_of = |r: &Received| {
+        let recipient = &r.json["data"]["recipients"][0];
+        (r.json["data"]["message_id"] == id && recipient["phone"] == "+85291234567")
+            .then(|| recipient["status"].as_str().unwrap().to_owned())
+    };
+    let hooked = receiver
+        .wait_until(
+            "sent and delivered over the webhook",
+            Duration::from_secs(10),
+            |r| r.iter().filter_map(status_of).any(|s| s == "delivered"),
+        )
+        .await;
+    let mut statuses: Vec<String> = hooked.iter().filter_map(status_of).collect();
+    statuses.sort();
+    assert_eq!(statuses, ["delivered", "sent"]);
 
     // With the agent online, "route": "sim" picks this SIM.
     let (_, body) = app

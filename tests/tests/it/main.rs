@@ -21,3 +21,4 @@ mod web_compose;
 mod web_history;
 mod web_history_scale;
 mod web_sims;
+mod webhooks;

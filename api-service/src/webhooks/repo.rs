@@ -1,0 +1,195 @@
+//! SQL of webhook endpoints and their deliveries, API side. One function per statement;
+//! every statement is scoped to the owner, so another user's webhook is "not found".
+
+use chrono::{DateTime, Utc};
+use sqlx::{PgPool, Postgres, Transaction};
+
+/// A registered endpoint, without its secret.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct WebhookRow {
+    pub id: i64,
+    pub url: String,
+    pub description: String,
+    pub is_active: bool,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+const COLUMNS: &str = "id, url, description, is_active, created_at, updated_at";
+
+pub async fn count_for_user(db: &PgPool, user_id: i64) -> Result<i64, sqlx::Error> {
+    sqlx::query_scalar("SELECT count(*) FROM webhooks WHERE user_id = $1")
+        .bind(user_id)
+        .fetch_one(db)
+        .await
+}
+
+pub async fn insert(
+    tx: &mut Transaction<'_, Postgres>,
+    user_id: i64,
+    url: &str,
+    secret: &str,
+    description: &str,
+) -> Result<WebhookRow, sqlx::Error> {
+    sqlx::query_as(&format!(
+        "INSERT INTO webhooks (user_id, url, secret, description) VALUES ($1, $2, $3, $4)
+         RETURNING {COLUMNS}"
+    ))
+    .bind(user_id)
+    .bind(url)
+    .bind(secret)
+    .bind(description)
+    .fetch_one(&mut **tx)
+    .await
+}
+
+pub async fn list(db: &PgPool, user_id: i64) -> Result<Vec<WebhookRow>, sqlx::Error> {
+    sqlx::query_as(&format!(
+        "SELECT {COLUMNS} FROM webhooks WHERE user_id = $1 ORDER BY id"
+    ))
+    .bind(user_id)
+    .fetch_all(db)
+    .await
+}
+
+pub async fn find(db: &PgPool, user_id: i64, id: i64) -> Result<Option<WebhookRow>, sqlx::Error> {
+    sqlx::query_as(&format!(
+        "SELECT {COLUMNS} FROM webhooks WHERE id = $1 AND user_id = $2"
+    ))
+    .bind(id)
+    .bind(user_id)
+    .fetch_optional(db)
+    .await
+}
+
+/// Applies the changes given (`None` keeps a field).
+pub async fn update(
+    tx: &mut Transaction<'_, Postgres>,
+    user_id: i64,
+    id: i64,
+    url: Option<&str>,
+    description: Option<&str>,
+    is_active: Option<bool>,
+) -> Result<Option<WebhookRow>, sqlx::Error> {
+    sqlx::query_as(&format!(
+        "UPDATE webhooks SET
+             url = COALESCE($3, url),
+             description = COALESCE($4, description),
+             is_active = COALESCE($5, is_active),
+             updated_at = now()
+         WHERE id = $1 AND user_id = $2
+         RETURNING {COLUMNS}"
+    ))
+    .bind(id)
+    .bind(user_id)
+    .bind(url)
+    .bind(description)
+    .bind(is_active)
+    .fetch_optional(&mut **tx)
+    .await
+}
+
+/// Replaces the signing secret; false if there is no such webhook of this user.
+pub async fn set_secret(
+    tx: &mut Transaction<'_, Postgres>,
+    user_id: i64,
+    id: i64,
+    secret: &str,
+) -> Result<bool, sqlx::Error> {
+    Ok(sqlx::query(
+        "UPDATE webhooks SET secret = $3, updated_at = now() WHERE id = $1 AND user_id = $2",
+    )
+    .bind(id)
+    .bind(user_id)
+    .bind(secret)
+    .execute(&mut **tx)
+    .await?
+    .rows_affected()
+        == 1)
+}
+
+/// Deletes the webhook and, by cascade, its deliveries; its URL for the audit log.
+pub async fn delete(
+    tx: &mut Transaction<'_, Postgres>,
+    user_id: i64,
+    id: i64,
+) -> Result<Option<String>, sqlx::Error> {
+    sqlx::query_scalar("DELETE FROM webhooks WHERE id = $1 AND user_id = $2 RETURNING url")
+        .bind(id)
+        .bind(user_id)
+        .fetch_optional(&mut **tx)
+        .await
+}
+
+/// Queues a `webhook.test` delivery, due now; its id.
+pub async fn insert_test_delivery(
+    db: &PgPool,
+    webhook_id: i64,
+    payload: &serde_json::Value,
+) -> Result<i64, sqlx::Error> {
+    sqlx::query_scalar(
+        "INSERT INTO webhook_deliveries (webhook_id, event_type, payload)
+         VALUES ($1, 'webhook.test', $2) RETURNING id",
+    )
+    .bind(webhook_id)
+    .bind(payload)
+    .fetch_one(db)
+    .await
+}
+
+/// One delivery as `GET /api/webhooks/{id}/deliveries` shows it.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct DeliveryRow {
+    pub id: i64,
+    pub event_type: String,
+    pub message_id: Option<i64>,
+    pub payload: serde_json::Value,
+    pub status: String,
+    pub attempts: i32,
+    pub last_status_code: Option<i32>,
+    pub last_error: Option<String>,
+    pub next_attempt_at: DateTime<Utc>,
+    pub created_at: DateTime<Utc>,
+    pub completed_at: Option<DateTime<Utc>>,
+}
+
+/// A page of a webhook's deliveries, newest first, optionally of one status. `before` is
+/// the last id of the previous page (keyset: the table churns, offsets would skip rows).
+pub async fn list_deliveries(
+    db: &PgPool,
+    webhook_id: i64,
+    status: Option<&str>,
+    before: Option<i64>,
+    limit: i64,
+) -> Result<Vec<DeliveryRow>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT id, event_type, message_id, payload, status, attempts, last_status_code,
+                last_error, next_attempt_at, created_at, completed_at
+         FROM webhook_deliveries
+         WHERE webhook_id = $1 AND ($2::text IS NULL OR status = $2)
+           AND ($3::bigint IS NULL OR id < $3)
+         ORDER BY id DESC LIMIT $4",
+    )
+    .bind(webhook_id)
+    .bind(status)
+    .bind(before)
+    .bind(limit)
+    .fetch_all(db)
+    .await
+}
+
+/// Puts a failed delivery back in line with a fresh schedule; false if it is not a failed
+/// delivery of this webhook.
+pub async fn requeue_failed(db: &PgPool, webhook_id: i64, id: i64) -> Result<bool, sqlx::Error> {
+    Ok(sqlx::query(
+        "UPDATE webhook_deliveries
+         SET status = 'pending', attempts = 0, next_attempt_at = now(), completed_at = NULL
+         WHERE id = $1 AND webhook_id = $2 AND status = 'failed'",
+    )
+    .bind(id)
+    .bind(webhook_id)
+    .execute(db)
+    .await?
+    .rows_affected()
+        == 1)
+}

@@ -1,0 +1,145 @@
+//! Delivery webhooks, the dispatcher's side: status changes become `webhook_deliveries` rows
+//! in the transaction that commits them ([`enqueue_status`]), and a delivery loop in every
+//! dispatcher POSTs them, signed, to their endpoints and retries on a schedule
+//! ([`deliver::run`]). The API registers the endpoints; `docs/webhooks.md` is the contract.
+//!
+//! Because the rows are written with the change, an event can't be lost between the commit
+//! and its delivery: a crash, a broker outage or an unreachable endpoint only delays it.
+//! Delivery is at-least-once (a dispatcher dying after the POST and before recording it
+//! retries it once its lease runs out); receivers deduplicate by the delivery id.
+
+mod client;
+pub mod deliver;
+mod repo;
+
+use std::collections::HashMap;
+
+use serde::Serialize;
+use smsgate_shared::domain::{MessageStatus, RecipientStatus};
+use sqlx::{Postgres, Transaction};
+
+pub use client::{sign, WebhookClient};
+pub use repo::sweep_finished;
+
+use crate::repo::{ChangedRecipient, MessageProgress};
+
+/// The `data` of a `message.status` event: a message's counters after a committed change,
+/// and the recipients that change touched. Evolve it by adding fields, never by changing one.
+#[derive(Debug, Serialize, PartialEq)]
+pub struct MessageStatusData<'a> {
+    pub message_id: i64,
+    pub status: MessageStatus,
+    pub total: i32,
+    pub sent: i32,
+    pub failed: i32,
+    pub recipients: Vec<RecipientState<'a>>,
+}
+
+/// One recipient's new state.
+#[derive(Debug, Serialize, PartialEq)]
+pub struct RecipientState<'a> {
+    pub id: i64,
+    pub phone: &'a str,
+    pub status: RecipientStatus,
+    pub attempts: i32,
+    pub error: Option<&'a str>,
+}
+
+/// One `message.status` event per message in `messages`, each with its recipients out of
+/// `changed`.
+pub fn status_data<'a>(
+    messages: &'a [MessageProgress],
+    changed: &'a [ChangedRecipient],
+) -> Vec<MessageStatusData<'a>> {
+    let mut by_message: HashMap<i64, Vec<RecipientState<'a>>> = HashMap::new();
+    for r in changed {
+        by_message
+            .entry(r.message_id)
+            .or_default()
+            .push(RecipientState {
+                id: r.id,
+                phone: &r.phone,
+                status: r.status,
+                attempts: r.attempts,
+                error: r.last_error.as_deref(),
+            });
+    }
+    messages
+        .iter()
+        .map(|m| MessageStatusData {
+            message_id: m.id,
+            status: m.status,
+            total: m.total_count,
+            sent: m.sent_count,
+            failed: m.failed_count,
+            recipients: by_message.remove(&m.id).unwrap_or_default(),
+        })
+        .collect()
+}
+
+/// Queues a `message.status` delivery for every active webhook of each message's owner,
+/// inside the transaction that commits the change. One statement, whatever the batch; a
+/// user without webhooks costs a join that finds nothing.
+pub async fn enqueue_status(
+    tx: &mut Transaction<'_, Postgres>,
+    messages: &[MessageProgress],
+    changed: &[ChangedRecipient],
+) -> Result<(), sqlx::Error> {
+    if messages.is_empty() {
+        return Ok(());
+    }
+    let events = status_data(messages, changed);
+    let ids: Vec<i64> = events.iter().map(|e| e.message_id).collect();
+    let payloads: Vec<serde_json::Value> = events
+        .iter()
+        .map(|e| serde_json::to_value(e).expect("a status event always serializes"))
+        .collect();
+    repo::insert_status_deliveries(tx, &ids, &payloads).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn progress(id: i64, sent: i32) -> MessageProgress {
+        MessageProgress {
+            id,
+            status: MessageStatus::Sending,
+            total_count: 3,
+            sent_count: sent,
+            failed_count: 0,
+        }
+    }
+
+    fn changed(id: i64, message_id: i64, phone: &str) -> ChangedRecipient {
+        ChangedRecipient {
+            id,
+            message_id,
+            phone: phone.into(),
+            status: RecipientStatus::Sent,
+            attempts: 1,
+            last_error: None,
+        }
+    }
+
+    #[test]
+    fn each_message_gets_its_own_recipients_with_their_numbers() {
+        let messages = [progress(1, 2), progress(2, 1)];
+        let recipients = [
+            changed(10, 1, "+85211111111"),
+            changed(20, 2, "+85222222222"),
+            changed(11, 1, "+85233333333"),
+        ];
+        let data = status_data(&messages, &recipients);
+        assert_eq!(data.len(), 2);
+        assert_eq!(
+            data[0].recipients.iter().map(|r| r.id).collect::<Vec<_>>(),
+            [10, 11]
+        );
+        assert_eq!(data[1].recipients[0].phone, "+85222222222");
+        let json = serde_json::to_value(&data[0]).unwrap();
+        assert_eq!(json["status"], "sending");
+        assert_eq!(json["recipients"][0]["status"], "sent");
+        assert_eq!(json["recipients"][0]["error"], serde_json::Value::Null);
+    }
+}

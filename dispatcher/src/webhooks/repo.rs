@@ -1,0 +1,140 @@
+//! SQL of webhook deliveries, dispatcher side. One function per statement.
+
+use chrono::{DateTime, Utc};
+use sqlx::{PgPool, Postgres, Transaction};
+
+/// Inserts a `message.status` delivery per (event, active webhook of the message's owner).
+pub async fn insert_status_deliveries(
+    tx: &mut Transaction<'_, Postgres>,
+    message_ids: &[i64],
+    payloads: &[serde_json::Value],
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO webhook_deliveries (webhook_id, event_type, message_id, payload)
+         SELECT w.id, 'message.status', e.message_id, e.payload
+         FROM unnest($1::bigint[], $2::jsonb[]) AS e(message_id, payload)
+         JOIN messages m ON m.id = e.message_id
+         JOIN webhooks w ON w.user_id = m.user_id AND w.is_active",
+    )
+    .bind(message_ids)
+    .bind(payloads)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+/// A delivery this dispatcher claimed, with its endpoint.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct Due {
+    pub id: i64,
+    pub webhook_id: i64,
+    pub event_type: String,
+    pub payload: serde_json::Value,
+    /// This attempt's number (the claim counted it).
+    pub attempts: i32,
+    pub created_at: DateTime<Utc>,
+    pub url: String,
+    pub secret: String,
+    pub is_active: bool,
+}
+
+/// Claims up to `limit` due deliveries, oldest first, skipping rows other dispatchers hold.
+/// The claim counts the attempt and moves `next_attempt_at` to the end of a lease of
+/// `lease_secs`: if this dispatcher dies mid-attempt, the row is due again after it.
+pub async fn claim_due(db: &PgPool, limit: i64, lease_secs: f64) -> Result<Vec<Due>, sqlx::Error> {
+    sqlx::query_as(
+        "UPDATE webhook_deliveries d
+         SET attempts = d.attempts + 1, next_attempt_at = now() + make_interval(secs => $2)
+         FROM (SELECT id FROM webhook_deliveries
+               WHERE status = 'pending' AND next_attempt_at <= now()
+               ORDER BY next_attempt_at, id
+               LIMIT $1
+               FOR UPDATE SKIP LOCKED) due,
+              webhooks w
+         WHERE d.id = due.id AND w.id = d.webhook_id
+         RETURNING d.id, d.webhook_id, d.event_type, d.payload, d.attempts, d.created_at,
+                   w.url, w.secret, w.is_active",
+    )
+    .bind(limit)
+    .bind(lease_secs)
+    .fetch_all(db)
+    .await
+}
+
+/// How an attempt ended, as the row records it.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Recorded {
+    Delivered,
+    /// Due again after this many seconds.
+    RetryIn(f64),
+    Failed,
+}
+
+/// Records an attempt's end. Only a still-pending row changes, so a late result of an
+/// attempt whose lease ran out can't undo what a later attempt recorded.
+pub async fn record_attempt(
+    db: &PgPool,
+    id: i64,
+    recorded: &Recorded,
+    status_code: Option<u16>,
+    error: Option<&str>,
+) -> Result<(), sqlx::Error> {
+    let (status, retry_in) = match recorded {
+        Recorded::Delivered => ("delivered", None),
+        Recorded::RetryIn(secs) => ("pending", Some(*secs)),
+        Recorded::Failed => ("failed", None),
+    };
+    sqlx::query(
+        "UPDATE webhook_deliveries SET
+             status = $2,
+             next_attempt_at = CASE WHEN $3::float8 IS NULL THEN next_attempt_at
+                                    ELSE now() + make_interval(secs => $3) END,
+             last_status_code = $4,
+             last_error = $5,
+             completed_at = CASE WHEN $2 = 'pending' THEN NULL ELSE now() END
+         WHERE id = $1 AND status = 'pending'",
+    )
+    .bind(id)
+    .bind(status)
+    .bind(retry_in)
+    .bind(status_code.map(i32::from))
+    .bind(error)
+    .execute(db)
+    .await?;
+    Ok(())
+}
+
+/// Deletes up to `limit` finished deliveries older than `retention_secs`; returns how many.
+pub async fn delete_finished(
+    db: &PgPool,
+    retention_secs: f64,
+    limit: i64,
+) -> Result<u64, sqlx::Error> {
+    Ok(sqlx::query(
+        "DELETE FROM webhook_deliveries WHERE id = ANY(ARRAY(
+             SELECT id FROM webhook_deliveries
+             WHERE status <> 'pending' AND completed_at < now() - make_interval(secs => $1)
+             ORDER BY completed_at LIMIT $2))",
+    )
+    .bind(retention_secs)
+    .bind(limit)
+    .execute(db)
+    .await?
+    .rows_affected())
+}
+
+/// Deletes every finished delivery older than `retention`, a bounded statement at a time.
+pub async fn sweep_finished(
+    db: &PgPool,
+    retention: std::time::Duration,
+) -> Result<u64, sqlx::Error> {
+    const CHUNK: i64 = 10_000;
+    let mut swept = 0;
+    loop {
+        let deleted = delete_finished(db, retention.as_secs_f64(), CHUNK).await?;
+        swept += deleted;
+        if deleted < CHUNK as u64 {
+            return Ok(swept);
+        }
+    }
+}
