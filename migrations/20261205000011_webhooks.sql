@@ -35,14 +35,21 @@ CREATE TABLE webhook_deliveries (
     attempts         INTEGER NOT NULL DEFAULT 0,
     -- When the next attempt is due; while an attempt runs, the end of its lease.
     next_attempt_at  TIMESTAMPTZ NOT NULL DEFAULT now(),
+    -- Set while an attempt runs (the end of its lease), cleared when it is recorded: how
+    -- many attempts an endpoint has in flight, so one slow endpoint can't take every slot.
+    claimed_until    TIMESTAMPTZ,
     last_status_code INTEGER,
     last_error       TEXT,
     created_at       TIMESTAMPTZ NOT NULL DEFAULT now(),
     completed_at     TIMESTAMPTZ
 );
--- Dispatchers claim due deliveries, oldest first; finished ones leave this index.
-CREATE INDEX webhook_deliveries_due_idx ON webhook_deliveries (next_attempt_at, id)
+-- Dispatchers claim each endpoint's due deliveries, oldest first; finished ones leave
+-- these indexes.
+CREATE INDEX webhook_deliveries_due_idx ON webhook_deliveries (webhook_id, next_attempt_at, id)
     WHERE status = 'pending';
+-- Attempts in flight per endpoint (a claim counts them against WEBHOOK_MAX_IN_FLIGHT_PER_ENDPOINT).
+CREATE INDEX webhook_deliveries_claimed_idx ON webhook_deliveries (webhook_id)
+    WHERE status = 'pending' AND claimed_until IS NOT NULL;
 -- A webhook's deliveries, newest first (GET /api/webhooks/{id}/deliveries).
 CREATE INDEX webhook_deliveries_webhook_idx ON webhook_deliveries (webhook_id, id DESC);
 -- Finished deliveries are swept after WEBHOOK_DELIVERY_RETENTION.

@@ -135,11 +135,15 @@ fn idempotency_key_ttl() -> Result<Duration, ConfigError> {
 
 const IDEMPOTENCY_KEY_TTL: &str = "IDEMPOTENCY_KEY_TTL";
 
+/// A year at most: PostgreSQL's `make_interval` takes the TTL in seconds, and a key kept
+/// longer than that is no longer a retry.
+const MAX_KEY_TTL: Duration = Duration::from_secs(365 * 24 * 3600);
+
 fn nonzero_key_ttl(ttl: Duration) -> Result<Duration, ConfigError> {
-    if ttl.is_zero() {
+    if ttl.is_zero() || ttl > MAX_KEY_TTL {
         return Err(ConfigError::new(
             IDEMPOTENCY_KEY_TTL,
-            "must be longer than zero, e.g. 24h",
+            "must be longer than zero and at most 8760h, e.g. 24h",
         ));
     }
     Ok(ttl)
@@ -199,12 +203,13 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_zero_idempotency_key_ttl_is_refused_naming_the_key() {
+    fn a_zero_or_endless_idempotency_key_ttl_is_refused_naming_the_key() {
         assert_eq!(
             nonzero_key_ttl(Duration::ZERO).unwrap_err().key,
             "IDEMPOTENCY_KEY_TTL"
         );
         assert!(nonzero_key_ttl(Duration::from_secs(60)).is_ok());
+        assert!(nonzero_key_ttl(Duration::from_secs(400 * 24 * 3600)).is_err());
     }
 
     #[test]

@@ -28,6 +28,10 @@ use crate::rate_limit::{GlobalRateLimiter, RateLimited, HKT_LIMIT};
 use crate::retry::RetryPolicy;
 use crate::settings::Settings;
 
+/// Connections of the webhook delivery loop: claims and records are short statements, a
+/// few at a time.
+const WEBHOOK_DB_CONNECTIONS: u32 = 2;
+
 /// Everything the consumer and the writer share.
 pub(crate) struct Context {
     settings: Settings,
@@ -124,8 +128,16 @@ pub async fn start(settings: Settings) -> anyhow::Result<RunningDispatcher> {
     let (results, receiver) = mpsc::unbounded_channel();
     let writer = tokio::spawn(writer::run(ctx.clone(), receiver, kill.clone()));
     let ingest = tokio::spawn(ingest::run(ctx.clone(), shutdown.clone(), kill.clone()));
+    // Deliveries get a small pool of their own: slow endpoints must not hold the result
+    // writer's connections, nor the writer's batches delay recording deliveries.
+    let webhook_db = PgPoolOptions::new()
+        .max_connections(WEBHOOK_DB_CONNECTIONS)
+        .acquire_timeout(std::time::Duration::from_secs(5))
+        .test_before_acquire(false)
+        .connect_lazy(&ctx.settings.database_url)
+        .context("DATABASE_URL is not a valid URL")?;
     let webhooks = tokio::spawn(webhooks::deliver::run(
-        ctx.db.clone(),
+        webhook_db,
         webhook_client,
         ctx.settings.webhooks.clone(),
         shutdown.clone(),

@@ -47,7 +47,14 @@ pub struct MessageProgress {
     pub total_count: i32,
     pub sent_count: i32,
     pub failed_count: i32,
+    /// Whether its owner has an active webhook: events are serialised only for those.
+    pub has_webhooks: bool,
 }
+
+/// The `has_webhooks` column of [`MessageProgress`], for a statement over `messages m`.
+/// An index probe per message, so that users without webhooks pay no JSON for them.
+pub const HAS_WEBHOOKS: &str =
+    "EXISTS (SELECT 1 FROM webhooks w WHERE w.user_id = m.user_id AND w.is_active) AS has_webhooks";
 
 /// Locks the batch's messages in id order, after its recipients are updated and just before
 /// their counters are: two writers touching the same messages then queue up for the short
@@ -102,7 +109,7 @@ pub async fn update_message_counters(
     sent_deltas: &[i32],
     failed_deltas: &[i32],
 ) -> Result<Vec<MessageProgress>, sqlx::Error> {
-    sqlx::query_as(
+    sqlx::query_as(&format!(
         "UPDATE messages m SET
              sent_count = m.sent_count + d.sent,
              failed_count = m.failed_count + d.failed,
@@ -116,8 +123,8 @@ pub async fn update_message_counters(
                  ELSE NULL END
          FROM unnest($1::bigint[], $2::int[], $3::int[]) AS d(id, sent, failed)
          WHERE m.id = d.id AND m.status NOT IN ('cancelled')
-         RETURNING m.id, m.status, m.total_count, m.sent_count, m.failed_count",
-    )
+         RETURNING m.id, m.status, m.total_count, m.sent_count, m.failed_count, {HAS_WEBHOOKS}"
+    ))
     .bind(message_ids)
     .bind(sent_deltas)
     .bind(failed_deltas)

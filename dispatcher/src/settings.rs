@@ -31,6 +31,9 @@ pub struct Settings {
 pub struct WebhookSettings {
     /// Deliveries in flight at once.
     pub concurrency: usize,
+    /// Deliveries in flight at once to one endpoint, across all dispatchers: a slow or
+    /// hanging endpoint holds at most this many slots, the others keep flowing.
+    pub max_in_flight_per_endpoint: usize,
     /// Longest one POST may take, connecting included.
     pub timeout: Duration,
     /// Delay before each retry; a delivery is tried once plus once per step, then failed.
@@ -57,18 +60,21 @@ impl WebhookSettings {
                 "needs at least one delay, e.g. 10s,1m,5m",
             ));
         }
-        let concurrency: usize = config::parse_or("WEBHOOK_CONCURRENCY", 16)?;
-        if concurrency == 0 {
-            return Err(ConfigError::new(
-                "WEBHOOK_CONCURRENCY",
-                "must be at least 1",
-            ));
-        }
         Ok(WebhookSettings {
-            concurrency,
-            timeout: config::duration_or("WEBHOOK_TIMEOUT", Duration::from_secs(10))?,
+            concurrency: at_least_one("WEBHOOK_CONCURRENCY", 16)?,
+            max_in_flight_per_endpoint: at_least_one("WEBHOOK_MAX_IN_FLIGHT_PER_ENDPOINT", 8)?,
+            timeout: duration_at_least(
+                "WEBHOOK_TIMEOUT",
+                Duration::from_secs(10),
+                Duration::from_secs(1),
+            )?,
             retry_schedule,
-            poll_interval: config::duration_or("WEBHOOK_POLL_INTERVAL", Duration::from_secs(1))?,
+            // Zero would have an idle dispatcher query PostgreSQL without pause.
+            poll_interval: duration_at_least(
+                "WEBHOOK_POLL_INTERVAL",
+                Duration::from_secs(1),
+                Duration::from_millis(10),
+            )?,
             allow_internal_targets: config::bool_or("WEBHOOK_ALLOW_INTERNAL_TARGETS", false)?,
             retention: config::duration_or(
                 "WEBHOOK_DELIVERY_RETENTION",
@@ -81,6 +87,7 @@ impl WebhookSettings {
     pub fn for_tests() -> WebhookSettings {
         WebhookSettings {
             concurrency: 8,
+            max_in_flight_per_endpoint: 4,
             timeout: Duration::from_secs(2),
             retry_schedule: vec![Duration::from_millis(200), Duration::from_millis(400)],
             poll_interval: Duration::from_millis(50),
@@ -177,4 +184,24 @@ impl Settings {
             webhooks: WebhookSettings::for_tests(),
         }
     }
+}
+
+fn at_least_one(key: &'static str, default: usize) -> Result<usize, ConfigError> {
+    let value: usize = config::parse_or(key, default)?;
+    if value == 0 {
+        return Err(ConfigError::new(key, "must be at least 1"));
+    }
+    Ok(value)
+}
+
+fn duration_at_least(
+    key: &'static str,
+    default: Duration,
+    floor: Duration,
+) -> Result<Duration, ConfigError> {
+    let value = config::duration_or(key, default)?;
+    if value < floor {
+        return Err(ConfigError::new(key, format!("must be at least {floor:?}")));
+    }
+    Ok(value)
 }

@@ -17,10 +17,20 @@ pub struct WebhookRow {
 
 const COLUMNS: &str = "id, url, description, is_active, created_at, updated_at";
 
-pub async fn count_for_user(db: &PgPool, user_id: i64) -> Result<i64, sqlx::Error> {
+/// How many webhooks the user has, after locking the user's row for the rest of the
+/// transaction (`FOR NO KEY UPDATE`: it waits for another registration of the same user,
+/// but not for foreign-key checks).
+pub async fn count_for_user_locked(
+    tx: &mut Transaction<'_, Postgres>,
+    user_id: i64,
+) -> Result<i64, sqlx::Error> {
+    sqlx::query("SELECT 1 FROM users WHERE id = $1 FOR NO KEY UPDATE")
+        .bind(user_id)
+        .execute(&mut **tx)
+        .await?;
     sqlx::query_scalar("SELECT count(*) FROM webhooks WHERE user_id = $1")
         .bind(user_id)
-        .fetch_one(db)
+        .fetch_one(&mut **tx)
         .await
 }
 

@@ -68,11 +68,13 @@ pub async fn create(
     max_per_user: usize,
 ) -> Result<WithSecret, WebhookError> {
     check_description(&new.description)?;
-    if repo::count_for_user(db, user_id).await? >= max_per_user as i64 {
-        return Err(WebhookError::LimitReached { max: max_per_user });
-    }
     let secret = new_secret();
     let mut tx = db.begin().await?;
+    // Counted under the owner's row lock, so two concurrent registrations can't both fit
+    // under the cap.
+    if repo::count_for_user_locked(&mut tx, user_id).await? >= max_per_user as i64 {
+        return Err(WebhookError::LimitReached { max: max_per_user });
+    }
     let webhook = repo::insert(
         &mut tx,
         user_id,

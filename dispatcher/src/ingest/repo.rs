@@ -3,6 +3,7 @@
 use smsgate_shared::domain::RecipientStatus;
 use sqlx::{PgPool, Postgres, Transaction};
 
+use crate::repo::HAS_WEBHOOKS;
 pub use crate::repo::{ChangedRecipient, MessageProgress};
 
 /// Records a SIM job's result. Only a `pending` recipient changes, so a result published
@@ -177,9 +178,10 @@ pub async fn message_progress(
     tx: &mut Transaction<'_, Postgres>,
     message_id: i64,
 ) -> Result<Option<MessageProgress>, sqlx::Error> {
-    sqlx::query_as(
-        "SELECT id, status, total_count, sent_count, failed_count FROM messages WHERE id = $1",
-    )
+    sqlx::query_as(&format!(
+        "SELECT m.id, m.status, m.total_count, m.sent_count, m.failed_count, {HAS_WEBHOOKS}
+         FROM messages m WHERE m.id = $1"
+    ))
     .bind(message_id)
     .fetch_optional(&mut **tx)
     .await

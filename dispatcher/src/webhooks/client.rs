@@ -60,7 +60,7 @@ pub enum Answer {
 pub enum DeliveryError {
     #[error("the webhook URL is not valid: {0}")]
     InvalidUrl(String),
-    #[error("{0} is an internal address; webhooks may only call public ones")]
+    #[error("{0} is or resolves to an internal address; webhooks may only call public ones")]
     InternalTarget(String),
     #[error("request failed: {0}")]
     Http(String),
@@ -81,6 +81,9 @@ impl WebhookClient {
             .timeout(timeout)
             .connect_timeout(timeout.min(Duration::from_secs(5)))
             .redirect(reqwest::redirect::Policy::none())
+            // A proxy from the environment would resolve the target itself, out of reach of
+            // the address check below.
+            .no_proxy()
             .user_agent(concat!("smsgate-webhooks/", env!("CARGO_PKG_VERSION")))
             .pool_max_idle_per_host(4);
         if !allow_internal {
@@ -114,7 +117,7 @@ impl WebhookClient {
             .body(body)
             .send()
             .await
-            .map_err(|e| DeliveryError::Http(describe(&e)))?;
+            .map_err(|e| refusal_in(&e).unwrap_or_else(|| DeliveryError::Http(describe(&e))))?;
         let status = response.status();
         if status.is_success() {
             return Ok(Answer::Accepted { status });
@@ -148,6 +151,18 @@ impl WebhookClient {
         }
         Ok(())
     }
+}
+
+/// The resolver's refusal, if that is why the request failed (reqwest wraps it).
+fn refusal_in(e: &reqwest::Error) -> Option<DeliveryError> {
+    let mut source = std::error::Error::source(e);
+    while let Some(cause) = source {
+        if let Some(DeliveryError::InternalTarget(host)) = cause.downcast_ref::<DeliveryError>() {
+            return Some(DeliveryError::InternalTarget(host.clone()));
+        }
+        source = cause.source();
+    }
+    None
 }
 
 /// reqwest's errors print their whole chain badly; say which kind it was and where.
@@ -184,10 +199,10 @@ impl Resolve for PublicOnly {
                 .filter(|addr| !is_internal(addr.ip()))
                 .collect();
             if public.is_empty() && !resolved.is_empty() {
-                return Err(Box::new(DeliveryError::InternalTarget(format!(
-                    "{host} ({})",
-                    resolved[0].ip()
-                )))
+                // The address stays out of the message: users read it back from the
+                // delivery, and it would tell them what internal names resolve to.
+                tracing::debug!(host, address = %resolved[0].ip(), "webhook host resolves to an internal address");
+                return Err(Box::new(DeliveryError::InternalTarget(host))
                     as Box<dyn std::error::Error + Send + Sync>);
             }
             Ok(Box::new(public.into_iter()) as Addrs)

@@ -1,17 +1,18 @@
-//! The delivery loop: claims due deliveries, POSTs each (a bounded number at once), and
-//! records how each attempt ended. Every dispatcher runs one; they share the work through
-//! `FOR UPDATE SKIP LOCKED` claims, so any number can run.
+//! The delivery loop: claims due deliveries, POSTs each (a bounded number at once, and a
+//! bounded number per endpoint), and records how each attempt ended. Every dispatcher runs
+//! one; they share the work through `FOR UPDATE SKIP LOCKED` claims, so any number can run.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use rand::Rng;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{info, info_span, warn, Instrument};
 
-use super::client::{Answer, WebhookClient};
+use super::client::{Answer, DeliveryError, WebhookClient};
 use super::repo::{self, Due, Recorded};
 use crate::retry::{NextStep, RetryPolicy};
 use crate::settings::WebhookSettings;
@@ -24,11 +25,14 @@ struct Deliverer {
     db: sqlx::PgPool,
     client: WebhookClient,
     policy: RetryPolicy,
+    lease: Duration,
     kill: CancellationToken,
 }
 
 /// Runs until `shutdown` (attempts in flight finish and are recorded) or `kill` (a crash:
-/// attempts are abandoned unrecorded, and their leases bring them back).
+/// attempts are abandoned unrecorded, and their leases bring them back). `db` is a pool of
+/// its own, so deliveries never wait behind the result writer's connections, nor it behind
+/// them.
 pub async fn run(
     db: sqlx::PgPool,
     client: WebhookClient,
@@ -40,19 +44,19 @@ pub async fn run(
         db,
         client,
         policy: RetryPolicy::new(settings.retry_schedule.clone()),
+        // The lease outlives an attempt (the POST's timeout, then recording it), so a live
+        // dispatcher's rows are not taken by another.
+        lease: settings.timeout * 2 + Duration::from_secs(1),
         kill: kill.clone(),
     });
     let slots = Arc::new(Semaphore::new(settings.concurrency.max(1)));
     let attempts = TaskTracker::new();
-    // The lease outlives the longest attempt (the POST's timeout, then recording it), so a
-    // live dispatcher's rows are never taken by another.
-    let lease = settings.timeout * 2 + Duration::from_secs(1);
-    let mut next_sweep = tokio::time::Instant::now();
+    let mut next_sweep = Instant::now();
     let mut idle = settings.poll_interval;
     loop {
-        if tokio::time::Instant::now() >= next_sweep {
+        if Instant::now() >= next_sweep {
             sweep(&deliverer.db, settings.retention).await;
-            next_sweep = tokio::time::Instant::now() + SWEEP_EVERY;
+            next_sweep = Instant::now() + SWEEP_EVERY;
         }
         // Take every free slot before claiming, waiting for the first: a row claimed without
         // a slot would sit out its lease behind slow endpoints.
@@ -66,7 +70,14 @@ pub async fn run(
             free.push(slot);
         }
         let asked = free.len();
-        let due = match repo::claim_due(&deliverer.db, asked as i64, lease.as_secs_f64()).await {
+        let claimed = repo::claim_due(
+            &deliverer.db,
+            asked as i64,
+            deliverer.lease.as_secs_f64(),
+            settings.max_in_flight_per_endpoint as i64,
+        )
+        .await;
+        let due = match claimed {
             Ok(due) => {
                 idle = settings.poll_interval;
                 due
@@ -78,8 +89,9 @@ pub async fn run(
             }
         };
         let claimed = due.len();
+        let leased_at = Instant::now();
         for (due, slot) in due.into_iter().zip(free) {
-            attempts.spawn(deliverer.clone().attempt(due, slot));
+            attempts.spawn(deliverer.clone().attempt(due, leased_at, slot));
         }
         if claimed < asked {
             tokio::select! {
@@ -95,7 +107,7 @@ pub async fn run(
 
 impl Deliverer {
     /// One attempt: POST, then record. Holds its slot until recorded.
-    async fn attempt(self: Arc<Self>, due: Due, _slot: OwnedSemaphorePermit) {
+    async fn attempt(self: Arc<Self>, due: Due, leased_at: Instant, _slot: OwnedSemaphorePermit) {
         let span = info_span!(
             "webhook.deliver",
             webhook.id = due.webhook_id,
@@ -111,7 +123,7 @@ impl Deliverer {
             if let Some(code) = outcome.status_code {
                 tracing::Span::current().record("http.status", code);
             }
-            self.record(&due, &outcome).await;
+            self.record(&due, &outcome, leased_at + self.lease).await;
         }
         .instrument(span)
         .await
@@ -119,7 +131,7 @@ impl Deliverer {
 
     async fn try_once(&self, due: &Due) -> Outcome {
         if !due.is_active {
-            return Outcome::give_up("the webhook was disabled before this delivery");
+            return Outcome::failed(None, "the webhook was disabled before this delivery".into());
         }
         match self.client.post(due).await {
             Ok(Answer::Accepted { status }) => Outcome {
@@ -130,20 +142,27 @@ impl Deliverer {
             Ok(Answer::Refused {
                 status,
                 retry_after,
-            }) => self.failed(
-                due.attempts,
-                Some(status.as_u16()),
-                format!("HTTP {}", status.as_u16()),
-                retry_after,
-            ),
-            Err(e) => self.failed(due.attempts, None, e.to_string(), None),
+            }) => {
+                let error = format!("HTTP {}", status.as_u16());
+                match classify_status(status) {
+                    Next::Retry => {
+                        self.retry_or_fail(due.attempts, Some(status.as_u16()), error, retry_after)
+                    }
+                    Next::GiveUp => Outcome::failed(Some(status.as_u16()), error),
+                }
+            }
+            Err(e) => match classify_error(&e) {
+                Next::Retry => self.retry_or_fail(due.attempts, None, e.to_string(), None),
+                Next::GiveUp => Outcome::failed(None, e.to_string()),
+            },
         }
     }
 
-    /// A failed attempt: again after the schedule's delay for this attempt (or the
-    /// endpoint's `Retry-After`, moved to the next longer step), give or take a tenth so
-    /// that a burst of failures doesn't come back as a burst; failed once the schedule ends.
-    fn failed(
+    /// A failed attempt worth repeating: again after the schedule's delay for this attempt
+    /// (or the endpoint's `Retry-After`, moved to the next longer step), give or take a
+    /// tenth so that a burst of failures doesn't come back as a burst; failed once the
+    /// schedule ends.
+    fn retry_or_fail(
         &self,
         attempt: i32,
         status_code: Option<u16>,
@@ -165,28 +184,64 @@ impl Deliverer {
         }
     }
 
-    /// Writes the attempt's end, retrying a few times; if PostgreSQL stays away the lease
-    /// runs out and the delivery is attempted again (at-least-once).
-    async fn record(&self, due: &Due, outcome: &Outcome) {
+    /// Writes the attempt's end, retrying while its lease lasts; after that another
+    /// dispatcher may have claimed the row, and the record would be fenced off anyway
+    /// (the delivery is then made again: at-least-once).
+    async fn record(&self, due: &Due, outcome: &Outcome, lease_end: Instant) {
         let mut wait = Duration::from_millis(200);
-        for _ in 0..5 {
-            match repo::record_attempt(
+        loop {
+            let recorded = repo::record_attempt(
                 &self.db,
                 due.id,
+                due.attempts,
                 &outcome.recorded,
                 outcome.status_code,
                 outcome.error.as_deref(),
             )
-            .await
-            {
-                Ok(()) => return,
-                Err(e) => {
+            .await;
+            match recorded {
+                Ok(true) => return,
+                Ok(false) => {
+                    warn!("a webhook attempt outlived its lease; its result was not recorded");
+                    return;
+                }
+                Err(e) if Instant::now() + wait < lease_end => {
                     warn!(error = %e, "recording a webhook attempt failed; retrying in {wait:?}");
                     tokio::time::sleep(wait).await;
                     wait *= 2;
                 }
+                Err(e) => {
+                    warn!(error = %e, "recording a webhook attempt failed; it will be made again after its lease");
+                    return;
+                }
             }
         }
+    }
+}
+
+/// Whether trying a delivery again can help.
+#[derive(Debug, PartialEq, Eq)]
+enum Next {
+    Retry,
+    GiveUp,
+}
+
+/// Any answer but 2xx is retried, as receivers expect of webhooks (a 4xx is often a
+/// receiver being deployed), except 410 Gone: the endpoint says it is gone for good.
+fn classify_status(status: reqwest::StatusCode) -> Next {
+    if status == reqwest::StatusCode::GONE {
+        Next::GiveUp
+    } else {
+        Next::Retry
+    }
+}
+
+/// No answer: a URL that can't be called, or one we refuse to call, stays so; the network
+/// failing is worth another try.
+fn classify_error(error: &DeliveryError) -> Next {
+    match error {
+        DeliveryError::InvalidUrl(_) | DeliveryError::InternalTarget(_) => Next::GiveUp,
+        DeliveryError::Http(_) => Next::Retry,
     }
 }
 
@@ -198,11 +253,11 @@ struct Outcome {
 }
 
 impl Outcome {
-    fn give_up(reason: &str) -> Outcome {
+    fn failed(status_code: Option<u16>, error: String) -> Outcome {
         Outcome {
             recorded: Recorded::Failed,
-            status_code: None,
-            error: Some(reason.to_owned()),
+            status_code,
+            error: Some(error),
         }
     }
 }
@@ -215,5 +270,39 @@ async fn sweep(db: &sqlx::PgPool, retention: Duration) {
             "finished webhook deliveries past their retention deleted"
         ),
         Err(e) => warn!(error = %e, "sweeping finished webhook deliveries failed"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use reqwest::StatusCode;
+
+    #[test]
+    fn every_answer_but_gone_is_retried() {
+        for status in [400, 401, 404, 408, 429, 500, 502, 503] {
+            assert_eq!(
+                classify_status(StatusCode::from_u16(status).unwrap()),
+                Next::Retry,
+                "{status}"
+            );
+        }
+        assert_eq!(classify_status(StatusCode::GONE), Next::GiveUp);
+    }
+
+    #[test]
+    fn refused_and_invalid_urls_are_not_retried_but_network_errors_are() {
+        assert_eq!(
+            classify_error(&DeliveryError::InternalTarget("x".into())),
+            Next::GiveUp
+        );
+        assert_eq!(
+            classify_error(&DeliveryError::InvalidUrl("x".into())),
+            Next::GiveUp
+        );
+        assert_eq!(
+            classify_error(&DeliveryError::Http("timed out".into())),
+            Next::Retry
+        );
     }
 }

@@ -10,7 +10,7 @@
 
 mod client;
 pub mod deliver;
-mod repo;
+pub mod repo;
 
 use std::collections::HashMap;
 
@@ -45,14 +45,19 @@ pub struct RecipientState<'a> {
     pub error: Option<&'a str>,
 }
 
-/// One `message.status` event per message in `messages`, each with its recipients out of
-/// `changed`.
+/// The `message.status` events of a committed change: one per message whose owner has an
+/// active webhook and which has recipients that reached a final state (`sent`, `failed`,
+/// `delivered`). A recipient left `pending` for a retry is not news to a receiver, and a
+/// batch of duplicate jobs changed nothing.
 pub fn status_data<'a>(
     messages: &'a [MessageProgress],
     changed: &'a [ChangedRecipient],
 ) -> Vec<MessageStatusData<'a>> {
     let mut by_message: HashMap<i64, Vec<RecipientState<'a>>> = HashMap::new();
-    for r in changed {
+    for r in changed
+        .iter()
+        .filter(|r| r.status != RecipientStatus::Pending)
+    {
         by_message
             .entry(r.message_id)
             .or_default()
@@ -66,29 +71,33 @@ pub fn status_data<'a>(
     }
     messages
         .iter()
-        .map(|m| MessageStatusData {
-            message_id: m.id,
-            status: m.status,
-            total: m.total_count,
-            sent: m.sent_count,
-            failed: m.failed_count,
-            recipients: by_message.remove(&m.id).unwrap_or_default(),
+        .filter(|m| m.has_webhooks)
+        .filter_map(|m| {
+            let recipients = by_message.remove(&m.id)?;
+            Some(MessageStatusData {
+                message_id: m.id,
+                status: m.status,
+                total: m.total_count,
+                sent: m.sent_count,
+                failed: m.failed_count,
+                recipients,
+            })
         })
         .collect()
 }
 
 /// Queues a `message.status` delivery for every active webhook of each message's owner,
-/// inside the transaction that commits the change. One statement, whatever the batch; a
-/// user without webhooks costs a join that finds nothing.
+/// inside the transaction that commits the change. One statement for the batch, and none
+/// at all when no owner in it has a webhook.
 pub async fn enqueue_status(
     tx: &mut Transaction<'_, Postgres>,
     messages: &[MessageProgress],
     changed: &[ChangedRecipient],
 ) -> Result<(), sqlx::Error> {
-    if messages.is_empty() {
+    let events = status_data(messages, changed);
+    if events.is_empty() {
         return Ok(());
     }
-    let events = status_data(messages, changed);
     let ids: Vec<i64> = events.iter().map(|e| e.message_id).collect();
     let payloads: Vec<serde_json::Value> = events
         .iter()
@@ -108,6 +117,7 @@ mod tests {
             total_count: 3,
             sent_count: sent,
             failed_count: 0,
+            has_webhooks: true,
         }
     }
 
@@ -120,6 +130,17 @@ mod tests {
             attempts: 1,
             last_error: None,
         }
+    }
+
+    #[test]
+    fn retries_owners_without_webhooks_and_unchanged_messages_make_no_event() {
+        let mut waiting = changed(30, 3, "+85244444444");
+        waiting.status = RecipientStatus::Pending;
+        let mut no_hooks = progress(4, 1);
+        no_hooks.has_webhooks = false;
+        let messages = [progress(3, 0), no_hooks, progress(5, 2)];
+        let recipients = [waiting, changed(40, 4, "+85255555555")];
+        assert!(status_data(&messages, &recipients).is_empty());
     }
 
     #[test]

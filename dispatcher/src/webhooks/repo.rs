@@ -24,39 +24,72 @@ pub async fn insert_status_deliveries(
 }
 
 /// A delivery this dispatcher claimed, with its endpoint.
-#[derive(Debug, Clone, sqlx::FromRow)]
+#[derive(Clone, sqlx::FromRow)]
 pub struct Due {
     pub id: i64,
     pub webhook_id: i64,
     pub event_type: String,
     pub payload: serde_json::Value,
-    /// This attempt's number (the claim counted it).
+    /// This attempt's number (the claim counted it); recording it is fenced on it.
     pub attempts: i32,
     pub created_at: DateTime<Utc>,
     pub url: String,
+    /// The signing key: never in a log line, hence the hand-written `Debug`.
     pub secret: String,
     pub is_active: bool,
 }
 
-/// Claims up to `limit` due deliveries, oldest first, skipping rows other dispatchers hold.
-/// The claim counts the attempt and moves `next_attempt_at` to the end of a lease of
-/// `lease_secs`: if this dispatcher dies mid-attempt, the row is due again after it.
-pub async fn claim_due(db: &PgPool, limit: i64, lease_secs: f64) -> Result<Vec<Due>, sqlx::Error> {
+impl std::fmt::Debug for Due {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Due")
+            .field("id", &self.id)
+            .field("webhook_id", &self.webhook_id)
+            .field("event_type", &self.event_type)
+            .field("attempts", &self.attempts)
+            .field("url", &self.url)
+            .field("secret", &"<redacted>")
+            .finish_non_exhaustive()
+    }
+}
+
+/// Claims up to `limit` due deliveries, oldest first, skipping rows other dispatchers hold,
+/// and at most `per_endpoint` in flight per webhook (across all dispatchers), so that one
+/// slow or hanging endpoint can't take every slot from the others. The claim counts the
+/// attempt and leases the row for `lease_secs`: if this dispatcher dies mid-attempt, the
+/// row is due again when the lease ends.
+pub async fn claim_due(
+    db: &PgPool,
+    limit: i64,
+    lease_secs: f64,
+    per_endpoint: i64,
+) -> Result<Vec<Due>, sqlx::Error> {
     sqlx::query_as(
-        "UPDATE webhook_deliveries d
-         SET attempts = d.attempts + 1, next_attempt_at = now() + make_interval(secs => $2)
-         FROM (SELECT id FROM webhook_deliveries
-               WHERE status = 'pending' AND next_attempt_at <= now()
-               ORDER BY next_attempt_at, id
-               LIMIT $1
-               FOR UPDATE SKIP LOCKED) due,
-              webhooks w
+        "WITH due AS (
+             SELECT d.id
+             FROM webhooks w
+             CROSS JOIN LATERAL (
+                 SELECT id, next_attempt_at FROM webhook_deliveries
+                 WHERE webhook_id = w.id AND status = 'pending' AND next_attempt_at <= now()
+                 ORDER BY next_attempt_at, id
+                 LIMIT GREATEST(0, $3 - (
+                     SELECT count(*) FROM webhook_deliveries
+                     WHERE webhook_id = w.id AND status = 'pending'
+                       AND claimed_until IS NOT NULL AND claimed_until > now()))
+                 FOR UPDATE SKIP LOCKED) d
+             ORDER BY d.next_attempt_at, d.id
+             LIMIT $1)
+         UPDATE webhook_deliveries d
+         SET attempts = d.attempts + 1,
+             next_attempt_at = now() + make_interval(secs => $2),
+             claimed_until = now() + make_interval(secs => $2)
+         FROM due, webhooks w
          WHERE d.id = due.id AND w.id = d.webhook_id
          RETURNING d.id, d.webhook_id, d.event_type, d.payload, d.attempts, d.created_at,
                    w.url, w.secret, w.is_active",
     )
     .bind(limit)
     .bind(lease_secs)
+    .bind(per_endpoint)
     .fetch_all(db)
     .await
 }
@@ -70,38 +103,43 @@ pub enum Recorded {
     Failed,
 }
 
-/// Records an attempt's end. Only a still-pending row changes, so a late result of an
-/// attempt whose lease ran out can't undo what a later attempt recorded.
+/// Records how attempt `attempt` ended. Fenced on the attempt number: once this attempt's
+/// lease ran out and another dispatcher claimed the row (counting a new attempt), a late
+/// record of this one changes nothing. False when it was fenced off.
 pub async fn record_attempt(
     db: &PgPool,
     id: i64,
+    attempt: i32,
     recorded: &Recorded,
     status_code: Option<u16>,
     error: Option<&str>,
-) -> Result<(), sqlx::Error> {
+) -> Result<bool, sqlx::Error> {
     let (status, retry_in) = match recorded {
         Recorded::Delivered => ("delivered", None),
         Recorded::RetryIn(secs) => ("pending", Some(*secs)),
         Recorded::Failed => ("failed", None),
     };
-    sqlx::query(
+    Ok(sqlx::query(
         "UPDATE webhook_deliveries SET
-             status = $2,
-             next_attempt_at = CASE WHEN $3::float8 IS NULL THEN next_attempt_at
-                                    ELSE now() + make_interval(secs => $3) END,
-             last_status_code = $4,
-             last_error = $5,
-             completed_at = CASE WHEN $2 = 'pending' THEN NULL ELSE now() END
-         WHERE id = $1 AND status = 'pending'",
+             status = $3,
+             next_attempt_at = CASE WHEN $4::float8 IS NULL THEN next_attempt_at
+                                    ELSE now() + make_interval(secs => $4) END,
+             claimed_until = NULL,
+             last_status_code = $5,
+             last_error = $6,
+             completed_at = CASE WHEN $3 = 'pending' THEN NULL ELSE now() END
+         WHERE id = $1 AND attempts = $2 AND status = 'pending'",
     )
     .bind(id)
+    .bind(attempt)
     .bind(status)
     .bind(retry_in)
     .bind(status_code.map(i32::from))
     .bind(error)
     .execute(db)
-    .await?;
-    Ok(())
+    .await?
+    .rows_affected()
+        == 1)
 }
 
 /// Deletes up to `limit` finished deliveries older than `retention_secs`; returns how many.

@@ -273,22 +273,14 @@ async fn a_request_that_loses_the_race_for_its_key_answers_with_the_winner() {
     .await
     .unwrap();
 
-    let (status, answer, replayed) = {
-        let racing = app.post_with_key(
-            &app.token,
-            "/api/sms",
-            "slow",
-            json!({"recipient": "2345 6789", "content": "raced"}),
-        );
-        tokio::pin!(racing);
-        // It stores its own message, then waits on the key.
-        tokio::select! {
-            answer = &mut racing => panic!("answered before the key's transaction ended: {answer:?}"),
-            _ = tokio::time::sleep(Duration::from_millis(500)) => {}
-        }
-        winner_tx.commit().await.unwrap();
-        racing.await
-    };
+    let (status, answer, replayed) = send_while_the_key_is_held(
+        &app,
+        "slow",
+        json!({"recipient": "2345 6789", "content": "raced"}),
+        winner_tx,
+        Rival::Commits,
+    )
+    .await;
     assert_eq!((status, replayed), (StatusCode::ACCEPTED, true), "{answer}");
     assert_eq!(answer["data"]["id"], winner);
     assert_eq!(
@@ -297,4 +289,66 @@ async fn a_request_that_loses_the_race_for_its_key_answers_with_the_winner() {
         "the loser's message was rolled back"
     );
     app.teardown().await;
+}
+
+/// The other side of the race: the first request's transaction rolls back (its send
+/// failed), so the waiting request takes the key and sends.
+#[tokio::test]
+async fn a_request_whose_rival_rolls_back_takes_the_key_and_sends() {
+    let app = TestApp::spawn_without_dispatcher().await;
+    let placeholder = app.send_sms("2345 6789", "placeholder").await;
+    let mut rival = app.db.begin().await.unwrap();
+    sqlx::query(
+        "INSERT INTO idempotency_keys (user_id, key, fingerprint, message_id) VALUES (1, 'k', '\\x00', $1)",
+    )
+    .bind(placeholder)
+    .execute(&mut *rival)
+    .await
+    .unwrap();
+
+    let (status, answer, replayed) = send_while_the_key_is_held(
+        &app,
+        "k",
+        json!({"recipient": "3456 7890", "content": "mine"}),
+        rival,
+        Rival::RollsBack,
+    )
+    .await;
+    assert_eq!(
+        (status, replayed),
+        (StatusCode::ACCEPTED, false),
+        "{answer}"
+    );
+    assert_ne!(answer["data"]["id"], placeholder);
+    assert_eq!(app.message_count().await, 2);
+    app.teardown().await;
+}
+
+/// How the transaction holding the key ends.
+enum Rival {
+    Commits,
+    RollsBack,
+}
+
+/// Sends `body` with `key` while `rival` holds the key's row uncommitted, checks that the
+/// request waits for it (it stores its message, then blocks on the key), ends `rival` and
+/// returns the request's answer.
+async fn send_while_the_key_is_held(
+    app: &TestApp,
+    key: &str,
+    body: serde_json::Value,
+    rival: sqlx::Transaction<'_, sqlx::Postgres>,
+    ends: Rival,
+) -> (StatusCode, serde_json::Value, bool) {
+    let racing = app.post_with_key(&app.token, "/api/sms", key, body);
+    tokio::pin!(racing);
+    tokio::select! {
+        answer = &mut racing => panic!("answered before the key's holder ended: {answer:?}"),
+        _ = tokio::time::sleep(Duration::from_millis(500)) => {}
+    }
+    match ends {
+        Rival::Commits => rival.commit().await.unwrap(),
+        Rival::RollsBack => rival.rollback().await.unwrap(),
+    }
+    racing.await
 }

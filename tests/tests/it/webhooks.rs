@@ -426,3 +426,171 @@ async fn a_delivery_cut_off_by_a_dispatcher_crash_is_made_again() {
     assert!(!final_states(&received, id).is_empty());
     app.teardown().await;
 }
+
+#[tokio::test]
+async fn a_name_that_resolves_to_an_internal_address_fails_at_once_without_showing_it() {
+    let mut app = TestApp::spawn_without_dispatcher().await;
+    let receiver = WebhookReceiver::spawn().await;
+    let by_name = receiver.url().replace("127.0.0.1", "localhost");
+    let (webhook, _) = register(&app, &app.token, &by_name).await;
+    let mut settings = app.dispatcher_settings();
+    settings.webhooks.allow_internal_targets = false;
+    app.start_dispatcher_with(settings).await;
+
+    app.send_sms("2345 6789", "to a name").await;
+    let failed = wait_for_delivery(&app, webhook, "failed").await;
+    let error = failed["last_error"].as_str().unwrap();
+    assert!(
+        error.contains("localhost is or resolves to an internal address"),
+        "{error}"
+    );
+    assert!(
+        !error.contains("127.0.0.1"),
+        "the address is not shown: {error}"
+    );
+    assert_eq!(failed["attempts"], 1, "refusals are not retried");
+    assert!(receiver.received().is_empty() && receiver.refused() == 0);
+    app.teardown().await;
+}
+
+#[tokio::test]
+async fn gone_ends_a_delivery_at_once_and_a_disabled_webhooks_queue_ends_failed() {
+    let mut app = TestApp::spawn_without_dispatcher().await;
+    let receiver = WebhookReceiver::spawn().await;
+    receiver.set(Behaviour {
+        fail_always: true,
+        failure: StatusCode::GONE,
+        ..Behaviour::default()
+    });
+    let (gone, _) = register(&app, &app.token, &receiver.url()).await;
+    let (disabled, _) = register(&app, &app.token, &receiver.url()).await;
+    for webhook in [gone, disabled] {
+        let (status, _) = app
+            .post(&format!("/api/webhooks/{webhook}/test"), json!({}))
+            .await;
+        assert_eq!(status, StatusCode::ACCEPTED);
+    }
+    let (status, _) = app
+        .request(
+            Method::PUT,
+            &format!("/api/webhooks/{disabled}"),
+            Some(&app.token),
+            Some(json!({"is_active": false})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    app.start_dispatcher().await;
+
+    let failed = wait_for_delivery(&app, gone, "failed").await;
+    assert_eq!(
+        (&failed["attempts"], &failed["last_status_code"]),
+        (&json!(1), &json!(410))
+    );
+    let failed = wait_for_delivery(&app, disabled, "failed").await;
+    assert!(
+        failed["last_error"].as_str().unwrap().contains("disabled"),
+        "{failed}"
+    );
+    assert_eq!(
+        receiver.refused(),
+        1,
+        "only the gone endpoint was called, once"
+    );
+    app.teardown().await;
+}
+
+/// Two claims, the first attempt's lease run out in between: the first attempt's late
+/// record must not overwrite the second's.
+#[tokio::test]
+async fn a_late_record_of_an_attempt_whose_lease_ran_out_changes_nothing() {
+    use smsgate_dispatcher::webhooks::repo::{claim_due, record_attempt, Recorded};
+
+    let app = TestApp::spawn_without_dispatcher().await;
+    let (webhook, _) = register(&app, &app.token, "http://127.0.0.1:9/hook").await;
+    let (_, queued) = app
+        .post(&format!("/api/webhooks/{webhook}/test"), json!({}))
+        .await;
+    let delivery = queued["delivery_id"].as_i64().unwrap();
+
+    let first = claim_due(&app.db, 10, 0.0, 8).await.unwrap();
+    assert_eq!((first.len(), first[0].attempts), (1, 1));
+    let second = claim_due(&app.db, 10, 60.0, 8).await.unwrap();
+    assert_eq!(
+        (second.len(), second[0].attempts),
+        (1, 2),
+        "the lease ran out"
+    );
+
+    let stale = record_attempt(
+        &app.db,
+        delivery,
+        1,
+        &Recorded::Failed,
+        Some(500),
+        Some("late"),
+    )
+    .await
+    .unwrap();
+    assert!(!stale, "fenced off");
+    let current = record_attempt(&app.db, delivery, 2, &Recorded::Delivered, Some(204), None)
+        .await
+        .unwrap();
+    assert!(current);
+    let listed = wait_for_delivery(&app, webhook, "delivered").await;
+    assert_eq!(listed["last_status_code"], 204);
+    app.teardown().await;
+}
+
+#[tokio::test]
+async fn one_endpoint_gets_at_most_its_cap_in_flight_and_the_others_still_flow() {
+    use smsgate_dispatcher::webhooks::repo::claim_due;
+
+    let app = TestApp::spawn_without_dispatcher().await;
+    let (slow, _) = register(&app, &app.token, "http://127.0.0.1:9/slow").await;
+    let (quick, _) = register(&app, &app.token, "http://127.0.0.1:9/quick").await;
+    for _ in 0..5 {
+        app.post(&format!("/api/webhooks/{slow}/test"), json!({}))
+            .await;
+    }
+    app.post(&format!("/api/webhooks/{quick}/test"), json!({}))
+        .await;
+
+    let count = |claimed: &[smsgate_dispatcher::webhooks::repo::Due], id: i64| {
+        claimed.iter().filter(|d| d.webhook_id == id).count()
+    };
+    let claimed = claim_due(&app.db, 16, 60.0, 2).await.unwrap();
+    assert_eq!((count(&claimed, slow), count(&claimed, quick)), (2, 1));
+    // The slow endpoint's two are still in flight: nothing more for it.
+    let again = claim_due(&app.db, 16, 60.0, 2).await.unwrap();
+    assert!(again.is_empty(), "{again:?}");
+    app.teardown().await;
+}
+
+#[tokio::test]
+async fn a_recipient_waiting_for_a_retry_is_reported_only_with_its_verdict() {
+    let app = TestApp::spawn().await;
+    let receiver = WebhookReceiver::spawn().await;
+    let (webhook, _) = register(&app, &app.token, &receiver.url()).await;
+    app.mock.set_config(smsgate_tests::mock_hkt::MockConfig {
+        burst_5xx: 1,
+        ..Default::default()
+    });
+    let id = app.send_sms("2345 6789", "second time lucky").await;
+    let message = app.wait_until_final(id, DEADLINE).await;
+    assert_eq!(message["status"], "sent");
+    receiver
+        .wait_until("the verdict", DEADLINE, |r| !final_states(r, id).is_empty())
+        .await;
+    // The 503 was committed as a retry in a batch of its own, and made no event.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let events = receiver.received();
+    assert_eq!(
+        events.len(),
+        1,
+        "{:?}",
+        events.iter().map(|e| &e.json).collect::<Vec<_>>()
+    );
+    assert_eq!(events[0].json["data"]["recipients"][0]["attempts"], 2);
+    assert_eq!(deliveries(&app, webhook, "").await.len(), 1);
+    app.teardown().await;
+}
