@@ -96,7 +96,12 @@ impl TestApp {
     }
 
     pub async fn spawn_with(options: TestOptions) -> TestApp {
-        let _ = smsgate_shared::telemetry::init("smsgate-tests");
+        // Never exported, whatever OTEL_* the environment holds: the telemetry test target
+        // installs its own exporter before any TestApp.
+        let _ = smsgate_shared::telemetry::init_with(
+            "smsgate-tests",
+            smsgate_shared::telemetry::TelemetrySettings::default(),
+        );
         let suffix: u64 = rand::thread_rng().gen();
         let (db_name, database_url) = create_database(suffix).await;
         let prefix = format!("t{suffix:016x}");
