@@ -32,6 +32,8 @@ pub struct Settings {
     pub publish_lease: Duration,
     /// The web panel's settings (DISPLAY_TZ, sessions, login throttling).
     pub panel: crate::panel::PanelSettings,
+    /// When set, `GET /metrics` answers only `Authorization: Bearer <this>`.
+    pub metrics_token: Option<SecretString>,
 }
 
 /// Secrets that ship in examples and old READMEs; production refuses them.
@@ -70,6 +72,7 @@ impl Settings {
             reconcile_interval: config::duration_or("RECONCILE_INTERVAL", Duration::from_secs(5))?,
             publish_lease: config::duration_or("PUBLISH_LEASE", Duration::from_secs(60))?,
             panel: crate::panel::PanelSettings::from_env()?,
+            metrics_token: metrics_token(config::var("METRICS_TOKEN"))?,
         })
     }
 
@@ -101,11 +104,27 @@ impl Settings {
             reconcile_interval: Duration::from_millis(500),
             publish_lease: Duration::from_secs(5),
             panel: crate::panel::PanelSettings::default(),
+            metrics_token: None,
         }
     }
 
     pub fn database_url(&self) -> &str {
         self.database_url.expose_secret()
+    }
+}
+
+/// `METRICS_TOKEN`: unset leaves `/metrics` open (to whoever reaches the port); a value
+/// must be long enough not to be guessed, as the other secrets.
+fn metrics_token(value: Option<String>) -> Result<Option<SecretString>, ConfigError> {
+    match value {
+        None => Ok(None),
+        Some(token) if token.trim().len() < 16 || looks_like_a_placeholder(&token) => {
+            Err(ConfigError::new(
+                "METRICS_TOKEN",
+                "is shorter than 16 characters or a placeholder; set a strong random value, or leave it unset",
+            ))
+        }
+        Some(token) => Ok(Some(token.trim().to_owned().into())),
     }
 }
 
@@ -182,6 +201,17 @@ mod tests {
             );
         }
         assert!(resolve_secret(AppEnv::Production, "SECRET_KEY", Some("a".repeat(32))).is_ok());
+    }
+
+    #[test]
+    fn a_weak_metrics_token_is_refused_and_names_the_key() {
+        for weak in ["short", "CHANGE-ME-metrics-token-placeholder"] {
+            let err = metrics_token(Some(weak.into())).unwrap_err();
+            assert_eq!(err.key, "METRICS_TOKEN", "{weak}");
+        }
+        assert!(metrics_token(None).unwrap().is_none());
+        let token = metrics_token(Some("a".repeat(32))).unwrap().unwrap();
+        assert_eq!(token.expose_secret(), "a".repeat(32));
     }
 
     #[test]

@@ -4,6 +4,8 @@
 
 pub mod config;
 pub mod domain;
+#[cfg(feature = "metrics")]
+pub mod metrics;
 pub mod queue;
 pub mod shutdown;
 pub mod telemetry;

@@ -17,6 +17,7 @@ use sqlx::PgPool;
 
 use super::db_error;
 use super::session::{random_token, PanelUser, SignedIn};
+use crate::metrics::{SendKind, SendRoute};
 use crate::outbox::Outbox;
 use crate::sms::service::{self as sms, NewSend};
 use crate::state::AppState;
@@ -289,6 +290,11 @@ pub async fn send_message(
     )
     .await
     .map_err(db_error)?;
+    if let SendOnce::Sent(_) = outcome {
+        app.metrics
+            .sends
+            .accepted(SendRoute::Hkt, SendKind::Panel, total);
+    }
     Ok(match outcome {
         SendOnce::Sent(id) => Flash::success(format!(
             "Message #{id} queued for {total} recipient{}.",

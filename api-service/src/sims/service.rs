@@ -15,6 +15,7 @@ use super::repo::{self, SimRow};
 use crate::admin::audit;
 use crate::auth::ApiToken;
 use crate::error::ApiError;
+use crate::metrics::SendRoute;
 use crate::outbox::Outbox;
 use crate::sms::service::{self as sms, Accepted, NewSend, Page};
 
@@ -312,6 +313,16 @@ impl RouteRequest {
 pub struct RoutedAccepted {
     pub accepted: Accepted,
     pub sender_sim: Option<String>,
+}
+
+impl RoutedAccepted {
+    /// The route it was accepted for, as the metrics label it.
+    pub fn route(&self) -> SendRoute {
+        match self.sender_sim {
+            Some(_) => SendRoute::Sim,
+            None => SendRoute::Hkt,
+        }
+    }
 }
 
 /// Accepts a send on the route asked for: HKT through the SMS service as before, a SIM

@@ -16,6 +16,7 @@ use crate::auth::service::AuthError;
 use crate::auth::{confirm_sender, AuthSender, AuthUser};
 use crate::error::{database_unavailable, ApiError};
 use crate::extract::{ApiJson, ApiQuery, IdPath};
+use crate::metrics::SendKind;
 use crate::sims::{self, RouteRequest, RoutedAccepted, WithEdgeFields};
 use crate::sms::SmallSendError;
 use crate::state::AppState;
@@ -108,6 +109,9 @@ async fn send_sms(
             sims::accept_send(&app.db, &app.outbox, sender.user_id, send, via_sim).await?
         }
     };
+    app.metrics
+        .sends
+        .accepted(routed.route(), SendKind::Single, 1);
     let accepted = routed.accepted;
     let data = SentSms {
         id: accepted.id,
@@ -179,6 +183,9 @@ async fn send_bulk(
         route,
     )
     .await?;
+    app.metrics
+        .sends
+        .accepted(routed.route(), SendKind::Bulk, routed.accepted.total);
     let accepted = routed.accepted;
     let data = SentBulk {
         id: accepted.id,
