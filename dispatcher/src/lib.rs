@@ -6,12 +6,14 @@ mod consumer;
 pub mod hkt;
 pub mod ingest;
 pub mod job;
+pub mod metrics;
 pub mod rate_limit;
 mod repo;
 pub mod retry;
 pub mod settings;
 mod writer;
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 use anyhow::Context as _;
@@ -23,6 +25,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::hkt::HktClient;
+use crate::metrics::DispatcherMetrics;
 use crate::rate_limit::{GlobalRateLimiter, RateLimited, HKT_LIMIT};
 use crate::retry::RetryPolicy;
 use crate::settings::Settings;
@@ -36,10 +39,13 @@ pub(crate) struct Context {
     hkt: RateLimited<HktClient>,
     retry_policy: RetryPolicy,
     concurrency: Arc<Semaphore>,
+    metrics: DispatcherMetrics,
 }
 
 /// A running dispatcher.
 pub struct RunningDispatcher {
+    /// Where `GET /metrics` answers, if METRICS_BIND is not `off`.
+    pub metrics_addr: Option<SocketAddr>,
     shutdown: CancellationToken,
     kill: CancellationToken,
     broker: Broker,
@@ -49,6 +55,7 @@ pub struct RunningDispatcher {
     ack_tasks: TaskTracker,
     /// Edge events from the modem agents (issue #4).
     ingest: tokio::task::JoinHandle<()>,
+    metrics_server: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl RunningDispatcher {
@@ -60,6 +67,9 @@ impl RunningDispatcher {
         self.ack_tasks.close();
         self.ack_tasks.wait().await;
         let _ = self.ingest.await;
+        if let Some(server) = self.metrics_server {
+            let _ = server.await;
+        }
         self.broker.close().await;
     }
 
@@ -71,6 +81,9 @@ impl RunningDispatcher {
         self.consumer.abort();
         self.writer.abort();
         self.ingest.abort();
+        if let Some(server) = self.metrics_server {
+            server.abort();
+        }
     }
 
     /// Resolves when the dispatcher has stopped by itself (it only does on `stop`).
@@ -91,11 +104,24 @@ pub async fn start(settings: Settings) -> anyhow::Result<RunningDispatcher> {
         .await
         .context("cannot connect to PostgreSQL (DATABASE_URL)")?;
     let broker = Broker::new(&settings.queue.amqp_url);
-    let client = HktClient::new(settings.hkt.clone(), settings.concurrency)
-        .context("building the HTTP client")?;
-    let limiter = settings
-        .hkt_rate_limit
-        .map(|rate| GlobalRateLimiter::new(db.clone(), HKT_LIMIT, rate));
+    let metrics = DispatcherMetrics::new(settings.queue.retry_schedule.len());
+    let client = HktClient::new(
+        settings.hkt.clone(),
+        settings.concurrency,
+        metrics.hkt.clone(),
+    )
+    .context("building the HTTP client")?;
+    let limiter = settings.hkt_rate_limit.map(|rate| {
+        GlobalRateLimiter::new(db.clone(), HKT_LIMIT, rate, metrics.rate_limit_wait.clone())
+    });
+    let shutdown = CancellationToken::new();
+    let (metrics_addr, metrics_server) = match settings.metrics_bind {
+        Some(bind) => {
+            let (addr, server) = metrics::serve(bind, metrics.clone(), shutdown.clone()).await?;
+            (Some(addr), Some(server))
+        }
+        None => (None, None),
+    };
     let hkt = RateLimited {
         inner: client,
         limiter,
@@ -104,12 +130,12 @@ pub async fn start(settings: Settings) -> anyhow::Result<RunningDispatcher> {
         names: Names::new(&settings.queue.prefix),
         retry_policy: RetryPolicy::new(settings.queue.retry_schedule.clone()),
         concurrency: Arc::new(Semaphore::new(settings.concurrency.max(1))),
+        metrics,
         settings,
         db,
         broker: broker.clone(),
         hkt,
     });
-    let shutdown = CancellationToken::new();
     let kill = CancellationToken::new();
     let (results, receiver) = mpsc::unbounded_channel();
     let writer = tokio::spawn(writer::run(ctx.clone(), receiver, kill.clone()));
@@ -123,6 +149,8 @@ pub async fn start(settings: Settings) -> anyhow::Result<RunningDispatcher> {
         kill.clone(),
     ));
     Ok(RunningDispatcher {
+        metrics_addr,
+        metrics_server,
         shutdown,
         kill,
         broker,
