@@ -13,6 +13,7 @@ use smsgate_dispatcher::RunningDispatcher;
 use sqlx::{Connection, PgConnection, PgPool};
 
 use crate::mock_hkt::MockHkt;
+use crate::scrape::Scrape;
 
 /// The default admin's password in every test stack.
 pub const ADMIN_PASSWORD: &str = "SMSpass#12";
@@ -27,6 +28,8 @@ pub struct TestOptions {
     pub api_amqp_url: Option<String>,
     /// Database URL the API serves requests with (a proxy in outage tests).
     pub api_database_url: Option<String>,
+    /// The API's METRICS_TOKEN.
+    pub metrics_token: Option<String>,
 }
 
 impl Default for TestOptions {
@@ -40,6 +43,7 @@ impl Default for TestOptions {
             start_dispatcher: true,
             api_amqp_url: None,
             api_database_url: None,
+            metrics_token: None,
         }
     }
 }
@@ -118,6 +122,7 @@ impl TestApp {
             &prefix,
         );
         api_settings.queue.retry_schedule = options.retry_schedule.clone();
+        api_settings.metrics_token = options.metrics_token.clone().map(Into::into);
         let api = smsgate_api::start(api_settings)
             .await
             .expect("start the API");
@@ -294,6 +299,21 @@ impl TestApp {
         }
     }
 
+    /// The API's `GET /metrics` (without credentials); asserts 200.
+    pub async fn api_metrics(&self) -> Scrape {
+        scrape(&self.http, &self.url("/metrics")).await
+    }
+
+    /// The dispatcher's `GET /metrics` on its own port; asserts 200.
+    pub async fn dispatcher_metrics(&self) -> Scrape {
+        let addr = self
+            .dispatcher
+            .as_ref()
+            .and_then(|d| d.metrics_addr)
+            .expect("a running dispatcher with a metrics listener");
+        scrape(&self.http, &format!("http://{addr}/metrics")).await
+    }
+
     /// Every recipient row of a message, straight from the database: (status, attempts).
     pub async fn recipient_rows(&self, message_id: i64) -> Vec<(String, String, i32)> {
         sqlx::query_as(
@@ -324,6 +344,22 @@ impl TestApp {
         self.db.close().await;
         drop_database(&self.db_name).await;
     }
+}
+
+async fn scrape(http: &reqwest::Client, url: &str) -> Scrape {
+    let response = http.get(url).send().await.expect("metrics request sent");
+    assert_eq!(response.status(), StatusCode::OK, "{url}");
+    let content_type = response
+        .headers()
+        .get(reqwest::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    assert!(
+        content_type.starts_with("text/plain; version=0.0.4"),
+        "Prometheus text format, not {content_type}"
+    );
+    Scrape::parse(&response.text().await.expect("metrics body"))
 }
 
 /// Creates an empty database named after `suffix`; returns its name and URL.

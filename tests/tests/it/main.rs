@@ -8,6 +8,7 @@ mod consumer_acks;
 mod edge_agent;
 mod edge_api;
 mod edge_system;
+mod metrics;
 mod pipeline;
 mod provisioning;
 mod rate_limit;
