@@ -181,8 +181,17 @@ start_stack() {
     info "waiting for http://$api_addr/health/ready (up to ${READY_WAIT_SECS}s)"
     wait_http_ok "http://$api_addr/health/ready" "$READY_WAIT_SECS" api
 
+    # Each dispatcher serves /metrics on a port of its own: METRICS_BIND's, plus one per
+    # dispatcher after the first (127.0.0.1:9464, :9465, ...), unless it is `off`.
+    local metrics_bind metrics_port
+    metrics_bind=$(setting METRICS_BIND 127.0.0.1:9464)
     for ((i = 1; i <= DISPATCHERS; i++)); do
-        start_bg "dispatcher-$i" "$BIN/smsgate-dispatcher"
+        if [[ $metrics_bind == off ]]; then
+            start_bg "dispatcher-$i" "$BIN/smsgate-dispatcher"
+        else
+            metrics_port=$((${metrics_bind##*:} + i - 1))
+            start_bg "dispatcher-$i" env METRICS_BIND="${metrics_bind%:*}:$metrics_port" "$BIN/smsgate-dispatcher"
+        fi
     done
     # A dispatcher that cannot connect or parse its config exits at once.
     sleep 2

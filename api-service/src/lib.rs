@@ -11,6 +11,7 @@ mod health;
 pub mod history;
 pub mod idempotency;
 pub mod live;
+pub mod metrics;
 pub mod outbox;
 pub mod panel;
 pub mod settings;
@@ -26,6 +27,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
+use axum::extract::MatchedPath;
 use axum::http::Request;
 use axum::response::IntoResponse;
 use axum::serve::ListenerExt;
@@ -78,6 +80,7 @@ pub fn build_app(state: AppState) -> Router {
         .merge(webhooks::router())
         .merge(health::router())
         .merge(admin::router())
+        .merge(metrics::router())
         .merge(panel::router(state.clone()))
         .fallback(|| async { ApiError::NotFound("Route") })
         // axum answers a known path with the wrong method itself, with an empty body.
@@ -88,8 +91,11 @@ pub fn build_app(state: AppState) -> Router {
         }))
         .layer(CatchPanicLayer::custom(|_| ApiError::Internal(anyhow::anyhow!("handler panicked")).into_response()))
         .layer(TraceLayer::new_for_http().make_span_with(|req: &Request<_>| {
-            tracing::info_span!("http.request", method = %req.method(), path = %req.uri().path(), user.id = tracing::field::Empty)
+            let route = req.extensions().get::<MatchedPath>().map_or(metrics::UNMATCHED, MatchedPath::as_str);
+            tracing::info_span!("http.request", method = %req.method(), http.route = route, path = %req.uri().path(), user.id = tracing::field::Empty)
         }))
+        // Outermost of the route layers: it sees every answer, timeouts and panics included.
+        .layer(state.metrics.http.layer())
         .with_state(state)
 }
 
@@ -182,11 +188,13 @@ pub async fn start(settings: Settings) -> anyhow::Result<RunningApi> {
         }
     }
 
+    let metrics = metrics::ApiMetrics::new();
     let outbox = Outbox::new(
         db.clone(),
         broker.clone(),
         settings.queue.clone(),
         settings.publish_lease,
+        metrics.outbox.clone(),
     );
     let jwt = JwtKeys::new(
         settings.jwt_secret.expose_secret().as_bytes(),
@@ -194,7 +202,7 @@ pub async fn start(settings: Settings) -> anyhow::Result<RunningApi> {
     );
     let settings = Arc::new(settings);
     let shutdown = CancellationToken::new();
-    let live = live::LiveHub::new(shutdown.child_token());
+    let live = live::LiveHub::new(shutdown.child_token(), metrics.live_streams.clone());
     live.spawn_consumer(broker.clone(), Names::new(&settings.queue.prefix));
     let small_sends = AcceptBatcher::start(db.clone(), outbox.clone());
     let state = AppState::new(Services {
@@ -207,6 +215,7 @@ pub async fn start(settings: Settings) -> anyhow::Result<RunningApi> {
         settings: settings.clone(),
         live,
         statistics: Default::default(),
+        metrics,
     });
 
     let reconciler = outbox.spawn_reconciler(settings.reconcile_interval, shutdown.clone());
@@ -229,6 +238,7 @@ pub async fn start(settings: Settings) -> anyhow::Result<RunningApi> {
     // Outermost, so Socket.IO's long-polling requests (held up to its ping interval) are
     // answered before the request timeout could cut them off.
     let (sockets_layer, sockets) = live::status_sockets(state.clone());
+    state.metrics.count_sockets(sockets.clone());
     let app = build_app(state.clone()).layer(sockets_layer);
     let token = shutdown.clone();
     let server = tokio::spawn(async move {

@@ -12,7 +12,8 @@ static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 /// `smsgate-api [serve]` runs the service; `smsgate-api migrate` migrates and exits.
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let _telemetry = smsgate_shared::telemetry::init("smsgate-api");
+    let _telemetry = smsgate_shared::telemetry::init("smsgate-api")
+        .context("invalid telemetry configuration")?;
     let settings = Settings::from_env().context("invalid configuration")?;
     match std::env::args().nth(1).as_deref() {
         None | Some("serve") => {

@@ -39,6 +39,8 @@ pub struct Settings {
     pub webhook_allow_internal_targets: bool,
     /// The web panel's settings (DISPLAY_TZ, sessions, login throttling).
     pub panel: crate::panel::PanelSettings,
+    /// When set, `GET /metrics` answers only `Authorization: Bearer <this>`.
+    pub metrics_token: Option<SecretString>,
 }
 
 /// Secrets that ship in examples and old READMEs; production refuses them.
@@ -83,6 +85,7 @@ impl Settings {
                 false,
             )?,
             panel: crate::panel::PanelSettings::from_env()?,
+            metrics_token: metrics_token(config::var("METRICS_TOKEN"))?,
         })
     }
 
@@ -118,6 +121,7 @@ impl Settings {
             // Tests run their receivers on loopback.
             webhook_allow_internal_targets: true,
             panel: crate::panel::PanelSettings::default(),
+            metrics_token: None,
         }
     }
 
@@ -147,6 +151,21 @@ fn nonzero_key_ttl(ttl: Duration) -> Result<Duration, ConfigError> {
         ));
     }
     Ok(ttl)
+}
+
+/// `METRICS_TOKEN`: unset leaves `/metrics` open (to whoever reaches the port); a value
+/// must be long enough not to be guessed, as the other secrets.
+fn metrics_token(value: Option<String>) -> Result<Option<SecretString>, ConfigError> {
+    match value {
+        None => Ok(None),
+        Some(token) if token.trim().len() < 16 || looks_like_a_placeholder(&token) => {
+            Err(ConfigError::new(
+                "METRICS_TOKEN",
+                "is shorter than 16 characters or a placeholder; set a strong random value, or leave it unset",
+            ))
+        }
+        Some(token) => Ok(Some(token.trim().to_owned().into())),
+    }
 }
 
 fn secret(env: AppEnv, key: &'static str) -> Result<SecretString, ConfigError> {
@@ -232,6 +251,17 @@ mod tests {
             );
         }
         assert!(resolve_secret(AppEnv::Production, "SECRET_KEY", Some("a".repeat(32))).is_ok());
+    }
+
+    #[test]
+    fn a_weak_metrics_token_is_refused_and_names_the_key() {
+        for weak in ["short", "CHANGE-ME-metrics-token-placeholder"] {
+            let err = metrics_token(Some(weak.into())).unwrap_err();
+            assert_eq!(err.key, "METRICS_TOKEN", "{weak}");
+        }
+        assert!(metrics_token(None).unwrap().is_none());
+        let token = metrics_token(Some("a".repeat(32))).unwrap().unwrap();
+        assert_eq!(token.expose_secret(), "a".repeat(32));
     }
 
     #[test]

@@ -7,6 +7,7 @@ use sqlx::PgPool;
 
 use crate::auth::{JwtKeys, TokenOwners};
 use crate::live::LiveHub;
+use crate::metrics::ApiMetrics;
 use crate::outbox::Outbox;
 use crate::settings::Settings;
 use crate::sms::AcceptBatcher;
@@ -44,4 +45,6 @@ pub struct Services {
     pub live: LiveHub,
     /// `GET /api/statistics`'s recent answers.
     pub statistics: StatisticsCache,
+    /// What `GET /metrics` shows.
+    pub metrics: ApiMetrics,
 }

@@ -16,6 +16,7 @@ use tracing::{error, info, info_span, warn, Instrument};
 
 use crate::acks::{Acks, Settle};
 use crate::job::{handle, Outcome};
+use crate::metrics::DeadReason;
 use crate::repo;
 use crate::writer::{Completed, ResultSender};
 use crate::Context;
@@ -97,6 +98,7 @@ async fn session(
                 _ => break,
             }
         }
+        ctx.metrics.jobs_consumed.inc_by(deliveries.len() as u64);
         acks.delivered(deliveries.iter().map(|d| d.delivery_tag).collect());
         dispatch_batch(ctx, deliveries, &acks, results, sends, shutdown, kill).await;
     }
@@ -138,6 +140,7 @@ async fn dispatch_batch(
         let current = statuses.get(&job.recipient_id()).copied();
         if current.is_none_or(|s| s.is_terminal()) {
             // Redelivered or duplicate job: its result is already committed.
+            ctx.metrics.jobs_skipped.inc();
             acks.settle(delivery.delivery_tag, Settle::Ack);
             continue;
         }
@@ -188,7 +191,10 @@ async fn dispatch_batch(
 async fn bury_poison(ctx: &Context, delivery: &Delivery, acks: &Acks, cause: serde_json::Error) {
     error!(error = %cause, "unparseable job moved to the dead queue");
     match copy_to_dead_queue(&ctx.broker, &ctx.names, delivery).await {
-        Ok(()) => acks.settle(delivery.delivery_tag, Settle::Ack),
+        Ok(()) => {
+            ctx.metrics.dead_letter(DeadReason::UnparseableJob);
+            acks.settle(delivery.delivery_tag, Settle::Ack)
+        }
         Err(e) => {
             warn!(error = %e, "could not park the unparseable job; it goes back to the queue");
             acks.settle(delivery.delivery_tag, Settle::Requeue);

@@ -1,12 +1,13 @@
 //! The HKT HTTP SMS gateway client and the one function that classifies its answers.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use reqwest::header::RETRY_AFTER;
 use reqwest::StatusCode;
 use smsgate_shared::domain::{MessageBody, PhoneNumber};
 use tracing::Instrument;
 
+use crate::metrics::HktMetrics;
 use crate::settings::HktSettings;
 
 /// What the gateway said, reduced to what the dispatcher acts on.
@@ -117,19 +118,25 @@ fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
 pub struct HktClient {
     http: reqwest::Client,
     settings: HktSettings,
+    metrics: HktMetrics,
 }
 
 impl HktClient {
     pub fn new(
         settings: HktSettings,
         max_idle_connections: usize,
+        metrics: HktMetrics,
     ) -> Result<HktClient, reqwest::Error> {
         let http = reqwest::Client::builder()
             .timeout(settings.timeout)
             .connect_timeout(settings.timeout.min(Duration::from_secs(5)))
             .pool_max_idle_per_host(max_idle_connections)
             .build()?;
-        Ok(HktClient { http, settings })
+        Ok(HktClient {
+            http,
+            settings,
+            metrics,
+        })
     }
 
     /// Form-POSTs one SMS: `application`, `mrt` (digits, `852XXXXXXXX`), `sender`, `msg_utf8`.
@@ -145,12 +152,18 @@ impl HktClient {
             ("msg_utf8", body.as_str()),
         ];
         async {
-            let response = self
+            let started = Instant::now();
+            let sent = self
                 .http
                 .post(self.settings.base_url.clone())
                 .form(&form)
                 .send()
-                .await?;
+                .await;
+            self.metrics.answered(
+                sent.as_ref().ok().map(|r| r.status().as_u16()),
+                started.elapsed(),
+            );
+            let response = sent?;
             let status = response.status();
             let retry_after = retry_after(response.headers());
             let body = response.text().await.unwrap_or_default();

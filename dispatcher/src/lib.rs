@@ -6,6 +6,7 @@ mod consumer;
 pub mod hkt;
 pub mod ingest;
 pub mod job;
+pub mod metrics;
 pub mod rate_limit;
 mod repo;
 pub mod retry;
@@ -13,6 +14,7 @@ pub mod settings;
 pub mod webhooks;
 mod writer;
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 use anyhow::Context as _;
@@ -24,6 +26,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::hkt::HktClient;
+use crate::metrics::DispatcherMetrics;
 use crate::rate_limit::{GlobalRateLimiter, RateLimited, HKT_LIMIT};
 use crate::retry::RetryPolicy;
 use crate::settings::Settings;
@@ -41,10 +44,13 @@ pub(crate) struct Context {
     hkt: RateLimited<HktClient>,
     retry_policy: RetryPolicy,
     concurrency: Arc<Semaphore>,
+    metrics: DispatcherMetrics,
 }
 
 /// A running dispatcher.
 pub struct RunningDispatcher {
+    /// Where `GET /metrics` answers, if METRICS_BIND is not `off`.
+    pub metrics_addr: Option<SocketAddr>,
     shutdown: CancellationToken,
     kill: CancellationToken,
     broker: Broker,
@@ -56,6 +62,7 @@ pub struct RunningDispatcher {
     ingest: tokio::task::JoinHandle<()>,
     /// Webhook deliveries.
     webhooks: tokio::task::JoinHandle<()>,
+    metrics_server: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl RunningDispatcher {
@@ -68,6 +75,9 @@ impl RunningDispatcher {
         self.ack_tasks.wait().await;
         let _ = self.ingest.await;
         let _ = self.webhooks.await;
+        if let Some(server) = self.metrics_server {
+            let _ = server.await;
+        }
         self.broker.close().await;
     }
 
@@ -80,6 +90,9 @@ impl RunningDispatcher {
         self.writer.abort();
         self.ingest.abort();
         let _ = self.webhooks.await; // abandons its attempts on `kill`, unrecorded
+        if let Some(server) = self.metrics_server {
+            server.abort();
+        }
     }
 
     /// Resolves when the dispatcher has stopped by itself (it only does on `stop`).
@@ -100,16 +113,29 @@ pub async fn start(settings: Settings) -> anyhow::Result<RunningDispatcher> {
         .await
         .context("cannot connect to PostgreSQL (DATABASE_URL)")?;
     let broker = Broker::new(&settings.queue.amqp_url);
-    let client = HktClient::new(settings.hkt.clone(), settings.concurrency)
-        .context("building the HTTP client")?;
+    let metrics = DispatcherMetrics::new(settings.queue.retry_schedule.len());
+    let client = HktClient::new(
+        settings.hkt.clone(),
+        settings.concurrency,
+        metrics.hkt.clone(),
+    )
+    .context("building the HTTP client")?;
     let webhook_client = webhooks::WebhookClient::new(
         settings.webhooks.timeout,
         settings.webhooks.allow_internal_targets,
     )
     .context("building the webhook HTTP client")?;
-    let limiter = settings
-        .hkt_rate_limit
-        .map(|rate| GlobalRateLimiter::new(db.clone(), HKT_LIMIT, rate));
+    let limiter = settings.hkt_rate_limit.map(|rate| {
+        GlobalRateLimiter::new(db.clone(), HKT_LIMIT, rate, metrics.rate_limit_wait.clone())
+    });
+    let shutdown = CancellationToken::new();
+    let (metrics_addr, metrics_server) = match settings.metrics_bind {
+        Some(bind) => {
+            let (addr, server) = metrics::serve(bind, metrics.clone(), shutdown.clone()).await?;
+            (Some(addr), Some(server))
+        }
+        None => (None, None),
+    };
     let hkt = RateLimited {
         inner: client,
         limiter,
@@ -118,12 +144,12 @@ pub async fn start(settings: Settings) -> anyhow::Result<RunningDispatcher> {
         names: Names::new(&settings.queue.prefix),
         retry_policy: RetryPolicy::new(settings.queue.retry_schedule.clone()),
         concurrency: Arc::new(Semaphore::new(settings.concurrency.max(1))),
+        metrics,
         settings,
         db,
         broker: broker.clone(),
         hkt,
     });
-    let shutdown = CancellationToken::new();
     let kill = CancellationToken::new();
     let (results, receiver) = mpsc::unbounded_channel();
     let writer = tokio::spawn(writer::run(ctx.clone(), receiver, kill.clone()));
@@ -152,6 +178,8 @@ pub async fn start(settings: Settings) -> anyhow::Result<RunningDispatcher> {
         kill.clone(),
     ));
     Ok(RunningDispatcher {
+        metrics_addr,
+        metrics_server,
         shutdown,
         kill,
         broker,

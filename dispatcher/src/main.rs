@@ -9,7 +9,8 @@ static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let _telemetry = smsgate_shared::telemetry::init("smsgate-dispatcher");
+    let _telemetry = smsgate_shared::telemetry::init("smsgate-dispatcher")
+        .context("invalid telemetry configuration")?;
     let settings = Settings::from_env().context("invalid configuration")?;
     let dispatcher = smsgate_dispatcher::start(settings).await?;
     smsgate_shared::shutdown::signal().await;

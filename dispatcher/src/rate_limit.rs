@@ -12,6 +12,7 @@
 
 use std::time::Duration;
 
+use smsgate_shared::metrics::Histogram;
 use sqlx::PgPool;
 use tokio::sync::Mutex;
 use tokio::time::Instant;
@@ -36,6 +37,8 @@ pub struct GlobalRateLimiter {
     interval: Duration,
     batch: u32,
     local: Mutex<Reserved>,
+    /// How long each `acquire` waited.
+    waits: Histogram,
 }
 
 /// Slots this replica reserved and has not spent yet.
@@ -46,7 +49,7 @@ struct Reserved {
 
 impl GlobalRateLimiter {
     /// A limiter allowing `rate_per_sec` requests per second across all replicas.
-    pub fn new(db: PgPool, name: &str, rate_per_sec: f64) -> GlobalRateLimiter {
+    pub fn new(db: PgPool, name: &str, rate_per_sec: f64, waits: Histogram) -> GlobalRateLimiter {
         assert!(rate_per_sec > 0.0, "a rate limit must be positive");
         GlobalRateLimiter {
             db,
@@ -57,11 +60,13 @@ impl GlobalRateLimiter {
                 next: Instant::now(),
                 remaining: 0,
             }),
+            waits,
         }
     }
 
     /// Waits until this caller may send one request.
     pub async fn acquire(&self) {
+        let asked = Instant::now();
         let slot = {
             let mut local = self.local.lock().await;
             if local.remaining == 0 {
@@ -74,6 +79,7 @@ impl GlobalRateLimiter {
             slot
         };
         tokio::time::sleep_until(slot).await;
+        self.waits.observe(asked.elapsed().as_secs_f64());
     }
 
     /// Reserves `batch` slots; returns the local instant of the first. Retries while the

@@ -1,5 +1,6 @@
 //! The dispatcher's settings: defaults, then `.env`, then environment variables.
 
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use smsgate_shared::config::{self, ConfigError, QueueSettings};
@@ -22,6 +23,8 @@ pub struct Settings {
     pub batch_size: usize,
     /// …or when its oldest result has waited this long.
     pub batch_max_wait: Duration,
+    /// Where `GET /metrics` is served; `None` (METRICS_BIND=off): nowhere.
+    pub metrics_bind: Option<SocketAddr>,
     /// How webhook deliveries are made.
     pub webhooks: WebhookSettings,
 }
@@ -146,6 +149,7 @@ impl Settings {
             batch_size: config::parse_or("RESULT_BATCH_SIZE", 500)?,
             batch_max_wait: config::parse_or("RESULT_BATCH_MS", 50u64)
                 .map(Duration::from_millis)?,
+            metrics_bind: metrics_bind(config::var("METRICS_BIND").as_deref())?,
             webhooks: WebhookSettings::from_env()?,
         })
     }
@@ -181,8 +185,28 @@ impl Settings {
             concurrency: 32,
             batch_size: 200,
             batch_max_wait: Duration::from_millis(20),
+            // A port of its own for every test dispatcher.
+            metrics_bind: Some(SocketAddr::from(([127, 0, 0, 1], 0))),
             webhooks: WebhookSettings::for_tests(),
         }
+    }
+}
+
+/// Loopback by default: the page is for a local scraper (or a pod's), not the network.
+pub const DEFAULT_METRICS_BIND: SocketAddr =
+    SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST), 9464);
+
+/// `METRICS_BIND`: an address (`127.0.0.1:9464` when unset), or `off`.
+fn metrics_bind(raw: Option<&str>) -> Result<Option<SocketAddr>, ConfigError> {
+    match raw.map(str::trim) {
+        None => Ok(Some(DEFAULT_METRICS_BIND)),
+        Some(off) if off.eq_ignore_ascii_case("off") => Ok(None),
+        Some(addr) => addr.parse().map(Some).map_err(|_| {
+            ConfigError::new(
+                "METRICS_BIND",
+                format!("`{addr}` is not an address like 127.0.0.1:9464, nor `off`"),
+            )
+        }),
     }
 }
 
@@ -204,4 +228,31 @@ fn duration_at_least(
         return Err(ConfigError::new(key, format!("must be at least {floor:?}")));
     }
     Ok(value)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn metrics_bind_defaults_to_loopback_and_can_be_turned_off() {
+        assert_eq!(metrics_bind(None).unwrap(), Some(DEFAULT_METRICS_BIND));
+        assert_eq!(metrics_bind(Some("off")).unwrap(), None);
+        assert_eq!(metrics_bind(Some("OFF")).unwrap(), None);
+        assert_eq!(
+            metrics_bind(Some("0.0.0.0:9464")).unwrap(),
+            Some(SocketAddr::from(([0, 0, 0, 0], 9464)))
+        );
+    }
+
+    #[test]
+    fn a_bad_metrics_bind_names_the_key() {
+        for bad in ["9464", "localhost:9464", "127.0.0.1", "on"] {
+            assert_eq!(
+                metrics_bind(Some(bad)).unwrap_err().key,
+                "METRICS_BIND",
+                "{bad}"
+            );
+        }
+    }
 }

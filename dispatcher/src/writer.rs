@@ -22,6 +22,7 @@ use tracing::{debug, error, info_span, warn, Instrument};
 
 use crate::acks::{Acks, Settle};
 use crate::hkt::GatewayVerdict;
+use crate::metrics::{DeadReason, DispatcherMetrics, Outcome};
 use crate::repo::{self, DeadLetterRow, ResultRow};
 use crate::retry::NextStep;
 use crate::{webhooks, Context};
@@ -82,12 +83,14 @@ pub async fn run(
         }
         let span = info_span!("dispatch.write_batch", results = batch.len());
         let dispositions: Vec<Disposition> = batch.iter().map(|c| decide(&ctx, c)).collect();
+        let started = std::time::Instant::now();
         let Some(changed) = commit_with_retry(&ctx, &batch, &dispositions, &kill)
             .instrument(span.clone())
             .await
         else {
             break;
         };
+        count_committed(&ctx.metrics, &batch, &dispositions, started.elapsed());
         let _ = events.send(status_events(changed));
         let ctx = ctx.clone();
         finishing.spawn(finish(ctx, batch, dispositions).instrument(span));
@@ -96,6 +99,31 @@ pub async fn run(
     finishing.wait().await;
     drop(events);
     let _ = event_publisher.await;
+}
+
+/// What a committed batch recorded, for the metrics.
+fn count_committed(
+    metrics: &DispatcherMetrics,
+    batch: &[Completed],
+    dispositions: &[Disposition],
+    took: Duration,
+) {
+    metrics.batch_size.observe(batch.len() as f64);
+    metrics.batch_commit.observe(took.as_secs_f64());
+    for (completed, disposition) in batch.iter().zip(dispositions) {
+        match (disposition, &completed.verdict) {
+            (Disposition::Record, GatewayVerdict::Sent { .. }) => metrics.outcome(Outcome::Sent),
+            (Disposition::Record, _) => metrics.outcome(Outcome::PermanentFailure),
+            (Disposition::Retry { step, .. }, _) => {
+                metrics.outcome(Outcome::Retry);
+                metrics.retry_scheduled(*step);
+            }
+            (Disposition::Dead { .. }, _) => {
+                metrics.outcome(Outcome::Dead);
+                metrics.dead_letter(DeadReason::RetriesExhausted);
+            }
+        }
+    }
 }
 
 /// After the commit: retries and dead jobs to their queues, then the acks.

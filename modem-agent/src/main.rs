@@ -9,7 +9,8 @@ async fn main() -> anyhow::Result<()> {
         print!("{}", settings::HELP);
         return Ok(());
     }
-    let _telemetry = smsgate_shared::telemetry::init("smsgate-modem-agent");
+    let _telemetry = smsgate_shared::telemetry::init_without_export("smsgate-modem-agent")
+        .context("invalid telemetry configuration")?;
     let settings = Settings::from_env().context("invalid configuration")?;
     let port = SerialDevice {
         path: settings.serial_device.clone(),

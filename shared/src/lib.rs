@@ -4,6 +4,8 @@
 
 pub mod config;
 pub mod domain;
+#[cfg(feature = "metrics")]
+pub mod metrics;
 pub mod net;
 pub mod queue;
 pub mod shutdown;

@@ -13,6 +13,7 @@ use smsgate_dispatcher::RunningDispatcher;
 use sqlx::{Connection, PgConnection, PgPool};
 
 use crate::mock_hkt::MockHkt;
+use crate::scrape::Scrape;
 
 /// The default admin's password in every test stack.
 pub const ADMIN_PASSWORD: &str = "SMSpass#12";
@@ -30,6 +31,8 @@ pub struct TestOptions {
     /// Whether webhooks may point at loopback (where test receivers listen); off to test
     /// the refusal of internal addresses.
     pub allow_internal_webhooks: bool,
+    /// The API's METRICS_TOKEN.
+    pub metrics_token: Option<String>,
 }
 
 impl Default for TestOptions {
@@ -44,6 +47,7 @@ impl Default for TestOptions {
             api_amqp_url: None,
             api_database_url: None,
             allow_internal_webhooks: true,
+            metrics_token: None,
         }
     }
 }
@@ -100,7 +104,12 @@ impl TestApp {
     }
 
     pub async fn spawn_with(options: TestOptions) -> TestApp {
-        let _ = smsgate_shared::telemetry::init("smsgate-tests");
+        // Never exported, whatever OTEL_* the environment holds: the telemetry test target
+        // installs its own exporter before any TestApp.
+        let _ = smsgate_shared::telemetry::init_with(
+            "smsgate-tests",
+            smsgate_shared::telemetry::TelemetrySettings::default(),
+        );
         let suffix: u64 = rand::thread_rng().gen();
         let (db_name, database_url) = create_database(suffix).await;
         let prefix = format!("t{suffix:016x}");
@@ -118,6 +127,7 @@ impl TestApp {
         );
         api_settings.queue.retry_schedule = options.retry_schedule.clone();
         api_settings.webhook_allow_internal_targets = options.allow_internal_webhooks;
+        api_settings.metrics_token = options.metrics_token.clone().map(Into::into);
         let api = smsgate_api::start(api_settings)
             .await
             .expect("start the API");
@@ -340,6 +350,21 @@ impl TestApp {
             .unwrap()
     }
 
+    /// The API's `GET /metrics` (without credentials); asserts 200.
+    pub async fn api_metrics(&self) -> Scrape {
+        scrape(&self.http, &self.url("/metrics")).await
+    }
+
+    /// The dispatcher's `GET /metrics` on its own port; asserts 200.
+    pub async fn dispatcher_metrics(&self) -> Scrape {
+        let addr = self
+            .dispatcher
+            .as_ref()
+            .and_then(|d| d.metrics_addr)
+            .expect("a running dispatcher with a metrics listener");
+        scrape(&self.http, &format!("http://{addr}/metrics")).await
+    }
+
     /// Every recipient row of a message, straight from the database: (status, attempts).
     pub async fn recipient_rows(&self, message_id: i64) -> Vec<(String, String, i32)> {
         sqlx::query_as(
@@ -370,6 +395,22 @@ impl TestApp {
         self.db.close().await;
         drop_database(&self.db_name).await;
     }
+}
+
+async fn scrape(http: &reqwest::Client, url: &str) -> Scrape {
+    let response = http.get(url).send().await.expect("metrics request sent");
+    assert_eq!(response.status(), StatusCode::OK, "{url}");
+    let content_type = response
+        .headers()
+        .get(reqwest::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    assert!(
+        content_type.starts_with("text/plain; version=0.0.4"),
+        "Prometheus text format, not {content_type}"
+    );
+    Scrape::parse(&response.text().await.expect("metrics body"))
 }
 
 /// Creates an empty database named after `suffix`; returns its name and URL.

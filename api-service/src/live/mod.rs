@@ -18,6 +18,7 @@ use lapin::options::{
 };
 use lapin::types::FieldTable;
 use lapin::ExchangeKind;
+use smsgate_shared::metrics::IntGauge;
 use smsgate_shared::queue::{routing, Broker, Names, StatusEvent};
 use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
@@ -36,14 +37,36 @@ const MAX_BACKOFF: Duration = Duration::from_secs(10);
 pub struct LiveHub {
     sender: broadcast::Sender<Arc<StatusEvent>>,
     closed: CancellationToken,
+    /// Event streams open now (`smsgate_live_connections{kind="sse"}`).
+    streams: IntGauge,
+}
+
+/// One open event stream, counted while it lives.
+pub struct OpenStream(IntGauge);
+
+impl Drop for OpenStream {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
 }
 
 impl LiveHub {
     /// A hub whose watchers all end when `closed` is cancelled (server shutdown: an open
-    /// event stream would otherwise hold graceful shutdown forever).
-    pub fn new(closed: CancellationToken) -> LiveHub {
+    /// event stream would otherwise hold graceful shutdown forever). `streams` counts the
+    /// streams open.
+    pub fn new(closed: CancellationToken, streams: IntGauge) -> LiveHub {
         let (sender, _) = broadcast::channel(BUFFER);
-        LiveHub { sender, closed }
+        LiveHub {
+            sender,
+            closed,
+            streams,
+        }
+    }
+
+    /// Counts one open stream until the returned guard is dropped.
+    pub fn stream_opened(&self) -> OpenStream {
+        self.streams.inc();
+        OpenStream(self.streams.clone())
     }
 
     pub fn subscribe(&self) -> broadcast::Receiver<Arc<StatusEvent>> {

@@ -141,9 +141,14 @@ pub async fn watch(
         }
     });
     let closed = hub.closed();
+    let open = hub.stream_opened();
     Ok(stream::iter(first)
         .chain(updates)
-        .take_until(async move { closed.cancelled_owned().await }))
+        // The guard lives in the stream, so the stream is counted until it is dropped.
+        .take_until(async move {
+            let _open = open;
+            closed.cancelled_owned().await
+        }))
 }
 
 /// How long a watcher of an unfinished message waits for an event before re-reading.

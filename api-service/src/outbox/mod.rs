@@ -27,6 +27,8 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{info, info_span, warn, Instrument};
 
+use crate::metrics::OutboxMetrics;
+
 /// Cheap to clone; all clones share the task tracker and topology flag.
 #[derive(Clone)]
 pub struct Outbox {
@@ -45,6 +47,7 @@ struct Inner {
     topology_ready: AtomicBool,
     /// Where single sends queue for a shared publish; taken (closed) by `drain`.
     lane: Mutex<Option<lane::LaneSender>>,
+    metrics: OutboxMetrics,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -60,7 +63,13 @@ const RECONCILE_BATCH: i64 = 20;
 
 impl Outbox {
     /// Must be called inside the tokio runtime: it starts the small-message lane.
-    pub fn new(db: PgPool, broker: Broker, queue: QueueSettings, lease: Duration) -> Outbox {
+    pub fn new(
+        db: PgPool,
+        broker: Broker,
+        queue: QueueSettings,
+        lease: Duration,
+        metrics: OutboxMetrics,
+    ) -> Outbox {
         let publisher = broker.publisher(Names::new(&queue.prefix).outbound_exchange());
         let (lane_sender, lane_receiver) = tokio::sync::mpsc::unbounded_channel();
         let outbox = Outbox {
@@ -73,6 +82,7 @@ impl Outbox {
                 tasks: TaskTracker::new(),
                 topology_ready: AtomicBool::new(false),
                 lane: Mutex::new(Some(lane_sender)),
+                metrics,
             }),
         };
         outbox
@@ -177,8 +187,12 @@ impl Outbox {
 
     /// Publishes with confirms; a failure makes the next publish re-declare the topology.
     async fn publish_messages(&self, messages: Vec<OutgoingMessage>) -> Result<(), BrokerError> {
+        let jobs = messages.len() as u64;
         let result = self.inner.publisher.publish_all(messages).await;
-        if result.is_err() {
+        if result.is_ok() {
+            self.inner.metrics.jobs_confirmed.inc_by(jobs);
+        } else {
+            self.inner.metrics.jobs_failed.inc_by(jobs);
             self.inner.topology_ready.store(false, Ordering::Relaxed);
         }
         result
@@ -234,7 +248,10 @@ impl Outbox {
                 .instrument(span)
                 .await;
             match result {
-                Ok(()) => marked += 1,
+                Ok(()) => {
+                    marked += 1;
+                    self.inner.metrics.reconciled_messages.inc();
+                }
                 Err(PublishError::Database(e)) => return Err(e),
                 Err(PublishError::Broker(e)) => {
                     warn!(error = %e, message.id = message.id, "reconciler could not publish; will retry");

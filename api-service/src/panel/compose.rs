@@ -17,6 +17,7 @@ use sqlx::PgPool;
 use super::db_error;
 use super::session::{random_token, PanelUser, SignedIn};
 use crate::idempotency::{IdempotencyKey, KeyClaim};
+use crate::metrics::{SendKind, SendRoute};
 use crate::outbox::Outbox;
 use crate::sms::service::{self as sms, AcceptError, NewSend};
 use crate::state::AppState;
@@ -289,6 +290,11 @@ pub async fn send_message(
         ttl: app.settings.idempotency_key_ttl,
     };
     let outcome = send_once(&app.db, &app.outbox, user.session.user_id, claim, send).await;
+    if let Ok(SendOnce::Sent(_)) = outcome {
+        app.metrics
+            .sends
+            .accepted(SendRoute::Hkt, SendKind::Panel, total);
+    }
     Ok(match outcome {
         Ok(SendOnce::Sent(id)) => Flash::success(format!(
             "Message #{id} queued for {total} recipient{}.",

@@ -16,6 +16,7 @@ use crate::admin::audit;
 use crate::auth::ApiToken;
 use crate::error::ApiError;
 use crate::idempotency::{KeyClaim, PriorSend};
+use crate::metrics::SendRoute;
 use crate::outbox::Outbox;
 use crate::sms::service::{self as sms, AcceptError, Accepted, NewSend, Page};
 
@@ -337,6 +338,16 @@ impl SendOnce {
         match self {
             SendOnce::Stored(accepted) => (accepted, false),
             SendOnce::Replayed(accepted) => (accepted, true),
+        }
+    }
+}
+
+impl RoutedAccepted {
+    /// The route it was accepted for, as the metrics label it.
+    pub fn route(&self) -> SendRoute {
+        match self.sender_sim {
+            Some(_) => SendRoute::Sim,
+            None => SendRoute::Hkt,
         }
     }
 }

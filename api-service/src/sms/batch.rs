@@ -70,6 +70,8 @@ impl AcceptBatcher {
 
     /// Stores one small send (meant for a single recipient; any number is stored right),
     /// checking in the same statement that its sender may send, and queues its jobs.
+    /// Its span is the parent of the jobs' trace, as `sms::service::accept`'s is for bulks.
+    #[tracing::instrument(name = "sms.accept", skip_all, fields(user.id = sender.user_id, message.id, recipients = send.recipients.len()))]
     pub async fn accept(
         &self,
         sender: SendCredential,

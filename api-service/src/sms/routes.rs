@@ -17,6 +17,7 @@ use crate::auth::{confirm_sender, AuthSender, AuthUser};
 use crate::error::{database_unavailable, ApiError};
 use crate::extract::{ApiJson, ApiQuery, IdPath};
 use crate::idempotency::{IdempotencyKey, KeyClaim};
+use crate::metrics::SendKind;
 use crate::sims::{self, RouteRequest, RoutedAccepted, SendOnce, WithEdgeFields};
 use crate::sms::service::AcceptError;
 use crate::sms::SmallSendError;
@@ -110,6 +111,11 @@ async fn send_sms(
         }
     };
     let (routed, replayed) = stored.into_parts();
+    if !replayed {
+        app.metrics
+            .sends
+            .accepted(routed.route(), SendKind::Single, 1);
+    }
     let accepted = routed.accepted;
     let data = SentSms {
         id: accepted.id,
@@ -177,6 +183,11 @@ async fn send_bulk(
     let send = NewSend { recipients, body };
     let stored = store(&app, user.id, route, send, key, "sms.send_bulk").await?;
     let (routed, replayed) = stored.into_parts();
+    if !replayed {
+        app.metrics
+            .sends
+            .accepted(routed.route(), SendKind::Bulk, routed.accepted.total);
+    }
     let accepted = routed.accepted;
     let data = SentBulk {
         id: accepted.id,

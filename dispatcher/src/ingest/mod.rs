@@ -28,6 +28,7 @@ use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, info, info_span, warn, Instrument};
 
+use crate::metrics::{DeadReason, EdgeEventKind};
 use crate::{webhooks, Context};
 
 /// Events taken from the broker ahead of the one being written. They are written one at
@@ -101,6 +102,7 @@ async fn ingest_one(
             // Nothing can ever make it parse: keep it for a human, don't redeliver forever.
             error!(error = %e, "unparseable edge event moved to the dead queue");
             bury_in_dead_queue(&ctx.broker, &ctx.names, delivery).await?;
+            ctx.metrics.dead_letter(DeadReason::UnparseableEvent);
             return Ok(());
         }
     };
@@ -121,6 +123,7 @@ async fn ingest_one(
         }
     };
     delivery.acker.ack(BasicAckOptions::default()).await?;
+    ctx.metrics.edge_event(kind_of(&event));
     if let Effect::Progress(event) = effect {
         publish_status(ctx, event);
     }
@@ -300,6 +303,15 @@ pub async fn handle(db: &PgPool, event: &EdgeEvent) -> Result<Effect, sqlx::Erro
             }
             Ok(Effect::Nothing)
         }
+    }
+}
+
+fn kind_of(event: &EdgeEvent) -> EdgeEventKind {
+    match event {
+        EdgeEvent::SimSendResultV1 { .. } => EdgeEventKind::SimSendResult,
+        EdgeEvent::DeliveryReportV1 { .. } => EdgeEventKind::DeliveryReport,
+        EdgeEvent::InboundSmsV1 { .. } => EdgeEventKind::InboundSms,
+        EdgeEvent::HeartbeatV1 { .. } => EdgeEventKind::Heartbeat,
     }
 }
 

@@ -279,7 +279,10 @@ impl Stack {
         extra: &[(&str, String)],
     ) -> anyhow::Result<()> {
         for _ in 0..n {
-            let p = self.spawn("smsgate-dispatcher", &[], extra)?;
+            // Metrics served as in production, each on a port of its own.
+            let mut env = vec![("METRICS_BIND", format!("127.0.0.1:{}", free_port()?))];
+            env.extend(extra.iter().cloned());
+            let p = self.spawn("smsgate-dispatcher", &[], &env)?;
             self.dispatchers.push(p);
         }
         // Give them time to connect and start consuming.

@@ -9,6 +9,7 @@ mod edge_agent;
 mod edge_api;
 mod edge_system;
 mod idempotency;
+mod metrics;
 mod pipeline;
 mod provisioning;
 mod rate_limit;
