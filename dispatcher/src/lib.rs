@@ -166,6 +166,7 @@ pub async fn start(settings: Settings) -> anyhow::Result<RunningDispatcher> {
         webhook_db,
         webhook_client,
         ctx.settings.webhooks.clone(),
+        ctx.metrics.clone(),
         shutdown.clone(),
         kill.clone(),
     ));

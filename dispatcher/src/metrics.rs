@@ -34,6 +34,16 @@ pub enum DeadReason {
     UnparseableEvent,
 }
 
+/// How a webhook delivery attempt ended.
+#[derive(Debug, Clone, Copy)]
+pub enum WebhookOutcome {
+    Delivered,
+    /// Failed; due again after the retry schedule's delay.
+    Retry,
+    /// Failed for good (schedule exhausted, 410 Gone, refused address, disabled webhook).
+    Failed,
+}
+
 /// The kinds of edge event the modem agents publish.
 #[derive(Debug, Clone, Copy)]
 pub enum EdgeEventKind {
@@ -64,6 +74,9 @@ pub struct DispatcherMetrics {
     /// Time a send waited for its slot of the global rate limit.
     pub rate_limit_wait: Histogram,
     edge_events: [IntCounter; 4],
+    webhook_attempts: [IntCounter; 3],
+    /// Time to POST a webhook delivery, whatever the answer.
+    pub webhook_request: Histogram,
 }
 
 /// HKT request latency, by what came back.
@@ -147,6 +160,17 @@ impl DispatcherMetrics {
                 "kind",
                 ["sim_send_result", "delivery_report", "inbound_sms", "heartbeat"],
             ),
+            webhook_attempts: registry.counters(
+                "smsgate_webhook_attempts_total",
+                "Webhook delivery attempts by how they ended: delivered, retry (due again later) or failed (for good).",
+                "outcome",
+                ["delivered", "retry", "failed"],
+            ),
+            webhook_request: registry.histogram(
+                "smsgate_webhook_request_duration_seconds",
+                "Time to POST one webhook delivery to its endpoint, whatever the answer.",
+                LATENCY_BUCKETS,
+            ),
             registry,
         }
     }
@@ -168,6 +192,10 @@ impl DispatcherMetrics {
 
     pub fn edge_event(&self, kind: EdgeEventKind) {
         self.edge_events[kind as usize].inc();
+    }
+
+    pub fn webhook_attempt(&self, outcome: WebhookOutcome) {
+        self.webhook_attempts[outcome as usize].inc();
     }
 
     /// Every metric in the Prometheus text format.

@@ -14,6 +14,7 @@ use tracing::{info, info_span, warn, Instrument};
 
 use super::client::{Answer, DeliveryError, WebhookClient};
 use super::repo::{self, Due, Recorded};
+use crate::metrics::{DispatcherMetrics, WebhookOutcome};
 use crate::retry::{NextStep, RetryPolicy};
 use crate::settings::WebhookSettings;
 
@@ -27,6 +28,7 @@ struct Deliverer {
     policy: RetryPolicy,
     lease: Duration,
     kill: CancellationToken,
+    metrics: DispatcherMetrics,
 }
 
 /// Runs until `shutdown` (attempts in flight finish and are recorded) or `kill` (a crash:
@@ -37,6 +39,7 @@ pub async fn run(
     db: sqlx::PgPool,
     client: WebhookClient,
     settings: WebhookSettings,
+    metrics: DispatcherMetrics,
     shutdown: CancellationToken,
     kill: CancellationToken,
 ) {
@@ -48,6 +51,7 @@ pub async fn run(
         // dispatcher's rows are not taken by another.
         lease: settings.timeout * 2 + Duration::from_secs(1),
         kill: kill.clone(),
+        metrics,
     });
     let slots = Arc::new(Semaphore::new(settings.concurrency.max(1)));
     let attempts = TaskTracker::new();
@@ -123,6 +127,11 @@ impl Deliverer {
             if let Some(code) = outcome.status_code {
                 tracing::Span::current().record("http.status", code);
             }
+            self.metrics.webhook_attempt(match outcome.recorded {
+                Recorded::Delivered => WebhookOutcome::Delivered,
+                Recorded::RetryIn(_) => WebhookOutcome::Retry,
+                Recorded::Failed => WebhookOutcome::Failed,
+            });
             self.record(&due, &outcome, leased_at + self.lease).await;
         }
         .instrument(span)
@@ -133,7 +142,12 @@ impl Deliverer {
         if !due.is_active {
             return Outcome::failed(None, "the webhook was disabled before this delivery".into());
         }
-        match self.client.post(due).await {
+        let started = Instant::now();
+        let answer = self.client.post(due).await;
+        self.metrics
+            .webhook_request
+            .observe(started.elapsed().as_secs_f64());
+        match answer {
             Ok(Answer::Accepted { status }) => Outcome {
                 recorded: Recorded::Delivered,
                 status_code: Some(status.as_u16()),

@@ -151,6 +151,12 @@ async fn a_failing_endpoint_is_retried_until_it_answers() {
     assert_eq!(delivered["attempts"], 3);
     assert_eq!(delivered["last_status_code"], 204);
     assert_eq!(delivered["message_id"], id);
+    let metrics = app.dispatcher_metrics().await;
+    let attempts = |outcome| metrics.sum("smsgate_webhook_attempts_total", &[("outcome", outcome)]);
+    assert_eq!(
+        (attempts("retry"), attempts("delivered"), attempts("failed")),
+        (Some(2.0), Some(1.0), Some(0.0))
+    );
     app.teardown().await;
 }
 
