@@ -132,3 +132,17 @@ impl<S: Send + Sync> FromRequestParts<S> for PanelId {
             .ok_or(WebError::NotFound("Page"))
     }
 }
+
+/// The "Older →" link of a keyset page of at most `limit` rows, newest first: `path` with
+/// `?before=` the page's last id, or `None` on a short page, which is the last one.
+pub(crate) fn older_url<T>(
+    path: &str,
+    rows: &[T],
+    limit: i64,
+    id: impl Fn(&T) -> i64,
+) -> Option<String> {
+    if rows.len() as i64 != limit {
+        return None;
+    }
+    rows.last().map(|row| format!("{path}?before={}", id(row)))
+}
