@@ -56,6 +56,17 @@ pub struct Behaviour {
     pub delay: Duration,
 }
 
+impl Behaviour {
+    /// Every request answered with `failure` until told otherwise.
+    pub fn always(failure: StatusCode) -> Behaviour {
+        Behaviour {
+            fail_always: true,
+            failure,
+            ..Behaviour::default()
+        }
+    }
+}
+
 impl Default for Behaviour {
     fn default() -> Self {
         Behaviour {

@@ -12,7 +12,7 @@ use super::auth_pages::user_error;
 use super::forms::{CsrfForm, NoFields};
 use super::history_pages::history_error;
 use super::session::{AdminUser, SignedIn};
-use super::{db_error, PanelId};
+use super::{db_error, older_url, PanelId};
 use crate::admin::password::PASSWORD_RULES;
 use crate::admin::users::{self, NewUser, UserAdminError, UserChange};
 use crate::admin::{audit, dead_letters};
@@ -257,9 +257,10 @@ pub async fn regenerate_token(
         .with("token", token))
 }
 
+/// `?before=<id>`: the last id of the previous keyset page.
 #[derive(Deserialize, Default)]
 pub struct BeforeQuery {
-    before: Option<i64>,
+    pub before: Option<i64>,
 }
 
 const LIST_PAGE: i64 = 50;
@@ -284,13 +285,7 @@ pub async fn list_dead_letters(
     let letters = dead_letters::list_open(&app.db, query.before, LIST_PAGE)
         .await
         .map_err(db_error)?;
-    let older = (letters.len() as i64 == LIST_PAGE)
-        .then(|| {
-            letters
-                .last()
-                .map(|d| format!("/admin/dead-letters?before={}", d.id))
-        })
-        .flatten();
+    let older = older_url(DEAD, &letters, LIST_PAGE, |d| d.id);
     let rows: Vec<DeadLetterRow> = letters
         .into_iter()
         .map(|d| DeadLetterRow {
@@ -370,13 +365,7 @@ pub async fn list_audit(
     let entries = audit::list(&app.db, query.before, LIST_PAGE)
         .await
         .map_err(db_error)?;
-    let older = (entries.len() as i64 == LIST_PAGE)
-        .then(|| {
-            entries
-                .last()
-                .map(|e| format!("/admin/audit?before={}", e.id))
-        })
-        .flatten();
+    let older = older_url("/admin/audit", &entries, LIST_PAGE, |e| e.id);
     let rows: Vec<AuditRow> = entries
         .into_iter()
         .map(|e| AuditRow {

@@ -1,7 +1,8 @@
 //! The staff web panel's routes. Handlers are thin: they extract (session, CSRF-checked
-//! form, path), call one service shared with the JSON API (`admin`, `history`, `sms`, `sims`), and
-//! render a `smsgate_web::Page` or redirect with a flash. Templates, assets, `WebError` and
-//! view helpers come from the `smsgate-web` crate; docs/web-panel.md explains the split.
+//! form, path), call one service shared with the JSON API (`admin`, `history`, `sms`, `sims`,
+//! `webhooks`), and render a `smsgate_web::Page` or redirect with a flash. Templates, assets,
+//! `WebError` and view helpers come from the `smsgate-web` crate; docs/web-panel.md explains
+//! the split.
 
 mod admin_pages;
 mod auth_pages;
@@ -14,16 +15,20 @@ pub mod session;
 pub mod settings;
 mod sims_pages;
 mod throttle;
+mod webhook_pages;
 
 use axum::extract::{FromRequestParts, Path};
 use axum::http::request::Parts;
+use axum::http::StatusCode;
 use axum::middleware::{from_fn, from_fn_with_state};
+use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
-use smsgate_web::WebError;
+use smsgate_web::{Page, WebError};
 
 pub use settings::PanelSettings;
 
+use crate::extract::IdPair;
 use crate::state::AppState;
 
 /// Every panel page, the embedded assets, the session middleware and the security headers.
@@ -66,6 +71,25 @@ pub fn router(state: AppState) -> Router<AppState> {
             get(sims_pages::confirm_delete).post(sims_pages::delete_sim),
         )
         .route("/inbox", get(inbox_pages::list_inbox))
+        .route(
+            "/webhooks",
+            get(webhook_pages::list_webhooks).post(webhook_pages::create_webhook),
+        )
+        .route("/webhooks/{id}", get(webhook_pages::show_webhook))
+        .route("/webhooks/{id}/toggle", post(webhook_pages::toggle_webhook))
+        .route("/webhooks/{id}/test", post(webhook_pages::send_test_event))
+        .route(
+            "/webhooks/{id}/rotate-secret",
+            post(webhook_pages::rotate_secret),
+        )
+        .route(
+            "/webhooks/{id}/delete",
+            get(webhook_pages::confirm_delete).post(webhook_pages::delete_webhook),
+        )
+        .route(
+            "/webhooks/{id}/deliveries/{delivery_id}/retry",
+            post(webhook_pages::retry_delivery),
+        )
         .route("/admin/users", get(admin_pages::list_users))
         .route(
             "/admin/users/new",
@@ -131,4 +155,40 @@ impl<S: Send + Sync> FromRequestParts<S> for PanelId {
             .map(PanelId)
             .ok_or(WebError::NotFound("Page"))
     }
+}
+
+/// Two numeric ids in the path (`/webhooks/{id}/deliveries/{delivery_id}/…`), parsed as the
+/// JSON API's [`IdPair`] parses them; anything else is a 404 page.
+pub struct PanelIdPair(pub i64, pub i64);
+
+impl<S: Send + Sync> FromRequestParts<S> for PanelIdPair {
+    type Rejection = WebError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, WebError> {
+        let IdPair(first, second) = IdPair::from_request_parts(parts, state)
+            .await
+            .map_err(|_| WebError::NotFound("Page"))?;
+        Ok(PanelIdPair(first, second))
+    }
+}
+
+/// A form page shown again with its errors, as 422.
+pub(crate) fn invalid(page: Page) -> Result<Response, WebError> {
+    Ok(page
+        .status(StatusCode::UNPROCESSABLE_ENTITY)
+        .into_response())
+}
+
+/// The "Older →" link of a keyset page of at most `limit` rows, newest first: `path` with
+/// `?before=` the page's last id, or `None` on a short page, which is the last one.
+pub(crate) fn older_url<T>(
+    path: &str,
+    rows: &[T],
+    limit: i64,
+    id: impl Fn(&T) -> i64,
+) -> Option<String> {
+    if rows.len() as i64 != limit {
+        return None;
+    }
+    rows.last().map(|row| format!("{path}?before={}", id(row)))
 }

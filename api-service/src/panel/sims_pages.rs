@@ -15,7 +15,7 @@ use smsgate_web::{Flash, Page, WebError};
 
 use super::forms::{CsrfForm, NoFields};
 use super::session::{AdminUser, PanelUser, SignedIn};
-use super::PanelId;
+use super::{invalid, PanelId};
 use crate::error::ApiError;
 use crate::sims::repo::SimRow;
 use crate::sims::service::{self, NewSim, SimChanges, SimStatus};
@@ -132,12 +132,6 @@ fn sim_form_page(
         .with("label", &form.label)
         .with("status", &form.status)
         .with("errors", errors)
-}
-
-fn invalid(page: Page) -> Result<Response, WebError> {
-    Ok(page
-        .status(StatusCode::UNPROCESSABLE_ENTITY)
-        .into_response())
 }
 
 pub async fn new_sim_form(State(app): State<AppState>, admin: AdminUser) -> Page {

@@ -8,5 +8,6 @@ mod routes;
 pub mod service;
 mod url;
 
+pub use repo::{DeliveryRow, WebhookRow};
 pub use routes::router;
 pub use url::{WebhookUrl, WebhookUrlError};

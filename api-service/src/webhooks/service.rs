@@ -54,7 +54,9 @@ fn new_secret() -> String {
     format!("whsec_{}", hex::encode(bytes))
 }
 
-fn check_description(description: &str) -> Result<(), WebhookError> {
+/// The description rule, for a form that reports every bad field at once; `create` and
+/// `update` apply it themselves.
+pub fn check_description(description: &str) -> Result<(), WebhookError> {
     if description.chars().count() > MAX_DESCRIPTION {
         return Err(WebhookError::DescriptionTooLong);
     }

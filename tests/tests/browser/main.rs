@@ -354,6 +354,34 @@ async fn the_panel_works_in_a_real_browser() {
     assert!(inbox.contains("<script>alert(1)</script>"), "{inbox}");
     shot(&browser, "inbox").await;
 
+    // A webhook added through the form: its secret is shown once, the list does not show it.
+    browser.goto(&app.url("/webhooks")).await.unwrap();
+    fill(&browser, "#url", "https://hooks.example.com/smsgate").await;
+    fill(&browser, "#description", "CRM status sync").await;
+    browser
+        .find(Locator::Css("form[action='/webhooks'] button[type=submit]"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    let secret = browser
+        .wait()
+        .at_most(WAIT)
+        .for_element(Locator::Css("[data-testid=secret]"))
+        .await
+        .unwrap()
+        .prop("value")
+        .await
+        .unwrap()
+        .unwrap_or_default();
+    assert!(secret.starts_with("whsec_"), "{secret}");
+    browser.goto(&app.url("/webhooks")).await.unwrap();
+    let webhooks = text_of(&browser, "[data-testid=webhooks]").await;
+    assert!(webhooks.contains("CRM status sync"), "{webhooks}");
+    assert!(!browser.source().await.unwrap().contains(&secret));
+    shot(&browser, "webhooks").await;
+
     // The admin creates a user.
     browser.goto(&app.url("/admin/users/new")).await.unwrap();
     fill(&browser, "#username", "staffer").await;

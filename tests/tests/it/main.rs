@@ -22,4 +22,5 @@ mod web_compose;
 mod web_history;
 mod web_history_scale;
 mod web_sims;
+mod web_webhooks;
 mod webhooks;

@@ -164,11 +164,7 @@ async fn a_failing_endpoint_is_retried_until_it_answers() {
 async fn an_endpoint_that_keeps_failing_ends_failed_and_can_be_requeued() {
     let app = TestApp::spawn().await;
     let receiver = WebhookReceiver::spawn().await;
-    receiver.set(Behaviour {
-        fail_always: true,
-        failure: StatusCode::INTERNAL_SERVER_ERROR,
-        ..Behaviour::default()
-    });
+    receiver.set(Behaviour::always(StatusCode::INTERNAL_SERVER_ERROR));
     let (webhook, _) = register(&app, &app.token, &receiver.url()).await;
     let id = app.send_sms("2345 6789", "nobody listens").await;
     let failed = wait_for_delivery(&app, webhook, "failed").await;
@@ -463,11 +459,7 @@ async fn a_name_that_resolves_to_an_internal_address_fails_at_once_without_showi
 async fn gone_ends_a_delivery_at_once_and_a_disabled_webhooks_queue_ends_failed() {
     let mut app = TestApp::spawn_without_dispatcher().await;
     let receiver = WebhookReceiver::spawn().await;
-    receiver.set(Behaviour {
-        fail_always: true,
-        failure: StatusCode::GONE,
-        ..Behaviour::default()
-    });
+    receiver.set(Behaviour::always(StatusCode::GONE));
     let (gone, _) = register(&app, &app.token, &receiver.url()).await;
     let (disabled, _) = register(&app, &app.token, &receiver.url()).await;
     for webhook in [gone, disabled] {
