@@ -18,19 +18,31 @@ pub struct LoadResult {
     pub client: &'static str,
 }
 
+/// How fast to send.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Pace {
+    /// Each connection sends its next request as soon as the last is answered: the most
+    /// the API can take, and its latency there.
+    Flat,
+    /// About this many requests per second in all, spread over the connections on a
+    /// fixed schedule: the latency at a given load.
+    PerSecond(f64),
+}
+
 /// One `POST` of `{"recipient", "content"}` per request, a different recipient each time,
-/// on `connections` keep-alive connections for `secs` seconds.
+/// on `connections` keep-alive connections for `secs` seconds, at `pace`.
 pub async fn post_sends(
     url: &str,
     token: &str,
     connections: usize,
     secs: u64,
+    pace: Pace,
     http: &reqwest::Client,
 ) -> anyhow::Result<LoadResult> {
     if which("wrk") {
-        with_wrk(url, token, connections, secs).await
+        with_wrk(url, token, connections, secs, pace).await
     } else {
-        Ok(built_in(url, token, connections, secs, http).await)
+        Ok(built_in(url, token, connections, secs, pace, http).await)
     }
 }
 
@@ -52,17 +64,52 @@ request = function()
 end
 "#;
 
+/// Paces wrk (which has no rate option) from its `delay()` hook: each thread hands out
+/// send times on a fixed schedule, read from the monotonic clock through LuaJIT's FFI. A
+/// thread that fell behind (the API stalled) sends the missed requests at once, as open
+/// clients would, unless it is over a second behind.
+const WRK_PACING: &str = r#"
+local ffi = require("ffi")
+ffi.cdef[[
+typedef struct { long tv_sec; long tv_nsec; } smsgate_timespec;
+int clock_gettime(int clk_id, smsgate_timespec *tp);
+]]
+local clock = ffi.new("smsgate_timespec")
+local function now_ms()
+  ffi.C.clock_gettime(1, clock) -- CLOCK_MONOTONIC
+  return tonumber(clock.tv_sec) * 1000 + tonumber(clock.tv_nsec) / 1e6
+end
+local interval_ms = 0
+local next_due = nil
+init = function(args)
+  interval_ms = 1000 * tonumber(args[2]) / tonumber(args[1])
+end
+delay = function()
+  local now = now_ms()
+  if next_due == nil or next_due < now - 1000 then next_due = now end
+  next_due = next_due + interval_ms
+  return math.max(0, next_due - now)
+end
+"#;
+
+/// wrk's threads: one per core of the reference machine, as wrk's docs advise.
+const WRK_THREADS: usize = 2;
+
 async fn with_wrk(
     url: &str,
     token: &str,
     connections: usize,
     secs: u64,
+    pace: Pace,
 ) -> anyhow::Result<LoadResult> {
     let script = std::env::temp_dir().join(format!("smsgate-bench-{}.lua", std::process::id()));
-    std::fs::write(&script, WRK_SCRIPT)?;
-    // Two threads: one per core of the reference machine, as wrk's docs advise.
-    let output = tokio::process::Command::new("wrk")
-        .arg("-t2")
+    let mut lua = WRK_SCRIPT.to_owned();
+    if let Pace::PerSecond(_) = pace {
+        lua.push_str(WRK_PACING);
+    }
+    std::fs::write(&script, lua)?;
+    let mut wrk = tokio::process::Command::new("wrk");
+    wrk.arg(format!("-t{WRK_THREADS}"))
         .arg(format!("-c{connections}"))
         .arg(format!("-d{secs}s"))
         .arg("--latency")
@@ -70,10 +117,13 @@ async fn with_wrk(
         .arg(&script)
         .arg("-H")
         .arg(format!("Authorization: Bearer {token}"))
-        .arg(url)
-        .output()
-        .await
-        .context("running wrk")?;
+        .arg(url);
+    if let Pace::PerSecond(rate) = pace {
+        wrk.arg("--")
+            .arg(rate.to_string())
+            .arg(WRK_THREADS.to_string());
+    }
+    let output = wrk.output().await.context("running wrk")?;
     let _ = std::fs::remove_file(&script);
     let stdout = String::from_utf8_lossy(&output.stdout);
     if !output.status.success() {
@@ -140,6 +190,7 @@ async fn built_in(
     token: &str,
     connections: usize,
     secs: u64,
+    pace: Pace,
     http: &reqwest::Client,
 ) -> LoadResult {
     let started = Instant::now();
@@ -151,7 +202,16 @@ async fn built_in(
                 let mut latencies = Vec::new();
                 let mut errors = 0u64;
                 let mut i = 0u64;
+                let mut ticker = match pace {
+                    Pace::Flat => None,
+                    Pace::PerSecond(rate) => Some(tokio::time::interval(Duration::from_secs_f64(
+                        connections as f64 / rate,
+                    ))),
+                };
                 while Instant::now() < deadline {
+                    if let Some(ticker) = ticker.as_mut() {
+                        ticker.tick().await;
+                    }
                     let recipient = format!("+8529{:07}", (worker * 100_000 + i) % 10_000_000);
                     let body = json!({"recipient": recipient, "content": "load"});
                     let t = Instant::now();
