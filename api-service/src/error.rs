@@ -5,6 +5,8 @@ use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
+use crate::sms::Problems;
+
 /// One invalid entry of a bulk request, reported with its position.
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct InvalidEntry {
@@ -19,8 +21,9 @@ pub struct InvalidEntry {
 pub enum ApiError {
     #[error("{message}")]
     Validation { code: &'static str, message: String },
-    #[error("{} invalid recipient(s)", .0.len())]
-    InvalidRecipients(Vec<InvalidEntry>),
+    /// The first bad entries of a recipient list and how many there were.
+    #[error("{}", invalid_recipients_message(.0))]
+    InvalidRecipients(Problems<InvalidEntry>),
     #[error("request body is too large")]
     PayloadTooLarge,
     #[error("authentication required")]
@@ -54,6 +57,18 @@ pub enum ApiError {
     Unavailable(#[source] anyhow::Error),
     #[error("internal error")]
     Internal(#[source] anyhow::Error),
+}
+
+fn invalid_recipients_message(problems: &Problems<InvalidEntry>) -> String {
+    let listed = problems.shown().len();
+    if problems.total() > listed {
+        format!(
+            "{} invalid recipients; the first {listed} are listed",
+            problems.total()
+        )
+    } else {
+        format!("{} invalid recipient(s)", problems.total())
+    }
 }
 
 impl ApiError {
@@ -127,6 +142,9 @@ struct ErrorDetail<'a> {
     message: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     details: Option<&'a [InvalidEntry]>,
+    /// How many entries were invalid; `details` lists at most the first 100.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    invalid_count: Option<usize>,
 }
 
 impl IntoResponse for ApiError {
@@ -138,15 +156,18 @@ impl IntoResponse for ApiError {
             }
             _ => {}
         }
-        let details = match &self {
-            ApiError::InvalidRecipients(entries) => Some(entries.as_slice()),
-            _ => None,
+        let (details, invalid_count) = match &self {
+            ApiError::InvalidRecipients(problems) => {
+                (Some(problems.shown()), Some(problems.total()))
+            }
+            _ => (None, None),
         };
         let body = ErrorBody {
             error: ErrorDetail {
                 code: self.code(),
                 message: self.public_message(),
                 details,
+                invalid_count,
             },
         };
         let mut response = (self.status(), axum::Json(body)).into_response();
@@ -225,7 +246,8 @@ mod tests {
 
     #[tokio::test]
     async fn invalid_recipients_list_every_entry() {
-        let entries = vec![
+        let mut entries = Problems::default();
+        for entry in [
             InvalidEntry {
                 index: 1,
                 value: "1234-5678".into(),
@@ -236,10 +258,13 @@ mod tests {
                 value: "x".into(),
                 reason: "bad".into(),
             },
-        ];
+        ] {
+            entries.push(entry);
+        }
         let (status, body, _) = body_of(ApiError::InvalidRecipients(entries)).await;
         assert_eq!(status, StatusCode::BAD_REQUEST);
         assert_eq!(body["error"]["details"].as_array().unwrap().len(), 2);
+        assert_eq!(body["error"]["invalid_count"], 2);
         assert_eq!(body["error"]["details"][1]["index"], 3);
     }
 }

@@ -1,10 +1,9 @@
 //! `/compose`: write a message, list recipients (typed or from a CSV file), send once.
 //!
-//! Every invalid number is listed back with where it was (line of the text box or of the
-//! file) and nothing is sent until all are fixed; the form keeps what was typed. The hidden
+//! Invalid numbers are listed back with where they were (line of the text box or of the
+//! file; the first 100, and how many in all) and nothing is sent until all are fixed; the
+//! form keeps what was typed. The hidden
 //! idempotency key makes a double click or a resubmitted form land on the same message.
-
-use std::collections::HashSet;
 
 use axum::extract::{Multipart, State};
 use axum::http::StatusCode;
@@ -20,6 +19,7 @@ use crate::idempotency::{IdempotencyKey, KeyClaim};
 use crate::metrics::{SendKind, SendRoute};
 use crate::outbox::Outbox;
 use crate::sms::service::{self as sms, AcceptError, NewSend};
+use crate::sms::{echo, Problems, RecipientSet};
 use crate::state::AppState;
 
 /// One recipient as typed, with where it came from.
@@ -111,30 +111,30 @@ pub fn entries_from_csv(text: &str) -> Vec<Entry> {
     .collect()
 }
 
-/// Parses every entry, collapsing duplicates (first one wins), and reports every bad one.
-pub fn parse_entries(entries: &[Entry]) -> Result<Vec<PhoneNumber>, Vec<InvalidLine>> {
-    let mut seen = HashSet::new();
-    let mut numbers = Vec::new();
-    let mut invalid = Vec::new();
+/// What a form's entries hold: their distinct numbers (first spelling wins, at most `max`
+/// kept) and the first bad entries with a count of all of them.
+pub struct ParsedEntries {
+    pub recipients: RecipientSet,
+    pub problems: Problems<InvalidLine>,
+}
+
+/// Parses every entry in one pass, in memory bounded by `max` and the report limit.
+pub fn parse_entries(entries: &[Entry], max: usize) -> ParsedEntries {
+    let mut recipients = RecipientSet::new(max);
+    let mut problems = Problems::default();
     for entry in entries {
-        match PhoneNumber::parse(&entry.value) {
-            Ok(number) => {
-                if seen.insert(number.clone()) {
-                    numbers.push(number);
-                }
-            }
-            Err(e) => invalid.push(InvalidLine {
+        if let Err(e) = recipients.add(&entry.value) {
+            problems.push(InvalidLine {
                 source: entry.source,
                 line: entry.line,
-                value: entry.value.clone(),
+                value: echo(&entry.value),
                 reason: e.to_string(),
-            }),
+            });
         }
     }
-    if invalid.is_empty() {
-        Ok(numbers)
-    } else {
-        Err(invalid)
+    ParsedEntries {
+        recipients,
+        problems,
     }
 }
 
@@ -171,7 +171,7 @@ fn compose_page(
     user: &PanelUser,
     form: &ComposeForm,
     content_error: Option<String>,
-    recipient_errors: Vec<InvalidLine>,
+    recipient_errors: Problems<InvalidLine>,
 ) -> Page {
     let status = if content_error.is_some() || !recipient_errors.is_empty() {
         StatusCode::UNPROCESSABLE_ENTITY
@@ -185,7 +185,8 @@ fn compose_page(
         .with("counter", counter_text(&form.content))
         .with("max_segments", app.settings.max_segments)
         .with("content_error", content_error)
-        .with("recipient_errors", recipient_errors)
+        .with("recipient_error_total", recipient_errors.total())
+        .with("recipient_errors", recipient_errors.into_shown())
         .with("csv_again", form.csv.is_some())
         .status(status)
 }
@@ -195,7 +196,7 @@ pub async fn compose_form(State(app): State<AppState>, user: PanelUser) -> Page 
         idempotency_key: random_token(),
         ..Default::default()
     };
-    compose_page(&app, &user, &form, None, Vec::new())
+    compose_page(&app, &user, &form, None, Problems::default())
 }
 
 async fn read_form(mut multipart: Multipart) -> Result<ComposeForm, WebError> {
@@ -251,34 +252,31 @@ pub async fn send_message(
     if let Some(csv) = &form.csv {
         entries.extend(entries_from_csv(csv));
     }
-    let (recipients, recipient_errors) = match parse_entries(&entries) {
-        Ok(numbers) => (numbers, Vec::new()),
-        Err(invalid) => (Vec::new(), invalid),
-    };
-    if recipient_errors.is_empty() && recipients.is_empty() {
-        let page = compose_page(&app, &user, &form, content_error, Vec::new())
+    let max = app.settings.max_bulk_recipients;
+    let ParsedEntries {
+        recipients,
+        problems,
+    } = parse_entries(&entries, max);
+    drop(entries);
+    if problems.is_empty() && recipients.is_empty() {
+        let page = compose_page(&app, &user, &form, content_error, problems)
             .with("recipients_missing", "Add at least one recipient.")
             .status(StatusCode::UNPROCESSABLE_ENTITY);
         return Ok(page.into_response());
     }
-    if recipients.len() > app.settings.max_bulk_recipients {
-        return Ok(compose_page(&app, &user, &form, content_error, Vec::new())
+    if recipients.overflowed() {
+        return Ok(compose_page(&app, &user, &form, content_error, problems)
             .with(
                 "recipients_missing",
-                format!(
-                    "{} recipients; at most {} per message.",
-                    recipients.len(),
-                    app.settings.max_bulk_recipients
-                ),
+                format!("More than {max} recipients; at most {max} per message."),
             )
             .status(StatusCode::UNPROCESSABLE_ENTITY)
             .into_response());
     }
-    if content_error.is_some() || !recipient_errors.is_empty() {
-        return Ok(
-            compose_page(&app, &user, &form, content_error, recipient_errors).into_response(),
-        );
+    if content_error.is_some() || !problems.is_empty() {
+        return Ok(compose_page(&app, &user, &form, content_error, problems).into_response());
     }
+    let recipients = recipients.into_numbers();
     let body = MessageBody::parse(&form.content, app.settings.max_segments).expect("checked above");
     let total = recipients.len();
     let key = IdempotencyKey::parse(&form.idempotency_key)
@@ -387,14 +385,33 @@ mod tests {
     #[test]
     fn every_invalid_entry_is_reported_and_duplicates_collapse() {
         let entries = entries_from_text("1234 5678\n12345678\n1234-5678\nabc");
-        let invalid = parse_entries(&entries).unwrap_err();
-        assert_eq!(invalid.len(), 2);
+        let invalid = parse_entries(&entries, 10).problems;
+        assert_eq!(invalid.total(), 2);
+        let first = &invalid.shown()[0];
+        assert_eq!((first.line, first.value.as_str()), (3, "1234-5678"));
+        let ok = parse_entries(&entries_from_text("1234 5678\n+85212345678"), 10);
+        assert!(ok.problems.is_empty());
+        assert_eq!(ok.recipients.len(), 1);
+    }
+
+    #[test]
+    fn a_junk_upload_reports_the_first_hundred_lines_and_counts_the_rest() {
+        let junk: String = (0..20_000).map(|i| format!("junk{i}\n")).collect();
+        let parsed = parse_entries(&entries_from_csv(&format!("phone\n{junk}")), 100_000);
+        assert_eq!(parsed.problems.total(), 20_000);
         assert_eq!(
-            (invalid[0].line, invalid[0].value.as_str()),
-            (3, "1234-5678")
+            parsed.problems.shown().len(),
+            crate::sms::MAX_REPORTED_PROBLEMS
         );
-        let ok = parse_entries(&entries_from_text("1234 5678\n+85212345678")).unwrap();
-        assert_eq!(ok.len(), 1);
+        assert_eq!(parsed.problems.shown()[0].line, 2);
+    }
+
+    #[test]
+    fn more_distinct_numbers_than_allowed_overflow_without_being_kept() {
+        let many: String = (0..50).map(|i| format!("900000{i:02}\n")).collect();
+        let parsed = parse_entries(&entries_from_text(&many), 10);
+        assert!(parsed.recipients.overflowed());
+        assert_eq!(parsed.recipients.len(), 10);
     }
 
     #[test]

@@ -8,5 +8,7 @@ mod routes;
 pub mod service;
 
 pub use batch::{AcceptBatcher, SmallSendError};
-pub use recipients::parse_recipients;
+pub use recipients::{
+    echo, parse_recipient_list, Problems, RecipientListError, RecipientSet, MAX_REPORTED_PROBLEMS,
+};
 pub use routes::router;

@@ -9,13 +9,13 @@ use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 use smsgate_shared::domain::{MessageBody, MessageBodyError, PhoneNumber};
 
-use super::parse_recipients;
 use super::repo::{MessageRow, RecipientRow};
 use super::service::{self, NewSend, Page};
+use super::{parse_recipient_list, RecipientListError};
 use crate::auth::service::AuthError;
 use crate::auth::{confirm_sender, AuthSender, AuthUser};
 use crate::error::{database_unavailable, ApiError};
-use crate::extract::{ApiJson, ApiQuery, IdPath};
+use crate::extract::{ApiJson, ApiQuery, IdPath, PageNumber};
 use crate::idempotency::{IdempotencyKey, KeyClaim};
 use crate::metrics::SendKind;
 use crate::sims::{self, RouteRequest, RoutedAccepted, SendOnce, WithEdgeFields};
@@ -136,7 +136,9 @@ async fn send_sms(
 
 #[derive(Deserialize)]
 struct SendBulkRequest {
-    recipients: Vec<serde_json::Value>,
+    /// Kept as JSON text: [`parse_recipient_list`] checks its length before building any
+    /// entry, so an oversized list costs a scan, not millions of values.
+    recipients: Box<serde_json::value::RawValue>,
     #[serde(alias = "message")]
     content: String,
     /// The same routing as `POST /api/sms`; one SIM carries the whole bulk.
@@ -163,23 +165,20 @@ async fn send_bulk(
 ) -> Result<Response, ApiError> {
     let route = RouteRequest::parse(req.sim_card_id, req.route.as_deref())?;
     let body = parse_body(&app, &req.content)?;
-    if req.recipients.is_empty() {
-        return Err(ApiError::validation(
-            "EMPTY_RECIPIENTS",
-            "recipients must not be empty",
-        ));
-    }
-    let max = app.settings.max_bulk_recipients;
-    if req.recipients.len() > max {
-        return Err(ApiError::validation(
-            "TOO_MANY_RECIPIENTS",
-            format!(
-                "{} recipients given; at most {max} per request",
-                req.recipients.len()
+    let recipients = parse_recipient_list(&req.recipients, app.settings.max_bulk_recipients)
+        .map_err(|e| match e {
+            RecipientListError::NotAList => {
+                ApiError::validation("VALIDATION_ERROR", "recipients must be a list")
+            }
+            RecipientListError::Empty => {
+                ApiError::validation("EMPTY_RECIPIENTS", "recipients must not be empty")
+            }
+            RecipientListError::TooMany { given, max } => ApiError::validation(
+                "TOO_MANY_RECIPIENTS",
+                format!("{given} recipients given; at most {max} per request"),
             ),
-        ));
-    }
-    let recipients = parse_recipients(&req.recipients).map_err(ApiError::InvalidRecipients)?;
+            RecipientListError::Invalid(problems) => ApiError::InvalidRecipients(problems),
+        })?;
     let send = NewSend { recipients, body };
     let stored = store(&app, user.id, route, send, key, "sms.send_bulk").await?;
     let (routed, replayed) = stored.into_parts();
@@ -245,7 +244,7 @@ const REPLAYED_HEADER: &str = "idempotent-replayed";
 
 #[derive(Deserialize)]
 struct PageQuery {
-    page: Option<i64>,
+    page: Option<PageNumber>,
     per_page: Option<i64>,
 }
 
@@ -254,7 +253,7 @@ impl PageQuery {
     const MAX_PER_PAGE: i64 = 1000;
 
     fn resolve(&self) -> (i64, i64) {
-        let page = self.page.unwrap_or(1).max(1);
+        let page = self.page.unwrap_or(PageNumber::FIRST).get();
         let per_page = self
             .per_page
             .unwrap_or(Self::DEFAULT_PER_PAGE)

@@ -11,13 +11,13 @@ use super::repo::{self, LogFilter};
 use crate::admin::audit::AuditEntry;
 use crate::auth::AuthUser;
 use crate::error::ApiError;
-use crate::extract::ApiQuery;
+use crate::extract::{ApiQuery, PageNumber};
 use crate::state::AppState;
 use crate::wire::rfc3339;
 
 #[derive(Deserialize)]
 pub struct LogQuery {
-    page: Option<i64>,
+    page: Option<PageNumber>,
     per_page: Option<i64>,
     action: Option<String>,
 }
@@ -93,8 +93,7 @@ pub async fn list(
     ApiQuery(query): ApiQuery<LogQuery>,
 ) -> Result<Json<LogList>, ApiError> {
     let per_page = query.per_page.unwrap_or(50).clamp(1, 500);
-    // Far beyond any log's end, and small enough that the offset can't overflow.
-    let page = query.page.unwrap_or(1).clamp(1, 1_000_000_000);
+    let page = query.page.unwrap_or(PageNumber::FIRST).get();
     let filter = LogFilter {
         actor: (!user.is_admin).then_some(user.id),
         action: query.action.as_deref().map(parse_action).transpose()?,
