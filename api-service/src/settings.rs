@@ -5,8 +5,9 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use secrecy::{ExposeSecret, SecretString};
-use smsgate_shared::config::{self, AppEnv, ConfigError, QueueSettings};
+use smsgate_shared::config::{self, looks_like_a_placeholder, AppEnv, ConfigError, QueueSettings};
 use smsgate_shared::domain::MessageBody;
+use smsgate_shared::metrics::MetricsToken;
 
 #[derive(Debug, Clone)]
 pub struct Settings {
@@ -40,17 +41,8 @@ pub struct Settings {
     /// The web panel's settings (DISPLAY_TZ, sessions, login throttling).
     pub panel: crate::panel::PanelSettings,
     /// When set, `GET /metrics` answers only `Authorization: Bearer <this>`.
-    pub metrics_token: Option<SecretString>,
+    pub metrics_token: Option<MetricsToken>,
 }
-
-/// Secrets that ship in examples and old READMEs; production refuses them.
-const KNOWN_DEFAULT_SECRETS: &[&str] = &[
-    "dev-secret-key",
-    "dev-jwt-key",
-    "change-me",
-    "secret",
-    "changeme",
-];
 
 impl Settings {
     /// Reads every key; in production a missing or known-default secret is an error, in
@@ -85,7 +77,7 @@ impl Settings {
                 false,
             )?,
             panel: crate::panel::PanelSettings::from_env()?,
-            metrics_token: metrics_token(config::var("METRICS_TOKEN"))?,
+            metrics_token: MetricsToken::from_env()?,
         })
     }
 
@@ -153,21 +145,6 @@ fn nonzero_key_ttl(ttl: Duration) -> Result<Duration, ConfigError> {
     Ok(ttl)
 }
 
-/// `METRICS_TOKEN`: unset leaves `/metrics` open (to whoever reaches the port); a value
-/// must be long enough not to be guessed, as the other secrets.
-fn metrics_token(value: Option<String>) -> Result<Option<SecretString>, ConfigError> {
-    match value {
-        None => Ok(None),
-        Some(token) if token.trim().len() < 16 || looks_like_a_placeholder(&token) => {
-            Err(ConfigError::new(
-                "METRICS_TOKEN",
-                "is shorter than 16 characters or a placeholder; set a strong random value, or leave it unset",
-            ))
-        }
-        Some(token) => Ok(Some(token.trim().to_owned().into())),
-    }
-}
-
 fn secret(env: AppEnv, key: &'static str) -> Result<SecretString, ConfigError> {
     resolve_secret(env, key, config::var(key))
 }
@@ -195,15 +172,6 @@ fn resolve_secret(
             Ok(random_secret().into())
         }
     }
-}
-
-/// Known defaults, and the placeholders example files ship (`CHANGE-ME-…`).
-fn looks_like_a_placeholder(value: &str) -> bool {
-    let lower = value.to_ascii_lowercase();
-    KNOWN_DEFAULT_SECRETS.contains(&lower.as_str())
-        || ["change-me", "changeme", "placeholder", "example"]
-            .iter()
-            .any(|p| lower.contains(p))
 }
 
 fn random_secret() -> String {
@@ -251,17 +219,6 @@ mod tests {
             );
         }
         assert!(resolve_secret(AppEnv::Production, "SECRET_KEY", Some("a".repeat(32))).is_ok());
-    }
-
-    #[test]
-    fn a_weak_metrics_token_is_refused_and_names_the_key() {
-        for weak in ["short", "CHANGE-ME-metrics-token-placeholder"] {
-            let err = metrics_token(Some(weak.into())).unwrap_err();
-            assert_eq!(err.key, "METRICS_TOKEN", "{weak}");
-        }
-        assert!(metrics_token(None).unwrap().is_none());
-        let token = metrics_token(Some("a".repeat(32))).unwrap().unwrap();
-        assert_eq!(token.expose_secret(), "a".repeat(32));
     }
 
     #[test]

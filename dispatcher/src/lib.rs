@@ -131,7 +131,13 @@ pub async fn start(settings: Settings) -> anyhow::Result<RunningDispatcher> {
     let shutdown = CancellationToken::new();
     let (metrics_addr, metrics_server) = match settings.metrics_bind {
         Some(bind) => {
-            let (addr, server) = metrics::serve(bind, metrics.clone(), shutdown.clone()).await?;
+            let (addr, server) = metrics::serve(
+                bind,
+                metrics.clone(),
+                settings.metrics_token.clone(),
+                shutdown.clone(),
+            )
+            .await?;
             (Some(addr), Some(server))
         }
         None => (None, None),

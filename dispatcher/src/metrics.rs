@@ -6,11 +6,12 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use axum::http::header::CONTENT_TYPE;
+use axum::http::header::{AUTHORIZATION, CONTENT_TYPE};
+use axum::http::{HeaderMap, StatusCode};
 use axum::routing::get;
 use axum::Router;
 use smsgate_shared::metrics::{
-    self as shared, Histogram, IntCounter, MetricsRegistry, LATENCY_BUCKETS,
+    self as shared, Histogram, IntCounter, MetricsRegistry, MetricsToken, LATENCY_BUCKETS,
 };
 use tokio_util::sync::CancellationToken;
 
@@ -204,12 +205,13 @@ impl DispatcherMetrics {
     }
 }
 
-/// Binds `bind` and serves `GET /metrics` there until `shutdown`. Returns the bound
-/// address (port 0 picks one). A bind failure is an error naming METRICS_BIND: two
-/// dispatchers on one host need a port each.
+/// Binds `bind` and serves `GET /metrics` there until `shutdown`, to scrapes that bear
+/// `token` when one is set. Returns the bound address (port 0 picks one). A bind failure
+/// is an error naming METRICS_BIND: two dispatchers on one host need a port each.
 pub async fn serve(
     bind: SocketAddr,
     metrics: DispatcherMetrics,
+    token: Option<MetricsToken>,
     shutdown: CancellationToken,
 ) -> anyhow::Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
     let listener = tokio::net::TcpListener::bind(bind)
@@ -218,7 +220,25 @@ pub async fn serve(
     let addr = listener.local_addr()?;
     let app = Router::new().route(
         "/metrics",
-        get(move || async move { ([(CONTENT_TYPE, shared::CONTENT_TYPE)], metrics.render()) }),
+        get(move |headers: HeaderMap| async move {
+            let presented = headers
+                .get(AUTHORIZATION)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.strip_prefix("Bearer "))
+                .map(str::trim);
+            match token.as_ref().map(|t| t.check(presented)) {
+                Some(Err(refusal)) => (
+                    StatusCode::UNAUTHORIZED,
+                    [(CONTENT_TYPE, "text/plain; charset=utf-8")],
+                    refusal.to_string(),
+                ),
+                None | Some(Ok(())) => (
+                    StatusCode::OK,
+                    [(CONTENT_TYPE, shared::CONTENT_TYPE)],
+                    metrics.render(),
+                ),
+            }
+        }),
     );
     let server = tokio::spawn(async move {
         let stopped = axum::serve(listener, app)

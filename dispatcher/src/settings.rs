@@ -4,6 +4,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use smsgate_shared::config::{self, ConfigError, QueueSettings};
+use smsgate_shared::metrics::MetricsToken;
 
 #[derive(Debug, Clone)]
 pub struct Settings {
@@ -25,6 +26,9 @@ pub struct Settings {
     pub batch_max_wait: Duration,
     /// Where `GET /metrics` is served; `None` (METRICS_BIND=off): nowhere.
     pub metrics_bind: Option<SocketAddr>,
+    /// METRICS_TOKEN: when set, a scrape must send `Authorization: Bearer <it>`. Required
+    /// when `metrics_bind` is not a loopback address.
+    pub metrics_token: Option<MetricsToken>,
     /// How webhook deliveries are made.
     pub webhooks: WebhookSettings,
 }
@@ -115,7 +119,7 @@ pub struct HktSettings {
 impl Settings {
     pub fn from_env() -> Result<Settings, ConfigError> {
         config::load_dotenv();
-        Ok(Settings {
+        let settings = Settings {
             database_url: config::string_or(
                 "DATABASE_URL",
                 "postgres://postgres@127.0.0.1:5432/smsgate",
@@ -150,8 +154,11 @@ impl Settings {
             batch_max_wait: config::parse_or("RESULT_BATCH_MS", 50u64)
                 .map(Duration::from_millis)?,
             metrics_bind: metrics_bind(config::var("METRICS_BIND").as_deref())?,
+            metrics_token: MetricsToken::from_env()?,
             webhooks: WebhookSettings::from_env()?,
-        })
+        };
+        require_token_off_loopback(settings.metrics_bind, settings.metrics_token.as_ref())?;
+        Ok(settings)
     }
 
     /// Settings for tests: the given database, broker, prefix and gateway.
@@ -187,6 +194,7 @@ impl Settings {
             batch_max_wait: Duration::from_millis(20),
             // A port of its own for every test dispatcher.
             metrics_bind: Some(SocketAddr::from(([127, 0, 0, 1], 0))),
+            metrics_token: None,
             webhooks: WebhookSettings::for_tests(),
         }
     }
@@ -207,6 +215,24 @@ fn metrics_bind(raw: Option<&str>) -> Result<Option<SocketAddr>, ConfigError> {
                 format!("`{addr}` is not an address like 127.0.0.1:9464, nor `off`"),
             )
         }),
+    }
+}
+
+/// Metrics served beyond this host are guarded: an open `/metrics` on every interface (as
+/// compose and Kubernetes bind it) would show the backlog and traffic to anyone who can
+/// reach the pod.
+fn require_token_off_loopback(
+    bind: Option<SocketAddr>,
+    token: Option<&MetricsToken>,
+) -> Result<(), ConfigError> {
+    match (bind, token) {
+        (Some(addr), None) if !addr.ip().is_loopback() => Err(ConfigError::new(
+            MetricsToken::KEY,
+            format!(
+                "is required when METRICS_BIND ({addr}) is not a loopback address; set a random token of 16+ characters and give it to the scraper"
+            ),
+        )),
+        _ => Ok(()),
     }
 }
 
@@ -233,6 +259,17 @@ fn duration_at_least(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn metrics_beyond_loopback_require_a_token() {
+        let open: SocketAddr = "0.0.0.0:9464".parse().unwrap();
+        let err = require_token_off_loopback(Some(open), None).unwrap_err();
+        assert_eq!(err.key, "METRICS_TOKEN");
+        let token = MetricsToken::parse(&"t".repeat(32)).unwrap();
+        assert!(require_token_off_loopback(Some(open), Some(&token)).is_ok());
+        assert!(require_token_off_loopback(Some(DEFAULT_METRICS_BIND), None).is_ok());
+        assert!(require_token_off_loopback(None, None).is_ok());
+    }
 
     #[test]
     fn metrics_bind_defaults_to_loopback_and_can_be_turned_off() {

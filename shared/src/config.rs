@@ -28,6 +28,25 @@ pub fn load_dotenv() {
     let _ = dotenvy::dotenv();
 }
 
+/// Secrets that shipped as defaults in the replaced systems or in examples.
+const KNOWN_DEFAULT_SECRETS: &[&str] = &[
+    "dev-secret-key",
+    "dev-jwt-key",
+    "change-me",
+    "secret",
+    "changeme",
+];
+
+/// Whether a secret is a known default or a placeholder that example files ship
+/// (`CHANGE-ME-…`): such a value must never guard anything.
+pub fn looks_like_a_placeholder(value: &str) -> bool {
+    let lower = value.to_ascii_lowercase();
+    KNOWN_DEFAULT_SECRETS.contains(&lower.as_str())
+        || ["change-me", "changeme", "placeholder", "example"]
+            .iter()
+            .any(|p| lower.contains(p))
+}
+
 /// The raw value of `key`, `None` when unset or empty.
 pub fn var(key: &str) -> Option<String> {
     std::env::var(key).ok().filter(|v| !v.trim().is_empty())

@@ -7,6 +7,11 @@
 //! Names are `smsgate_*` with the unit in the name; labels only take values from short
 //! fixed lists (never ids, numbers or raw paths), so the series stay few.
 
+use secrecy::{ExposeSecret, SecretString};
+use subtle::ConstantTimeEq;
+
+use crate::config::{self, looks_like_a_placeholder, ConfigError};
+
 pub use prometheus::{Histogram, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec};
 
 /// `Content-Type` of [`MetricsRegistry::render`]'s output.
@@ -163,5 +168,89 @@ mod tests {
         a.counter("smsgate_test_total", "A.").inc();
         b.counter("smsgate_test_total", "B.");
         assert!(b.render().contains("smsgate_test_total 0"));
+    }
+}
+
+/// The bearer token that guards a process's `/metrics` (`METRICS_TOKEN`): the API's and
+/// each dispatcher's. Holding one is proof it is long and not a placeholder.
+#[derive(Clone)]
+pub struct MetricsToken(SecretString);
+
+/// Why a scrape was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum MetricsRefusal {
+    #[error("authentication required: send `Authorization: Bearer <METRICS_TOKEN>`")]
+    Missing,
+    #[error("the metrics token is not valid")]
+    Wrong,
+}
+
+impl MetricsToken {
+    pub const KEY: &'static str = "METRICS_TOKEN";
+
+    /// A token must be long enough not to be guessed, as the other secrets.
+    pub fn parse(raw: &str) -> Result<MetricsToken, ConfigError> {
+        let token = raw.trim();
+        if token.len() < 16 || looks_like_a_placeholder(token) {
+            return Err(ConfigError::new(
+                Self::KEY,
+                "is shorter than 16 characters or a placeholder; set a strong random value, or leave it unset",
+            ));
+        }
+        Ok(MetricsToken(token.to_owned().into()))
+    }
+
+    /// `METRICS_TOKEN` from the environment: unset leaves `/metrics` open to whoever
+    /// reaches its port.
+    pub fn from_env() -> Result<Option<MetricsToken>, ConfigError> {
+        config::var(Self::KEY)
+            .as_deref()
+            .map(Self::parse)
+            .transpose()
+    }
+
+    /// Checks the bearer token a scrape presented, in time independent of where it
+    /// differs.
+    pub fn check(&self, presented: Option<&str>) -> Result<(), MetricsRefusal> {
+        let given = presented.ok_or(MetricsRefusal::Missing)?;
+        let expected = self.0.expose_secret().as_bytes();
+        if bool::from(given.as_bytes().ct_eq(expected)) {
+            Ok(())
+        } else {
+            Err(MetricsRefusal::Wrong)
+        }
+    }
+}
+
+impl std::fmt::Debug for MetricsToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("MetricsToken([REDACTED])")
+    }
+}
+
+#[cfg(test)]
+mod token_tests {
+    use super::*;
+
+    #[test]
+    fn a_weak_metrics_token_is_refused_and_names_the_key() {
+        for weak in ["short", "CHANGE-ME-metrics-token-placeholder"] {
+            let err = MetricsToken::parse(weak).unwrap_err();
+            assert_eq!(err.key, "METRICS_TOKEN", "{weak}");
+        }
+    }
+
+    #[test]
+    fn only_the_exact_bearer_token_is_accepted() {
+        let token = MetricsToken::parse(&"a".repeat(32)).unwrap();
+        assert_eq!(token.check(Some(&"a".repeat(32))), Ok(()));
+        assert_eq!(token.check(None), Err(MetricsRefusal::Missing));
+        for wrong in ["", "a", &"a".repeat(31), &"a".repeat(33), &"b".repeat(32)] {
+            assert_eq!(
+                token.check(Some(wrong)),
+                Err(MetricsRefusal::Wrong),
+                "{wrong}"
+            );
+        }
     }
 }

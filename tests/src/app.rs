@@ -127,7 +127,10 @@ impl TestApp {
         );
         api_settings.queue.retry_schedule = options.retry_schedule.clone();
         api_settings.webhook_allow_internal_targets = options.allow_internal_webhooks;
-        api_settings.metrics_token = options.metrics_token.clone().map(Into::into);
+        api_settings.metrics_token = options
+            .metrics_token
+            .as_deref()
+            .map(|t| smsgate_shared::metrics::MetricsToken::parse(t).expect("a strong test token"));
         let api = smsgate_api::start(api_settings)
             .await
             .expect("start the API");

@@ -14,9 +14,8 @@ use axum::http::request::Parts;
 use axum::response::IntoResponse;
 use axum::routing::get;
 use axum::Router;
-use secrecy::ExposeSecret;
 use smsgate_shared::metrics::{
-    self as shared, IntCounter, IntGauge, MetricsRegistry, LATENCY_BUCKETS,
+    self as shared, IntCounter, IntGauge, MetricsRefusal, MetricsRegistry, LATENCY_BUCKETS,
 };
 use socketioxide::SocketIo;
 
@@ -24,7 +23,6 @@ pub use http::{HttpMetrics, RecordHttpLayer, UNMATCHED};
 
 use crate::auth::bearer_token;
 use crate::error::ApiError;
-use crate::panel::session::constant_time_eq;
 use crate::state::AppState;
 
 /// Every metric of one API process. Cheap to clone.
@@ -186,20 +184,16 @@ impl FromRequestParts<AppState> for MetricsReader {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, app: &AppState) -> Result<Self, ApiError> {
-        let Some(expected) = &app.settings.metrics_token else {
+        let Some(token) = &app.settings.metrics_token else {
             return Ok(MetricsReader);
         };
-        match bearer_token(parts) {
-            None => Err(ApiError::Unauthorized {
+        match token.check(bearer_token(parts)) {
+            Ok(()) => Ok(MetricsReader),
+            Err(MetricsRefusal::Missing) => Err(ApiError::Unauthorized {
                 code: "UNAUTHORIZED",
                 message: "Authentication required: send `Authorization: Bearer <METRICS_TOKEN>`",
             }),
-            Some(given)
-                if constant_time_eq(given.as_bytes(), expected.expose_secret().as_bytes()) =>
-            {
-                Ok(MetricsReader)
-            }
-            Some(_) => Err(ApiError::Unauthorized {
+            Err(MetricsRefusal::Wrong) => Err(ApiError::Unauthorized {
                 code: "INVALID_TOKEN",
                 message: "The metrics token is not valid",
             }),

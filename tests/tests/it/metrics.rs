@@ -214,3 +214,37 @@ async fn the_dispatcher_counts_a_sent_message_on_its_metrics_port() {
     assert!(page.sum("smsgate_result_batch_commit_seconds_count", &[]) >= Some(1.0));
     app.teardown().await;
 }
+
+#[tokio::test]
+async fn a_dispatcher_with_a_metrics_token_refuses_scrapes_without_it() {
+    let mut app = TestApp::spawn_without_dispatcher().await;
+    let token = "dispatcher-metrics-token-0123456789";
+    let mut settings = app.dispatcher_settings();
+    settings.metrics_token = Some(smsgate_shared::metrics::MetricsToken::parse(token).unwrap());
+    app.start_dispatcher_with(settings).await;
+    let addr = app
+        .dispatcher
+        .as_ref()
+        .and_then(|d| d.metrics_addr)
+        .unwrap();
+    let url = format!("http://{addr}/metrics");
+
+    let bare = app.http.get(&url).send().await.unwrap();
+    assert_eq!(bare.status(), StatusCode::UNAUTHORIZED);
+    let wrong = app
+        .http
+        .get(&url)
+        .bearer_auth("not-the-token-at-all")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(wrong.status(), StatusCode::UNAUTHORIZED);
+    let right = app.http.get(&url).bearer_auth(token).send().await.unwrap();
+    assert_eq!(right.status(), StatusCode::OK);
+    let text = right.text().await.unwrap();
+    assert!(
+        text.contains("smsgate_dispatch_jobs_consumed_total"),
+        "{text}"
+    );
+    app.teardown().await;
+}
