@@ -185,7 +185,8 @@ async fn behind_the_proxy_the_right_most_forwarded_for_entry_is_counted_not_a_fo
 
 #[tokio::test]
 async fn parallel_wrong_logins_cannot_slip_past_the_limit() {
-    let app = TestApp::spawn_without_dispatcher().await;
+    // Debug-build argon2 is slow: give the checked attempts time to finish.
+    let app = spawn_with_settings(|s| s.request_timeout = Duration::from_secs(120)).await;
     let attempts = (0..12).map(|_| api_login(&app, None, "SMSadmin", "wrong-password"));
     let results = futures::future::join_all(attempts).await;
     let checked = results
