@@ -340,6 +340,7 @@ pub async fn ensure_default_admin(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::auth::verify_password;
 
     #[test]
     fn the_dummy_hash_is_a_valid_argon2id_hash() {
