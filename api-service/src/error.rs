@@ -53,6 +53,12 @@ pub enum ApiError {
         "another request with this Idempotency-Key was accepted first; retry to get its answer"
     )]
     IdempotencyKeyTaken,
+    /// The login throttle refused the attempt; the budget frees after `retry_after`.
+    #[error("too many failed login attempts; try again later")]
+    TooManyAttempts { retry_after: std::time::Duration },
+    /// A bounded resource (password hashing) stayed busy: retry in a second.
+    #[error("the server is busy checking passwords; retry in a moment")]
+    Busy,
     #[error("service temporarily unavailable")]
     Unavailable(#[source] anyhow::Error),
     #[error("internal error")]
@@ -92,7 +98,8 @@ impl ApiError {
             // and the IETF idempotency-key draft answer it).
             ApiError::IdempotencyMismatch => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
-            ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::TooManyAttempts { .. } => StatusCode::TOO_MANY_REQUESTS,
+            ApiError::Busy | ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -108,6 +115,8 @@ impl ApiError {
             ApiError::MethodNotAllowed => "METHOD_NOT_ALLOWED",
             ApiError::IdempotencyMismatch => "IDEMPOTENCY_KEY_REUSED",
             ApiError::IdempotencyKeyTaken => "IDEMPOTENCY_KEY_IN_USE",
+            ApiError::TooManyAttempts { .. } => "TOO_MANY_ATTEMPTS",
+            ApiError::Busy => "BUSY",
             ApiError::Unavailable(_) => "SERVICE_UNAVAILABLE",
             ApiError::Internal(_) => "INTERNAL_SERVER_ERROR",
         }
@@ -171,11 +180,17 @@ impl IntoResponse for ApiError {
             },
         };
         let mut response = (self.status(), axum::Json(body)).into_response();
-        if matches!(self, ApiError::Unavailable(_)) {
-            response.headers_mut().insert(
-                header::RETRY_AFTER,
-                HeaderValue::from_static(RETRY_AFTER_SECS),
-            );
+        let retry_after = match &self {
+            ApiError::Unavailable(_) => Some(HeaderValue::from_static(RETRY_AFTER_SECS)),
+            // A hashing slot frees within milliseconds; a second is plenty.
+            ApiError::Busy => Some(HeaderValue::from_static("1")),
+            ApiError::TooManyAttempts { retry_after } => {
+                Some(HeaderValue::from(retry_after.as_secs().max(1)))
+            }
+            _ => None,
+        };
+        if let Some(value) = retry_after {
+            response.headers_mut().insert(header::RETRY_AFTER, value);
         }
         response
     }
@@ -242,6 +257,25 @@ mod tests {
         assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
         assert_eq!(body["error"]["code"], "SERVICE_UNAVAILABLE");
         assert_eq!(retry.unwrap(), "5");
+    }
+
+    #[tokio::test]
+    async fn a_throttled_login_is_429_with_the_seconds_until_the_window_frees() {
+        let (status, body, retry) = body_of(ApiError::TooManyAttempts {
+            retry_after: std::time::Duration::from_secs(540),
+        })
+        .await;
+        assert_eq!(status, StatusCode::TOO_MANY_REQUESTS);
+        assert_eq!(body["error"]["code"], "TOO_MANY_ATTEMPTS");
+        assert_eq!(retry.unwrap(), "540");
+    }
+
+    #[tokio::test]
+    async fn busy_password_hashing_is_a_quick_503_with_retry_after_one_second() {
+        let (status, body, retry) = body_of(ApiError::Busy).await;
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(body["error"]["code"], "BUSY");
+        assert_eq!(retry.unwrap(), "1");
     }
 
     #[tokio::test]

@@ -42,7 +42,7 @@ use tower_http::trace::TraceLayer;
 use tracing::{info, warn};
 
 use crate::auth::service::{ensure_default_admin, DefaultAdmin};
-use crate::auth::{JwtKeys, TokenOwners};
+use crate::auth::{JwtKeys, PasswordGate, TokenOwners};
 use crate::error::ApiError;
 use crate::outbox::Outbox;
 use crate::settings::Settings;
@@ -211,6 +211,10 @@ pub async fn start(settings: Settings) -> anyhow::Result<RunningApi> {
         broker,
         jwt,
         token_owners: TokenOwners::default(),
+        passwords: PasswordGate::new(
+            settings.login.password_hash_concurrency,
+            settings.login.password_hash_wait,
+        ),
         outbox: outbox.clone(),
         settings: settings.clone(),
         live,

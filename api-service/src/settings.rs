@@ -38,10 +38,88 @@ pub struct Settings {
     /// Whether webhooks may point at loopback, private and link-local addresses
     /// (development and tests only; the dispatchers have the same setting).
     pub webhook_allow_internal_targets: bool,
-    /// The web panel's settings (DISPLAY_TZ, sessions, login throttling).
+    /// The web panel's settings (DISPLAY_TZ, sessions, cookies).
     pub panel: crate::panel::PanelSettings,
+    /// Login throttling and password-hashing limits, shared by the panel and the API.
+    pub login: LoginSettings,
     /// When set, `GET /metrics` answers only `Authorization: Bearer <this>`.
     pub metrics_token: Option<MetricsToken>,
+}
+
+/// The one login throttle (panel `/login`, `POST /api/auth/login`, `POST /api/auth`) and the
+/// bound on concurrent argon2 work.
+#[derive(Debug, Clone)]
+pub struct LoginSettings {
+    /// LOGIN_MAX_FAILURES_PER_USERNAME: failed logins for one username *from one client
+    /// address* within `window` before that pair is refused. (The name predates the pairing;
+    /// other addresses can still sign in to the account.)
+    pub max_failures_per_user_address: u32,
+    /// LOGIN_MAX_FAILURES_PER_ADDRESS: failed logins from one client address, any username,
+    /// within `window` (password spraying).
+    pub max_failures_per_address: u32,
+    /// LOGIN_THROTTLE_WINDOW: how long failures count, from the first one.
+    pub window: Duration,
+    /// TRUST_PROXY_HEADERS: take the client address from `X-Real-IP` (or the right-most
+    /// `X-Forwarded-For` entry). Only behind our nginx or ingress, which overwrite them;
+    /// otherwise clients could forge an address per attempt.
+    pub trust_proxy_headers: bool,
+    /// PASSWORD_HASH_CONCURRENCY: argon2 hashes or verifications running at once (19 MiB
+    /// and a core each); more wait up to `password_hash_wait`, then get 503 BUSY.
+    pub password_hash_concurrency: usize,
+    /// PASSWORD_HASH_WAIT: how long a login waits for a hashing slot.
+    pub password_hash_wait: Duration,
+}
+
+impl Default for LoginSettings {
+    fn default() -> Self {
+        LoginSettings {
+            max_failures_per_user_address: 5,
+            max_failures_per_address: 20,
+            window: Duration::from_secs(15 * 60),
+            trust_proxy_headers: false,
+            password_hash_concurrency: 4,
+            password_hash_wait: Duration::from_millis(500),
+        }
+    }
+}
+
+impl LoginSettings {
+    pub fn from_env() -> Result<LoginSettings, ConfigError> {
+        let defaults = LoginSettings::default();
+        let settings = LoginSettings {
+            max_failures_per_user_address: config::parse_or(
+                "LOGIN_MAX_FAILURES_PER_USERNAME",
+                defaults.max_failures_per_user_address,
+            )?,
+            max_failures_per_address: config::parse_or(
+                "LOGIN_MAX_FAILURES_PER_ADDRESS",
+                defaults.max_failures_per_address,
+            )?,
+            window: config::duration_or("LOGIN_THROTTLE_WINDOW", defaults.window)?,
+            trust_proxy_headers: config::bool_or("TRUST_PROXY_HEADERS", false)?,
+            password_hash_concurrency: config::parse_or(
+                "PASSWORD_HASH_CONCURRENCY",
+                defaults.password_hash_concurrency,
+            )?,
+            password_hash_wait: config::duration_or(
+                "PASSWORD_HASH_WAIT",
+                defaults.password_hash_wait,
+            )?,
+        };
+        if settings.password_hash_concurrency == 0 {
+            return Err(ConfigError::new(
+                "PASSWORD_HASH_CONCURRENCY",
+                "must be at least 1",
+            ));
+        }
+        if settings.window.is_zero() {
+            return Err(ConfigError::new(
+                "LOGIN_THROTTLE_WINDOW",
+                "must be longer than zero, e.g. 15m",
+            ));
+        }
+        Ok(settings)
+    }
 }
 
 impl Settings {
@@ -77,6 +155,7 @@ impl Settings {
                 false,
             )?,
             panel: crate::panel::PanelSettings::from_env()?,
+            login: LoginSettings::from_env()?,
             metrics_token: MetricsToken::from_env()?,
         })
     }
@@ -113,6 +192,12 @@ impl Settings {
             // Tests run their receivers on loopback.
             webhook_allow_internal_targets: true,
             panel: crate::panel::PanelSettings::default(),
+            login: LoginSettings {
+                // Debug-build argon2 is slow and tests log in in parallel: wait longer than
+                // production before answering BUSY, so only tests that mean to see it do.
+                password_hash_wait: Duration::from_secs(30),
+                ..LoginSettings::default()
+            },
             metrics_token: None,
         }
     }

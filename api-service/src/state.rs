@@ -5,7 +5,7 @@ use std::sync::Arc;
 use smsgate_shared::queue::Broker;
 use sqlx::PgPool;
 
-use crate::auth::{JwtKeys, TokenOwners};
+use crate::auth::{JwtKeys, PasswordGate, TokenOwners};
 use crate::live::LiveHub;
 use crate::metrics::ApiMetrics;
 use crate::outbox::Outbox;
@@ -37,6 +37,8 @@ pub struct Services {
     pub jwt: JwtKeys,
     /// API token owners, so single sends skip a lookup per call.
     pub token_owners: TokenOwners,
+    /// The bound on concurrent argon2 work (logins, password changes).
+    pub passwords: PasswordGate,
     pub outbox: Outbox,
     /// Writes small sends in shared statements.
     pub small_sends: AcceptBatcher,

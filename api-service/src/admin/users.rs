@@ -7,7 +7,8 @@ use tracing::info;
 
 use super::password::{check_password, check_username};
 use super::{audit, repo};
-use crate::auth::{hash_password, verify_password, ApiToken};
+use crate::auth::repo::revoke_credentials;
+use crate::auth::{hash_password, ApiToken, GateError, PasswordGate, MAX_PASSWORD_BYTES};
 
 pub use super::repo::UserSummary;
 
@@ -51,6 +52,17 @@ pub struct UserChange {
     pub password: Option<String>,
     pub is_active: Option<bool>,
     pub is_admin: Option<bool>,
+}
+
+/// A busy hashing gate is shown beside the form field, so the user simply submits again.
+fn gate_error(err: GateError) -> UserAdminError {
+    match err {
+        GateError::Busy(_) => UserAdminError::Invalid {
+            field: "current",
+            message: "The server is busy checking passwords; submit again in a moment.".to_owned(),
+        },
+        GateError::Internal(e) => UserAdminError::Internal(e),
+    }
 }
 
 /// Hashing is CPU-heavy by design: keep it off the async workers.
@@ -165,13 +177,19 @@ pub async fn update_user(
     let target_name = format!("user:{id}");
     if let Some(password_hash) = password_hash {
         repo::set_password(&mut tx, id, &password_hash).await?;
-        repo::delete_sessions_of(&mut tx, id, None).await?;
+        // A reset is how an admin shuts out whoever learnt the old password: every JWT,
+        // API token and session issued under it ends with it.
+        let revoked = revoke_credentials(&mut tx, id, None).await?;
         audit::record(
             &mut tx,
             Some(actor_id),
             "user.password",
             &target_name,
-            json!({}),
+            json!({
+                "revoked_api_tokens": revoked.api_tokens,
+                "ended_sessions": revoked.sessions,
+                "jwts_revoked": true,
+            }),
         )
         .await?;
     }
@@ -262,10 +280,12 @@ pub async fn regenerate_token(
 }
 
 /// A user changing their own password: the current one must match; every other session of
-/// theirs ends (`keep_session` is the one they are using).
+/// theirs ends (`keep_session` is the one they are using), and so do their JWTs and API
+/// tokens. The argon2 work goes through `gate`.
 #[tracing::instrument(name = "account.change_password", skip_all, fields(user.id = user_id))]
 pub async fn change_own_password(
     db: &PgPool,
+    gate: &PasswordGate,
     user_id: i64,
     username: &str,
     current: &str,
@@ -281,10 +301,10 @@ pub async fn change_own_password(
             message: "Choose a password different from the current one.".to_owned(),
         });
     }
-    let current = current.to_owned();
-    let matches = tokio::task::spawn_blocking(move || verify_password(&current, &stored))
-        .await
-        .map_err(|e| anyhow::anyhow!("password check task failed: {e}"))?;
+    if current.len() > MAX_PASSWORD_BYTES {
+        return Err(UserAdminError::WrongCurrentPassword);
+    }
+    let matches = gate.verify(current, stored).await.map_err(gate_error)?;
     if !matches {
         return Err(UserAdminError::WrongCurrentPassword);
     }
@@ -292,16 +312,20 @@ pub async fn change_own_password(
         field: "new_password",
         message,
     })?;
-    let password_hash = hash(new_password).await?;
+    let password_hash = gate.hash(new_password).await.map_err(gate_error)?;
     let mut tx = db.begin().await?;
     repo::set_password(&mut tx, user_id, &password_hash).await?;
-    repo::delete_sessions_of(&mut tx, user_id, keep_session).await?;
+    let revoked = revoke_credentials(&mut tx, user_id, keep_session).await?;
     audit::record(
         &mut tx,
         Some(user_id),
         "account.password",
         &format!("user:{user_id}"),
-        json!({}),
+        json!({
+            "revoked_api_tokens": revoked.api_tokens,
+            "ended_sessions": revoked.sessions,
+            "jwts_revoked": true,
+        }),
     )
     .await?;
     tx.commit().await?;

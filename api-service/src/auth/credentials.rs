@@ -10,6 +10,10 @@ use rand::RngCore;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+/// Longest password accepted anywhere (login, change, reset), in bytes. Checked before any
+/// hashing: argon2 would otherwise be handed whatever a request body can carry.
+pub const MAX_PASSWORD_BYTES: usize = 1024;
+
 /// Hashes a password with argon2id and a random salt (PHC string format).
 /// CPU-heavy by design: call it from `spawn_blocking`.
 pub fn hash_password(password: &str) -> anyhow::Result<String> {
@@ -69,6 +73,17 @@ pub struct Claims {
     pub username: String,
     pub iat: i64,
     pub exp: i64,
+    /// The user's `credentials_epoch` at issue. A password change or reset bumps it, which
+    /// ends this token. Tokens from before the claim existed count as epoch 0.
+    #[serde(default)]
+    pub cep: i32,
+}
+
+/// What a valid JWT says: whose it is and under which credentials epoch it was issued.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct VerifiedJwt {
+    pub user_id: i64,
+    pub epoch: i32,
 }
 
 /// HS256 signing and verification keys, made once from JWT_SECRET_KEY.
@@ -88,14 +103,26 @@ impl JwtKeys {
         }
     }
 
-    /// A signed token for `user_id`, valid for `lifetime` from now.
+    /// A signed token for a user whose credentials were never changed (epoch 0); for a
+    /// token that must keep working, use [`Self::issue_with_epoch`] with the user's epoch.
     pub fn issue(&self, user_id: i64, username: &str) -> anyhow::Result<String> {
+        self.issue_with_epoch(user_id, username, 0)
+    }
+
+    /// A signed token for `user_id` under credentials `epoch`, valid for `lifetime` from now.
+    pub fn issue_with_epoch(
+        &self,
+        user_id: i64,
+        username: &str,
+        epoch: i32,
+    ) -> anyhow::Result<String> {
         let now = chrono::Utc::now();
         let claims = Claims {
             sub: user_id.to_string(),
             username: username.to_owned(),
             iat: now.timestamp(),
             exp: (now + self.lifetime).timestamp(),
+            cep: epoch,
         };
         Ok(jsonwebtoken::encode(
             &Header::new(Algorithm::HS256),
@@ -104,12 +131,15 @@ impl JwtKeys {
         )?)
     }
 
-    /// The user id of a valid, unexpired token signed with our key; `None` otherwise.
-    pub fn verify(&self, token: &str) -> Option<i64> {
+    /// The claims of a valid, unexpired token signed with our key; `None` otherwise. The
+    /// caller still compares the epoch with the user's.
+    pub fn verify(&self, token: &str) -> Option<VerifiedJwt> {
         let validation = Validation::new(Algorithm::HS256);
-        jsonwebtoken::decode::<Claims>(token, &self.decoding, &validation)
-            .ok()
-            .and_then(|data| data.claims.sub.parse().ok())
+        let data = jsonwebtoken::decode::<Claims>(token, &self.decoding, &validation).ok()?;
+        Some(VerifiedJwt {
+            user_id: data.claims.sub.parse().ok()?,
+            epoch: data.claims.cep,
+        })
     }
 }
 
@@ -144,9 +174,15 @@ mod tests {
     #[test]
     fn a_jwt_round_trips_and_a_foreign_one_is_refused() {
         let keys = JwtKeys::new(b"secret-one", chrono::Duration::hours(24));
-        let token = keys.issue(42, "alice").unwrap();
+        let token = keys.issue_with_epoch(42, "alice", 3).unwrap();
         assert!(looks_like_jwt(&token));
-        assert_eq!(keys.verify(&token), Some(42));
+        assert_eq!(
+            keys.verify(&token),
+            Some(VerifiedJwt {
+                user_id: 42,
+                epoch: 3
+            })
+        );
         let other = JwtKeys::new(b"secret-two", chrono::Duration::hours(24));
         assert_eq!(other.verify(&token), None);
     }

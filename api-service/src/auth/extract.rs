@@ -3,8 +3,10 @@
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
 
+use super::credentials::MAX_PASSWORD_BYTES;
 use super::sender::SendCredential;
 use super::service::{self, AuthError, Caller};
+use super::throttle::client_address;
 use crate::error::ApiError;
 use crate::state::AppState;
 
@@ -55,6 +57,25 @@ impl FromRequestParts<AppState> for AuthSender {
     }
 }
 
+/// The client's address as the login throttle counts it (see [`client_address`]).
+#[derive(Debug, Clone)]
+pub struct ClientAddress(pub String);
+
+impl FromRequestParts<AppState> for ClientAddress {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        Ok(ClientAddress(client_address(
+            &parts.headers,
+            &parts.extensions,
+            state.settings.login.trust_proxy_headers,
+        )))
+    }
+}
+
 const MISSING_CREDENTIALS: ApiError = ApiError::Unauthorized {
     code: "UNAUTHORIZED",
     message: "Authentication required: send `Authorization: Bearer <token>` or `X-API-Key`",
@@ -99,6 +120,16 @@ impl From<AuthError> for ApiError {
                 code: "ACCOUNT_DISABLED",
                 message: "This account is disabled",
             },
+            AuthError::PasswordChangeRequired => ApiError::Forbidden {
+                code: "PASSWORD_CHANGE_REQUIRED",
+                message: "This account must change its password before using the API: sign in to the web panel and set a new password",
+            },
+            AuthError::TooManyAttempts { retry_after } => ApiError::TooManyAttempts { retry_after },
+            AuthError::Busy => ApiError::Busy,
+            AuthError::PasswordTooLong => ApiError::validation(
+                "PASSWORD_TOO_LONG",
+                format!("password must be at most {MAX_PASSWORD_BYTES} bytes"),
+            ),
             AuthError::Database(e) => e.into(),
             AuthError::Internal(e) => ApiError::Internal(e),
         }

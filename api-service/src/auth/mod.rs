@@ -2,12 +2,17 @@
 
 mod credentials;
 mod extract;
+mod gate;
 pub mod repo;
 mod routes;
 mod sender;
 pub mod service;
+pub mod throttle;
 
-pub use credentials::{hash_password, verify_password, ApiToken, JwtKeys};
-pub use extract::{bearer_token, AuthSender, AuthUser};
+pub use credentials::{
+    hash_password, verify_password, ApiToken, JwtKeys, VerifiedJwt, MAX_PASSWORD_BYTES,
+};
+pub use extract::{bearer_token, AuthSender, AuthUser, ClientAddress};
+pub use gate::{Busy, GateError, PasswordGate};
 pub use routes::router;
 pub use sender::{confirm_sender, SendCredential, TokenOwners};

@@ -1,7 +1,7 @@
 //! SQL for users and API tokens. One function per statement.
 
 use chrono::{DateTime, Utc};
-use sqlx::PgPool;
+use sqlx::{PgConnection, PgPool};
 
 /// What authentication needs to know about a user.
 #[derive(Debug, Clone, sqlx::FromRow)]
@@ -12,6 +12,8 @@ pub struct UserRow {
     pub is_admin: bool,
     pub is_active: bool,
     pub must_change_password: bool,
+    /// Bumped by every password change or reset; JWTs of another epoch are refused.
+    pub credentials_epoch: i32,
 }
 
 /// A user found through one of their API tokens.
@@ -23,6 +25,7 @@ pub struct TokenOwnerRow {
     pub username: String,
     pub is_admin: bool,
     pub is_active: bool,
+    pub must_change_password: bool,
 }
 
 pub async fn find_user_by_username(
@@ -30,7 +33,8 @@ pub async fn find_user_by_username(
     username: &str,
 ) -> Result<Option<UserRow>, sqlx::Error> {
     sqlx::query_as(
-        "SELECT id, username, password_hash, is_admin, is_active, must_change_password
+        "SELECT id, username, password_hash, is_admin, is_active, must_change_password,
+                credentials_epoch
          FROM users WHERE lower(username) = lower($1)",
     )
     .bind(username)
@@ -40,7 +44,8 @@ pub async fn find_user_by_username(
 
 pub async fn find_user_by_id(db: &PgPool, id: i64) -> Result<Option<UserRow>, sqlx::Error> {
     sqlx::query_as(
-        "SELECT id, username, password_hash, is_admin, is_active, must_change_password
+        "SELECT id, username, password_hash, is_admin, is_active, must_change_password,
+                credentials_epoch
          FROM users WHERE id = $1",
     )
     .bind(id)
@@ -53,7 +58,8 @@ pub async fn find_token_owner(
     token_hash: &[u8],
 ) -> Result<Option<TokenOwnerRow>, sqlx::Error> {
     sqlx::query_as(
-        "SELECT t.id AS token_id, t.last_used_at, u.id AS user_id, u.username, u.is_admin, u.is_active
+        "SELECT t.id AS token_id, t.last_used_at, u.id AS user_id, u.username, u.is_admin, u.is_active,
+                u.must_change_password
          FROM api_tokens t JOIN users u ON u.id = t.user_id
          WHERE t.token_hash = $1 AND t.revoked_at IS NULL",
     )
@@ -136,6 +142,123 @@ pub async fn insert_audit(
     .bind(target)
     .bind(details)
     .execute(db)
+    .await?;
+    Ok(())
+}
+
+/// What a JWT's validity depends on beyond its signature: the account's standing now.
+#[derive(Debug, Clone, Copy, sqlx::FromRow)]
+pub struct CredentialState {
+    pub is_active: bool,
+    pub must_change_password: bool,
+    pub credentials_epoch: i32,
+}
+
+pub async fn credential_state(
+    db: &PgPool,
+    user_id: i64,
+) -> Result<Option<CredentialState>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT is_active, must_change_password, credentials_epoch FROM users WHERE id = $1",
+    )
+    .bind(user_id)
+    .fetch_optional(db)
+    .await
+}
+
+/// What [`revoke_credentials`] ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Revoked {
+    pub api_tokens: u64,
+    pub sessions: u64,
+}
+
+/// Ends every credential issued before a password change: bumps the credentials epoch
+/// (earlier JWTs), revokes the API tokens and deletes the panel sessions except
+/// `keep_session` (the one changing its own password). Call in the password's transaction.
+pub async fn revoke_credentials(
+    conn: &mut PgConnection,
+    user_id: i64,
+    keep_session: Option<&[u8]>,
+) -> Result<Revoked, sqlx::Error> {
+    sqlx::query("UPDATE users SET credentials_epoch = credentials_epoch + 1 WHERE id = $1")
+        .bind(user_id)
+        .execute(&mut *conn)
+        .await?;
+    let api_tokens = sqlx::query(
+        "UPDATE api_tokens SET revoked_at = now() WHERE user_id = $1 AND revoked_at IS NULL",
+    )
+    .bind(user_id)
+    .execute(&mut *conn)
+    .await?
+    .rows_affected();
+    let sessions = sqlx::query(
+        "DELETE FROM web_sessions WHERE user_id = $1 AND ($2::bytea IS NULL OR id_hash <> $2)",
+    )
+    .bind(user_id)
+    .bind(keep_session)
+    .execute(&mut *conn)
+    .await?
+    .rows_affected();
+    Ok(Revoked {
+        api_tokens,
+        sessions,
+    })
+}
+
+pub async fn insert_api_token_in(
+    conn: &mut PgConnection,
+    user_id: i64,
+    token_hash: &[u8],
+    label: &str,
+) -> Result<i64, sqlx::Error> {
+    sqlx::query_scalar(
+        "INSERT INTO api_tokens (user_id, token_hash, label) VALUES ($1, $2, $3) RETURNING id",
+    )
+    .bind(user_id)
+    .bind(token_hash)
+    .bind(label)
+    .fetch_one(conn)
+    .await
+}
+
+/// Revokes the user's unrevoked keys labelled `label` beyond the `keep` newest; returns
+/// the ids revoked.
+pub async fn revoke_labelled_tokens_beyond(
+    conn: &mut PgConnection,
+    user_id: i64,
+    label: &str,
+    keep: i64,
+) -> Result<Vec<i64>, sqlx::Error> {
+    sqlx::query_scalar(
+        "UPDATE api_tokens SET revoked_at = now()
+         WHERE id IN (SELECT id FROM api_tokens
+                      WHERE user_id = $1 AND label = $2 AND revoked_at IS NULL
+                      ORDER BY created_at DESC, id DESC OFFSET $3)
+         RETURNING id",
+    )
+    .bind(user_id)
+    .bind(label)
+    .bind(keep)
+    .fetch_all(conn)
+    .await
+}
+
+pub async fn insert_audit_in(
+    conn: &mut PgConnection,
+    actor_id: Option<i64>,
+    action: &str,
+    target: &str,
+    details: serde_json::Value,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO audit_log (actor_id, action, target, details) VALUES ($1, $2, $3, $4)",
+    )
+    .bind(actor_id)
+    .bind(action)
+    .bind(target)
+    .bind(details)
+    .execute(conn)
     .await?;
     Ok(())
 }

@@ -5,6 +5,7 @@ use axum::routing::post;
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 
+use super::extract::ClientAddress;
 use super::service;
 use crate::error::ApiError;
 use crate::extract::ApiJson;
@@ -29,9 +30,19 @@ struct LoginResponse {
 
 async fn log_in(
     State(app): State<AppState>,
+    ClientAddress(address): ClientAddress,
     ApiJson(req): ApiJson<LoginRequest>,
 ) -> Result<Json<LoginResponse>, ApiError> {
-    let login = service::login(&app.db, &app.jwt, &req.username, &req.password).await?;
+    let login = service::login(
+        &app.db,
+        &app.jwt,
+        app.login_limits(),
+        &req.username,
+        &req.password,
+        &address,
+    )
+    .await?
+    .require_current_password()?;
     Ok(Json(LoginResponse {
         access_token: login.access_token,
         token_type: "Bearer",

@@ -1,8 +1,10 @@
 //! The sender of a single send, resolved without a database read on the hot path.
 //!
 //! `POST /api/sms` is the busiest route, and reading the account on every call was a third
-//! of its database work. A JWT names its user once its signature checks out; an API token's
-//! owner is cached for a minute (a token never changes owner). Whether the account is still
+//! of its database work. A JWT names its user once its signature checks out, and its
+//! credentials epoch is compared with the user's, read at most once a second per user (so a
+//! password change ends earlier JWTs here within a second); an API token's owner is cached
+//! for a minute (a token never changes owner). Whether the account is still
 //! active and the token still unrevoked is checked by the statement that stores the message
 //! (`sms::batch`), so disabling a user or revoking a token still takes effect at once.
 
@@ -28,10 +30,16 @@ pub struct SendCredential {
 const TOKEN_OWNER_TTL: Duration = Duration::from_secs(60);
 const TOKEN_OWNER_CAPACITY: u64 = 10_000;
 
-/// API token hash → owner, shared by all requests. Cheap to clone.
+/// How long a user's credentials epoch is remembered for JWT sends: the delay before a
+/// password change ends an earlier JWT on this route.
+const CREDENTIAL_STATE_TTL: Duration = Duration::from_secs(1);
+
+/// API token hash → owner, and user → credential state, shared by all requests. Cheap to
+/// clone.
 #[derive(Clone)]
 pub struct TokenOwners {
     cache: moka::sync::Cache<Vec<u8>, SendCredential>,
+    states: moka::sync::Cache<i64, repo::CredentialState>,
 }
 
 impl Default for TokenOwners {
@@ -40,6 +48,10 @@ impl Default for TokenOwners {
             cache: moka::sync::Cache::builder()
                 .max_capacity(TOKEN_OWNER_CAPACITY)
                 .time_to_live(TOKEN_OWNER_TTL)
+                .build(),
+            states: moka::sync::Cache::builder()
+                .max_capacity(TOKEN_OWNER_CAPACITY)
+                .time_to_live(CREDENTIAL_STATE_TTL)
                 .build(),
         }
     }
@@ -56,9 +68,26 @@ impl TokenOwners {
         token: &str,
     ) -> Result<SendCredential, AuthError> {
         if looks_like_jwt(token) {
-            let user_id = keys.verify(token).ok_or(AuthError::InvalidToken)?;
+            let jwt = keys.verify(token).ok_or(AuthError::InvalidToken)?;
+            let state = match self.states.get(&jwt.user_id) {
+                Some(state) => state,
+                None => {
+                    let state = repo::credential_state(db, jwt.user_id)
+                        .await?
+                        .ok_or(AuthError::InvalidToken)?;
+                    self.states.insert(jwt.user_id, state);
+                    state
+                }
+            };
+            // Whether the account is active is checked by the storing statement.
+            if state.credentials_epoch != jwt.epoch {
+                return Err(AuthError::InvalidToken);
+            }
+            if state.must_change_password {
+                return Err(AuthError::PasswordChangeRequired);
+            }
             return Ok(SendCredential {
-                user_id,
+                user_id: jwt.user_id,
                 token_id: None,
             });
         }

@@ -1,12 +1,17 @@
 //! Login, request authentication and the default admin. No HTTP types here: the web
 //! panel will call the same functions.
 
+use std::time::Duration;
+
 use chrono::Utc;
 use sqlx::PgPool;
 use tracing::{info, warn};
 
-use super::credentials::{hash_password, looks_like_jwt, verify_password, ApiToken, JwtKeys};
+use super::credentials::{hash_password, looks_like_jwt, ApiToken, JwtKeys, MAX_PASSWORD_BYTES};
+use super::gate::{GateError, PasswordGate};
 use super::repo;
+use super::throttle::{self, Verdict};
+use crate::settings::LoginSettings;
 
 /// The account the replaced SMS panel created on first run; its clients log in with it.
 pub const DEFAULT_ADMIN: &str = "SMSadmin";
@@ -20,6 +25,18 @@ pub enum AuthError {
     InvalidToken,
     #[error("account is disabled")]
     Disabled,
+    /// The account's password must be changed (in the panel) before it may use the API.
+    #[error("the password must be changed first")]
+    PasswordChangeRequired,
+    /// The login throttle refused the attempt before checking the password.
+    #[error("too many failed login attempts")]
+    TooManyAttempts { retry_after: Duration },
+    /// Every password-hashing slot stayed busy for the whole wait.
+    #[error("password checks are at capacity")]
+    Busy,
+    /// Longer than [`MAX_PASSWORD_BYTES`]; refused before hashing.
+    #[error("the password is too long")]
+    PasswordTooLong,
     #[error("database error")]
     Database(#[from] sqlx::Error),
     #[error("internal error")]
@@ -39,43 +56,121 @@ pub struct Login {
     pub access_token: String,
     pub expires_in: i64,
     pub user: Caller,
+    /// The panel then sends the user to the password page; the API refuses them.
+    pub must_change_password: bool,
 }
 
-/// Checks a username and password and issues a JWT. Unknown users cost the same argon2
-/// work as wrong passwords, so response time does not reveal which usernames exist.
+impl Login {
+    /// For API logins: a pending forced password change is to be done in the panel first.
+    pub fn require_current_password(self) -> Result<Login, AuthError> {
+        if self.must_change_password {
+            return Err(AuthError::PasswordChangeRequired);
+        }
+        Ok(self)
+    }
+}
+
+/// What every login needs beside the credentials: the throttle's budgets and the bound on
+/// hashing. Borrowed from the application state.
+#[derive(Clone, Copy)]
+pub struct LoginLimits<'a> {
+    pub settings: &'a LoginSettings,
+    pub gate: &'a PasswordGate,
+}
+
+impl crate::state::Services {
+    /// The login limits of this process, for [`login`].
+    pub fn login_limits(&self) -> LoginLimits<'_> {
+        LoginLimits {
+            settings: &self.settings.login,
+            gate: &self.passwords,
+        }
+    }
+}
+
+/// Refuses a password too long to be worth hashing.
+pub fn check_password_length(password: &str) -> Result<(), AuthError> {
+    if password.len() > MAX_PASSWORD_BYTES {
+        return Err(AuthError::PasswordTooLong);
+    }
+    Ok(())
+}
+
+/// Checks a username and password from `address` and issues a JWT: every way to log in
+/// (panel, `POST /api/auth/login`, `POST /api/auth`) comes through here, so one throttle and
+/// one hashing bound cover them all. Unknown users cost the same argon2 work as wrong
+/// passwords, so response time does not reveal which usernames exist.
 #[tracing::instrument(name = "auth.login", skip_all)]
 pub async fn login(
     db: &PgPool,
     keys: &JwtKeys,
+    limits: LoginLimits<'_>,
     username: &str,
     password: &str,
+    address: &str,
 ) -> Result<Login, AuthError> {
+    check_password_length(password)?;
+    let charge = match throttle::charge(db, limits.settings, username, address).await? {
+        Verdict::Allowed(charge) => charge,
+        Verdict::Refused { retry_after } => {
+            warn!(retry_after = retry_after.as_secs(), "login throttled");
+            return Err(AuthError::TooManyAttempts { retry_after });
+        }
+    };
+    let checked = check_credentials(db, limits.gate, username, password).await;
+    match checked {
+        Ok(Some(user)) => {
+            throttle::succeeded(db, charge).await?;
+            if !user.is_active {
+                return Err(AuthError::Disabled);
+            }
+            let access_token =
+                keys.issue_with_epoch(user.id, &user.username, user.credentials_epoch)?;
+            Ok(Login {
+                access_token,
+                expires_in: keys.lifetime.num_seconds(),
+                must_change_password: user.must_change_password,
+                user: Caller {
+                    id: user.id,
+                    username: user.username,
+                    is_admin: user.is_admin,
+                },
+            })
+        }
+        Ok(None) => {
+            throttle::failed(db, limits.settings, charge).await?;
+            Err(AuthError::InvalidCredentials)
+        }
+        Err(e) => {
+            throttle::undecided(db, charge).await?;
+            Err(e)
+        }
+    }
+}
+
+/// The user, if the password is theirs.
+async fn check_credentials(
+    db: &PgPool,
+    gate: &PasswordGate,
+    username: &str,
+    password: &str,
+) -> Result<Option<repo::UserRow>, AuthError> {
     let user = repo::find_user_by_username(db, username).await?;
     let stored = user
         .as_ref()
         .map(|u| u.password_hash.clone())
         .unwrap_or_else(|| DUMMY_HASH.to_owned());
-    let password = password.to_owned();
-    let matches = tokio::task::spawn_blocking(move || verify_password(&password, &stored))
-        .await
-        .map_err(|e| anyhow::anyhow!("password check task failed: {e}"))?;
-    let user = match user {
-        Some(user) if matches => user,
-        _ => return Err(AuthError::InvalidCredentials),
-    };
-    if !user.is_active {
-        return Err(AuthError::Disabled);
+    let matches = gate.verify(password, stored).await?;
+    Ok(user.filter(|_| matches))
+}
+
+impl From<GateError> for AuthError {
+    fn from(err: GateError) -> AuthError {
+        match err {
+            GateError::Busy(_) => AuthError::Busy,
+            GateError::Internal(e) => AuthError::Internal(e),
+        }
     }
-    let access_token = keys.issue(user.id, &user.username)?;
-    Ok(Login {
-        access_token,
-        expires_in: keys.lifetime.num_seconds(),
-        user: Caller {
-            id: user.id,
-            username: user.username,
-            is_admin: user.is_admin,
-        },
-    })
 }
 
 /// An argon2id hash of a random string, verified against when the username is unknown.
@@ -86,12 +181,19 @@ const DUMMY_HASH: &str = "$argon2id$v=19$m=19456,t=2,p=1$c29tZXNhbHRzb21lc2FsdA$
 #[tracing::instrument(name = "auth.authenticate", skip_all)]
 pub async fn authenticate(db: &PgPool, keys: &JwtKeys, token: &str) -> Result<Caller, AuthError> {
     if looks_like_jwt(token) {
-        let user_id = keys.verify(token).ok_or(AuthError::InvalidToken)?;
-        let user = repo::find_user_by_id(db, user_id)
+        let jwt = keys.verify(token).ok_or(AuthError::InvalidToken)?;
+        let user = repo::find_user_by_id(db, jwt.user_id)
             .await?
             .ok_or(AuthError::InvalidToken)?;
+        // Issued before the latest password change or reset: revoked.
+        if user.credentials_epoch != jwt.epoch {
+            return Err(AuthError::InvalidToken);
+        }
         if !user.is_active {
             return Err(AuthError::Disabled);
+        }
+        if user.must_change_password {
+            return Err(AuthError::PasswordChangeRequired);
         }
         return Ok(Caller {
             id: user.id,
@@ -119,6 +221,9 @@ pub(super) async fn resolve_api_token(
     if !owner.is_active {
         return Err(AuthError::Disabled);
     }
+    if owner.must_change_password {
+        return Err(AuthError::PasswordChangeRequired);
+    }
     if owner
         .last_used_at
         .is_none_or(|at| Utc::now() - at > chrono::Duration::minutes(1))
@@ -138,6 +243,42 @@ pub(super) async fn resolve_api_token(
 pub async fn issue_api_token(db: &PgPool, user_id: i64, label: &str) -> Result<String, AuthError> {
     let token = ApiToken::generate();
     repo::insert_api_token(db, user_id, &token.hash, label).await?;
+    Ok(token.plain)
+}
+
+/// The label of keys `POST /api/auth` mints.
+pub const LOGIN_KEY_LABEL: &str = "POST /api/auth";
+
+/// Mints the API key `POST /api/auth` returns, revokes that user's auto-minted keys beyond
+/// the `keep` newest, and audits both (token ids and address, never the key), in one
+/// transaction. The plain key is returned once and never stored.
+#[tracing::instrument(name = "auth.mint_login_key", skip_all, fields(user.id = user_id))]
+pub async fn mint_login_api_key(
+    db: &PgPool,
+    user_id: i64,
+    address: &str,
+    keep: i64,
+) -> Result<String, AuthError> {
+    let token = ApiToken::generate();
+    let mut tx = db.begin().await?;
+    let token_id =
+        repo::insert_api_token_in(&mut tx, user_id, &token.hash, LOGIN_KEY_LABEL).await?;
+    let revoked =
+        repo::revoke_labelled_tokens_beyond(&mut tx, user_id, LOGIN_KEY_LABEL, keep).await?;
+    repo::insert_audit_in(
+        &mut tx,
+        Some(user_id),
+        "token.mint",
+        &format!("user:{user_id}"),
+        serde_json::json!({
+            "via": LOGIN_KEY_LABEL,
+            "token_id": token_id,
+            "address": address,
+            "revoked_token_ids": revoked,
+        }),
+    )
+    .await?;
+    tx.commit().await?;
     Ok(token.plain)
 }
 
@@ -199,6 +340,7 @@ pub async fn ensure_default_admin(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::auth::verify_password;
 
     #[test]
     fn the_dummy_hash_is_a_valid_argon2id_hash() {

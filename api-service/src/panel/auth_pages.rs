@@ -2,7 +2,7 @@
 //! initial password).
 
 use axum::extract::{Query, Request, State};
-use axum::http::{header, HeaderMap, StatusCode};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::json;
@@ -10,11 +10,13 @@ use smsgate_web::is_local_path;
 use smsgate_web::{cookies, Flash, Layout, Page, WebError};
 
 use super::forms::{CsrfForm, NoFields};
-use super::session::{self, client_address, constant_time_eq, random_token, SessionUser, SignedIn};
-use super::{db_error, throttle};
+use super::session::{self, constant_time_eq, random_token, SessionUser, SignedIn};
+use super::{db_error, PanelSettings};
 use crate::admin::password::PASSWORD_RULES;
 use crate::admin::users::{self, UserAdminError};
 use crate::auth::service::{self as auth, AuthError};
+use crate::auth::throttle::client_address;
+use crate::auth::MAX_PASSWORD_BYTES;
 use crate::state::AppState;
 
 #[derive(Deserialize, Default)]
@@ -44,11 +46,16 @@ fn login_page(
 
 /// The login form with a fresh double-submit CSRF cookie (there is no session to bind a
 /// token to yet).
-fn with_login_csrf(page: Page, token: &str, headers: &HeaderMap) -> Response {
+fn with_login_csrf(page: Page, token: &str, headers: &HeaderMap, secure: bool) -> Response {
     let mut response = page.into_response();
     response.headers_mut().append(
         header::SET_COOKIE,
-        cookies::set(cookies::LOGIN_CSRF, token, None, cookies::is_tls(headers)),
+        cookies::set(
+            cookies::LOGIN_CSRF,
+            token,
+            None,
+            secure || cookies::is_tls(headers),
+        ),
     );
     response
 }
@@ -59,9 +66,9 @@ pub async fn login_form(
     Query(query): Query<LoginQuery>,
 ) -> Response {
     let token = random_token();
-    let next = query.next.filter(|n| is_local_path(n)).unwrap_or_default();
+    let next = query.next.filter(|n| is_safe_next(n)).unwrap_or_default();
     let page = login_page(&app, &token, &next, "", None, Flash::from_headers(&headers));
-    with_login_csrf(page, &token, &headers)
+    with_login_csrf(page, &token, &headers, app.settings.panel.cookie_secure)
 }
 
 #[derive(Deserialize)]
@@ -93,47 +100,75 @@ pub async fn log_in(State(app): State<AppState>, request: Request) -> Result<Res
     let address = client_address(
         &parts.headers,
         &parts.extensions,
-        settings.trust_proxy_headers,
+        app.settings.login.trust_proxy_headers,
     );
-    let next = if is_local_path(&form.next) {
+    let next = if is_safe_next(&form.next) {
         form.next.clone()
     } else {
         String::new()
     };
-    let retry = |error: &str| {
+    let retry = |error: &str, status: StatusCode| {
         let token = random_token();
-        let page = login_page(&app, &token, &next, &form.username, Some(error), None)
-            .status(StatusCode::UNAUTHORIZED);
-        with_login_csrf(page, &token, &parts.headers)
+        let page =
+            login_page(&app, &token, &next, &form.username, Some(error), None).status(status);
+        with_login_csrf(page, &token, &parts.headers, settings.cookie_secure)
     };
 
-    if throttle::is_throttled(&app.db, settings, &form.username, &address)
-        .await
-        .map_err(db_error)?
+    let login = match auth::login(
+        &app.db,
+        &app.jwt,
+        app.login_limits(),
+        &form.username,
+        &form.password,
+        &address,
+    )
+    .await
     {
-        tracing::warn!("panel login throttled");
-        let minutes = settings.login_window.as_secs().div_ceil(60);
-        return Ok(retry(&format!(
-            "Too many failed sign-in attempts. Try again in {minutes} minutes."
-        )));
-    }
-    let login = match auth::login(&app.db, &app.jwt, &form.username, &form.password).await {
         Ok(login) => login,
         Err(AuthError::InvalidCredentials) => {
-            throttle::record_failure(&app.db, &form.username, &address)
-                .await
-                .map_err(db_error)?;
-            return Ok(retry("Wrong username or password."));
+            return Ok(retry(
+                "Wrong username or password.",
+                StatusCode::UNAUTHORIZED,
+            ))
         }
-        Err(AuthError::Disabled) => return Ok(retry("This account is disabled.")),
+        Err(AuthError::TooManyAttempts { retry_after }) => {
+            let minutes = retry_after.as_secs().div_ceil(60).max(1);
+            let mut response = retry(
+                &format!(
+                    "Too many failed sign-in attempts from here. Try again in {minutes} minute(s)."
+                ),
+                StatusCode::TOO_MANY_REQUESTS,
+            );
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, retry_after.as_secs().max(1).into());
+            return Ok(response);
+        }
+        Err(AuthError::Busy) => {
+            let mut response = retry(
+                "The server is busy. Please sign in again in a moment.",
+                StatusCode::SERVICE_UNAVAILABLE,
+            );
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+            return Ok(response);
+        }
+        Err(AuthError::PasswordTooLong) => {
+            return Ok(retry(
+                &format!("Passwords are at most {MAX_PASSWORD_BYTES} bytes."),
+                StatusCode::BAD_REQUEST,
+            ))
+        }
+        Err(AuthError::Disabled) => {
+            return Ok(retry("This account is disabled.", StatusCode::UNAUTHORIZED))
+        }
         Err(AuthError::Database(e)) => return Err(db_error(e)),
         Err(e) => return Err(WebError::Internal(e.into())),
     };
-    throttle::clear_username(&app.db, &form.username)
-        .await
-        .map_err(db_error)?;
+    let cookie_name = session::cookie_name(settings);
     // A new id at every login: a session id planted before login is worth nothing after.
-    if let Some(old) = cookies::get(&parts.headers, cookies::SESSION) {
+    if let Some(old) = cookies::get(&parts.headers, cookie_name) {
         let _ = session::delete(&app.db, &sha256(old)).await;
     }
     let raw = session::create(&app.db, login.user.id, settings.session_idle)
@@ -150,14 +185,24 @@ pub async fn log_in(State(app): State<AppState>, request: Request) -> Result<Res
     headers.append(
         header::SET_COOKIE,
         cookies::set(
-            cookies::SESSION,
+            cookie_name,
             &raw,
             Some(settings.session_max_age.as_secs() as i64),
-            cookies::is_tls(&parts.headers),
+            settings.cookie_secure || cookies::is_tls(&parts.headers),
         ),
     );
     headers.append(header::SET_COOKIE, cookies::clear(cookies::LOGIN_CSRF));
     Ok(response)
+}
+
+/// Where the login form may send the user afterwards: a plain path on this site. The
+/// browser resolves `/\t/evil.example` (a tab or newline is dropped) and `/\evil.example`
+/// as `//evil.example`, another host; so besides `//` and `/\` at the start, control
+/// characters, whitespace, backslashes and non-ASCII bytes are refused anywhere.
+pub(crate) fn is_safe_next(path: &str) -> bool {
+    is_local_path(path)
+        && !path.starts_with("//")
+        && path.bytes().all(|b| b.is_ascii_graphic() && b != b'\\')
 }
 
 fn sha256(raw: &str) -> Vec<u8> {
@@ -165,14 +210,16 @@ fn sha256(raw: &str) -> Vec<u8> {
     sha2::Sha256::digest(raw.as_bytes()).to_vec()
 }
 
-fn signed_out(flash: &str) -> Response {
+fn signed_out(flash: &str, settings: &PanelSettings) -> Response {
     let mut response = Flash::success(flash).redirect("/login");
     response
         .headers_mut()
-        .append(header::SET_COOKIE, cookies::clear(cookies::SESSION));
+        .append(header::SET_COOKIE, session::clear_cookie(settings));
     response
 }
 
+/// `POST /logout` with the session's CSRF token. There is no `GET /logout` (405): a link or
+/// an image on another site must not be able to sign anyone out.
 pub async fn log_out(
     State(app): State<AppState>,
     CsrfForm { user, .. }: CsrfForm<SessionUser, NoFields>,
@@ -180,21 +227,7 @@ pub async fn log_out(
     session::delete(&app.db, &user.session.id_hash)
         .await
         .map_err(db_error)?;
-    Ok(signed_out("You have signed out."))
-}
-
-/// `GET /logout`, kept for links from the replaced panel. Signing someone out is all a
-/// forged link can do, so this one does without a CSRF token.
-pub async fn log_out_link(
-    State(app): State<AppState>,
-    headers: HeaderMap,
-) -> Result<Response, WebError> {
-    if let Some(raw) = cookies::get(&headers, cookies::SESSION) {
-        session::delete(&app.db, &sha256(raw))
-            .await
-            .map_err(db_error)?;
-    }
-    Ok(signed_out("You have signed out."))
+    Ok(signed_out("You have signed out.", &app.settings.panel))
 }
 
 fn password_page(
@@ -237,6 +270,7 @@ pub async fn change_password(
     let session = &user.session;
     match users::change_own_password(
         &app.db,
+        &app.passwords,
         session.user_id,
         &session.username,
         &form.current,
@@ -267,5 +301,37 @@ pub(super) fn user_error(err: UserAdminError, back_to: &str) -> WebError {
             WebError::refused(back_to, format!("You cannot {what} yourself."))
         }
         other => WebError::refused(back_to, other.to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_safe_next;
+
+    #[test]
+    fn plain_local_paths_are_followed_after_login() {
+        for ok in ["/", "/history?status=sent&page=2", "/history/42", "/a%09b"] {
+            assert!(is_safe_next(ok), "{ok:?}");
+        }
+    }
+
+    #[test]
+    fn anything_a_browser_could_resolve_to_another_host_is_refused() {
+        for bad in [
+            "//evil.example",
+            "/\\evil.example",
+            "/\t/evil.example", // `next=/%09/evil.example`, as the query decodes it
+            "/\n/evil.example",
+            "/\r//evil.example",
+            "/ /evil.example",
+            "/x\\..\\evil",
+            "https://evil.example",
+            "javascript:alert(1)",
+            "evil.example",
+            "/\u{00a0}/evil.example",
+            "",
+        ] {
+            assert!(!is_safe_next(bad), "{bad:?}");
+        }
     }
 }

@@ -14,7 +14,6 @@ mod inbox_pages;
 pub mod session;
 pub mod settings;
 mod sims_pages;
-mod throttle;
 mod webhook_pages;
 
 use axum::extract::{FromRequestParts, Path};
@@ -39,10 +38,8 @@ pub fn router(state: AppState) -> Router<AppState> {
             "/login",
             get(auth_pages::login_form).post(auth_pages::log_in),
         )
-        .route(
-            "/logout",
-            get(auth_pages::log_out_link).post(auth_pages::log_out),
-        )
+        // POST only, with the session's CSRF token: a forged link must not sign anyone out.
+        .route("/logout", post(auth_pages::log_out))
         .route(
             "/account/password",
             get(auth_pages::password_form).post(auth_pages::change_password),

@@ -5,12 +5,11 @@
 //! deletes all their rows; every request re-reads the user's `is_active` and `is_admin`, so
 //! a change takes effect on the very next request.
 
-use std::net::SocketAddr;
 use std::time::Duration;
 
-use axum::extract::{ConnectInfo, FromRequestParts, Request, State};
+use axum::extract::{FromRequestParts, Request, State};
 use axum::http::request::Parts;
-use axum::http::{header, HeaderMap, Method};
+use axum::http::{header, HeaderMap, HeaderValue, Method};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -20,8 +19,9 @@ use rand::RngCore;
 use sha2::{Digest, Sha256};
 use smsgate_web::{cookies, Flash, Layout, LayoutUser, WebError};
 use sqlx::PgPool;
+use subtle::ConstantTimeEq;
 
-use super::db_error;
+use super::{db_error, PanelSettings};
 use crate::history::Viewer;
 use crate::state::AppState;
 
@@ -54,8 +54,10 @@ impl Session {
     }
 }
 
+/// Equal contents, compared without an early exit on the first difference (the length is
+/// not secret: every token has the same one).
 pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+    a.ct_eq(b).into()
 }
 
 /// 256 random bits, base64url: session ids, CSRF tokens, idempotency keys.
@@ -160,9 +162,9 @@ pub async fn load_session(
     {
         return WebError::CsrfRejected.into_response();
     }
-    if let Some(raw) = cookies::get(request.headers(), cookies::SESSION) {
+    let settings = &app.settings.panel;
+    if let Some(raw) = cookies::get(request.headers(), cookie_name(settings)) {
         let id_hash = hash_id(raw);
-        let settings = &app.settings.panel;
         match find(&app.db, &id_hash, settings.session_max_age).await {
             Ok(Some(row)) if !row.is_active => {
                 // Normally gone already (disabling deletes them); this covers a race.
@@ -314,39 +316,31 @@ macro_rules! signed_in {
 }
 signed_in!(SessionUser, PanelUser, AdminUser);
 
-/// The client's address for login throttling: the peer, or behind our proxy (when trusted)
-/// the address it reports.
-pub fn client_address(
-    parts_headers: &HeaderMap,
-    extensions: &axum::http::Extensions,
-    trust_proxy: bool,
-) -> String {
-    if trust_proxy {
-        let forwarded = parts_headers
-            .get("x-real-ip")
-            .and_then(|v| v.to_str().ok())
-            .or_else(|| {
-                parts_headers
-                    .get("x-forwarded-for")
-                    .and_then(|v| v.to_str().ok())
-                    .and_then(|v| v.split(',').next())
-            })
-            .map(str::trim)
-            .filter(|v| !v.is_empty());
-        if let Some(address) = forwarded {
-            return address.to_owned();
-        }
+/// The client's address for login throttling: one function for the panel and the API.
+pub use crate::auth::throttle::client_address;
+
+/// The session cookie's name. Over HTTPS (COOKIE_SECURE) it carries the `__Host-` prefix,
+/// which browsers accept only with `Secure`, `Path=/` and no `Domain`: a sibling subdomain
+/// or a plain-HTTP man in the middle cannot plant or overwrite it.
+pub fn cookie_name(settings: &PanelSettings) -> &'static str {
+    if settings.cookie_secure {
+        SECURE_SESSION_COOKIE
+    } else {
+        cookies::SESSION
     }
-    extensions
-        .get::<ConnectInfo<SocketAddr>>()
-        .map(|ConnectInfo(addr)| addr.ip().to_string())
-        .unwrap_or_else(|| "unknown".to_owned())
+}
+
+/// The session cookie's name when COOKIE_SECURE is on.
+pub const SECURE_SESSION_COOKIE: &str = "__Host-sg_session";
+
+/// A `Set-Cookie` that deletes the session cookie (a `__Host-` cookie only with `Secure`).
+pub fn clear_cookie(settings: &PanelSettings) -> HeaderValue {
+    cookies::set(cookie_name(settings), "", Some(0), settings.cookie_secure)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use axum::http::HeaderValue;
 
     #[test]
     fn cross_site_posts_are_recognised() {
@@ -375,5 +369,20 @@ mod tests {
         assert!(!constant_time_eq(b"abc", b"abd"));
         assert!(!constant_time_eq(b"abc", b"abcd"));
         assert_ne!(random_token(), random_token());
+    }
+
+    #[test]
+    fn over_https_the_session_cookie_is_a_host_only_secure_cookie() {
+        let secure = PanelSettings {
+            cookie_secure: true,
+            ..PanelSettings::default()
+        };
+        assert_eq!(cookie_name(&secure), "__Host-sg_session");
+        let cleared = clear_cookie(&secure);
+        let cleared = cleared.to_str().unwrap();
+        assert!(cleared.starts_with("__Host-sg_session=;"), "{cleared}");
+        assert!(cleared.contains("Secure") && cleared.contains("Path=/"));
+        assert!(!cleared.contains("Domain"));
+        assert_eq!(cookie_name(&PanelSettings::default()), "sg_session");
     }
 }

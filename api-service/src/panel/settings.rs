@@ -13,14 +13,10 @@ pub struct PanelSettings {
     pub session_idle: Duration,
     /// SESSION_MAX_AGE: a session ends this long after login, however active.
     pub session_max_age: Duration,
-    /// Failed logins per username within `login_window` before that username is refused.
-    pub max_failures_per_username: i64,
-    /// Failed logins per client address within `login_window` (password spraying).
-    pub max_failures_per_address: i64,
-    pub login_window: Duration,
-    /// TRUST_PROXY_HEADERS: take the client address from `X-Real-IP`/`X-Forwarded-For`
-    /// (only behind our nginx, which sets them; otherwise clients could forge them).
-    pub trust_proxy_headers: bool,
+    /// COOKIE_SECURE: the panel is served over HTTPS, so the session cookie is
+    /// `__Host-sg_session` with `Secure` (the browser then refuses it over plain HTTP and
+    /// from any other host or path). Off for `make up` and tests on plain HTTP.
+    pub cookie_secure: bool,
 }
 
 impl Default for PanelSettings {
@@ -29,10 +25,7 @@ impl Default for PanelSettings {
             display_tz: DisplayTz::default(),
             session_idle: Duration::from_secs(8 * 3600),
             session_max_age: Duration::from_secs(7 * 24 * 3600),
-            max_failures_per_username: 5,
-            max_failures_per_address: 20,
-            login_window: Duration::from_secs(15 * 60),
-            trust_proxy_headers: false,
+            cookie_secure: false,
         }
     }
 }
@@ -51,16 +44,7 @@ impl PanelSettings {
             display_tz,
             session_idle: config::duration_or("SESSION_IDLE_TIMEOUT", defaults.session_idle)?,
             session_max_age: config::duration_or("SESSION_MAX_AGE", defaults.session_max_age)?,
-            max_failures_per_username: config::parse_or(
-                "LOGIN_MAX_FAILURES_PER_USERNAME",
-                defaults.max_failures_per_username,
-            )?,
-            max_failures_per_address: config::parse_or(
-                "LOGIN_MAX_FAILURES_PER_ADDRESS",
-                defaults.max_failures_per_address,
-            )?,
-            login_window: config::duration_or("LOGIN_THROTTLE_WINDOW", defaults.login_window)?,
-            trust_proxy_headers: config::bool_or("TRUST_PROXY_HEADERS", false)?,
+            cookie_secure: config::bool_or("COOKIE_SECURE", defaults.cookie_secure)?,
         })
     }
 }

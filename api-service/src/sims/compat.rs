@@ -1,7 +1,8 @@
 //! The edge gateway's auth calls: `POST /api/auth` (password → JWT and a new API key),
 //! `POST /api/generate-api-key` (JWT → a new key, earlier ones revoked), and listing and
 //! revoking one's keys. Keys are stored hashed, so each is shown once; a user may hold
-//! several (one per client that logged in) and revoke each.
+//! several (one per client that logged in, the newest [`LOGIN_KEYS_KEPT`] of them) and
+//! revoke each.
 
 use axum::extract::State;
 use axum::http::HeaderMap;
@@ -11,8 +12,8 @@ use serde::{Deserialize, Serialize};
 
 use super::repo;
 use super::service;
-use crate::auth::service::{issue_api_token, login};
-use crate::auth::AuthUser;
+use crate::auth::service::{login, mint_login_api_key};
+use crate::auth::{AuthUser, ClientAddress};
 use crate::error::ApiError;
 use crate::extract::{ApiJson, IdPath};
 use crate::state::AppState;
@@ -42,12 +43,26 @@ struct AuthResponse {
     api_key: String,
 }
 
+/// Keys minted by `POST /api/auth` a user keeps: each call mints one, and the oldest beyond
+/// this many are revoked, so repeated logins cannot pile up live keys.
+pub const LOGIN_KEYS_KEPT: i64 = 5;
+
 async fn authenticate(
     State(app): State<AppState>,
+    ClientAddress(address): ClientAddress,
     ApiJson(req): ApiJson<AuthRequest>,
 ) -> Result<Json<AuthResponse>, ApiError> {
-    let login = login(&app.db, &app.jwt, &req.username, &req.password).await?;
-    let api_key = issue_api_token(&app.db, login.user.id, "POST /api/auth").await?;
+    let login = login(
+        &app.db,
+        &app.jwt,
+        app.login_limits(),
+        &req.username,
+        &req.password,
+        &address,
+    )
+    .await?
+    .require_current_password()?;
+    let api_key = mint_login_api_key(&app.db, login.user.id, &address, LOGIN_KEYS_KEPT).await?;
     Ok(Json(AuthResponse {
         token: login.access_token,
         username: login.user.username,

@@ -1,8 +1,16 @@
 //! First start: migrations and the default admin.
 
-use smsgate_api::auth::service::{ensure_default_admin, login, DefaultAdmin, DEFAULT_ADMIN};
-use smsgate_api::auth::JwtKeys;
+use smsgate_api::auth::service::{
+    ensure_default_admin, login, DefaultAdmin, LoginLimits, DEFAULT_ADMIN,
+};
+use smsgate_api::auth::{JwtKeys, PasswordGate};
+use smsgate_api::settings::LoginSettings;
 use smsgate_tests::app::{create_database, drop_database};
+
+/// What a login needs beside the database: default throttle and an ample hashing bound.
+fn limits<'a>(settings: &'a LoginSettings, gate: &'a PasswordGate) -> LoginLimits<'a> {
+    LoginLimits { settings, gate }
+}
 
 async fn fresh_migrated_database() -> (String, sqlx::PgPool) {
     let (name, url) = create_database(rand::random()).await;
@@ -31,7 +39,20 @@ async fn first_start_without_admin_password_generates_one_that_must_be_changed()
         "the panel must force a new password at first login"
     );
     let keys = JwtKeys::new(b"k", chrono::Duration::hours(24));
-    let session = login(&db, &keys, DEFAULT_ADMIN, &password).await.unwrap();
+    let (settings, gate) = (
+        LoginSettings::default(),
+        PasswordGate::new(1, std::time::Duration::from_secs(60)),
+    );
+    let session = login(
+        &db,
+        &keys,
+        limits(&settings, &gate),
+        DEFAULT_ADMIN,
+        &password,
+        "127.0.0.1",
+    )
+    .await
+    .unwrap();
     assert!(session.user.is_admin);
 
     // Later starts leave the admin alone.
@@ -49,8 +70,21 @@ async fn first_start_with_admin_password_uses_it_and_audits_the_creation() {
     let created = ensure_default_admin(&db, Some("SMSpass#12")).await.unwrap();
     assert_eq!(created, DefaultAdmin::CreatedWithConfiguredPassword);
     let keys = JwtKeys::new(b"k", chrono::Duration::hours(24));
+    let (settings, gate) = (
+        LoginSettings::default(),
+        PasswordGate::new(1, std::time::Duration::from_secs(60)),
+    );
     assert!(
-        login(&db, &keys, "smsadmin", "SMSpass#12").await.is_ok(),
+        login(
+            &db,
+            &keys,
+            limits(&settings, &gate),
+            "smsadmin",
+            "SMSpass#12",
+            "127.0.0.1"
+        )
+        .await
+        .is_ok(),
         "usernames match regardless of case"
     );
     let audited: i64 =
