@@ -178,11 +178,15 @@ impl SimForm {
         ids
     }
 
-    fn assignees(&self) -> Option<Assignees> {
+    /// The assignee choice: `Ok(None)` when the form has none (a form from before assignees
+    /// existed: a new SIM is for all, an edited one keeps its assignees), `Err` for a value
+    /// the form never offers.
+    fn assignees(&self) -> Result<Option<Assignees>, ()> {
         match self.assign.as_str() {
-            "all" => Some(Assignees::All),
-            "users" => Some(Assignees::Users(self.ticked_users())),
-            _ => None,
+            "" => Ok(None),
+            "all" => Ok(Some(Assignees::All)),
+            "users" => Ok(Some(Assignees::Users(self.ticked_users()))),
+            _ => Err(()),
         }
     }
 
@@ -192,7 +196,8 @@ impl SimForm {
             Assignees::Users(ids) => {
                 self.assign = "users".to_owned();
                 for id in ids {
-                    self.rest.insert(format!("{USER_FIELD}{id}"), "on".to_owned());
+                    self.rest
+                        .insert(format!("{USER_FIELD}{id}"), "on".to_owned());
                 }
             }
         }
@@ -240,10 +245,7 @@ async fn sim_form_page(
         .with("errors", errors))
 }
 
-pub async fn new_sim_form(
-    State(app): State<AppState>,
-    admin: AdminUser,
-) -> Result<Page, WebError> {
+pub async fn new_sim_form(State(app): State<AppState>, admin: AdminUser) -> Result<Page, WebError> {
     let form = SimForm {
         status: SimStatus::Active.as_str().to_owned(),
         assign: "all".to_owned(),
@@ -269,14 +271,14 @@ pub async fn create_sim(
     let Ok(status) = SimStatus::parse(&form.status) else {
         return invalid(page(json!({"status": "Choose active or inactive."})).await?);
     };
-    let Some(assignees) = form.assignees() else {
+    let Ok(assignees) = form.assignees() else {
         return invalid(page(assign_error()).await?);
     };
     let new = NewSim {
         number,
         label: form.label.trim().to_owned(),
         status,
-        assignees,
+        assignees: assignees.unwrap_or(Assignees::All),
     };
     match service::create(
         &app.db,
@@ -335,13 +337,13 @@ pub async fn update_sim(
     let Ok(status) = SimStatus::parse(&form.status) else {
         return invalid(page(json!({"status": "Choose active or inactive."})).await?);
     };
-    let Some(assignees) = form.assignees() else {
+    let Ok(assignees) = form.assignees() else {
         return invalid(page(assign_error()).await?);
     };
     let changes = SimChanges {
         label: Some(form.label.trim().to_owned()),
         status: Some(status),
-        assignees: Some(assignees),
+        assignees,
         ..SimChanges::default()
     };
     match service::update(&app.db, admin.session.user_id, id, changes).await {

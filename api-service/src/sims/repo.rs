@@ -84,10 +84,7 @@ pub struct AssigneeRow {
 }
 
 /// The assignees of the given SIMs, by SIM then username.
-pub async fn list_assignees(
-    db: &PgPool,
-    sim_ids: &[i64],
-) -> Result<Vec<AssigneeRow>, sqlx::Error> {
+pub async fn list_assignees(db: &PgPool, sim_ids: &[i64]) -> Result<Vec<AssigneeRow>, sqlx::Error> {
     sqlx::query_as(
         "SELECT a.sim_card_id, a.user_id, u.username
          FROM sim_card_assignees a JOIN users u ON u.id = a.user_id
@@ -154,11 +151,9 @@ pub struct UserChoice {
 
 /// Every user, by name, for the SIM form's assignee choice.
 pub async fn list_user_choices(db: &PgPool) -> Result<Vec<UserChoice>, sqlx::Error> {
-    sqlx::query_as(
-        "SELECT id, username, is_admin, is_active FROM users ORDER BY lower(username)",
-    )
-    .fetch_all(db)
-    .await
+    sqlx::query_as("SELECT id, username, is_admin, is_active FROM users ORDER BY lower(username)")
+        .fetch_all(db)
+        .await
 }
 
 pub async fn find_sim(db: &PgPool, id: i64) -> Result<Option<SimRow>, sqlx::Error> {

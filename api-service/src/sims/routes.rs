@@ -90,7 +90,11 @@ impl SimView {
 }
 
 /// The SIMs as `user` may see them: with their assignees for an admin.
-async fn sim_views(app: &AppState, user: &AuthUser, sims: Vec<SimRow>) -> Result<Vec<SimView>, ApiError> {
+async fn sim_views(
+    app: &AppState,
+    user: &AuthUser,
+    sims: Vec<SimRow>,
+) -> Result<Vec<SimView>, ApiError> {
     if !user.is_admin {
         return Ok(sims.into_iter().map(SimView::from).collect());
     }
@@ -98,7 +102,9 @@ async fn sim_views(app: &AppState, user: &AuthUser, sims: Vec<SimRow>) -> Result
     Ok(sims
         .into_iter()
         .map(|sim| {
-            let of_sim = assignees.remove(&sim.id).unwrap_or((Assignees::All, Vec::new()));
+            let of_sim = assignees
+                .remove(&sim.id)
+                .unwrap_or((Assignees::All, Vec::new()));
             SimView::from(sim).with_assignees(of_sim)
         })
         .collect())

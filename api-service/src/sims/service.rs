@@ -499,9 +499,11 @@ pub async fn accept_send(
     let sim = match route {
         RouteRequest::Hkt => None,
         RouteRequest::Sim(id) => {
-            let sim = repo::find_sim_usable_by(db, id, user_id).await?.ok_or_else(|| {
-                ApiError::validation("UNKNOWN_SIM_CARD", format!("no SIM card with id {id}"))
-            })?;
+            let sim = repo::find_sim_usable_by(db, id, user_id)
+                .await?
+                .ok_or_else(|| {
+                    ApiError::validation("UNKNOWN_SIM_CARD", format!("no SIM card with id {id}"))
+                })?;
             if sim.status != SimStatus::Active.as_str() {
                 return Err(ApiError::Conflict {
                     code: "SIM_CARD_INACTIVE",

@@ -234,14 +234,23 @@ async fn admins_assign_sims_to_all_or_to_chosen_users_and_unknown_users_are_refu
         "{message}"
     );
     assert_eq!(sim_count(&app).await, 2);
-    for bad in [json!("everyone"), json!([alice, "bob"]), json!(-1), json!([0])] {
+    for bad in [
+        json!("everyone"),
+        json!([alice, "bob"]),
+        json!(-1),
+        json!([0]),
+    ] {
         let (status, body) = app
             .post(
                 "/api/sim-cards",
                 json!({"number": "61110503", "assignees": bad}),
             )
             .await;
-        assert_error((status, &body), StatusCode::BAD_REQUEST, "INVALID_ASSIGNEES");
+        assert_error(
+            (status, &body),
+            StatusCode::BAD_REQUEST,
+            "INVALID_ASSIGNEES",
+        );
     }
     assert_eq!(sim_count(&app).await, 2);
 
@@ -319,9 +328,8 @@ async fn users_see_and_send_through_only_the_sims_assigned_to_them() {
     assert_eq!(status, StatusCode::OK, "{body}");
 
     let send = |token: &str, path: &str, body: Value| {
-        let token = token.to_owned();
-        let path = path.to_owned();
-        async move { as_user(&app, &token, Method::POST, &path, Some(body)).await }
+        let (app, token, path) = (&app, token.to_owned(), path.to_owned());
+        async move { as_user(app, &token, Method::POST, &path, Some(body)).await }
     };
     let (status, body) = send(
         &alice_token,
@@ -416,9 +424,9 @@ async fn received_sms_are_read_only_by_the_sims_assignees_and_admins() {
     receive(&app, None, "orphan code 3333").await;
 
     let inbox = |token: &str, query: &str| {
-        let token = token.to_owned();
+        let (app, token) = (&app, token.to_owned());
         let path = format!("/api/sms/inbox{query}");
-        async move { as_user(&app, &token, Method::GET, &path, None).await }
+        async move { as_user(app, &token, Method::GET, &path, None).await }
     };
     let (status, body) = inbox(&alice_token, "").await;
     assert_eq!(status, StatusCode::OK, "{body}");
@@ -434,7 +442,10 @@ async fn received_sms_are_read_only_by_the_sims_assignees_and_admins() {
     texts.sort();
     assert_eq!(texts, ["bob code 2222", "shared news"]);
     let (_, body) = inbox(&app.token, "").await;
-    assert_eq!(body["total"], 4, "admins read every SMS, a deleted SIM's too: {body}");
+    assert_eq!(
+        body["total"], 4,
+        "admins read every SMS, a deleted SIM's too: {body}"
+    );
 
     // The panel's inbox follows the same rule, and offers only the user's SIMs as filters.
     let panel = app.panel_login(ALICE.0, ALICE.1).await;
@@ -443,7 +454,10 @@ async fn received_sms_are_read_only_by_the_sims_assignees_and_admins() {
     assert!(page.body.contains("alice code 1111"), "{}", page.body);
     assert!(!page.body.contains("bob code 2222"), "{}", page.body);
     assert!(!page.body.contains("orphan code 3333"));
-    assert!(!page.body.contains("+85261110702"), "Bob's SIM is not offered");
+    assert!(
+        !page.body.contains("+85261110702"),
+        "Bob's SIM is not offered"
+    );
     let filtered = panel.get(&format!("/inbox?sim={his}")).await.body;
     assert!(!filtered.contains("bob code 2222"));
     let admin = app
@@ -492,7 +506,11 @@ async fn the_panel_shows_users_only_their_sims_and_admins_set_assignees_in_the_f
 
     let form = admin.get("/sims/new").await;
     assert_eq!(form.status, StatusCode::OK);
-    assert!(form.body.contains(&format!("name=\"user_{alice}\"")), "{}", form.body);
+    assert!(
+        form.body.contains(&format!("name=\"user_{alice}\"")),
+        "{}",
+        form.body
+    );
     let alice_box = format!("user_{alice}");
     let created = admin
         .submit(
@@ -514,7 +532,10 @@ async fn the_panel_shows_users_only_their_sims_and_admins_set_assignees_in_the_f
         .unwrap();
     assert_eq!(assignment(&app, id).await, (false, vec![alice]));
     let list = admin.get("/sims").await.body;
-    assert!(list.contains("Assigned to") && list.contains(">alice<"), "{list}");
+    assert!(
+        list.contains("Assigned to") && list.contains(">alice<"),
+        "{list}"
+    );
 
     let edit = admin.get(&format!("/sims/{id}/edit")).await.body;
     assert!(
@@ -537,6 +558,25 @@ async fn the_panel_shows_users_only_their_sims_and_admins_set_assignees_in_the_f
     assert_eq!(refused.status, StatusCode::UNPROCESSABLE_ENTITY);
     assert!(refused.body.contains("999999"), "{}", refused.body);
     assert_eq!(assignment(&app, id).await, (false, vec![alice]));
+    let edit_path = format!("/sims/{id}/edit");
+    let bad_choice = admin
+        .submit(
+            &edit_path,
+            &edit_path,
+            &[("label", "x"), ("status", "active"), ("assign", "nobody")],
+        )
+        .await;
+    assert_eq!(bad_choice.status, StatusCode::UNPROCESSABLE_ENTITY);
+    // A form without the choice (one loaded before assignees existed) keeps them.
+    let kept = admin
+        .submit(
+            &edit_path,
+            &edit_path,
+            &[("label", "relabelled"), ("status", "active")],
+        )
+        .await;
+    assert_eq!(kept.status, StatusCode::SEE_OTHER, "{}", kept.body);
+    assert_eq!(assignment(&app, id).await, (false, vec![alice]));
 
     let alice_panel = app.panel_login(ALICE.0, ALICE.1).await;
     let bob_panel = app.panel_login(BOB.0, BOB.1).await;
@@ -553,7 +593,11 @@ async fn the_panel_shows_users_only_their_sims_and_admins_set_assignees_in_the_f
         .submit(
             &format!("/sims/{id}/edit"),
             &format!("/sims/{id}/edit"),
-            &[("label", "for all"), ("status", "active"), ("assign", "all")],
+            &[
+                ("label", "for all"),
+                ("status", "active"),
+                ("assign", "all"),
+            ],
         )
         .await;
     assert_eq!(saved.status, StatusCode::SEE_OTHER, "{}", saved.body);
