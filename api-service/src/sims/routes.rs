@@ -474,3 +474,35 @@ async fn list_statuses(
             .collect(),
     }))
 }
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn assignees_are_all_or_a_list_of_positive_user_ids() {
+        assert_eq!(parse_assignees(&json!("all")).unwrap(), Assignees::All);
+        assert_eq!(parse_assignees(&json!(" ALL ")).unwrap(), Assignees::All);
+        assert_eq!(
+            parse_assignees(&json!([3, 1, 3])).unwrap(),
+            Assignees::Users(vec![1, 3])
+        );
+        assert_eq!(
+            parse_assignees(&json!([])).unwrap(),
+            Assignees::Users(vec![])
+        );
+        for bad in [
+            json!("everyone"),
+            json!(null),
+            json!(7),
+            json!([0]),
+            json!([-2]),
+            json!(["1"]),
+            json!([1.5]),
+        ] {
+            assert!(parse_assignees(&bad).is_err(), "{bad}");
+        }
+    }
+}
