@@ -1,5 +1,6 @@
 //! `/inbox`: SMS received by the edge gateway's SIM cards, newest first, optionally of one
-//! SIM. Every signed-in user sees it, as every API user sees `/api/sms/inbox`.
+//! SIM. Each user sees what the SIMs assigned to them (or to all) received, as in
+//! `/api/sms/inbox`; admins see everything. Received SMS are often one-time codes.
 
 use axum::extract::{Query, State};
 use serde::{Deserialize, Serialize};
@@ -51,9 +52,10 @@ pub async fn list_inbox(
     let tz = app.settings.panel.display_tz;
     let sim_id: Option<i64> = query.sim.trim().parse().ok().filter(|id| *id > 0);
     let page: i64 = query.page.trim().parse().unwrap_or(1).max(1);
+    let viewer = user.session.user_id;
     let (sims, listed) = tokio::try_join!(
-        service::list(&app.db),
-        service::inbox(&app.db, sim_id, page, PAGE_SIZE),
+        service::list_usable_by(&app.db, viewer),
+        service::inbox(&app.db, viewer, sim_id, page, PAGE_SIZE),
     )
     .map_err(|e| sim_error(e, "/"))?;
     let label_of = |id: Option<i64>| {

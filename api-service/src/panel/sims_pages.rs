@@ -1,7 +1,10 @@
 //! `/sims`: the SIM cards of the edge gateway with their agents' state, for everyone signed
-//! in; adding, editing, enabling/disabling and deleting them for admins. The rules (number
-//! parsing, a taken number, the queued-jobs refusal and forced delete) live in
-//! `sims::service`, shared with `/api/sim-cards`.
+//! in (each user sees the SIMs assigned to them or to all; admins every SIM); adding,
+//! editing (with assignees), enabling/disabling and deleting them for admins. The rules
+//! (number parsing, a taken number, unknown assignees, the queued-jobs refusal and forced
+//! delete) live in `sims::service`, shared with `/api/sim-cards`.
+
+use std::collections::{HashMap, HashSet};
 
 use axum::extract::State;
 use axum::http::{header, StatusCode};
@@ -18,7 +21,7 @@ use super::session::{AdminUser, PanelUser, SignedIn};
 use super::{invalid, PanelId};
 use crate::error::ApiError;
 use crate::sims::repo::SimRow;
-use crate::sims::service::{self, NewSim, SimChanges, SimStatus};
+use crate::sims::service::{self, Assignee, Assignees, NewSim, SimChanges, SimStatus};
 use crate::state::AppState;
 
 const SIMS: &str = "/sims";
@@ -37,6 +40,8 @@ pub struct SimItem {
     signal: Option<i16>,
     signal_percent: Option<i16>,
     operator: Option<String>,
+    /// Admins only: who the SIM is assigned to, as the list shows it.
+    assigned_to: Option<String>,
 }
 
 impl SimItem {
@@ -52,7 +57,21 @@ impl SimItem {
             signal: sim.signal,
             signal_percent: sim.signal.map(|s| s * 100 / 31),
             operator: sim.operator,
+            assigned_to: None,
         }
+    }
+}
+
+/// "All users", or the assignees' names ("admins only" when there are none).
+fn assigned_text(assignees: &Assignees, users: &[Assignee]) -> String {
+    match assignees {
+        Assignees::All => "All users".to_owned(),
+        Assignees::Users(_) if users.is_empty() => "Admins only".to_owned(),
+        Assignees::Users(_) => users
+            .iter()
+            .map(|u| u.username.as_str())
+            .collect::<Vec<_>>()
+            .join(", "),
     }
 }
 
@@ -67,18 +86,37 @@ pub(super) fn sim_error(err: ApiError, back: &str) -> WebError {
     }
 }
 
-async fn sim_items(app: &AppState) -> Result<Vec<SimItem>, WebError> {
+/// The SIMs `user` may see (assigned to them or to all; every SIM for an admin, with who it
+/// is assigned to).
+async fn sim_items(app: &AppState, user: &impl SignedIn) -> Result<Vec<SimItem>, WebError> {
     let tz = app.settings.panel.display_tz;
-    Ok(service::list(&app.db)
+    let session = user.session();
+    let sims = service::list_usable_by(&app.db, session.user_id)
         .await
-        .map_err(|e| sim_error(e, "/"))?
+        .map_err(|e| sim_error(e, "/"))?;
+    let mut assigned = if session.is_admin {
+        service::assignees_of(&app.db, &sims)
+            .await
+            .map_err(|e| sim_error(e, "/"))?
+    } else {
+        HashMap::new()
+    };
+    Ok(sims
         .into_iter()
-        .map(|sim| SimItem::new(sim, &tz))
+        .map(|sim| {
+            let assigned_to = assigned
+                .remove(&sim.id)
+                .map(|(assignees, users)| assigned_text(&assignees, &users));
+            SimItem {
+                assigned_to,
+                ..SimItem::new(sim, &tz)
+            }
+        })
         .collect())
 }
 
 pub async fn list_sims(State(app): State<AppState>, user: PanelUser) -> Result<Page, WebError> {
-    let sims = sim_items(&app).await?;
+    let sims = sim_items(&app, &user).await?;
     Ok(Page::new("sims.html", user.layout(&app, "sims"))
         .with("sims", sims)
         .with("can_manage", user.session.is_admin))
@@ -96,9 +134,9 @@ pub struct SimStates {
 /// database row it updates is what decides "online" anyway.
 pub async fn sim_states(
     State(app): State<AppState>,
-    _user: PanelUser,
+    user: PanelUser,
 ) -> Result<Response, WebError> {
-    let sims = sim_items(&app).await?;
+    let sims = sim_items(&app, &user).await?;
     let updated = app.settings.panel.display_tz.format(chrono::Utc::now());
     Ok((
         [(header::CACHE_CONTROL, "no-store")],
@@ -106,6 +144,10 @@ pub async fn sim_states(
     )
         .into_response())
 }
+
+/// Prefix of the assignee checkboxes' names: `user_<id>`, one per user (a form field can't
+/// repeat into a list here).
+const USER_FIELD: &str = "user_";
 
 /// The add and edit form, as typed.
 #[derive(Deserialize, Default)]
@@ -116,30 +158,105 @@ pub struct SimForm {
     label: String,
     #[serde(default)]
     status: String,
+    /// `all`, or `users` for the ticked `user_<id>` boxes.
+    #[serde(default)]
+    assign: String,
+    /// The ticked `user_<id>` boxes (and the other fields, unread).
+    #[serde(flatten)]
+    rest: HashMap<String, String>,
+}
+
+impl SimForm {
+    /// The ids of the ticked user boxes; ignores anything that is not one.
+    fn ticked_users(&self) -> Vec<i64> {
+        let mut ids: Vec<i64> = self
+            .rest
+            .keys()
+            .filter_map(|k| k.strip_prefix(USER_FIELD)?.parse().ok())
+            .collect();
+        ids.sort_unstable();
+        ids
+    }
+
+    /// The assignee choice: `Ok(None)` when the form has none (a form from before assignees
+    /// existed: a new SIM is for all, an edited one keeps its assignees), `Err` for a value
+    /// the form never offers.
+    fn assignees(&self) -> Result<Option<Assignees>, ()> {
+        match self.assign.as_str() {
+            "" => Ok(None),
+            "all" => Ok(Some(Assignees::All)),
+            "users" => Ok(Some(Assignees::Users(self.ticked_users()))),
+            _ => Err(()),
+        }
+    }
+
+    fn with_assignees(mut self, assignees: &Assignees) -> SimForm {
+        match assignees {
+            Assignees::All => self.assign = "all".to_owned(),
+            Assignees::Users(ids) => {
+                self.assign = "users".to_owned();
+                for id in ids {
+                    self.rest
+                        .insert(format!("{USER_FIELD}{id}"), "on".to_owned());
+                }
+            }
+        }
+        self
+    }
+}
+
+#[derive(Serialize)]
+struct UserBox {
+    id: i64,
+    username: String,
+    is_admin: bool,
+    is_active: bool,
+    checked: bool,
 }
 
 /// The add form (`sim` is `None`) or the edit form of `sim`, with its values and errors.
-fn sim_form_page(
+async fn sim_form_page(
     app: &AppState,
     admin: &AdminUser,
     sim: Option<&SimRow>,
     form: &SimForm,
     errors: serde_json::Value,
-) -> Page {
-    Page::new("sim_form.html", admin.layout(app, "sims"))
+) -> Result<Page, WebError> {
+    let ticked: HashSet<i64> = form.ticked_users().into_iter().collect();
+    let users: Vec<UserBox> = service::user_choices(&app.db)
+        .await
+        .map_err(|e| sim_error(e, SIMS))?
+        .into_iter()
+        .map(|u| UserBox {
+            checked: ticked.contains(&u.id),
+            id: u.id,
+            username: u.username,
+            is_admin: u.is_admin,
+            is_active: u.is_active,
+        })
+        .collect();
+    Ok(Page::new("sim_form.html", admin.layout(app, "sims"))
         .with("sim", sim.map(|s| json!({"id": s.id, "number": s.number})))
         .with("number", &form.number)
         .with("label", &form.label)
         .with("status", &form.status)
-        .with("errors", errors)
+        .with("assign", &form.assign)
+        .with("users", users)
+        .with("errors", errors))
 }
 
-pub async fn new_sim_form(State(app): State<AppState>, admin: AdminUser) -> Page {
+pub async fn new_sim_form(State(app): State<AppState>, admin: AdminUser) -> Result<Page, WebError> {
     let form = SimForm {
         status: SimStatus::Active.as_str().to_owned(),
+        assign: "all".to_owned(),
         ..SimForm::default()
     };
-    sim_form_page(&app, &admin, None, &form, json!({}))
+    sim_form_page(&app, &admin, None, &form, json!({})).await
+}
+
+/// The form's error for a refused assignee choice.
+fn assign_error() -> serde_json::Value {
+    json!({"assign": "Choose all users or the users it is assigned to."})
 }
 
 pub async fn create_sim(
@@ -149,15 +266,19 @@ pub async fn create_sim(
     let page = |errors| sim_form_page(&app, &admin, None, &form, errors);
     let number = match PhoneNumber::parse(&form.number) {
         Ok(number) => number,
-        Err(e) => return invalid(page(json!({"number": e.to_string()}))),
+        Err(e) => return invalid(page(json!({"number": e.to_string()})).await?),
     };
     let Ok(status) = SimStatus::parse(&form.status) else {
-        return invalid(page(json!({"status": "Choose active or inactive."})));
+        return invalid(page(json!({"status": "Choose active or inactive."})).await?);
+    };
+    let Ok(assignees) = form.assignees() else {
+        return invalid(page(assign_error()).await?);
     };
     let new = NewSim {
         number,
         label: form.label.trim().to_owned(),
         status,
+        assignees: assignees.unwrap_or(Assignees::All),
     };
     match service::create(
         &app.db,
@@ -169,7 +290,12 @@ pub async fn create_sim(
     .await
     {
         Ok(sim) => Ok(Flash::success(format!("SIM card {} added.", sim.number)).redirect(SIMS)),
-        Err(ApiError::Conflict { message, .. }) => invalid(page(json!({ "number": message }))),
+        Err(ApiError::Conflict { message, .. }) => {
+            invalid(page(json!({ "number": message })).await?)
+        }
+        Err(ApiError::Validation { message, .. }) => {
+            invalid(page(json!({ "assign": message })).await?)
+        }
         Err(e) => Err(sim_error(e, SIMS)),
     }
 }
@@ -182,15 +308,23 @@ pub async fn edit_sim_form(
     let sim = service::find(&app.db, id)
         .await
         .map_err(|e| sim_error(e, SIMS))?;
+    let (assignees, _) = service::assignees_of(&app.db, std::slice::from_ref(&sim))
+        .await
+        .map_err(|e| sim_error(e, SIMS))?
+        .remove(&sim.id)
+        .unwrap_or((Assignees::All, Vec::new()));
     let form = SimForm {
         number: sim.number.clone(),
         label: sim.label.clone(),
         status: sim.status.clone(),
-    };
-    Ok(sim_form_page(&app, &admin, Some(&sim), &form, json!({})))
+        ..SimForm::default()
+    }
+    .with_assignees(&assignees);
+    sim_form_page(&app, &admin, Some(&sim), &form, json!({})).await
 }
 
-/// Changes the label and status; the number stays (an agent is configured with it).
+/// Changes the label, status and assignees; the number stays (an agent is configured with
+/// it).
 pub async fn update_sim(
     State(app): State<AppState>,
     PanelId(id): PanelId,
@@ -199,25 +333,26 @@ pub async fn update_sim(
     let sim = service::find(&app.db, id)
         .await
         .map_err(|e| sim_error(e, SIMS))?;
+    let page = |errors| sim_form_page(&app, &admin, Some(&sim), &form, errors);
     let Ok(status) = SimStatus::parse(&form.status) else {
-        let page = sim_form_page(
-            &app,
-            &admin,
-            Some(&sim),
-            &form,
-            json!({"status": "Choose active or inactive."}),
-        );
-        return invalid(page);
+        return invalid(page(json!({"status": "Choose active or inactive."})).await?);
+    };
+    let Ok(assignees) = form.assignees() else {
+        return invalid(page(assign_error()).await?);
     };
     let changes = SimChanges {
         label: Some(form.label.trim().to_owned()),
         status: Some(status),
+        assignees,
         ..SimChanges::default()
     };
-    let sim = service::update(&app.db, admin.session.user_id, id, changes)
-        .await
-        .map_err(|e| sim_error(e, SIMS))?;
-    Ok(Flash::success(format!("SIM card {} saved.", sim.number)).redirect(SIMS))
+    match service::update(&app.db, admin.session.user_id, id, changes).await {
+        Ok(saved) => Ok(Flash::success(format!("SIM card {} saved.", saved.number)).redirect(SIMS)),
+        Err(ApiError::Validation { message, .. }) => {
+            invalid(page(json!({ "assign": message })).await?)
+        }
+        Err(e) => Err(sim_error(e, SIMS)),
+    }
 }
 
 pub async fn toggle_sim(

@@ -20,13 +20,138 @@ pub struct SimRow {
     pub signal: Option<i16>,
     pub registration: Option<String>,
     pub operator: Option<String>,
+    /// Usable by every user; otherwise only by its assignees (and admins).
+    pub assigned_to_all: bool,
 }
 
 const SIM_COLUMNS: &str = "id, number, label, status, created_at, updated_at, last_heartbeat_at, \
-                           signal, registration, operator";
+                           signal, registration, operator, assigned_to_all";
 
+/// SQL that is true when SIM `s` is usable by the user whose id is bound as `viewer` (e.g.
+/// `"$2"`): the SIM is assigned to all, or to them, or they are an admin. The admin flag is
+/// read in the same statement, so the API and the panel apply one rule and a role change
+/// applies to the next request.
+fn usable_by(viewer: &str) -> String {
+    format!(
+        "(s.assigned_to_all
+          OR EXISTS (SELECT 1 FROM sim_card_assignees a
+                     WHERE a.sim_card_id = s.id AND a.user_id = {viewer})
+          OR EXISTS (SELECT 1 FROM users u WHERE u.id = {viewer} AND u.is_admin))"
+    )
+}
+
+/// Every SIM card, whoever it is assigned to: for admins' views and aggregate counts.
 pub async fn list_sims(db: &PgPool) -> Result<Vec<SimRow>, sqlx::Error> {
     sqlx::query_as(&format!("SELECT {SIM_COLUMNS} FROM sim_cards ORDER BY id"))
+        .fetch_all(db)
+        .await
+}
+
+/// The SIM cards user `viewer` may see and send through.
+pub async fn list_sims_usable_by(db: &PgPool, viewer: i64) -> Result<Vec<SimRow>, sqlx::Error> {
+    sqlx::query_as(&format!(
+        "SELECT {SIM_COLUMNS} FROM sim_cards s WHERE {} ORDER BY id",
+        usable_by("$1")
+    ))
+    .bind(viewer)
+    .fetch_all(db)
+    .await
+}
+
+/// SIM `id` if user `viewer` may see and send through it; `None` whether it is missing or
+/// not theirs, so callers cannot tell the two apart.
+pub async fn find_sim_usable_by(
+    db: &PgPool,
+    id: i64,
+    viewer: i64,
+) -> Result<Option<SimRow>, sqlx::Error> {
+    sqlx::query_as(&format!(
+        "SELECT {SIM_COLUMNS} FROM sim_cards s WHERE id = $1 AND {}",
+        usable_by("$2")
+    ))
+    .bind(id)
+    .bind(viewer)
+    .fetch_optional(db)
+    .await
+}
+
+/// A user a SIM card is assigned to.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct AssigneeRow {
+    pub sim_card_id: i64,
+    pub user_id: i64,
+    pub username: String,
+}
+
+/// The assignees of the given SIMs, by SIM then username.
+pub async fn list_assignees(db: &PgPool, sim_ids: &[i64]) -> Result<Vec<AssigneeRow>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT a.sim_card_id, a.user_id, u.username
+         FROM sim_card_assignees a JOIN users u ON u.id = a.user_id
+         WHERE a.sim_card_id = ANY($1)
+         ORDER BY a.sim_card_id, lower(u.username)",
+    )
+    .bind(sim_ids)
+    .fetch_all(db)
+    .await
+}
+
+/// Those of `ids` that name no user.
+pub async fn missing_users(
+    tx: &mut Transaction<'_, Postgres>,
+    ids: &[i64],
+) -> Result<Vec<i64>, sqlx::Error> {
+    sqlx::query_scalar(
+        "SELECT DISTINCT t.id FROM unnest($1::bigint[]) AS t(id)
+         WHERE NOT EXISTS (SELECT 1 FROM users u WHERE u.id = t.id)
+         ORDER BY t.id",
+    )
+    .bind(ids)
+    .fetch_all(&mut **tx)
+    .await
+}
+
+/// Sets who SIM `id` is assigned to: everyone (`all`, which clears the list) or exactly
+/// `users`.
+pub async fn set_assignees(
+    tx: &mut Transaction<'_, Postgres>,
+    id: i64,
+    all: bool,
+    users: &[i64],
+) -> Result<(), sqlx::Error> {
+    sqlx::query("UPDATE sim_cards SET assigned_to_all = $2 WHERE id = $1")
+        .bind(id)
+        .bind(all)
+        .execute(&mut **tx)
+        .await?;
+    sqlx::query("DELETE FROM sim_card_assignees WHERE sim_card_id = $1")
+        .bind(id)
+        .execute(&mut **tx)
+        .await?;
+    sqlx::query(
+        "INSERT INTO sim_card_assignees (sim_card_id, user_id)
+         SELECT $1, user_id FROM unnest($2::bigint[]) AS t(user_id)
+         ON CONFLICT DO NOTHING",
+    )
+    .bind(id)
+    .bind(users)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+/// A user an admin can assign a SIM to.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct UserChoice {
+    pub id: i64,
+    pub username: String,
+    pub is_admin: bool,
+    pub is_active: bool,
+}
+
+/// Every user, by name, for the SIM form's assignee choice.
+pub async fn list_user_choices(db: &PgPool) -> Result<Vec<UserChoice>, sqlx::Error> {
+    sqlx::query_as("SELECT id, username, is_admin, is_active FROM users ORDER BY lower(username)")
         .fetch_all(db)
         .await
 }
@@ -134,20 +259,25 @@ pub async fn delete_sim(tx: &mut Transaction<'_, Postgres>, id: i64) -> Result<b
 /// Takes the active SIM heard from within `online_secs` that was used longest ago and
 /// marks it used: round-robin that holds across API instances. SKIP LOCKED lets two
 /// concurrent sends take two different SIMs instead of waiting for each other.
+/// Only SIMs usable by `viewer` take part.
 pub async fn take_next_online_sim(
     db: &PgPool,
     online_secs: f64,
+    viewer: i64,
 ) -> Result<Option<(i64, String)>, sqlx::Error> {
-    sqlx::query_as(
+    sqlx::query_as(&format!(
         "UPDATE sim_cards SET last_used_at = now()
          WHERE id = (
-             SELECT id FROM sim_cards
+             SELECT id FROM sim_cards s
              WHERE status = 'active' AND last_heartbeat_at > now() - make_interval(secs => $1)
+               AND {}
              ORDER BY last_used_at NULLS FIRST, id
              LIMIT 1 FOR UPDATE SKIP LOCKED)
          RETURNING id, number",
-    )
+        usable_by("$2")
+    ))
     .bind(online_secs)
+    .bind(viewer)
     .fetch_optional(db)
     .await
 }
@@ -210,29 +340,52 @@ pub struct InboundRow {
     pub created_at: DateTime<Utc>,
 }
 
+/// Which received SMS user `$2` may read, optionally only those of SIM `$1`: those of the
+/// SIMs usable by them. Received SMS are often one-time codes; an SMS whose SIM was deleted
+/// (`sim_card_id` NULL) has no assignees left and is for admins only.
+fn inbound_readable() -> String {
+    format!(
+        "($1::bigint IS NULL OR i.sim_card_id = $1)
+         AND (EXISTS (SELECT 1 FROM users u WHERE u.id = $2 AND u.is_admin)
+              OR EXISTS (SELECT 1 FROM sim_cards s WHERE s.id = i.sim_card_id AND {}))",
+        usable_by("$2")
+    )
+}
+
+/// The received SMS user `viewer` may read, newest first.
 pub async fn list_inbound(
     db: &PgPool,
     sim_id: Option<i64>,
+    viewer: i64,
     limit: i64,
     offset: i64,
 ) -> Result<Vec<InboundRow>, sqlx::Error> {
-    sqlx::query_as(
-        "SELECT id, sim_card_id, sim_number, sender, content, parts, sent_at, received_at, created_at
-         FROM inbound_messages WHERE ($1::bigint IS NULL OR sim_card_id = $1)
-         ORDER BY created_at DESC, id DESC LIMIT $2 OFFSET $3",
-    )
+    sqlx::query_as(&format!(
+        "SELECT i.id, i.sim_card_id, i.sim_number, i.sender, i.content, i.parts, i.sent_at,
+                i.received_at, i.created_at
+         FROM inbound_messages i WHERE {}
+         ORDER BY i.created_at DESC, i.id DESC LIMIT $3 OFFSET $4",
+        inbound_readable()
+    ))
     .bind(sim_id)
+    .bind(viewer)
     .bind(limit)
     .bind(offset)
     .fetch_all(db)
     .await
 }
 
-pub async fn count_inbound(db: &PgPool, sim_id: Option<i64>) -> Result<i64, sqlx::Error> {
-    sqlx::query_scalar(
-        "SELECT count(*) FROM inbound_messages WHERE ($1::bigint IS NULL OR sim_card_id = $1)",
-    )
+pub async fn count_inbound(
+    db: &PgPool,
+    sim_id: Option<i64>,
+    viewer: i64,
+) -> Result<i64, sqlx::Error> {
+    sqlx::query_scalar(&format!(
+        "SELECT count(*) FROM inbound_messages i WHERE {}",
+        inbound_readable()
+    ))
     .bind(sim_id)
+    .bind(viewer)
     .fetch_one(db)
     .await
 }

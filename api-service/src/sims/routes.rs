@@ -1,6 +1,11 @@
 //! The edge gateway's API: `/api/sim-cards` CRUD, `/api/sms/inbox`, `/api/sms/outbox` and
 //! `/api/sms-status`, shaped as its clients read them (bare lists and the field names of
 //! the replaced Flask app), with the same auth as the rest.
+//!
+//! Access (issue #13): registering, changing and deleting SIM cards is for admins (403
+//! `FORBIDDEN` otherwise), as in the panel. Everyone else sees, sends through and reads the
+//! inbox of only the SIMs assigned to them or to all; another SIM answers as a missing one
+//! does (404 here, 400 `UNKNOWN_SIM_CARD` when sending), so its existence is not revealed.
 
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -10,7 +15,7 @@ use serde::{Deserialize, Serialize};
 use smsgate_shared::domain::PhoneNumber;
 
 use super::repo::{InboundRow, OutgoingRow, SimRow};
-use super::service::{self, NewSim, SimChanges, SimStatus};
+use super::service::{self, Assignee, Assignees, NewSim, SimChanges, SimStatus};
 use crate::auth::AuthUser;
 use crate::error::ApiError;
 use crate::extract::{ApiJson, ApiQuery, IdPath};
@@ -27,6 +32,28 @@ pub fn router() -> Router<AppState> {
         .route("/api/sms/inbox", get(list_inbox))
         .route("/api/sms/outbox", get(list_outbox))
         .route("/api/sms-status", get(list_statuses))
+}
+
+/// The caller, if an administrator: taking it is what makes a route admin-only. Checked
+/// before the body is read, so a non-admin learns nothing from validation errors.
+struct SimAdmin(AuthUser);
+
+impl axum::extract::FromRequestParts<AppState> for SimAdmin {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        let user = AuthUser::from_request_parts(parts, state).await?;
+        if !user.is_admin {
+            return Err(ApiError::Forbidden {
+                code: "FORBIDDEN",
+                message: "Only administrators may register, change or delete SIM cards",
+            });
+        }
+        Ok(SimAdmin(user))
+    }
 }
 
 /// A SIM card with its agent's state, as the API and the panel show it.
@@ -46,6 +73,41 @@ pub struct SimView {
     operator: Option<String>,
     created_at: String,
     updated_at: String,
+    /// Admins only: `"all"` or the ids of the users the SIM is assigned to.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    assignees: Option<serde_json::Value>,
+    /// Admins only, beside `assignees`: those users' names.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    assignee_users: Option<Vec<Assignee>>,
+}
+
+impl SimView {
+    fn with_assignees(mut self, (assignees, users): (Assignees, Vec<Assignee>)) -> SimView {
+        self.assignees = Some(assignees.to_json());
+        self.assignee_users = Some(users);
+        self
+    }
+}
+
+/// The SIMs as `user` may see them: with their assignees for an admin.
+async fn sim_views(
+    app: &AppState,
+    user: &AuthUser,
+    sims: Vec<SimRow>,
+) -> Result<Vec<SimView>, ApiError> {
+    if !user.is_admin {
+        return Ok(sims.into_iter().map(SimView::from).collect());
+    }
+    let mut assignees = service::assignees_of(&app.db, &sims).await?;
+    Ok(sims
+        .into_iter()
+        .map(|sim| {
+            let of_sim = assignees
+                .remove(&sim.id)
+                .unwrap_or((Assignees::All, Vec::new()));
+            SimView::from(sim).with_assignees(of_sim)
+        })
+        .collect())
 }
 
 impl From<SimRow> for SimView {
@@ -63,6 +125,8 @@ impl From<SimRow> for SimView {
             operator: sim.operator,
             created_at: rfc3339(sim.created_at),
             updated_at: rfc3339(sim.updated_at),
+            assignees: None,
+            assignee_users: None,
         }
     }
 }
@@ -72,21 +136,47 @@ fn parse_number(raw: &str) -> Result<PhoneNumber, ApiError> {
         .map_err(|e| ApiError::validation("INVALID_PHONE_NUMBER", format!("number: {e}")))
 }
 
-/// The replaced gateway answered a bare list; its clients iterate over it.
+/// `"all"`, or a list of user ids (possibly empty: admins only), as the API takes it.
+fn parse_assignees(raw: &serde_json::Value) -> Result<Assignees, ApiError> {
+    let invalid = || {
+        ApiError::validation(
+            "INVALID_ASSIGNEES",
+            "assignees must be \"all\" or a list of user ids",
+        )
+    };
+    match raw {
+        serde_json::Value::String(s) if s.trim().eq_ignore_ascii_case("all") => Ok(Assignees::All),
+        serde_json::Value::Array(items) => {
+            let mut ids: Vec<i64> = items
+                .iter()
+                .map(|v| v.as_i64().filter(|id| *id > 0).ok_or_else(invalid))
+                .collect::<Result<_, _>>()?;
+            ids.sort_unstable();
+            ids.dedup();
+            Ok(Assignees::Users(ids))
+        }
+        _ => Err(invalid()),
+    }
+}
+
+/// The replaced gateway answered a bare list; its clients iterate over it. A user sees the
+/// SIMs assigned to them or to all; an admin every SIM, with its assignees.
 async fn list_sims(
     State(app): State<AppState>,
-    _user: AuthUser,
+    user: AuthUser,
 ) -> Result<Json<Vec<SimView>>, ApiError> {
-    let sims = service::list(&app.db).await?;
-    Ok(Json(sims.into_iter().map(SimView::from).collect()))
+    let sims = service::list_usable_by(&app.db, user.id).await?;
+    Ok(Json(sim_views(&app, &user, sims).await?))
 }
 
 async fn get_sim(
     State(app): State<AppState>,
-    _user: AuthUser,
+    user: AuthUser,
     IdPath(id): IdPath,
 ) -> Result<Json<SimView>, ApiError> {
-    Ok(Json(service::find(&app.db, id).await?.into()))
+    let sim = service::find_usable_by(&app.db, id, user.id).await?;
+    let mut views = sim_views(&app, &user, vec![sim]).await?;
+    Ok(Json(views.remove(0)))
 }
 
 #[derive(Deserialize)]
@@ -96,11 +186,14 @@ struct CreateSimRequest {
     label: Option<String>,
     #[serde(default)]
     status: Option<String>,
+    /// `"all"` (the default) or a list of user ids.
+    #[serde(default)]
+    assignees: Option<serde_json::Value>,
 }
 
 async fn create_sim(
     State(app): State<AppState>,
-    user: AuthUser,
+    SimAdmin(user): SimAdmin,
     ApiJson(req): ApiJson<CreateSimRequest>,
 ) -> Result<(StatusCode, Json<SimView>), ApiError> {
     let sim = NewSim {
@@ -112,9 +205,16 @@ async fn create_sim(
             .map(SimStatus::parse)
             .transpose()?
             .unwrap_or(SimStatus::Active),
+        assignees: req
+            .assignees
+            .as_ref()
+            .map(parse_assignees)
+            .transpose()?
+            .unwrap_or(Assignees::All),
     };
     let row = service::create(&app.db, &app.broker, &app.settings.queue, user.id, sim).await?;
-    Ok((StatusCode::CREATED, Json(row.into())))
+    let mut views = sim_views(&app, &user, vec![row]).await?;
+    Ok((StatusCode::CREATED, Json(views.remove(0))))
 }
 
 #[derive(Deserialize)]
@@ -125,11 +225,14 @@ struct UpdateSimRequest {
     label: Option<String>,
     #[serde(default)]
     status: Option<String>,
+    /// `"all"` or a list of user ids; absent keeps them.
+    #[serde(default)]
+    assignees: Option<serde_json::Value>,
 }
 
 async fn update_sim(
     State(app): State<AppState>,
-    user: AuthUser,
+    SimAdmin(user): SimAdmin,
     IdPath(id): IdPath,
     ApiJson(req): ApiJson<UpdateSimRequest>,
 ) -> Result<Json<SimView>, ApiError> {
@@ -137,10 +240,11 @@ async fn update_sim(
         number: req.number.as_deref().map(parse_number).transpose()?,
         label: req.label.map(|l| l.trim().to_owned()),
         status: req.status.as_deref().map(SimStatus::parse).transpose()?,
+        assignees: req.assignees.as_ref().map(parse_assignees).transpose()?,
     };
-    Ok(Json(
-        service::update(&app.db, user.id, id, changes).await?.into(),
-    ))
+    let row = service::update(&app.db, user.id, id, changes).await?;
+    let mut views = sim_views(&app, &user, vec![row]).await?;
+    Ok(Json(views.remove(0)))
 }
 
 #[derive(Deserialize)]
@@ -158,7 +262,7 @@ struct DeletedView {
 
 async fn delete_sim(
     State(app): State<AppState>,
-    user: AuthUser,
+    SimAdmin(user): SimAdmin,
     IdPath(id): IdPath,
     ApiQuery(query): ApiQuery<DeleteQuery>,
 ) -> Result<Json<DeletedView>, ApiError> {
@@ -237,13 +341,14 @@ struct Listing<T> {
     per_page: i64,
 }
 
+/// Received SMS (often one-time codes) of the SIMs usable by the caller; all for an admin.
 async fn list_inbox(
     State(app): State<AppState>,
-    _user: AuthUser,
+    user: AuthUser,
     ApiQuery(query): ApiQuery<ListQuery>,
 ) -> Result<Json<Listing<InboundView>>, ApiError> {
     let (page, per_page) = query.resolve();
-    let listed = service::inbox(&app.db, query.sim_card_id, page, per_page).await?;
+    let listed = service::inbox(&app.db, user.id, query.sim_card_id, page, per_page).await?;
     Ok(Json(Listing {
         total: listed.total,
         pages: listed.pages(),
@@ -368,4 +473,36 @@ async fn list_statuses(
             })
             .collect(),
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn assignees_are_all_or_a_list_of_positive_user_ids() {
+        assert_eq!(parse_assignees(&json!("all")).unwrap(), Assignees::All);
+        assert_eq!(parse_assignees(&json!(" ALL ")).unwrap(), Assignees::All);
+        assert_eq!(
+            parse_assignees(&json!([3, 1, 3])).unwrap(),
+            Assignees::Users(vec![1, 3])
+        );
+        assert_eq!(
+            parse_assignees(&json!([])).unwrap(),
+            Assignees::Users(vec![])
+        );
+        for bad in [
+            json!("everyone"),
+            json!(null),
+            json!(7),
+            json!([0]),
+            json!([-2]),
+            json!(["1"]),
+            json!([1.5]),
+        ] {
+            assert!(parse_assignees(&bad).is_err(), "{bad}");
+        }
+    }
 }

@@ -1,6 +1,7 @@
 //! SIM cards and SIM routing, the inbox and outbox, and the edge gateway's API keys.
 //! Domain types in, rows out; no HTTP here, so the panel can use the same functions.
 
+use std::collections::HashMap;
 use std::time::Duration;
 
 use lapin::options::QueueDeleteOptions;
@@ -50,11 +51,39 @@ impl SimStatus {
     }
 }
 
+/// Who may see and send through a SIM card (admins always may), and read what it receives.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Assignees {
+    /// Every user: what a SIM is until an admin narrows it (and what SIMs registered before
+    /// assignees existed are).
+    All,
+    /// Only these users (ids); an empty list leaves the SIM to admins.
+    Users(Vec<i64>),
+}
+
+impl Assignees {
+    /// How the API and the audit log write it: `"all"` or the list of user ids.
+    pub fn to_json(&self) -> serde_json::Value {
+        match self {
+            Assignees::All => json!("all"),
+            Assignees::Users(ids) => json!(ids),
+        }
+    }
+}
+
+/// A user a SIM card is assigned to.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Assignee {
+    pub id: i64,
+    pub username: String,
+}
+
 /// A SIM card to register: parsed at the edge.
 pub struct NewSim {
     pub number: PhoneNumber,
     pub label: String,
     pub status: SimStatus,
+    pub assignees: Assignees,
 }
 
 /// Changes to a SIM card; `None` keeps a field.
@@ -63,6 +92,7 @@ pub struct SimChanges {
     pub number: Option<PhoneNumber>,
     pub label: Option<String>,
     pub status: Option<SimStatus>,
+    pub assignees: Option<Assignees>,
 }
 
 /// True when the SIM's agent sent a heartbeat within [`OFFLINE_AFTER`].
@@ -83,14 +113,97 @@ fn is_unique_violation(e: &sqlx::Error) -> bool {
     matches!(e, sqlx::Error::Database(db) if db.is_unique_violation())
 }
 
+/// Every SIM card, whoever it is assigned to: for admins and aggregate figures only; what a
+/// user is shown comes from [`list_usable_by`].
 pub async fn list(db: &PgPool) -> Result<Vec<SimRow>, ApiError> {
     Ok(repo::list_sims(db).await?)
+}
+
+/// The SIM cards user `viewer` may see and send through: assigned to all or to them, or
+/// every SIM for an admin.
+pub async fn list_usable_by(db: &PgPool, viewer: i64) -> Result<Vec<SimRow>, ApiError> {
+    Ok(repo::list_sims_usable_by(db, viewer).await?)
 }
 
 pub async fn find(db: &PgPool, id: i64) -> Result<SimRow, ApiError> {
     repo::find_sim(db, id)
         .await?
         .ok_or(ApiError::NotFound("SIM card"))
+}
+
+/// SIM `id` as user `viewer` may see it: 404 alike whether it is missing or not theirs, so
+/// a SIM's existence is not revealed.
+pub async fn find_usable_by(db: &PgPool, id: i64, viewer: i64) -> Result<SimRow, ApiError> {
+    repo::find_sim_usable_by(db, id, viewer)
+        .await?
+        .ok_or(ApiError::NotFound("SIM card"))
+}
+
+/// The assignees of each of `sims` (admins' views): `All` or the users, by SIM id.
+pub async fn assignees_of(
+    db: &PgPool,
+    sims: &[SimRow],
+) -> Result<HashMap<i64, (Assignees, Vec<Assignee>)>, ApiError> {
+    let ids: Vec<i64> = sims.iter().map(|s| s.id).collect();
+    let mut users: HashMap<i64, Vec<Assignee>> = HashMap::new();
+    for row in repo::list_assignees(db, &ids).await? {
+        users.entry(row.sim_card_id).or_default().push(Assignee {
+            id: row.user_id,
+            username: row.username,
+        });
+    }
+    Ok(sims
+        .iter()
+        .map(|sim| {
+            let users = users.remove(&sim.id).unwrap_or_default();
+            let assignees = if sim.assigned_to_all {
+                Assignees::All
+            } else {
+                Assignees::Users(users.iter().map(|u| u.id).collect())
+            };
+            (sim.id, (assignees, users))
+        })
+        .collect())
+}
+
+/// Every user, for the assignee choice of the panel's SIM form.
+pub async fn user_choices(db: &PgPool) -> Result<Vec<repo::UserChoice>, ApiError> {
+    Ok(repo::list_user_choices(db).await?)
+}
+
+/// Stores who SIM `id` is assigned to, inside the change's transaction; 400
+/// `UNKNOWN_USERS` naming every id that is no user.
+async fn assign(
+    tx: &mut Transaction<'_, Postgres>,
+    id: i64,
+    assignees: &Assignees,
+) -> Result<(), ApiError> {
+    let users: &[i64] = match assignees {
+        Assignees::All => &[],
+        Assignees::Users(ids) => ids,
+    };
+    let missing = repo::missing_users(tx, users).await?;
+    if !missing.is_empty() {
+        return Err(unknown_users(&missing));
+    }
+    repo::set_assignees(tx, id, *assignees == Assignees::All, users)
+        .await
+        .map_err(|e| {
+            // A user deleted between the check and the insert.
+            if matches!(&e, sqlx::Error::Database(db) if db.is_foreign_key_violation()) {
+                unknown_users(users)
+            } else {
+                e.into()
+            }
+        })
+}
+
+fn unknown_users(ids: &[i64]) -> ApiError {
+    let list: Vec<String> = ids.iter().map(i64::to_string).collect();
+    ApiError::validation(
+        "UNKNOWN_USERS",
+        format!("assignees: no user with id {}", list.join(", ")),
+    )
 }
 
 /// Registers a SIM and declares its queue, so jobs routed to it wait there even before its
@@ -112,7 +225,13 @@ pub async fn create(
     )
     .await
     .map_err(number_clash)?;
-    audit_sim(&mut tx, actor, "sim.create", &row, json!({})).await?;
+    assign(&mut tx, row.id, &sim.assignees).await?;
+    let row = SimRow {
+        assigned_to_all: sim.assignees == Assignees::All,
+        ..row
+    };
+    let details = json!({ "assignees": sim.assignees.to_json() });
+    audit_sim(&mut tx, actor, "sim.create", &row, details).await?;
     tx.commit().await?;
     if let Err(e) = declare_queue(broker, queue, row.id).await {
         warn!(error = %e, sim.id = row.id, "SIM queue not declared yet; it will be at first use");
@@ -150,10 +269,21 @@ pub async fn update(
     .await
     .map_err(number_clash)?
     .ok_or(ApiError::NotFound("SIM card"))?;
+    let row = match &changes.assignees {
+        Some(assignees) => {
+            assign(&mut tx, id, assignees).await?;
+            SimRow {
+                assigned_to_all: *assignees == Assignees::All,
+                ..row
+            }
+        }
+        None => row,
+    };
     let changed = json!({
         "number": changes.number.as_ref().map(PhoneNumber::as_str),
         "label": changes.label,
         "status": changes.status.map(|s| s.as_str()),
+        "assignees": changes.assignees.as_ref().map(Assignees::to_json),
     });
     audit_sim(
         &mut tx,
@@ -353,7 +483,9 @@ impl RoutedAccepted {
 }
 
 /// Accepts a send on the route asked for: HKT through the SMS service as before, a SIM
-/// through its own queue. 400 for an unknown SIM, 409 for an inactive one. With a `claim`,
+/// through its own queue. 400 `UNKNOWN_SIM_CARD` for a SIM that is missing or not usable by
+/// the user (alike, so a SIM's existence is not revealed), 409 for an inactive one; any
+/// online SIM means one of those usable by the user. With a `claim`,
 /// its key is recorded in the message's transaction (409 `IDEMPOTENCY_KEY_IN_USE` if another
 /// request recorded it first; [`accept_send_once`] turns that into a replay).
 pub async fn accept_send(
@@ -367,9 +499,11 @@ pub async fn accept_send(
     let sim = match route {
         RouteRequest::Hkt => None,
         RouteRequest::Sim(id) => {
-            let sim = repo::find_sim(db, id).await?.ok_or_else(|| {
-                ApiError::validation("UNKNOWN_SIM_CARD", format!("no SIM card with id {id}"))
-            })?;
+            let sim = repo::find_sim_usable_by(db, id, user_id)
+                .await?
+                .ok_or_else(|| {
+                    ApiError::validation("UNKNOWN_SIM_CARD", format!("no SIM card with id {id}"))
+                })?;
             if sim.status != SimStatus::Active.as_str() {
                 return Err(ApiError::Conflict {
                     code: "SIM_CARD_INACTIVE",
@@ -379,7 +513,9 @@ pub async fn accept_send(
             repo::touch_sim(db, id).await?;
             Some((sim.id, sim.number))
         }
-        RouteRequest::AnySim => repo::take_next_online_sim(db, OFFLINE_AFTER.as_secs_f64()).await?,
+        RouteRequest::AnySim => {
+            repo::take_next_online_sim(db, OFFLINE_AFTER.as_secs_f64(), user_id).await?
+        }
     };
     let Some((sim_id, number)) = sim else {
         let accepted = sms::accept(db, outbox, user_id, send, claim).await?;
@@ -474,15 +610,18 @@ async fn accept_via_sim(
     })
 }
 
+/// Received SMS that user `viewer` may read (those of the SIMs usable by them; all for an
+/// admin), optionally of SIM `sim_id` only.
 pub async fn inbox(
     db: &PgPool,
+    viewer: i64,
     sim_id: Option<i64>,
     page: i64,
     per_page: i64,
 ) -> Result<Page<repo::InboundRow>, ApiError> {
     let (items, total) = tokio::try_join!(
-        repo::list_inbound(db, sim_id, per_page, (page - 1) * per_page),
-        repo::count_inbound(db, sim_id),
+        repo::list_inbound(db, sim_id, viewer, per_page, (page - 1) * per_page),
+        repo::count_inbound(db, sim_id, viewer),
     )?;
     Ok(Page {
         items,

@@ -1,7 +1,7 @@
 //! `GET /api/statistics`: what the edge gateway's monitoring read (memory, database size,
 //! message counts, SIM card usage, daily counts), plus the dispatch queue's depth.
-//! Admins see every user's messages; everyone else their own. Host figures and SIM usage
-//! are the same for all callers. Figures are computed at most every 10 s per scope
+//! Admins see every user's messages; everyone else their own. Host figures are the same for
+//! all callers; SIM usage lists the SIMs the caller may use (every SIM for an admin). Figures are computed at most every 10 s per scope
 //! (`generated_at` says when).
 
 use std::collections::HashMap;
@@ -142,7 +142,7 @@ async fn compute(app: &AppState, owner: Option<i64>) -> Result<Statistics, ApiEr
         repo::totals(&app.db, owner),
         history::repo::counts_since(&app.db, repo::start_of_utc_day(now), owner),
         repo::daily(&app.db, owner, DAYS),
-        sim_figures(app),
+        sim_figures(app, owner),
         hkt_queue_depth(&app.broker, &names),
     );
     let totals = totals?;
@@ -177,9 +177,15 @@ async fn compute(app: &AppState, owner: Option<i64>) -> Result<Statistics, ApiEr
     })
 }
 
-async fn sim_figures(app: &AppState) -> Result<SimFigures, ApiError> {
+/// Usage of the SIMs user `owner` may use (assigned to them or to all), or of every SIM.
+async fn sim_figures(app: &AppState, owner: Option<i64>) -> Result<SimFigures, ApiError> {
     let (cards, sent, received) = tokio::try_join!(
-        sims::list(&app.db),
+        async {
+            match owner {
+                Some(user) => sims::list_usable_by(&app.db, user).await,
+                None => sims::list(&app.db).await,
+            }
+        },
         async { Ok(repo::sent_per_sim_route(&app.db).await?) },
         async { Ok(repo::received_per_sim(&app.db).await?) },
     )?;

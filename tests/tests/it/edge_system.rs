@@ -155,7 +155,8 @@ async fn logs_record_sim_changes_newest_first_and_each_user_reads_their_own() {
     let (_, body) = app.get("/api/logs?action=sim.update").await;
     assert_eq!(body["total"], 1, "{body}");
 
-    // A user who is not an admin reads only their own actions.
+    // A user who is not an admin reads only their own actions: none of the admin's. SIM
+    // changes are for admins since issue #13, so their refused attempt records nothing.
     let (_, other) = app
         .create_user("fieldstaff", "a long enough password")
         .await;
@@ -167,14 +168,12 @@ async fn logs_record_sim_changes_newest_first_and_each_user_reads_their_own() {
             Some(json!({"number": "61110303"})),
         )
         .await;
-    assert_eq!(status, StatusCode::CREATED);
+    assert_eq!(status, StatusCode::FORBIDDEN);
     let (_, body) = app
         .request(Method::GET, "/api/logs", Some(&other), None)
         .await;
-    assert_eq!(body["total"], 1, "{body}");
-    assert_eq!(body["logs"][0]["action"], "sim.create");
-    assert_eq!(body["logs"][0]["actor"], "fieldstaff");
-    assert_eq!(body["logs"][0]["sender_sim"], "+85261110303");
+    assert_eq!(body["total"], 0, "{body}");
+    assert_eq!(body["logs"], json!([]), "{body}");
 
     let (status, body) = app.get("/api/logs?action=sim%25").await;
     assert_error((status, &body), StatusCode::BAD_REQUEST, "INVALID_ACTION");

@@ -18,6 +18,7 @@ mod provisioning;
 mod rate_limit;
 mod resilience;
 mod result_writes;
+mod sim_access;
 mod status_sockets;
 mod web_admin;
 mod web_auth;
