@@ -4,6 +4,7 @@
 mod admin_api;
 mod api_errors;
 mod auth;
+mod authz_matrix;
 mod consumer_acks;
 mod edge_agent;
 mod edge_api;
