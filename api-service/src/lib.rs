@@ -99,6 +99,67 @@ pub fn build_app(state: AppState) -> Router {
         .with_state(state)
 }
 
+/// Every `(method, path)` a router serves, sorted; `HEAD` is left out (axum answers it
+/// wherever there is a `GET`). The authorization matrix test compares this with its table,
+/// so a route added without access rules fails that test.
+///
+/// axum 0.8 has no public route listing, so this reads the router's `Debug` output: each
+/// path (`RouteId(n): "/path"` in the path router's node) and the `Allow` header value its
+/// method router built (`allow_header: Bytes(b"GET,HEAD,POST")`), matched by route id.
+/// Only the path router is read; the fallback router's catch-all is not a route. The unit
+/// test below pins the format, so an axum upgrade that changes it fails loudly here rather
+/// than the matrix silently checking nothing.
+pub fn route_list(router: &Router) -> Vec<(axum::http::Method, String)> {
+    let debug = format!("{router:?}");
+    // The path router comes first; the fallback router has route ids of its own.
+    let path_router = debug
+        .split_once("fallback_router:")
+        .map_or(debug.as_str(), |(head, _)| head);
+    let (routes, node) = path_router
+        .split_once("node: Node")
+        .expect("axum's Router Debug output has a `node: Node` (see route_list)");
+    let route_ids = |text: &str| -> Vec<(String, usize)> {
+        text.match_indices("RouteId(")
+            .map(|(at, _)| {
+                let rest = &text[at + "RouteId(".len()..];
+                let id = rest[..rest.find(')').unwrap_or(0)].to_owned();
+                (id, at)
+            })
+            .collect()
+    };
+    // Each route's method router runs from its `RouteId(n):` to the next one.
+    let mut allowed = std::collections::HashMap::new();
+    let ids = route_ids(routes);
+    for (i, (id, at)) in ids.iter().enumerate() {
+        let end = ids.get(i + 1).map_or(routes.len(), |(_, next)| *next);
+        let endpoint = &routes[*at..end];
+        let methods = endpoint
+            .split_once("allow_header: Bytes(b\"")
+            .and_then(|(_, rest)| rest.split_once('"'))
+            .map(|(methods, _)| methods.to_owned())
+            .unwrap_or_else(|| panic!("route {id} has no Allow header in {endpoint}"));
+        allowed.insert(id.clone(), methods);
+    }
+    let mut listed = Vec::new();
+    for (id, at) in route_ids(node) {
+        let path = node[at..]
+            .split_once(": \"")
+            .and_then(|(_, rest)| rest.split_once('"'))
+            .map(|(path, _)| path.to_owned())
+            .unwrap_or_else(|| panic!("route {id} has no path in the router's Debug output"));
+        let methods = allowed
+            .get(&id)
+            .unwrap_or_else(|| panic!("route {id} ({path}) has no method router"));
+        for method in methods.split(',').filter(|m| *m != "HEAD") {
+            let method = axum::http::Method::from_bytes(method.as_bytes())
+                .unwrap_or_else(|_| panic!("route {path}: unknown method {method}"));
+            listed.push((method, path.clone()));
+        }
+    }
+    listed.sort_by(|a, b| (&a.1, a.0.as_str()).cmp(&(&b.1, b.0.as_str())));
+    listed
+}
+
 /// Connects a pool whose acquire timeout turns a dead database into quick 503s.
 pub async fn connect_database(settings: &Settings) -> anyhow::Result<PgPool> {
     let options: PgConnectOptions = settings
@@ -266,4 +327,45 @@ pub async fn start(settings: Settings) -> anyhow::Result<RunningApi> {
         server,
         reconciler,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use axum::http::Method;
+    use axum::routing::{get, post, put};
+
+    use super::*;
+
+    #[test]
+    fn route_list_reads_every_path_and_method_of_a_merged_layered_router() {
+        let api = Router::new()
+            .route("/api/things", get(|| async {}).post(|| async {}))
+            .route("/api/things/{id}", put(|| async {}).delete(|| async {}));
+        let panel = Router::new()
+            .route("/", get(|| async {}))
+            .route("/things/{id}/toggle", post(|| async {}))
+            .layer(axum::middleware::from_fn(
+                |request: axum::extract::Request, next: axum::middleware::Next| async move {
+                    next.run(request).await
+                },
+            ));
+        let router = Router::new()
+            .merge(api)
+            .merge(panel)
+            .fallback(|| async { "fallback" })
+            .layer(axum::extract::DefaultBodyLimit::max(1024));
+        let listed = route_list(&router);
+        let expected: Vec<(Method, String)> = [
+            (Method::GET, "/"),
+            (Method::GET, "/api/things"),
+            (Method::POST, "/api/things"),
+            (Method::DELETE, "/api/things/{id}"),
+            (Method::PUT, "/api/things/{id}"),
+            (Method::POST, "/things/{id}/toggle"),
+        ]
+        .into_iter()
+        .map(|(m, p)| (m, p.to_owned()))
+        .collect();
+        assert_eq!(listed, expected);
+    }
 }

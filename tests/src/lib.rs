@@ -3,6 +3,7 @@
 //! by the integration suite and the benchmark.
 
 pub mod app;
+pub mod authz;
 pub mod bench;
 pub mod mock_hkt;
 pub mod modem_sim;

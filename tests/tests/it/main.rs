@@ -4,6 +4,7 @@
 mod admin_api;
 mod api_errors;
 mod auth;
+mod authz_matrix;
 mod bounded_input;
 mod consumer_acks;
 mod credential_revocation;
