@@ -18,7 +18,7 @@ use super::repo::{InboundRow, OutgoingRow, SimRow};
 use super::service::{self, Assignee, Assignees, NewSim, SimChanges, SimStatus};
 use crate::auth::AuthUser;
 use crate::error::ApiError;
-use crate::extract::{ApiJson, ApiQuery, IdPath};
+use crate::extract::{ApiJson, ApiQuery, IdPath, PageNumber};
 use crate::state::AppState;
 use crate::wire::rfc3339;
 
@@ -284,14 +284,14 @@ async fn delete_sim(
 
 #[derive(Deserialize)]
 struct ListQuery {
-    page: Option<i64>,
+    page: Option<PageNumber>,
     per_page: Option<i64>,
     sim_card_id: Option<i64>,
 }
 
 impl ListQuery {
     fn resolve(&self) -> (i64, i64) {
-        let page = self.page.unwrap_or(1).max(1);
+        let page = self.page.unwrap_or(PageNumber::FIRST).get();
         let per_page = self.per_page.unwrap_or(20).clamp(1, 1000);
         (page, per_page)
     }

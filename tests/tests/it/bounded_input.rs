@@ -104,6 +104,9 @@ async fn page_numbers_out_of_range_are_400_not_500() {
         "/api/sms?page=-5".to_owned(),
         format!("/api/sms/{id}/recipients?page=9223372036854775807"),
         "/api/logs?page=9223372036854775807".to_owned(),
+        "/api/sms/inbox?page=9223372036854775807".to_owned(),
+        "/api/sms/outbox?page=9223372036854775807".to_owned(),
+        "/api/sms-status?page=9223372036854775807".to_owned(),
     ] {
         let (status, body) = app.get(&path).await;
         assert_eq!(status, StatusCode::BAD_REQUEST, "{path}: {body}");
