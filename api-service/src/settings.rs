@@ -7,6 +7,7 @@ use std::time::Duration;
 use secrecy::{ExposeSecret, SecretString};
 use smsgate_shared::config::{self, AppEnv, ConfigError, QueueSettings};
 use smsgate_shared::domain::MessageBody;
+use smsgate_shared::secret_box::{self, SecretBox};
 
 #[derive(Debug, Clone)]
 pub struct Settings {
@@ -37,6 +38,9 @@ pub struct Settings {
     /// Whether webhooks may point at loopback, private and link-local addresses
     /// (development and tests only; the dispatchers have the same setting).
     pub webhook_allow_internal_targets: bool,
+    /// The keys webhook signing secrets are encrypted with at rest (WEBHOOK_SECRET_KEYS,
+    /// required; the first seals, all open). The dispatchers need the same keys.
+    pub webhook_secret_keys: SecretBox,
     /// The web panel's settings (DISPLAY_TZ, sessions, login throttling).
     pub panel: crate::panel::PanelSettings,
     /// When set, `GET /metrics` answers only `Authorization: Bearer <this>`.
@@ -84,6 +88,7 @@ impl Settings {
                 "WEBHOOK_ALLOW_INTERNAL_TARGETS",
                 false,
             )?,
+            webhook_secret_keys: secret_box::webhook_keys_from_env()?,
             panel: crate::panel::PanelSettings::from_env()?,
             metrics_token: metrics_token(config::var("METRICS_TOKEN"))?,
         })
@@ -120,6 +125,7 @@ impl Settings {
             webhooks_per_user: 10,
             // Tests run their receivers on loopback.
             webhook_allow_internal_targets: true,
+            webhook_secret_keys: secret_box::test_keys(),
             panel: crate::panel::PanelSettings::default(),
             metrics_token: None,
         }
