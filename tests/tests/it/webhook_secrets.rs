@@ -165,11 +165,13 @@ async fn plain_text_secrets_from_before_encryption_are_sealed_when_the_api_start
     .unwrap();
 
     // An API starting on this database seals it.
-    let settings = smsgate_api::settings::Settings::for_tests(
+    let mut settings = smsgate_api::settings::Settings::for_tests(
         &with_database(&test_database_server_url(), &app.db_name),
         &test_amqp_url(),
         &app.prefix,
     );
+    // The topology this test's first API declared.
+    settings.queue.retry_schedule = app.options.retry_schedule.clone();
     let second_api = smsgate_api::start(settings).await.unwrap();
     let stored = stored_secret(&app, id).await;
     assert!(stored.starts_with("v1:test:"), "{stored}");
