@@ -29,20 +29,23 @@ ensure_cargo_deny() {
     cargo install cargo-deny --version "$CARGO_DENY_VERSION" --locked
 }
 
-# cargo-deny reads an advisory database from a git checkout it fetched. The snapshot is
-# made into one: a local repository, committed, that it clones with git as it would the
-# real one (no network), into a scratch db-path so the real cache is left alone.
+# Where cargo-deny looks for the default database (https://github.com/RustSec/advisory-db)
+# under a db-path: the URL's last segment and its hash, as cargo-deny 0.20 names it.
+readonly DEFAULT_DB_DIR=advisory-db-3157b0e258782691
+
+# cargo-deny reads an advisory database from a git checkout it fetched, and with --offline
+# from the one already at its path. The snapshot is made into one there: a scratch db-path
+# (the real cache is left alone) holding a local repository of the snapshot, committed.
 offline_config() {
-    local scratch=$1 repo=$1/advisory-db-snapshot
+    local scratch=$1 repo=$1/dbs/$DEFAULT_DB_DIR
     mkdir -p "$repo"
     cp -R "$SNAPSHOT/crates" "$repo/"
     git -C "$repo" init -q
     git -C "$repo" add -A
     git -C "$repo" -c user.name=smsgate -c user.email=smsgate@localhost \
         -c commit.gpgsign=false commit -qm "offline snapshot $(snapshot_date)"
-    git -C "$repo" branch -qM main
-    # deny.toml, with the database pointed at the snapshot.
-    sed -e "s|^\[advisories\]$|[advisories]\ndb-path = \"$scratch/dbs\"\ndb-urls = [\"file://$repo\"]|" \
+    # deny.toml, with the database path pointed at the scratch one.
+    sed -e "s|^\[advisories\]$|[advisories]\ndb-path = \"$scratch/dbs\"|" \
         deny.toml >"$scratch/deny.toml"
 }
 
@@ -76,13 +79,14 @@ main() {
         fi
     fi
     loud_warning
-    local scratch
-    scratch=$(mktemp -d)
-    trap 'rm -rf "$scratch"' EXIT
-    offline_config "$scratch"
+    SCRATCH=$(mktemp -d)
+    trap 'rm -rf "$SCRATCH"' EXIT
+    offline_config "$SCRATCH"
     info "cargo deny check $* (advisories from the offline snapshot of $(snapshot_date))"
-    cargo deny --config "$scratch/deny.toml" check "$@"
+    local status=0
+    cargo deny --offline --config "$SCRATCH/deny.toml" check "$@" || status=$?
     loud_warning
+    return "$status"
 }
 
 main "$@"
