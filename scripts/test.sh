@@ -5,8 +5,9 @@
 #   1. PostgreSQL, RabbitMQ and the toolchain (scripts/ensure-services.sh);
 #   2. Chromium + ChromeDriver when browser tests are enabled;
 #   3. drops leftover smsgate_test_* databases of earlier runs;
-#   4. cargo test --workspace --locked;
-#   5. a smoke run of the benchmark harness (wrk installed for it when missing).
+#   4. the supply-chain check: cargo deny (scripts/deny.sh);
+#   5. cargo test --workspace --locked;
+#   6. a smoke run of the benchmark harness (wrk installed for it when missing).
 #
 # Environment (passed through to the tests):
 #   TEST_DATABASE_URL      server the tests create their databases on
@@ -51,6 +52,7 @@ main() {
     "$REPO_ROOT/scripts/clean-test-dbs.sh"
     # --locked: the tests build exactly the dependency versions in Cargo.lock.
     [[ -f Cargo.lock ]] || die "Cargo.lock is missing: run 'cargo generate-lockfile' and commit it"
+    "$REPO_ROOT/scripts/deny.sh"
     info "cargo test --workspace --locked $*"
     cargo test --workspace --locked "$@"
     # The benchmark harness is not run for its figures here (those come from `make bench`

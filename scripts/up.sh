@@ -2,7 +2,8 @@
 # `make up`: runs the whole stack locally, in the background, from this checkout.
 #
 #   1. PostgreSQL, RabbitMQ and the toolchain (scripts/ensure-services.sh);
-#   2. `.env` from `.env.example` on first run, with random secrets;
+#   2. `.env` from `.env.example` on first run, with random secrets (and a
+#      WEBHOOK_SECRET_KEYS added to an older `.env` that lacks one);
 #   3. the database named in DATABASE_URL, if missing;
 #   4. release build of smsgate-api, smsgate-dispatcher and mock-hkt;
 #   5. `smsgate-api migrate`;
@@ -35,9 +36,21 @@ setting() {
     printf '%s' "${value:-$default}"
 }
 
+# A WEBHOOK_SECRET_KEYS value: one key with a dated id, 32 random bytes in base64.
+new_webhook_key() {
+    printf 'k%s:%s' "$(date +%Y%m%d)" "$(head -c 32 /dev/urandom | base64 | tr -d '\n')"
+}
+
 create_env_file() {
     if [[ -f $ENV_FILE ]]; then
         note "$ENV_FILE exists; using it as it is"
+        # The API and the dispatchers refuse to start without this key (webhook secrets
+        # are stored encrypted); a .env from before it gets one. Never replaced: the
+        # secrets already stored would no longer open.
+        if [[ -z $(setting WEBHOOK_SECRET_KEYS) ]]; then
+            info "adding a random WEBHOOK_SECRET_KEYS to $ENV_FILE"
+            dotenv_set "$ENV_FILE" WEBHOOK_SECRET_KEYS "$(new_webhook_key)"
+        fi
         return
     fi
     [[ -f .env.example ]] || die ".env.example is missing"
@@ -48,6 +61,7 @@ create_env_file() {
     dotenv_set "$tmp" SECRET_KEY "$(random_token 64)"
     dotenv_set "$tmp" JWT_SECRET_KEY "$(random_token 64)"
     dotenv_set "$tmp" ADMIN_PASSWORD "$(random_token 20)"
+    dotenv_set "$tmp" WEBHOOK_SECRET_KEYS "$(new_webhook_key)"
     # The dev stack sends to the local mock: a limit high enough never to slow it.
     dotenv_set "$tmp" HKT_RATE_LIMIT 1000
     # A developer's webhook receiver runs on this machine; production keeps the default (off).

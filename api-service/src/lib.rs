@@ -212,11 +212,15 @@ impl RunningApi {
     }
 }
 
-/// Migrates, provisions the default admin, declares the topology (if the broker is up),
+/// Migrates, seals webhook secrets left in plain text or under an older key, provisions
+/// the default admin, declares the topology (if the broker is up),
 /// binds and serves. Returns once the listener is bound.
 pub async fn start(settings: Settings) -> anyhow::Result<RunningApi> {
     let db = connect_database(&settings).await?;
     migrate(&db).await?;
+    webhooks::reseal_secrets(&db, &settings.webhook_secret_keys)
+        .await
+        .context("sealing webhook secrets under WEBHOOK_SECRET_KEYS")?;
     let admin_password = settings
         .admin_password
         .as_ref()

@@ -9,7 +9,10 @@ use smsgate_api::settings::Settings;
 #[global_allocator]
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
-/// `smsgate-api [serve]` runs the service; `smsgate-api migrate` migrates and exits.
+/// `smsgate-api [serve]` runs the service; `smsgate-api migrate` migrates (and seals
+/// plain-text webhook secrets) and exits;
+/// `smsgate-api rotate-webhook-secrets` seals every webhook secret under the first key of
+/// WEBHOOK_SECRET_KEYS (as `serve` does at start) and fails if any does not open.
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let _telemetry = smsgate_shared::telemetry::init("smsgate-api")
@@ -26,9 +29,36 @@ async fn main() -> anyhow::Result<()> {
         Some("migrate") => {
             let db = smsgate_api::connect_database(&settings).await?;
             smsgate_api::migrate(&db).await?;
+            // Rows from before encryption at rest are sealed with the schema change, so
+            // the dispatchers never meet a plain-text secret.
+            smsgate_api::webhooks::reseal_secrets(&db, &settings.webhook_secret_keys)
+                .await
+                .context("sealing webhook secrets")?;
             tracing::info!("migrations applied");
             Ok(())
         }
-        Some(other) => anyhow::bail!("unknown command `{other}`; use `serve` or `migrate`"),
+        Some("rotate-webhook-secrets") => {
+            let db = smsgate_api::connect_database(&settings).await?;
+            let keys = &settings.webhook_secret_keys;
+            let done = smsgate_api::webhooks::reseal_secrets(&db, keys)
+                .await
+                .context("sealing webhook secrets")?;
+            println!(
+                "webhook secrets under key `{}`: {} encrypted from plain text, {} re-sealed from older keys, {} unreadable",
+                keys.primary_key_id(),
+                done.encrypted,
+                done.rotated,
+                done.unreadable.len()
+            );
+            if !done.unreadable.is_empty() {
+                anyhow::bail!(
+                    "some webhook secrets do not open with WEBHOOK_SECRET_KEYS (see the log): keep every key they were sealed with"
+                );
+            }
+            Ok(())
+        }
+        Some(other) => anyhow::bail!(
+            "unknown command `{other}`; use `serve`, `migrate` or `rotate-webhook-secrets`"
+        ),
     }
 }

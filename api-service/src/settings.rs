@@ -8,6 +8,7 @@ use secrecy::{ExposeSecret, SecretString};
 use smsgate_shared::config::{self, looks_like_a_placeholder, AppEnv, ConfigError, QueueSettings};
 use smsgate_shared::domain::MessageBody;
 use smsgate_shared::metrics::MetricsToken;
+use smsgate_shared::secret_box::{self, SecretBox};
 
 #[derive(Debug, Clone)]
 pub struct Settings {
@@ -38,6 +39,9 @@ pub struct Settings {
     /// Whether webhooks may point at loopback, private and link-local addresses
     /// (development and tests only; the dispatchers have the same setting).
     pub webhook_allow_internal_targets: bool,
+    /// The keys webhook signing secrets are encrypted with at rest (WEBHOOK_SECRET_KEYS,
+    /// required; the first seals, all open). The dispatchers need the same keys.
+    pub webhook_secret_keys: SecretBox,
     /// The web panel's settings (DISPLAY_TZ, sessions, cookies).
     pub panel: crate::panel::PanelSettings,
     /// Login throttling and password-hashing limits, shared by the panel and the API.
@@ -154,6 +158,7 @@ impl Settings {
                 "WEBHOOK_ALLOW_INTERNAL_TARGETS",
                 false,
             )?,
+            webhook_secret_keys: secret_box::webhook_keys_from_env()?,
             panel: crate::panel::PanelSettings::from_env()?,
             login: LoginSettings::from_env()?,
             metrics_token: MetricsToken::from_env()?,
@@ -191,6 +196,7 @@ impl Settings {
             webhooks_per_user: 10,
             // Tests run their receivers on loopback.
             webhook_allow_internal_targets: true,
+            webhook_secret_keys: secret_box::test_keys(),
             panel: crate::panel::PanelSettings::default(),
             login: LoginSettings {
                 // Debug-build argon2 is slow and tests log in in parallel: wait longer than

@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use smsgate_shared::config::{self, ConfigError, QueueSettings};
 use smsgate_shared::metrics::MetricsToken;
+use smsgate_shared::secret_box::{self, SecretBox};
 
 #[derive(Debug, Clone)]
 pub struct Settings {
@@ -53,6 +54,9 @@ pub struct WebhookSettings {
     pub allow_internal_targets: bool,
     /// How long delivered and failed deliveries are kept for `GET …/deliveries`.
     pub retention: Duration,
+    /// The keys that open the webhooks' signing secrets (WEBHOOK_SECRET_KEYS, required; the
+    /// same list as the API's, or at least every key id still in the database).
+    pub secret_keys: SecretBox,
 }
 
 impl WebhookSettings {
@@ -87,6 +91,7 @@ impl WebhookSettings {
                 "WEBHOOK_DELIVERY_RETENTION",
                 Duration::from_secs(7 * 24 * 3600),
             )?,
+            secret_keys: secret_box::webhook_keys_from_env()?,
         })
     }
 
@@ -100,6 +105,7 @@ impl WebhookSettings {
             poll_interval: Duration::from_millis(50),
             allow_internal_targets: true,
             retention: Duration::from_secs(24 * 3600),
+            secret_keys: secret_box::test_keys(),
         }
     }
 }

@@ -1,6 +1,6 @@
 //! Everything two or more smsgate processes must agree on: domain types that are valid
 //! by construction, the RabbitMQ contract (names, jobs, events, headers), configuration
-//! helpers and telemetry setup.
+//! helpers, telemetry setup, and the box that encrypts stored secrets.
 
 pub mod config;
 pub mod domain;
@@ -8,5 +8,7 @@ pub mod domain;
 pub mod metrics;
 pub mod net;
 pub mod queue;
+#[cfg(feature = "secret-box")]
+pub mod secret_box;
 pub mod shutdown;
 pub mod telemetry;

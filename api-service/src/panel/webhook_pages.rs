@@ -185,7 +185,8 @@ pub async fn create_webhook(
         _ => return invalid(list_page(&app, &user, &form, errors.into()).await?),
     };
     let limit = app.settings.webhooks_per_user;
-    match service::create(&app.db, user.session.user_id, new, limit).await {
+    let keys = &app.settings.webhook_secret_keys;
+    match service::create(&app.db, keys, user.session.user_id, new, limit).await {
         Ok(created) => {
             Ok(secret_page(&app, &user, &created.webhook, created.secret, false).into_response())
         }
@@ -271,7 +272,7 @@ pub async fn rotate_secret(
     let user_id = user.session.user_id;
     let back = |e| webhook_error(e, WEBHOOKS);
     let webhook = service::find(&app.db, user_id, id).await.map_err(back)?;
-    let secret = service::rotate_secret(&app.db, user_id, id)
+    let secret = service::rotate_secret(&app.db, &app.settings.webhook_secret_keys, user_id, id)
         .await
         .map_err(back)?;
     Ok(secret_page(&app, &user, &webhook, secret, true))

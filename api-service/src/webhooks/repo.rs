@@ -34,20 +34,30 @@ pub async fn count_for_user_locked(
         .await
 }
 
+/// The id the next webhook will get: its secret is sealed to its id, before the insert.
+pub async fn next_id(tx: &mut Transaction<'_, Postgres>) -> Result<i64, sqlx::Error> {
+    sqlx::query_scalar("SELECT nextval(pg_get_serial_sequence('webhooks', 'id'))")
+        .fetch_one(&mut **tx)
+        .await
+}
+
+/// Inserts a webhook under an id from [`next_id`]; `sealed_secret` is the encrypted secret.
 pub async fn insert(
     tx: &mut Transaction<'_, Postgres>,
+    id: i64,
     user_id: i64,
     url: &str,
-    secret: &str,
+    sealed_secret: &str,
     description: &str,
 ) -> Result<WebhookRow, sqlx::Error> {
     sqlx::query_as(&format!(
-        "INSERT INTO webhooks (user_id, url, secret, description) VALUES ($1, $2, $3, $4)
+        "INSERT INTO webhooks (id, user_id, url, secret, description) VALUES ($1, $2, $3, $4, $5)
          RETURNING {COLUMNS}"
     ))
+    .bind(id)
     .bind(user_id)
     .bind(url)
-    .bind(secret)
+    .bind(sealed_secret)
     .bind(description)
     .fetch_one(&mut **tx)
     .await
@@ -99,23 +109,63 @@ pub async fn update(
     .await
 }
 
-/// Replaces the signing secret; false if there is no such webhook of this user.
+/// Replaces the signing secret (`sealed_secret`, encrypted); false if there is no such
+/// webhook of this user.
 pub async fn set_secret(
     tx: &mut Transaction<'_, Postgres>,
     user_id: i64,
     id: i64,
-    secret: &str,
+    sealed_secret: &str,
 ) -> Result<bool, sqlx::Error> {
     Ok(sqlx::query(
         "UPDATE webhooks SET secret = $3, updated_at = now() WHERE id = $1 AND user_id = $2",
     )
     .bind(id)
     .bind(user_id)
-    .bind(secret)
+    .bind(sealed_secret)
     .execute(&mut **tx)
     .await?
     .rows_affected()
         == 1)
+}
+
+/// A stored secret, as it is in the row (plain text in rows older than encryption).
+#[derive(sqlx::FromRow)]
+pub struct StoredSecret {
+    pub id: i64,
+    pub secret: String,
+}
+
+/// Every webhook whose secret does not start with `sealed_prefix` (the stored form under
+/// the current key): plain text left from before encryption, or sealed under an older key.
+pub async fn secrets_to_reseal(
+    db: &PgPool,
+    sealed_prefix: &str,
+) -> Result<Vec<StoredSecret>, sqlx::Error> {
+    sqlx::query_as("SELECT id, secret FROM webhooks WHERE NOT starts_with(secret, $1) ORDER BY id")
+        .bind(sealed_prefix)
+        .fetch_all(db)
+        .await
+}
+
+/// Replaces a secret with its re-sealed form, if it is still `old`: a user rotating it
+/// meanwhile (or another API replica re-sealing it first) wins. False when it had changed.
+pub async fn replace_secret(
+    db: &PgPool,
+    id: i64,
+    old: &str,
+    sealed_secret: &str,
+) -> Result<bool, sqlx::Error> {
+    Ok(
+        sqlx::query("UPDATE webhooks SET secret = $3 WHERE id = $1 AND secret = $2")
+            .bind(id)
+            .bind(old)
+            .bind(sealed_secret)
+            .execute(db)
+            .await?
+            .rows_affected()
+            == 1,
+    )
 }
 
 /// Deletes the webhook and, by cascade, its deliveries; its URL for the audit log.

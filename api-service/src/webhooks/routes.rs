@@ -80,7 +80,14 @@ async fn create_webhook(
         url: parse_url(&app, &req.url)?,
         description: req.description.unwrap_or_default().trim().to_owned(),
     };
-    let created = service::create(&app.db, user.id, new, app.settings.webhooks_per_user).await?;
+    let created = service::create(
+        &app.db,
+        &app.settings.webhook_secret_keys,
+        user.id,
+        new,
+        app.settings.webhooks_per_user,
+    )
+    .await?;
     let mut view = WebhookView::from(created.webhook);
     view.secret = Some(created.secret);
     Ok((StatusCode::CREATED, Json(view)))
@@ -161,7 +168,8 @@ async fn rotate_secret(
     user: AuthUser,
     IdPath(id): IdPath,
 ) -> Result<Json<RotatedSecret>, ApiError> {
-    let secret = service::rotate_secret(&app.db, user.id, id).await?;
+    let secret =
+        service::rotate_secret(&app.db, &app.settings.webhook_secret_keys, user.id, id).await?;
     Ok(Json(RotatedSecret { id, secret }))
 }
 

@@ -3,6 +3,7 @@
 
 use rand::RngCore;
 use serde_json::json;
+use smsgate_shared::secret_box::{webhook_secret_context, OpenError, SecretBox};
 use sqlx::PgPool;
 
 use super::repo::{self, DeliveryRow, WebhookRow};
@@ -63,8 +64,10 @@ pub fn check_description(description: &str) -> Result<(), WebhookError> {
     Ok(())
 }
 
+/// Registers a webhook with a fresh secret, stored sealed under `keys`' current key.
 pub async fn create(
     db: &PgPool,
+    keys: &SecretBox,
     user_id: i64,
     new: NewWebhook,
     max_per_user: usize,
@@ -77,11 +80,14 @@ pub async fn create(
     if repo::count_for_user_locked(&mut tx, user_id).await? >= max_per_user as i64 {
         return Err(WebhookError::LimitReached { max: max_per_user });
     }
+    let id = repo::next_id(&mut tx).await?;
+    let sealed = keys.seal(&secret, &webhook_secret_context(id));
     let webhook = repo::insert(
         &mut tx,
+        id,
         user_id,
         new.url.as_str(),
-        &secret,
+        &sealed,
         &new.description,
     )
     .await?;
@@ -160,11 +166,17 @@ pub async fn delete(db: &PgPool, user_id: i64, id: i64) -> Result<(), WebhookErr
 }
 
 /// Replaces the signing secret at once (deliveries from now on are signed with the new one)
-/// and returns it, shown this once.
-pub async fn rotate_secret(db: &PgPool, user_id: i64, id: i64) -> Result<String, WebhookError> {
+/// and returns it, shown this once; it is stored sealed under `keys`' current key.
+pub async fn rotate_secret(
+    db: &PgPool,
+    keys: &SecretBox,
+    user_id: i64,
+    id: i64,
+) -> Result<String, WebhookError> {
     let secret = new_secret();
+    let sealed = keys.seal(&secret, &webhook_secret_context(id));
     let mut tx = db.begin().await?;
-    if !repo::set_secret(&mut tx, user_id, id, &secret).await? {
+    if !repo::set_secret(&mut tx, user_id, id, &sealed).await? {
         return Err(WebhookError::NotFound);
     }
     audit::record(
@@ -177,6 +189,48 @@ pub async fn rotate_secret(db: &PgPool, user_id: i64, id: i64) -> Result<String,
     .await?;
     tx.commit().await?;
     Ok(secret)
+}
+
+/// What [`reseal_secrets`] did.
+#[derive(Debug, Default)]
+pub struct Resealed {
+    /// Plain-text secrets (from before encryption at rest) now sealed.
+    pub encrypted: usize,
+    /// Secrets sealed under an older key now sealed under the current one.
+    pub rotated: usize,
+    /// Secrets that could not be opened (their key is not configured, or the row was
+    /// altered), by webhook id; they are left as they are.
+    pub unreadable: Vec<(i64, OpenError)>,
+}
+
+/// Seals every secret not yet under `keys`' current key: plain text left from before
+/// encryption at rest, and secrets under an older key after a rotation. Idempotent, and
+/// safe beside other API replicas and users rotating secrets (each row is replaced only if
+/// it is still what was read). Runs at every start and as `smsgate-api
+/// rotate-webhook-secrets`.
+pub async fn reseal_secrets(db: &PgPool, keys: &SecretBox) -> Result<Resealed, WebhookError> {
+    let mut done = Resealed::default();
+    for row in repo::secrets_to_reseal(db, &keys.sealed_prefix()).await? {
+        let context = webhook_secret_context(row.id);
+        let (plain, was_plain) = match keys.open(&row.secret, &context) {
+            Ok(plain) => (plain, false),
+            // Rows from before encryption at rest hold the secret itself.
+            Err(OpenError::NotSealed) => (row.secret.clone(), true),
+            Err(e) => {
+                done.unreadable.push((row.id, e));
+                continue;
+            }
+        };
+        let sealed = keys.seal(&plain, &context);
+        if repo::replace_secret(db, row.id, &row.secret, &sealed).await? {
+            if was_plain {
+                done.encrypted += 1;
+            } else {
+                done.rotated += 1;
+            }
+        }
+    }
+    Ok(done)
 }
 
 /// Queues a `webhook.test` event, so a receiver can be checked without sending an SMS.

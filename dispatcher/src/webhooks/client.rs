@@ -95,8 +95,8 @@ impl WebhookClient {
         })
     }
 
-    /// POSTs `due`'s event to its endpoint, signed with its secret.
-    pub async fn post(&self, due: &Due) -> Result<Answer, DeliveryError> {
+    /// POSTs `due`'s event to its endpoint, signed with `secret` (its webhook's, opened).
+    pub async fn post(&self, due: &Due, secret: &str) -> Result<Answer, DeliveryError> {
         let url = Url::parse(&due.url).map_err(|e| DeliveryError::InvalidUrl(e.to_string()))?;
         self.check_literal_host(&url)?;
         let body = serde_json::to_vec(&Envelope {
@@ -106,7 +106,7 @@ impl WebhookClient {
             data: &due.payload,
         })
         .expect("an envelope always serializes");
-        let signature = sign(&due.secret, Utc::now().timestamp(), &body);
+        let signature = sign(secret, Utc::now().timestamp(), &body);
         let response = self
             .http
             .post(url)

@@ -6,11 +6,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use rand::Rng;
+use smsgate_shared::secret_box::{webhook_secret_context, SecretBox};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
-use tracing::{info, info_span, warn, Instrument};
+use tracing::{error, info, info_span, warn, Instrument};
 
 use super::client::{Answer, DeliveryError, WebhookClient};
 use super::repo::{self, Due, Recorded};
@@ -25,6 +26,8 @@ const SWEEP_EVERY: Duration = Duration::from_secs(600);
 struct Deliverer {
     db: sqlx::PgPool,
     client: WebhookClient,
+    /// Opens the webhooks' stored secrets (WEBHOOK_SECRET_KEYS).
+    keys: SecretBox,
     policy: RetryPolicy,
     lease: Duration,
     kill: CancellationToken,
@@ -46,6 +49,7 @@ pub async fn run(
     let deliverer = Arc::new(Deliverer {
         db,
         client,
+        keys: settings.secret_keys.clone(),
         policy: RetryPolicy::new(settings.retry_schedule.clone()),
         // The lease outlives an attempt (the POST's timeout, then recording it), so a live
         // dispatcher's rows are not taken by another.
@@ -142,8 +146,23 @@ impl Deliverer {
         if !due.is_active {
             return Outcome::failed(None, "the webhook was disabled before this delivery".into());
         }
+        let secret = match self
+            .keys
+            .open(&due.sealed_secret, &webhook_secret_context(due.webhook_id))
+        {
+            Ok(secret) => secret,
+            Err(e) => {
+                // Never sent unsigned. Retried on the schedule: a key missing from this
+                // dispatcher's WEBHOOK_SECRET_KEYS (a rotation done in the wrong order) is
+                // fixed by configuring it, and the delivery then goes out.
+                error!(error = %e, "a webhook secret cannot be opened with WEBHOOK_SECRET_KEYS; the delivery waits for a retry");
+                let error = "the webhook's signing secret could not be decrypted on the server \
+                             (a key configuration problem for the operator); nothing was sent";
+                return self.retry_or_fail(due.attempts, None, error.into(), None);
+            }
+        };
         let started = Instant::now();
-        let answer = self.client.post(due).await;
+        let answer = self.client.post(due, &secret).await;
         self.metrics
             .webhook_request
             .observe(started.elapsed().as_secs_f64());

@@ -34,8 +34,9 @@ pub struct Due {
     pub attempts: i32,
     pub created_at: DateTime<Utc>,
     pub url: String,
-    /// The signing key: never in a log line, hence the hand-written `Debug`.
-    pub secret: String,
+    /// The signing key, encrypted (`smsgate_shared::secret_box`, sealed to `webhook_id`).
+    /// Kept out of log lines all the same, hence the hand-written `Debug`.
+    pub sealed_secret: String,
     pub is_active: bool,
 }
 
@@ -47,7 +48,7 @@ impl std::fmt::Debug for Due {
             .field("event_type", &self.event_type)
             .field("attempts", &self.attempts)
             .field("url", &self.url)
-            .field("secret", &"<redacted>")
+            .field("sealed_secret", &"<redacted>")
             .finish_non_exhaustive()
     }
 }
@@ -85,7 +86,7 @@ pub async fn claim_due(
          FROM due, webhooks w
          WHERE d.id = due.id AND w.id = d.webhook_id
          RETURNING d.id, d.webhook_id, d.event_type, d.payload, d.attempts, d.created_at,
-                   w.url, w.secret, w.is_active",
+                   w.url, w.secret AS sealed_secret, w.is_active",
     )
     .bind(limit)
     .bind(lease_secs)

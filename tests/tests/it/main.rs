@@ -28,4 +28,5 @@ mod web_history;
 mod web_history_scale;
 mod web_sims;
 mod web_webhooks;
+mod webhook_secrets;
 mod webhooks;

@@ -18,13 +18,22 @@ async fn webhook_count(app: &TestApp) -> i64 {
         .unwrap()
 }
 
-/// (is_active, secret) straight from the database.
+/// (is_active, secret) straight from the database, the secret decrypted with the tests'
+/// WEBHOOK_SECRET_KEYS (it is stored encrypted).
 async fn stored(app: &TestApp, id: i64) -> (bool, String) {
-    sqlx::query_as("SELECT is_active, secret FROM webhooks WHERE id = $1")
-        .bind(id)
-        .fetch_one(&app.db)
-        .await
-        .unwrap()
+    let (is_active, sealed): (bool, String) =
+        sqlx::query_as("SELECT is_active, secret FROM webhooks WHERE id = $1")
+            .bind(id)
+            .fetch_one(&app.db)
+            .await
+            .unwrap();
+    let secret = smsgate_shared::secret_box::test_keys()
+        .open(
+            &sealed,
+            &smsgate_shared::secret_box::webhook_secret_context(id),
+        )
+        .unwrap();
+    (is_active, secret)
 }
 
 /// The `whsec_…` secret a page shows, if any.
