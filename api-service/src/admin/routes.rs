@@ -9,7 +9,7 @@ use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 
 use super::users::{self, NewUser, UserAdminError, UserChange, UserSummary};
-use crate::auth::AuthUser;
+use crate::auth::AdminUser;
 use crate::error::ApiError;
 use crate::extract::{ApiJson, IdPath};
 use crate::state::AppState;
@@ -23,27 +23,6 @@ pub fn router() -> Router<AppState> {
             put(update_user).delete(delete_user),
         )
         .route("/api/admin/users/{id}/tokens", post(issue_token))
-}
-
-/// The caller, if an administrator.
-struct AdminCaller(AuthUser);
-
-impl axum::extract::FromRequestParts<AppState> for AdminCaller {
-    type Rejection = ApiError;
-
-    async fn from_request_parts(
-        parts: &mut axum::http::request::Parts,
-        state: &AppState,
-    ) -> Result<Self, Self::Rejection> {
-        let user = AuthUser::from_request_parts(parts, state).await?;
-        if !user.is_admin {
-            return Err(ApiError::Forbidden {
-                code: "ADMIN_REQUIRED",
-                message: "Only administrators may manage users",
-            });
-        }
-        Ok(AdminCaller(user))
-    }
 }
 
 #[derive(Serialize)]
@@ -94,6 +73,7 @@ impl From<UserAdminError> for ApiError {
                 ApiError::validation("WRONG_PASSWORD", "The current password is wrong")
             }
             UserAdminError::Database(e) => e.into(),
+            UserAdminError::Busy => ApiError::Busy,
             UserAdminError::Internal(e) => ApiError::Internal(e),
         }
     }
@@ -106,7 +86,7 @@ struct UserList {
 
 async fn list_users(
     State(app): State<AppState>,
-    _admin: AdminCaller,
+    _admin: AdminUser,
 ) -> Result<Json<UserList>, ApiError> {
     let users = users::list_users(&app.db).await?;
     Ok(Json(UserList {
@@ -125,7 +105,7 @@ struct CreateUserRequest {
 
 async fn create_user(
     State(app): State<AppState>,
-    AdminCaller(admin): AdminCaller,
+    AdminUser(admin): AdminUser,
     ApiJson(req): ApiJson<CreateUserRequest>,
 ) -> Result<(StatusCode, Json<UserView>), ApiError> {
     let new = NewUser {
@@ -133,7 +113,7 @@ async fn create_user(
         password: req.password,
         is_admin: req.is_admin,
     };
-    let user = users::create_user(&app.db, admin.id, new).await?;
+    let user = users::create_user(&app.db, &app.passwords, admin.id, new).await?;
     Ok((StatusCode::CREATED, Json(user.into())))
 }
 
@@ -149,7 +129,7 @@ struct UpdateUserRequest {
 
 async fn update_user(
     State(app): State<AppState>,
-    AdminCaller(admin): AdminCaller,
+    AdminUser(admin): AdminUser,
     IdPath(id): IdPath,
     ApiJson(req): ApiJson<UpdateUserRequest>,
 ) -> Result<Json<UserView>, ApiError> {
@@ -158,13 +138,13 @@ async fn update_user(
         is_active: req.active,
         is_admin: req.admin,
     };
-    let user = users::update_user(&app.db, admin.id, id, change).await?;
+    let user = users::update_user(&app.db, &app.passwords, admin.id, id, change).await?;
     Ok(Json(user.into()))
 }
 
 async fn delete_user(
     State(app): State<AppState>,
-    AdminCaller(admin): AdminCaller,
+    AdminUser(admin): AdminUser,
     IdPath(id): IdPath,
 ) -> Result<StatusCode, ApiError> {
     users::delete_user(&app.db, admin.id, id).await?;
@@ -180,7 +160,7 @@ struct IssuedToken {
 
 async fn issue_token(
     State(app): State<AppState>,
-    AdminCaller(admin): AdminCaller,
+    AdminUser(admin): AdminUser,
     IdPath(id): IdPath,
 ) -> Result<(StatusCode, Json<IssuedToken>), ApiError> {
     let (user, token) = users::regenerate_token(&app.db, admin.id, id).await?;

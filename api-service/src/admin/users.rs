@@ -8,7 +8,7 @@ use tracing::info;
 use super::password::{check_password, check_username};
 use super::{audit, repo};
 use crate::auth::repo::revoke_credentials;
-use crate::auth::{hash_password, ApiToken, GateError, PasswordGate, MAX_PASSWORD_BYTES};
+use crate::auth::{ApiToken, GateError, PasswordGate, MAX_PASSWORD_BYTES};
 
 pub use super::repo::UserSummary;
 
@@ -33,6 +33,9 @@ pub enum UserAdminError {
     LastAdmin,
     #[error("the current password is wrong")]
     WrongCurrentPassword,
+    /// Every password-hashing slot stayed taken: try again in a moment.
+    #[error("the server is busy checking passwords; try again in a moment")]
+    Busy,
     #[error("database error")]
     Database(#[from] sqlx::Error),
     #[error("internal error")]
@@ -54,23 +57,17 @@ pub struct UserChange {
     pub is_admin: Option<bool>,
 }
 
-/// A busy hashing gate is shown beside the form field, so the user simply submits again.
 fn gate_error(err: GateError) -> UserAdminError {
     match err {
-        GateError::Busy(_) => UserAdminError::Invalid {
-            field: "current",
-            message: "The server is busy checking passwords; submit again in a moment.".to_owned(),
-        },
+        GateError::Busy(_) => UserAdminError::Busy,
         GateError::Internal(e) => UserAdminError::Internal(e),
     }
 }
 
-/// Hashing is CPU-heavy by design: keep it off the async workers.
-async fn hash(password: String) -> Result<String, UserAdminError> {
-    tokio::task::spawn_blocking(move || hash_password(&password))
-        .await
-        .map_err(|e| anyhow::anyhow!("hashing task failed: {e}"))?
-        .map_err(UserAdminError::Internal)
+/// Hashing is CPU- and memory-heavy by design: it takes a slot of the same gate as logins,
+/// so admins creating users can't add unbounded argon2 work either.
+async fn hash(gate: &PasswordGate, password: String) -> Result<String, UserAdminError> {
+    gate.hash(password).await.map_err(gate_error)
 }
 
 pub async fn list_users(db: &PgPool) -> Result<Vec<UserSummary>, UserAdminError> {
@@ -92,6 +89,7 @@ pub async fn message_count(db: &PgPool, id: i64) -> Result<i64, UserAdminError> 
 #[tracing::instrument(name = "admin.create_user", skip_all, fields(actor.id = actor_id))]
 pub async fn create_user(
     db: &PgPool,
+    gate: &PasswordGate,
     actor_id: i64,
     new: NewUser,
 ) -> Result<UserSummary, UserAdminError> {
@@ -104,7 +102,7 @@ pub async fn create_user(
         field: "password",
         message,
     })?;
-    let password_hash = hash(new.password).await?;
+    let password_hash = hash(gate, new.password).await?;
     let mut tx = db.begin().await?;
     let id = match repo::insert_user(&mut tx, &username, &password_hash, new.is_admin).await {
         Ok(id) => id,
@@ -135,6 +133,7 @@ pub async fn create_user(
 #[tracing::instrument(name = "admin.update_user", skip_all, fields(actor.id = actor_id, user.id = id))]
 pub async fn update_user(
     db: &PgPool,
+    gate: &PasswordGate,
     actor_id: i64,
     id: i64,
     change: UserChange,
@@ -152,7 +151,7 @@ pub async fn update_user(
                     message,
                 }
             })?;
-            Some(hash(password).await?)
+            Some(hash(gate, password).await?)
         }
         None => None,
     };
@@ -312,7 +311,7 @@ pub async fn change_own_password(
         field: "new_password",
         message,
     })?;
-    let password_hash = gate.hash(new_password).await.map_err(gate_error)?;
+    let password_hash = hash(gate, new_password).await?;
     let mut tx = db.begin().await?;
     repo::set_password(&mut tx, user_id, &password_hash).await?;
     let revoked = revoke_credentials(&mut tx, user_id, keep_session).await?;

@@ -35,6 +35,30 @@ impl FromRequestParts<AppState> for AuthUser {
     }
 }
 
+/// An authenticated administrator: every other caller gets 403 `ADMIN_REQUIRED` (401 as
+/// [`AuthUser`] without valid credentials). The one check behind every admin-only route of
+/// the JSON API, as `AdminUser` is in the panel.
+#[derive(Debug, Clone)]
+pub struct AdminUser(pub AuthUser);
+
+impl FromRequestParts<AppState> for AdminUser {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        let user = AuthUser::from_request_parts(parts, state).await?;
+        if !user.is_admin {
+            return Err(ApiError::Forbidden {
+                code: "ADMIN_REQUIRED",
+                message: "Only administrators may do this",
+            });
+        }
+        Ok(AdminUser(user))
+    }
+}
+
 /// The sender of a single send: credentials checked, the account's standing not yet (see
 /// [`crate::auth::SendCredential`]). Only for handlers whose write checks it.
 #[derive(Debug, Clone, Copy)]

@@ -101,7 +101,7 @@ pub async fn create_user(
         password: form.password.clone(),
         is_admin,
     };
-    match users::create_user(&app.db, admin.session.user_id, new).await {
+    match users::create_user(&app.db, &app.passwords, admin.session.user_id, new).await {
         Ok(user) => Ok(Flash::success(format!("User {} created.", user.username)).redirect(USERS)),
         Err(UserAdminError::Invalid { field, message }) => invalid(json!({ field: message })),
         Err(UserAdminError::UsernameTaken) => {
@@ -165,7 +165,7 @@ pub async fn set_password(
         password: Some(form.password),
         ..Default::default()
     };
-    match users::update_user(&app.db, admin.session.user_id, id, change).await {
+    match users::update_user(&app.db, &app.passwords, admin.session.user_id, id, change).await {
         Ok(user) => {
             Ok(Flash::success(format!("Password of {} changed.", user.username)).redirect(USERS))
         }
@@ -186,7 +186,7 @@ pub async fn toggle_user(
         is_active: Some(!target.is_active),
         ..Default::default()
     };
-    let user = users::update_user(&app.db, admin.session.user_id, id, change)
+    let user = users::update_user(&app.db, &app.passwords, admin.session.user_id, id, change)
         .await
         .map_err(|e| user_error(e, USERS))?;
     let text = if user.is_active {

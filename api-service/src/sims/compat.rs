@@ -90,6 +90,7 @@ struct NewKey {
 async fn generate_api_key(
     State(app): State<AppState>,
     user: AuthUser,
+    ClientAddress(address): ClientAddress,
     headers: HeaderMap,
 ) -> Result<Json<NewKey>, ApiError> {
     if !has_valid_jwt(&headers, &app) {
@@ -99,7 +100,7 @@ async fn generate_api_key(
                 "Generating an API key needs `Authorization: Bearer <token from POST /api/auth>`",
         });
     }
-    let api_key = service::replace_api_keys(&app.db, user.id).await?;
+    let api_key = service::replace_api_keys(&app.db, user.id, &address).await?;
     Ok(Json(NewKey { api_key }))
 }
 

@@ -16,7 +16,7 @@ use smsgate_shared::domain::PhoneNumber;
 
 use super::repo::{InboundRow, OutgoingRow, SimRow};
 use super::service::{self, Assignee, Assignees, NewSim, SimChanges, SimStatus};
-use crate::auth::AuthUser;
+use crate::auth::{AdminUser, AuthUser};
 use crate::error::ApiError;
 use crate::extract::{ApiJson, ApiQuery, IdPath, PageNumber};
 use crate::state::AppState;
@@ -32,28 +32,6 @@ pub fn router() -> Router<AppState> {
         .route("/api/sms/inbox", get(list_inbox))
         .route("/api/sms/outbox", get(list_outbox))
         .route("/api/sms-status", get(list_statuses))
-}
-
-/// The caller, if an administrator: taking it is what makes a route admin-only. Checked
-/// before the body is read, so a non-admin learns nothing from validation errors.
-struct SimAdmin(AuthUser);
-
-impl axum::extract::FromRequestParts<AppState> for SimAdmin {
-    type Rejection = ApiError;
-
-    async fn from_request_parts(
-        parts: &mut axum::http::request::Parts,
-        state: &AppState,
-    ) -> Result<Self, Self::Rejection> {
-        let user = AuthUser::from_request_parts(parts, state).await?;
-        if !user.is_admin {
-            return Err(ApiError::Forbidden {
-                code: "FORBIDDEN",
-                message: "Only administrators may register, change or delete SIM cards",
-            });
-        }
-        Ok(SimAdmin(user))
-    }
 }
 
 /// A SIM card with its agent's state, as the API and the panel show it.
@@ -193,7 +171,7 @@ struct CreateSimRequest {
 
 async fn create_sim(
     State(app): State<AppState>,
-    SimAdmin(user): SimAdmin,
+    AdminUser(user): AdminUser,
     ApiJson(req): ApiJson<CreateSimRequest>,
 ) -> Result<(StatusCode, Json<SimView>), ApiError> {
     let sim = NewSim {
@@ -232,7 +210,7 @@ struct UpdateSimRequest {
 
 async fn update_sim(
     State(app): State<AppState>,
-    SimAdmin(user): SimAdmin,
+    AdminUser(user): AdminUser,
     IdPath(id): IdPath,
     ApiJson(req): ApiJson<UpdateSimRequest>,
 ) -> Result<Json<SimView>, ApiError> {
@@ -262,7 +240,7 @@ struct DeletedView {
 
 async fn delete_sim(
     State(app): State<AppState>,
-    SimAdmin(user): SimAdmin,
+    AdminUser(user): AdminUser,
     IdPath(id): IdPath,
     ApiQuery(query): ApiQuery<DeleteQuery>,
 ) -> Result<Json<DeletedView>, ApiError> {

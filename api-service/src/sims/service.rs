@@ -652,15 +652,36 @@ pub async fn outgoing(
     })
 }
 
-/// Revokes every key of the user and issues one new key, in one transaction.
-pub async fn replace_api_keys(db: &PgPool, user_id: i64) -> Result<String, ApiError> {
+/// Revokes every key of the user and issues one new key, in one transaction with its
+/// `token.mint` audit entry (the key's id and who asked from where, never the key).
+pub async fn replace_api_keys(
+    db: &PgPool,
+    user_id: i64,
+    address: &str,
+) -> Result<String, ApiError> {
     let token = ApiToken::generate();
     let mut tx = db.begin().await?;
-    repo::revoke_all_api_keys(&mut tx, user_id).await?;
-    repo::insert_api_key(&mut tx, user_id, &token.hash, "POST /api/generate-api-key").await?;
+    let revoked = repo::revoke_all_api_keys(&mut tx, user_id).await?;
+    let token_id = repo::insert_api_key(&mut tx, user_id, &token.hash, GENERATED_KEY_LABEL).await?;
+    crate::admin::audit::record(
+        &mut tx,
+        Some(user_id),
+        "token.mint",
+        &format!("user:{user_id}"),
+        serde_json::json!({
+            "via": GENERATED_KEY_LABEL,
+            "token_id": token_id,
+            "address": address,
+            "revoked_count": revoked,
+        }),
+    )
+    .await?;
     tx.commit().await?;
     Ok(token.plain)
 }
+
+/// The label of keys minted by `POST /api/generate-api-key`, in the key list and the audit.
+const GENERATED_KEY_LABEL: &str = "POST /api/generate-api-key";
 
 #[cfg(test)]
 mod tests {

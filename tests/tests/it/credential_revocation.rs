@@ -243,3 +243,28 @@ async fn logout_is_a_csrf_checked_post_and_a_get_signs_no_one_out() {
     assert_ne!(client.get("/").await.status, StatusCode::OK);
     app.teardown().await;
 }
+
+#[tokio::test]
+async fn generating_an_api_key_is_audited_without_the_key() {
+    let app = TestApp::spawn_without_dispatcher().await;
+    let (id, _) = app.create_user("alice", OLD).await;
+    let jwt = app.login("alice", OLD).await;
+    let (status, body) = app
+        .request(Method::POST, "/api/generate-api-key", Some(&jwt), None)
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let key = body["api_key"].as_str().unwrap().to_owned();
+    let (actor, details): (Option<i64>, Value) = sqlx::query_as(
+        "SELECT actor_id, details FROM audit_log WHERE action = 'token.mint' ORDER BY id DESC LIMIT 1",
+    )
+    .fetch_one(&app.db)
+    .await
+    .unwrap();
+    assert_eq!(actor, Some(id));
+    assert_eq!(details["via"], "POST /api/generate-api-key");
+    assert!(details["token_id"].as_i64().is_some(), "{details}");
+    assert_eq!(details["address"], "127.0.0.1");
+    assert_eq!(details["revoked_count"], 1, "the key create_user issued");
+    assert!(!details.to_string().contains(&key), "the key leaked");
+    app.teardown().await;
+}

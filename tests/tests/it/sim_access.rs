@@ -139,7 +139,7 @@ async fn non_admins_cannot_register_change_or_delete_sim_cards_through_the_api()
         Some(json!({"number": "61110402"})),
     )
     .await;
-    assert_error((status, &body), StatusCode::FORBIDDEN, "FORBIDDEN");
+    assert_error((status, &body), StatusCode::FORBIDDEN, "ADMIN_REQUIRED");
     // Refused before the body is read: a bad body tells a non-admin nothing either.
     let (status, body) = as_user(
         &app,
@@ -149,7 +149,7 @@ async fn non_admins_cannot_register_change_or_delete_sim_cards_through_the_api()
         Some(json!({"number": "not a number"})),
     )
     .await;
-    assert_error((status, &body), StatusCode::FORBIDDEN, "FORBIDDEN");
+    assert_error((status, &body), StatusCode::FORBIDDEN, "ADMIN_REQUIRED");
     assert_eq!(sim_count(&app).await, 1);
 
     let path = format!("/api/sim-cards/{sim}");
@@ -161,12 +161,12 @@ async fn non_admins_cannot_register_change_or_delete_sim_cards_through_the_api()
         Some(json!({"number": "61110499", "label": "mine now", "status": "inactive"})),
     )
     .await;
-    assert_error((status, &body), StatusCode::FORBIDDEN, "FORBIDDEN");
+    assert_error((status, &body), StatusCode::FORBIDDEN, "ADMIN_REQUIRED");
     assert_eq!(sim_row(&app, sim).await, before);
 
     for path in [path.clone(), format!("{path}?force=true")] {
         let (status, body) = as_user(&app, &plain, Method::DELETE, &path, None).await;
-        assert_error((status, &body), StatusCode::FORBIDDEN, "FORBIDDEN");
+        assert_error((status, &body), StatusCode::FORBIDDEN, "ADMIN_REQUIRED");
     }
     assert_eq!(sim_row(&app, sim).await, before);
     let rows = app.recipient_rows(queued).await;

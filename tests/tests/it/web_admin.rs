@@ -119,11 +119,12 @@ async fn admins_never_delete_or_disable_themselves_nor_the_last_admin() {
     // The last active admin is kept whoever asks: two admins disabling each other at once
     // are serialised by the service, and the second finds the other is the last one.
     let (dave, _) = app.create_user("dave", "Dave-pass-2026").await;
+    let gate = smsgate_api::auth::PasswordGate::new(1, Duration::from_secs(30));
     let change = || UserChange {
         is_active: Some(false),
         ..Default::default()
     };
-    let refused = users::update_user(&app.db, dave, me, change()).await;
+    let refused = users::update_user(&app.db, &gate, dave, me, change()).await;
     assert!(
         matches!(refused, Err(UserAdminError::LastAdmin)),
         "{refused:?}"
@@ -137,7 +138,7 @@ async fn admins_never_delete_or_disable_themselves_nor_the_last_admin() {
         is_admin: Some(false),
         ..Default::default()
     };
-    let refused = users::update_user(&app.db, dave, me, demote).await;
+    let refused = users::update_user(&app.db, &gate, dave, me, demote).await;
     assert!(
         matches!(refused, Err(UserAdminError::LastAdmin)),
         "{refused:?}"
