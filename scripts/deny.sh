@@ -52,15 +52,17 @@ offline_config() {
 snapshot_date() { cat "$SNAPSHOT/SNAPSHOT_DATE"; }
 
 loud_warning() {
-    local date
+    local date crates
     date=$(snapshot_date)
+    crates=$(find "$SNAPSHOT/crates" -mindepth 1 -maxdepth 1 -type d | wc -l)
     cat >&2 <<EOF
 
 ###############################################################################
 #  WARNING: the RustSec advisory database could not be fetched.
 #  Advisories were checked against the OFFLINE SNAPSHOT committed in
 #  $SNAPSHOT/, taken on $date.
-#  It holds only the advisories copied then for the crates in Cargo.lock:
+#  It holds only the advisories copied then, for $crates of the crates in
+#  Cargo.lock (listed in $SNAPSHOT/README.md):
 #  anything published after $date, or missed, is NOT checked.
 #  Run scripts/deny.sh where github.com is reachable for a complete check.
 ###############################################################################
