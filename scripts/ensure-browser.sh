@@ -49,6 +49,14 @@ main() {
     if [[ -z $browser || -z $driver ]]; then
         die "Chromium (${browser:-missing}) or ChromeDriver (${driver:-missing}) is not available; install them by hand (on Ubuntu via snap: snap install chromium)"
     fi
+    # Chinese text (a Hong Kong product's) renders as empty boxes in the screenshots without
+    # a CJK font; Debian's Noto CJK covers Traditional Chinese.
+    if have fc-list && ! fc-list 2>/dev/null | grep -qi "Noto Sans CJK"; then
+        info "installing a CJK font for the screenshots"
+        apt_install fonts-noto-cjk || warn "fonts-noto-cjk could not be installed: Chinese text renders as boxes"
+    elif ! have fc-list; then
+        apt_install fontconfig fonts-noto-cjk || warn "fonts-noto-cjk could not be installed: Chinese text renders as boxes"
+    fi
     info "browser ready"
     note "$browser: $("$browser" --version 2>/dev/null || echo 'version unknown')"
     note "$driver: $("$driver" --version 2>/dev/null || echo 'version unknown')"

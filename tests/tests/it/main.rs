@@ -8,6 +8,7 @@ mod authz_matrix;
 mod bounded_input;
 mod consumer_acks;
 mod credential_revocation;
+mod deploy_files;
 mod edge_agent;
 mod edge_api;
 mod edge_system;
