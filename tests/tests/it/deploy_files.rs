@@ -8,19 +8,19 @@ fn repo_file(path: &str) -> String {
     std::fs::read_to_string(root.join(path)).unwrap_or_else(|e| panic!("{path}: {e}"))
 }
 
-/// The body of each `location` block of an nginx config, with its match spec.
+/// The match spec and body of each `location` block of the HTTPS server (the one that
+/// proxies to the API), in order. Blocks are not nested in this config.
 fn nginx_locations(conf: &str) -> Vec<(String, String)> {
+    let https = &conf[conf.find("listen 443").expect("an HTTPS server")..];
     let mut blocks = Vec::new();
-    let mut rest = conf;
-    while let Some(start) = rest.find("location ") {
-        let after = &rest[start + "location ".len()..];
-        let open = after.find('{').expect("a location block opens");
-        let close = after[open..].find('}').expect("a location block closes") + open;
-        blocks.push((
-            after[..open].trim().to_owned(),
-            after[open + 1..close].to_owned(),
-        ));
-        rest = &after[close..];
+    let mut lines = https.lines();
+    while let Some(line) = lines.next() {
+        let Some(spec) = line.trim().strip_prefix("location ") else {
+            continue;
+        };
+        let spec = spec.trim_end_matches('{').trim().to_owned();
+        let body: Vec<&str> = lines.by_ref().take_while(|l| l.trim() != "}").collect();
+        blocks.push((spec, body.join("\n")));
     }
     blocks
 }
