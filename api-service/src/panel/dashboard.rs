@@ -37,7 +37,7 @@ pub async fn show_dashboard(
         service::counts_since(&app.db, viewer, since),
         service::search(&app.db, viewer, &no_filter, PageRequest::First, RECENT),
         hkt_queue_depth(&app.broker, &names),
-        sims::summary(&app.db),
+        sims::summary(&app.db, user.session.user_id),
     );
     let sim_summary = sim_summary.map_err(|e| sim_error(e, "/"))?;
     let (sent, failed, pending) = counts.map_err(db_error)?;

@@ -8,6 +8,7 @@ use smsgate_web::{Page, WebError};
 
 use super::session::{PanelUser, SignedIn};
 use super::sims_pages::sim_error;
+use crate::extract::PageNumber;
 use crate::sims::service;
 use crate::state::AppState;
 
@@ -51,7 +52,13 @@ pub async fn list_inbox(
 ) -> Result<Page, WebError> {
     let tz = app.settings.panel.display_tz;
     let sim_id: Option<i64> = query.sim.trim().parse().ok().filter(|id| *id > 0);
-    let page: i64 = query.page.trim().parse().unwrap_or(1).max(1);
+    // Clamped to the API's PageNumber range, so no page number can overflow the row offset.
+    let page: i64 = query
+        .page
+        .trim()
+        .parse()
+        .unwrap_or(1)
+        .clamp(1, PageNumber::MAX);
     let viewer = user.session.user_id;
     let (sims, listed) = tokio::try_join!(
         service::list_usable_by(&app.db, viewer),

@@ -31,7 +31,7 @@ const SIM_COLUMNS: &str = "id, number, label, status, created_at, updated_at, la
 /// `"$2"`): the SIM is assigned to all, or to them, or they are an admin. The admin flag is
 /// read in the same statement, so the API and the panel apply one rule and a role change
 /// applies to the next request.
-fn usable_by(viewer: &str) -> String {
+pub(crate) fn usable_by(viewer: &str) -> String {
     format!(
         "(s.assigned_to_all
           OR EXISTS (SELECT 1 FROM sim_card_assignees a

@@ -3,7 +3,7 @@
 //! the replaced Flask app), with the same auth as the rest.
 //!
 //! Access (issue #13): registering, changing and deleting SIM cards is for admins (403
-//! `FORBIDDEN` otherwise), as in the panel. Everyone else sees, sends through and reads the
+//! `ADMIN_REQUIRED` otherwise), as in the panel. Everyone else sees, sends through and reads the
 //! inbox of only the SIMs assigned to them or to all; another SIM answers as a missing one
 //! does (404 here, 400 `UNKNOWN_SIM_CARD` when sending), so its existence is not revealed.
 

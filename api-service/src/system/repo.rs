@@ -13,14 +13,25 @@ pub struct Totals {
     pub incoming: i64,
 }
 
-/// Database size and all-time message counts; `owner` limits outgoing to one user's.
+/// SQL true when inbound message `i` is `$1`'s to see: any for an admin (`$1` NULL), else
+/// only those received by a SIM assigned to them (received SMS are often one-time codes).
+fn inbound_visible() -> String {
+    format!(
+        "($1::bigint IS NULL OR i.sim_card_id IN (SELECT s.id FROM sim_cards s WHERE {}))",
+        crate::sims::repo::usable_by("$1")
+    )
+}
+
+/// Database size and all-time message counts; `owner` limits outgoing to one user's
+/// messages and incoming to what their SIMs received.
 pub async fn totals(db: &PgPool, owner: Option<i64>) -> Result<Totals, sqlx::Error> {
-    sqlx::query_as(
+    sqlx::query_as(&format!(
         "SELECT pg_database_size(current_database()) AS database_bytes,
                 (SELECT coalesce(sum(messages), 0)::bigint FROM user_message_counts
                  WHERE $1::bigint IS NULL OR user_id = $1) AS outgoing,
-                (SELECT count(*) FROM inbound_messages) AS incoming",
-    )
+                (SELECT count(*) FROM inbound_messages i WHERE {}) AS incoming",
+        inbound_visible()
+    ))
     .bind(owner)
     .fetch_one(db)
     .await
@@ -38,7 +49,7 @@ pub struct Day {
 /// today, oldest first, days without any included. Days are 24-hour steps from UTC
 /// midnight, so the session's time zone (and its DST changes) can't shift them.
 pub async fn daily(db: &PgPool, owner: Option<i64>, days: i32) -> Result<Vec<Day>, sqlx::Error> {
-    sqlx::query_as(
+    sqlx::query_as(&format!(
         "WITH days AS (
              SELECT d AS day_start
              FROM generate_series(date_trunc('day', now(), 'UTC') - interval '24 hours' * ($2 - 1),
@@ -46,7 +57,8 @@ pub async fn daily(db: &PgPool, owner: Option<i64>, days: i32) -> Result<Vec<Day
          SELECT (day_start AT TIME ZONE 'UTC')::date AS day,
                 sent.messages AS outgoing, sent.recipients,
                 (SELECT count(*) FROM inbound_messages i
-                 WHERE i.created_at >= day_start AND i.created_at < day_start + interval '24 hours')
+                 WHERE i.created_at >= day_start AND i.created_at < day_start + interval '24 hours'
+                   AND {})
                     AS incoming
          FROM days,
               LATERAL (SELECT count(*) AS messages, coalesce(sum(total_count), 0)::bigint AS recipients
@@ -54,7 +66,8 @@ pub async fn daily(db: &PgPool, owner: Option<i64>, days: i32) -> Result<Vec<Day
                        WHERE m.created_at >= day_start AND m.created_at < day_start + interval '24 hours'
                          AND ($1::bigint IS NULL OR m.user_id = $1)) sent
          ORDER BY day",
-    )
+        inbound_visible()
+    ))
     .bind(owner)
     .bind(days)
     .fetch_all(db)

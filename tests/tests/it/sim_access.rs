@@ -446,6 +446,19 @@ async fn received_sms_are_read_only_by_the_sims_assignees_and_admins() {
         body["total"], 4,
         "admins read every SMS, a deleted SIM's too: {body}"
     );
+    // Statistics count what each may read, not every SIM's traffic.
+    for (token, expected) in [(&alice_token, 2), (&app.token, 4)] {
+        let (status, stats) = as_user(&app, token, Method::GET, "/api/statistics", None).await;
+        assert_eq!(status, StatusCode::OK, "{stats}");
+        assert_eq!(stats["messages"]["incoming"], expected, "{stats}");
+        let today: i64 = stats["daily"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|d| d["incoming"].as_i64().unwrap())
+            .sum();
+        assert_eq!(today, expected, "{stats}");
+    }
 
     // The panel's inbox follows the same rule, and offers only the user's SIMs as filters.
     let panel = app.panel_login(ALICE.0, ALICE.1).await;
