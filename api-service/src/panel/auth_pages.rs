@@ -10,7 +10,9 @@ use smsgate_web::is_local_path;
 use smsgate_web::{cookies, Flash, Layout, Page, WebError};
 
 use super::forms::{CsrfForm, NoFields};
-use super::session::{self, constant_time_eq, random_token, SessionUser, SignedIn};
+use super::session::{
+    self, constant_time_eq, login_csrf_cookie_name, random_token, SessionUser, SignedIn,
+};
 use super::{db_error, PanelSettings};
 use crate::admin::password::PASSWORD_RULES;
 use crate::admin::users::{self, UserAdminError};
@@ -46,15 +48,20 @@ fn login_page(
 
 /// The login form with a fresh double-submit CSRF cookie (there is no session to bind a
 /// token to yet).
-fn with_login_csrf(page: Page, token: &str, headers: &HeaderMap, secure: bool) -> Response {
+fn with_login_csrf(
+    page: Page,
+    token: &str,
+    headers: &HeaderMap,
+    settings: &PanelSettings,
+) -> Response {
     let mut response = page.into_response();
     response.headers_mut().append(
         header::SET_COOKIE,
         cookies::set(
-            cookies::LOGIN_CSRF,
+            login_csrf_cookie_name(settings),
             token,
             None,
-            secure || cookies::is_tls(headers),
+            settings.cookie_secure || cookies::is_tls(headers),
         ),
     );
     response
@@ -68,7 +75,7 @@ pub async fn login_form(
     let token = random_token();
     let next = query.next.filter(|n| is_safe_next(n)).unwrap_or_default();
     let page = login_page(&app, &token, &next, "", None, Flash::from_headers(&headers));
-    with_login_csrf(page, &token, &headers, app.settings.panel.cookie_secure)
+    with_login_csrf(page, &token, &headers, &app.settings.panel)
 }
 
 #[derive(Deserialize)]
@@ -90,13 +97,13 @@ pub async fn log_in(State(app): State<AppState>, request: Request) -> Result<Res
         .map_err(|_| WebError::BadRequest("The form is too large.".into()))?;
     let form: LoginForm = serde_urlencoded::from_bytes(&bytes)
         .map_err(|_| WebError::BadRequest("The form could not be read.".into()))?;
-    let cookie_token = cookies::get(&parts.headers, cookies::LOGIN_CSRF).unwrap_or("");
+    let settings = &app.settings.panel;
+    let cookie_token = cookies::get(&parts.headers, login_csrf_cookie_name(settings)).unwrap_or("");
     if cookie_token.is_empty()
         || !constant_time_eq(cookie_token.as_bytes(), form.csrf_token.as_bytes())
     {
         return Err(WebError::CsrfRejected);
     }
-    let settings = &app.settings.panel;
     let address = client_address(
         &parts.headers,
         &parts.extensions,
@@ -111,7 +118,7 @@ pub async fn log_in(State(app): State<AppState>, request: Request) -> Result<Res
         let token = random_token();
         let page =
             login_page(&app, &token, &next, &form.username, Some(error), None).status(status);
-        with_login_csrf(page, &token, &parts.headers, settings.cookie_secure)
+        with_login_csrf(page, &token, &parts.headers, settings)
     };
 
     let login = match auth::login(
@@ -191,7 +198,15 @@ pub async fn log_in(State(app): State<AppState>, request: Request) -> Result<Res
             settings.cookie_secure || cookies::is_tls(&parts.headers),
         ),
     );
-    headers.append(header::SET_COOKIE, cookies::clear(cookies::LOGIN_CSRF));
+    headers.append(
+        header::SET_COOKIE,
+        cookies::set(
+            login_csrf_cookie_name(settings),
+            "",
+            Some(0),
+            settings.cookie_secure,
+        ),
+    );
     Ok(response)
 }
 

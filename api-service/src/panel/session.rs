@@ -333,6 +333,20 @@ pub fn cookie_name(settings: &PanelSettings) -> &'static str {
 /// The session cookie's name when COOKIE_SECURE is on.
 pub const SECURE_SESSION_COOKIE: &str = "__Host-sg_session";
 
+/// The login form's double-submit CSRF cookie, `__Host-` prefixed over HTTPS like the
+/// session's: otherwise a sibling subdomain could plant a token of its own and sign a
+/// victim in to the attacker's account (login CSRF).
+pub fn login_csrf_cookie_name(settings: &PanelSettings) -> &'static str {
+    if settings.cookie_secure {
+        SECURE_LOGIN_CSRF_COOKIE
+    } else {
+        cookies::LOGIN_CSRF
+    }
+}
+
+/// The login CSRF cookie's name when COOKIE_SECURE is on.
+pub const SECURE_LOGIN_CSRF_COOKIE: &str = "__Host-sg_login_csrf";
+
 /// A `Set-Cookie` that deletes the session cookie (a `__Host-` cookie only with `Secure`).
 pub fn clear_cookie(settings: &PanelSettings) -> HeaderValue {
     cookies::set(cookie_name(settings), "", Some(0), settings.cookie_secure)

@@ -371,6 +371,20 @@ async fn a_next_parameter_a_browser_would_send_to_another_host_redirects_home() 
 #[tokio::test]
 async fn over_https_the_session_cookie_is_host_prefixed_secure_and_works() {
     let app = spawn_with_settings(|s| s.panel.cookie_secure = true).await;
+    // The login form's CSRF cookie is host-bound too, so no sibling subdomain can plant one.
+    let form = app.http.get(app.url("/login")).send().await.unwrap();
+    let csrf_cookie = form
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .map(|v| v.to_str().unwrap().to_owned())
+        .find(|c| c.contains("sg_login_csrf="))
+        .expect("login CSRF cookie");
+    assert!(
+        csrf_cookie.starts_with("__Host-sg_login_csrf="),
+        "{csrf_cookie}"
+    );
+    assert!(csrf_cookie.contains("Secure"), "{csrf_cookie}");
     let client = app.panel_client();
     let response = client.login("SMSadmin", ADMIN_PASSWORD).await;
     assert_eq!(response.status, StatusCode::SEE_OTHER, "{}", response.body);
