@@ -1,7 +1,7 @@
 //! SQL for users and API tokens. One function per statement.
 
 use chrono::{DateTime, Utc};
-use sqlx::{PgConnection, PgPool};
+use sqlx::{PgConnection, PgExecutor, PgPool};
 
 /// What authentication needs to know about a user.
 #[derive(Debug, Clone, sqlx::FromRow)]
@@ -127,8 +127,10 @@ pub async fn insert_api_token(
     .await
 }
 
-pub async fn insert_audit(
-    db: &PgPool,
+/// Writes an audit entry through `db`: the pool, or a transaction's connection so the entry
+/// commits with the change it records.
+pub async fn insert_audit<'e>(
+    db: impl PgExecutor<'e>,
     actor_id: Option<i64>,
     action: &str,
     target: &str,
@@ -242,23 +244,4 @@ pub async fn revoke_labelled_tokens_beyond(
     .bind(keep)
     .fetch_all(conn)
     .await
-}
-
-pub async fn insert_audit_in(
-    conn: &mut PgConnection,
-    actor_id: Option<i64>,
-    action: &str,
-    target: &str,
-    details: serde_json::Value,
-) -> Result<(), sqlx::Error> {
-    sqlx::query(
-        "INSERT INTO audit_log (actor_id, action, target, details) VALUES ($1, $2, $3, $4)",
-    )
-    .bind(actor_id)
-    .bind(action)
-    .bind(target)
-    .bind(details)
-    .execute(conn)
-    .await?;
-    Ok(())
 }

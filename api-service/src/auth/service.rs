@@ -265,8 +265,8 @@ pub async fn mint_login_api_key(
         repo::insert_api_token_in(&mut tx, user_id, &token.hash, LOGIN_KEY_LABEL).await?;
     let revoked =
         repo::revoke_labelled_tokens_beyond(&mut tx, user_id, LOGIN_KEY_LABEL, keep).await?;
-    repo::insert_audit_in(
-        &mut tx,
+    repo::insert_audit(
+        &mut *tx,
         Some(user_id),
         "token.mint",
         &format!("user:{user_id}"),
