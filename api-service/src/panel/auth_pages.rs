@@ -97,11 +97,7 @@ pub async fn log_in(State(app): State<AppState>, request: Request) -> Result<Res
         return Err(WebError::CsrfRejected);
     }
     let settings = &app.settings.panel;
-    let address = client_address(
-        &parts.headers,
-        &parts.extensions,
-        app.settings.login.trust_proxy_headers,
-    );
+    let address = client_address(&parts.headers, &parts.extensions, &app.settings.login);
     let next = if is_safe_next(&form.next) {
         form.next.clone()
     } else {

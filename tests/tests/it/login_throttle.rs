@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use reqwest::StatusCode;
 use serde_json::{json, Value};
+use smsgate_api::auth::throttle::IpRange;
 use smsgate_api::settings::Settings as ApiSettings;
 use smsgate_tests::app::{hidden_input, test_amqp_url, TestApp, ADMIN_PASSWORD};
 
@@ -180,6 +181,37 @@ async fn behind_the_proxy_the_right_most_forwarded_for_entry_is_counted_not_a_fo
         .await
         .unwrap();
     assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS);
+    app.teardown().await;
+}
+
+#[tokio::test]
+async fn proxy_headers_from_a_peer_that_is_not_a_trusted_proxy_are_ignored() {
+    // Headers trusted, but our proxy is elsewhere: the test client (loopback) is not it.
+    let app = spawn_with_settings(|s| {
+        s.login.trust_proxy_headers = true;
+        s.login.trusted_proxies = vec![IpRange::parse("192.0.2.10").unwrap()];
+    })
+    .await;
+    // A client forging a fresh X-Real-IP / X-Forwarded-For per attempt is still one address.
+    for i in 0..5 {
+        let response = app
+            .http
+            .post(app.url("/api/auth/login"))
+            .header("x-real-ip", format!("203.0.113.{i}"))
+            .header("x-forwarded-for", format!("198.51.100.{i}"))
+            .json(&json!({"username": "SMSadmin", "password": "wrong-password"}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+    }
+    assert_throttled(&api_login(&app, Some("203.0.113.200"), "SMSadmin", ADMIN_PASSWORD).await);
+    let keys: Vec<String> =
+        sqlx::query_scalar("SELECT key FROM login_attempts WHERE scope = 'address'")
+            .fetch_all(&app.db)
+            .await
+            .unwrap();
+    assert_eq!(keys, ["127.0.0.1"]);
     app.teardown().await;
 }
 
