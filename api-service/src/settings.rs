@@ -341,6 +341,17 @@ mod tests {
     }
 
     #[test]
+    fn the_env_template_and_the_config_map_carry_the_proxy_settings() {
+        // The systemd install copies .env.example; a key missing there is a key nobody sets.
+        let template = include_str!("../../.env.example");
+        for key in ["TRUST_PROXY_HEADERS=", "TRUSTED_PROXIES=", "COOKIE_SECURE="] {
+            assert!(template.lines().any(|line| line.starts_with(key)), "{key}");
+        }
+        let config_map = include_str!("../../deploy/k8s/configmap.yaml");
+        assert!(config_map.contains("\n  TRUSTED_PROXIES: "));
+    }
+
+    #[test]
     fn production_refuses_a_missing_secret_and_names_the_key() {
         let err = resolve_secret(AppEnv::Production, "JWT_SECRET_KEY", None).unwrap_err();
         assert_eq!(err.key, "JWT_SECRET_KEY");
