@@ -40,7 +40,8 @@ pub enum Verdict {
     },
 }
 
-/// Charges one attempt to the budgets of (`username`, `address`) and of `address`.
+/// Charges one attempt to the budgets of (`username`, `address`) and of `address`, with
+/// an IPv6 address counted by its /64 ([`throttle_key`]).
 #[tracing::instrument(name = "auth.throttle.charge", skip_all)]
 pub async fn charge(
     db: &PgPool,
@@ -48,9 +49,10 @@ pub async fn charge(
     username: &str,
     address: &str,
 ) -> Result<Verdict, sqlx::Error> {
+    let address = throttle_key(address);
     let charge = Charge {
-        user_key: user_key(username, address),
-        address: address.to_owned(),
+        user_key: user_key(username, &address),
+        address,
     };
     let rows: Vec<(String, i32, f64)> = sqlx::query_as(
         "INSERT INTO login_attempts AS a (scope, key, failures)
@@ -217,6 +219,22 @@ fn masked(address: IpAddr, prefix: u8) -> IpAddr {
             let mask = u128::MAX.checked_shl(128 - u32::from(prefix)).unwrap_or(0);
             IpAddr::V6(Ipv6Addr::from(u128::from(v6) & mask))
         }
+    }
+}
+
+/// The key an address's budgets are counted under: an IPv4 address as it is, an IPv6 one
+/// by its /64 (`2001:db8:1:2::/64`). One host or customer line is given a whole /64, so
+/// counting single IPv6 addresses would let it rotate through 2^64 fresh budgets. The audit
+/// log keeps the full address; only the budgets are shared.
+pub fn throttle_key(address: &str) -> String {
+    match address.parse::<IpAddr>().map(|a| a.to_canonical()) {
+        Ok(v6 @ IpAddr::V6(_)) => IpRange {
+            network: masked(v6, 64),
+            prefix: 64,
+        }
+        .to_string(),
+        Ok(v4) => v4.to_string(),
+        Err(_) => address.to_owned(),
     }
 }
 
@@ -442,6 +460,19 @@ mod tests {
         ] {
             assert!(IpRange::parse(bad).is_err(), "{bad:?}");
         }
+    }
+
+    #[test]
+    fn ipv6_clients_share_budgets_per_64_and_ipv4_clients_per_address() {
+        assert_eq!(throttle_key("2001:db8:1:2:aaaa::1"), "2001:db8:1:2::/64");
+        assert_eq!(
+            throttle_key("2001:db8:1:2:ffff:ffff:ffff:ffff"),
+            "2001:db8:1:2::/64"
+        );
+        assert_ne!(throttle_key("2001:db8:1:3::1"), "2001:db8:1:2::/64");
+        assert_eq!(throttle_key("203.0.113.7"), "203.0.113.7");
+        assert_eq!(throttle_key("::ffff:203.0.113.7"), "203.0.113.7");
+        assert_eq!(throttle_key("unknown"), "unknown");
     }
 
     #[test]

@@ -216,6 +216,37 @@ async fn proxy_headers_from_a_peer_that_is_not_a_trusted_proxy_are_ignored() {
 }
 
 #[tokio::test]
+async fn an_ipv6_client_rotating_addresses_in_its_64_stays_one_budget() {
+    let app = spawn_with_settings(|s| s.login.trust_proxy_headers = true).await;
+    for i in 1..=5 {
+        let address = format!("2001:db8:1:2::{i:x}");
+        let (status, ..) = api_login(&app, Some(&address), "SMSadmin", "wrong-password").await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED);
+    }
+    assert_throttled(
+        &api_login(
+            &app,
+            Some("2001:db8:1:2:ffff:ffff:ffff:ffff"),
+            "SMSadmin",
+            ADMIN_PASSWORD,
+        )
+        .await,
+    );
+    let keys: Vec<String> =
+        sqlx::query_scalar("SELECT key FROM login_attempts WHERE key LIKE '2001:%'")
+            .fetch_all(&app.db)
+            .await
+            .unwrap();
+    assert_eq!(keys.len(), 2, "{keys:?}");
+    assert!(keys.contains(&"2001:db8:1:2::/64".to_owned()), "{keys:?}");
+    // The next /64 is someone else.
+    let (status, body, _) =
+        api_login(&app, Some("2001:db8:1:3::1"), "SMSadmin", ADMIN_PASSWORD).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    app.teardown().await;
+}
+
+#[tokio::test]
 async fn parallel_wrong_logins_cannot_slip_past_the_limit() {
     // Debug-build argon2 is slow: give the checked attempts time to finish.
     let app = spawn_with_settings(|s| s.request_timeout = Duration::from_secs(120)).await;
