@@ -86,8 +86,12 @@ pub async fn charge(
     match over {
         None => Ok(Verdict::Allowed(charge)),
         Some(secs) => {
-            // A refused attempt checked nothing: it must not extend anyone's count.
-            refund(db, &charge, true).await?;
+            // A refused attempt checked nothing: it must not extend anyone's count, nor leave
+            // a row behind (a sprayer over the address budget would otherwise add one per
+            // username tried). The sweep runs here too, as refusals may be all an attacker
+            // gets.
+            refund(db, &charge).await?;
+            sweep(db, settings).await?;
             Ok(Verdict::Refused {
                 retry_after: Duration::from_secs((secs.ceil() as u64).max(1)),
             })
@@ -112,6 +116,16 @@ pub async fn failed(
     settings: &LoginSettings,
     _charge: Charge,
 ) -> Result<(), sqlx::Error> {
+    sweep(db, settings).await
+}
+
+/// No verdict on the password (hashing busy, an error): both charges are returned.
+pub async fn undecided(db: &PgPool, charge: Charge) -> Result<(), sqlx::Error> {
+    refund(db, &charge).await
+}
+
+/// Deletes the counters of windows that are over.
+async fn sweep(db: &PgPool, settings: &LoginSettings) -> Result<(), sqlx::Error> {
     sqlx::query(
         "DELETE FROM login_attempts WHERE window_start < now() - make_interval(secs => $1)",
     )
@@ -121,26 +135,29 @@ pub async fn failed(
     Ok(())
 }
 
-/// No verdict on the password (hashing busy, an error): both charges are returned.
-pub async fn undecided(db: &PgPool, charge: Charge) -> Result<(), sqlx::Error> {
-    refund(db, &charge, true).await
-}
-
-async fn refund(db: &PgPool, charge: &Charge, user_too: bool) -> Result<(), sqlx::Error> {
-    if user_too {
-        refund_scope(db, USER_ADDRESS, &charge.user_key).await?;
-    }
+async fn refund(db: &PgPool, charge: &Charge) -> Result<(), sqlx::Error> {
+    refund_scope(db, USER_ADDRESS, &charge.user_key).await?;
     refund_scope(db, ADDRESS, &charge.address).await
 }
 
+/// Takes one charge back; a counter back at zero is deleted, so refunded attempts leave no
+/// rows. The delete re-checks `failures = 0`: a charge made in between keeps its row.
 async fn refund_scope(db: &PgPool, scope: &str, key: &str) -> Result<(), sqlx::Error> {
-    sqlx::query(
-        "UPDATE login_attempts SET failures = GREATEST(failures - 1, 0) WHERE scope = $1 AND key = $2",
+    let left: Option<i32> = sqlx::query_scalar(
+        "UPDATE login_attempts SET failures = GREATEST(failures - 1, 0)
+         WHERE scope = $1 AND key = $2 RETURNING failures",
     )
     .bind(scope)
     .bind(key)
-    .execute(db)
+    .fetch_optional(db)
     .await?;
+    if left == Some(0) {
+        sqlx::query("DELETE FROM login_attempts WHERE scope = $1 AND key = $2 AND failures = 0")
+            .bind(scope)
+            .bind(key)
+            .execute(db)
+            .await?;
+    }
     Ok(())
 }
 

@@ -330,6 +330,36 @@ async fn windows_long_over_are_swept() {
 }
 
 #[tokio::test]
+async fn refused_attempts_leave_no_rows_behind_and_sweep_windows_long_over() {
+    let app = TestApp::spawn_without_dispatcher().await;
+    // This address has used up its budget; another's window ended two days ago.
+    sqlx::query(
+        "INSERT INTO login_attempts (scope, key, failures, window_start)
+         VALUES ('address', '127.0.0.1', 20, now()),
+                ('address', '192.0.2.1', 20, now() - interval '2 days')
+         ON CONFLICT (scope, key) DO UPDATE SET failures = 20, window_start = now()",
+    )
+    .execute(&app.db)
+    .await
+    .unwrap();
+    // A sprayer keeps trying new usernames: each is refused and must not add a row.
+    for i in 0..5 {
+        assert_throttled(&api_login(&app, None, &format!("spray{i}"), "wrong-password").await);
+    }
+    let rows: Vec<(String, String, i32)> =
+        sqlx::query_as("SELECT scope, key, failures FROM login_attempts ORDER BY scope, key")
+            .fetch_all(&app.db)
+            .await
+            .unwrap();
+    assert_eq!(
+        rows,
+        [("address".to_owned(), "127.0.0.1".to_owned(), 20)],
+        "refused attempts left rows, or the old window was not swept"
+    );
+    app.teardown().await;
+}
+
+#[tokio::test]
 async fn an_overlong_password_is_refused_before_hashing_with_400() {
     let app = TestApp::spawn_without_dispatcher().await;
     let long = "x".repeat(1025);
