@@ -360,6 +360,84 @@ async fn refused_attempts_leave_no_rows_behind_and_sweep_windows_long_over() {
 }
 
 #[tokio::test]
+async fn guesses_at_the_current_password_on_the_account_page_are_throttled_like_logins() {
+    let app = TestApp::spawn_without_dispatcher().await;
+    let panel = app.panel_login("SMSadmin", ADMIN_PASSWORD).await;
+    let change = |current: &'static str| {
+        let panel = &panel;
+        async move {
+            panel
+                .submit(
+                    "/account/password",
+                    "/account/password",
+                    &[
+                        ("current", current),
+                        ("new_password", "Harbour-Lights-42"),
+                        ("confirm", "Harbour-Lights-42"),
+                    ],
+                )
+                .await
+        }
+    };
+    for _ in 0..5 {
+        let wrong = change("wrong-password").await;
+        assert_eq!(
+            wrong.status,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "{}",
+            wrong.body
+        );
+    }
+    // The sixth guess is not checked, even with the right password.
+    let refused = change(ADMIN_PASSWORD).await;
+    assert_eq!(
+        refused.status,
+        StatusCode::TOO_MANY_REQUESTS,
+        "{}",
+        refused.body
+    );
+    assert!(refused.headers.contains_key("retry-after"));
+    assert!(
+        refused.body.contains("Too many failed sign-in attempts"),
+        "{}",
+        refused.body
+    );
+    // It is the login budget: signing in as the admin from here is refused too.
+    assert_throttled(&api_login(&app, None, "SMSadmin", ADMIN_PASSWORD).await);
+    let changes: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM audit_log WHERE action = 'account.password'")
+            .fetch_one(&app.db)
+            .await
+            .unwrap();
+    assert_eq!(changes, 0, "the password must not have changed");
+    app.teardown().await;
+}
+
+#[tokio::test]
+async fn a_right_current_password_gives_its_charge_back() {
+    let app = TestApp::spawn_without_dispatcher().await;
+    let panel = app.panel_login("SMSadmin", ADMIN_PASSWORD).await;
+    let changed = panel
+        .submit(
+            "/account/password",
+            "/account/password",
+            &[
+                ("current", ADMIN_PASSWORD),
+                ("new_password", "Harbour-Lights-42"),
+                ("confirm", "Harbour-Lights-42"),
+            ],
+        )
+        .await;
+    assert_eq!(changed.status, StatusCode::SEE_OTHER, "{}", changed.body);
+    let rows: i64 = sqlx::query_scalar("SELECT count(*) FROM login_attempts WHERE failures > 0")
+        .fetch_one(&app.db)
+        .await
+        .unwrap();
+    assert_eq!(rows, 0);
+    app.teardown().await;
+}
+
+#[tokio::test]
 async fn an_overlong_password_is_refused_before_hashing_with_400() {
     let app = TestApp::spawn_without_dispatcher().await;
     let long = "x".repeat(1025);
