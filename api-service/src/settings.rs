@@ -10,6 +10,8 @@ use smsgate_shared::domain::MessageBody;
 use smsgate_shared::metrics::MetricsToken;
 use smsgate_shared::secret_box::{self, SecretBox};
 
+use crate::auth::throttle::IpRange;
+
 #[derive(Debug, Clone)]
 pub struct Settings {
     pub env: AppEnv,
@@ -63,10 +65,13 @@ pub struct LoginSettings {
     pub max_failures_per_address: u32,
     /// LOGIN_THROTTLE_WINDOW: how long failures count, from the first one.
     pub window: Duration,
-    /// TRUST_PROXY_HEADERS: take the client address from `X-Real-IP` (or the right-most
-    /// `X-Forwarded-For` entry). Only behind our nginx or ingress, which overwrite them;
-    /// otherwise clients could forge an address per attempt.
+    /// TRUST_PROXY_HEADERS: take the client address from `X-Real-IP` (or `X-Forwarded-For`)
+    /// when the request comes from one of `trusted_proxies`. Only behind our nginx or
+    /// ingress, which overwrite them; otherwise clients could forge an address per attempt.
     pub trust_proxy_headers: bool,
+    /// TRUSTED_PROXIES: the peers whose proxy headers are believed (comma-separated
+    /// addresses or CIDR ranges); a request from anywhere else is counted by its TCP peer.
+    pub trusted_proxies: Vec<IpRange>,
     /// PASSWORD_HASH_CONCURRENCY: argon2 hashes or verifications running at once (19 MiB
     /// and a core each); more wait up to `password_hash_wait`, then get 503 BUSY.
     pub password_hash_concurrency: usize,
@@ -81,6 +86,8 @@ impl Default for LoginSettings {
             max_failures_per_address: 20,
             window: Duration::from_secs(15 * 60),
             trust_proxy_headers: false,
+            trusted_proxies: parse_trusted_proxies(DEFAULT_TRUSTED_PROXIES)
+                .expect("the default TRUSTED_PROXIES parse"),
             password_hash_concurrency: 4,
             password_hash_wait: Duration::from_millis(500),
         }
@@ -101,6 +108,10 @@ impl LoginSettings {
             )?,
             window: config::duration_or("LOGIN_THROTTLE_WINDOW", defaults.window)?,
             trust_proxy_headers: config::bool_or("TRUST_PROXY_HEADERS", false)?,
+            trusted_proxies: parse_trusted_proxies(&config::string_or(
+                TRUSTED_PROXIES,
+                DEFAULT_TRUSTED_PROXIES,
+            ))?,
             password_hash_concurrency: config::parse_or(
                 "PASSWORD_HASH_CONCURRENCY",
                 defaults.password_hash_concurrency,
@@ -124,6 +135,21 @@ impl LoginSettings {
         }
         Ok(settings)
     }
+}
+
+const TRUSTED_PROXIES: &str = "TRUSTED_PROXIES";
+
+/// The bundled nginx runs on the API's host and connects over loopback.
+const DEFAULT_TRUSTED_PROXIES: &str = "127.0.0.1/32,::1/128";
+
+/// `TRUSTED_PROXIES`: comma-separated addresses or CIDR ranges; a bad entry is named.
+fn parse_trusted_proxies(value: &str) -> Result<Vec<IpRange>, ConfigError> {
+    value
+        .split(',')
+        .map(str::trim)
+        .filter(|entry| !entry.is_empty())
+        .map(|entry| IpRange::parse(entry).map_err(|e| ConfigError::new(TRUSTED_PROXIES, e)))
+        .collect()
 }
 
 impl Settings {
@@ -288,6 +314,41 @@ mod tests {
         );
         assert!(nonzero_key_ttl(Duration::from_secs(60)).is_ok());
         assert!(nonzero_key_ttl(Duration::from_secs(400 * 24 * 3600)).is_err());
+    }
+
+    #[test]
+    fn trusted_proxies_take_addresses_and_cidr_ranges_and_name_the_key_on_a_bad_entry() {
+        let proxies = parse_trusted_proxies(" 10.0.0.0/8, ::1/128 ,192.0.2.7,").unwrap();
+        assert_eq!(
+            proxies.iter().map(ToString::to_string).collect::<Vec<_>>(),
+            ["10.0.0.0/8", "::1/128", "192.0.2.7/32"]
+        );
+        for bad in [
+            "10.0.0.0/33",
+            "ingress",
+            "10.0.0.0/8,10.0.0.x",
+            "::1/129",
+            "1.2.3.4/",
+        ] {
+            let err = parse_trusted_proxies(bad).unwrap_err();
+            assert_eq!(err.key, "TRUSTED_PROXIES", "{bad}");
+        }
+        let defaults = LoginSettings::default().trusted_proxies;
+        assert_eq!(
+            defaults.iter().map(ToString::to_string).collect::<Vec<_>>(),
+            ["127.0.0.1/32", "::1/128"]
+        );
+    }
+
+    #[test]
+    fn the_env_template_and_the_config_map_carry_the_proxy_settings() {
+        // The systemd install copies .env.example; a key missing there is a key nobody sets.
+        let template = include_str!("../../.env.example");
+        for key in ["TRUST_PROXY_HEADERS=", "TRUSTED_PROXIES=", "COOKIE_SECURE="] {
+            assert!(template.lines().any(|line| line.starts_with(key)), "{key}");
+        }
+        let config_map = include_str!("../../deploy/k8s/configmap.yaml");
+        assert!(config_map.contains("\n  TRUSTED_PROXIES: "));
     }
 
     #[test]

@@ -74,6 +74,9 @@ impl From<UserAdminError> for ApiError {
             }
             UserAdminError::Database(e) => e.into(),
             UserAdminError::Busy => ApiError::Busy,
+            UserAdminError::TooManyAttempts { retry_after } => {
+                ApiError::TooManyAttempts { retry_after }
+            }
             UserAdminError::Internal(e) => ApiError::Internal(e),
         }
     }

@@ -3,11 +3,13 @@
 
 use serde_json::json;
 use sqlx::PgPool;
-use tracing::info;
+use tracing::{info, warn};
 
 use super::password::{check_password, check_username};
 use super::{audit, repo};
 use crate::auth::repo::revoke_credentials;
+use crate::auth::service::LoginLimits;
+use crate::auth::throttle::{self, Verdict};
 use crate::auth::{ApiToken, GateError, PasswordGate, MAX_PASSWORD_BYTES};
 
 pub use super::repo::UserSummary;
@@ -33,6 +35,10 @@ pub enum UserAdminError {
     LastAdmin,
     #[error("the current password is wrong")]
     WrongCurrentPassword,
+    /// The login throttle refused to check the current password; it frees after
+    /// `retry_after`.
+    #[error("too many failed password attempts; try again later")]
+    TooManyAttempts { retry_after: std::time::Duration },
     /// Every password-hashing slot stayed taken: try again in a moment.
     #[error("the server is busy checking passwords; try again in a moment")]
     Busy,
@@ -280,11 +286,15 @@ pub async fn regenerate_token(
 
 /// A user changing their own password: the current one must match; every other session of
 /// theirs ends (`keep_session` is the one they are using), and so do their JWTs and API
-/// tokens. The argon2 work goes through `gate`.
+/// tokens. Guessing the current password is guessing a login: it is charged to the same
+/// throttle budgets, of (`username`, `address`) and of `address`, before it is checked. The
+/// argon2 work goes through the limits' gate.
 #[tracing::instrument(name = "account.change_password", skip_all, fields(user.id = user_id))]
+#[allow(clippy::too_many_arguments)]
 pub async fn change_own_password(
     db: &PgPool,
-    gate: &PasswordGate,
+    limits: LoginLimits<'_>,
+    address: &str,
     user_id: i64,
     username: &str,
     current: &str,
@@ -303,15 +313,32 @@ pub async fn change_own_password(
     if current.len() > MAX_PASSWORD_BYTES {
         return Err(UserAdminError::WrongCurrentPassword);
     }
-    let matches = gate.verify(current, stored).await.map_err(gate_error)?;
-    if !matches {
-        return Err(UserAdminError::WrongCurrentPassword);
+    let charge = match throttle::charge(db, limits.settings, username, address).await? {
+        Verdict::Allowed(charge) => charge,
+        Verdict::Refused { retry_after } => {
+            warn!(
+                retry_after = retry_after.as_secs(),
+                "password change throttled"
+            );
+            return Err(UserAdminError::TooManyAttempts { retry_after });
+        }
+    };
+    match limits.gate.verify(current, stored).await {
+        Ok(true) => throttle::succeeded(db, charge).await?,
+        Ok(false) => {
+            throttle::failed(db, limits.settings, charge).await?;
+            return Err(UserAdminError::WrongCurrentPassword);
+        }
+        Err(e) => {
+            throttle::undecided(db, charge).await?;
+            return Err(gate_error(e));
+        }
     }
     check_password(&new_password, username).map_err(|message| UserAdminError::Invalid {
         field: "new_password",
         message,
     })?;
-    let password_hash = hash(gate, new_password).await?;
+    let password_hash = hash(limits.gate, new_password).await?;
     let mut tx = db.begin().await?;
     repo::set_password(&mut tx, user_id, &password_hash).await?;
     let revoked = revoke_credentials(&mut tx, user_id, keep_session).await?;

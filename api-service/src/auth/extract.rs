@@ -95,7 +95,7 @@ impl FromRequestParts<AppState> for ClientAddress {
         Ok(ClientAddress(client_address(
             &parts.headers,
             &parts.extensions,
-            state.settings.login.trust_proxy_headers,
+            &state.settings.login,
         )))
     }
 }

@@ -9,7 +9,7 @@
 //! refunds the address. There is no username-only budget: failures from one address must
 //! never lock the account for everyone else.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::time::Duration;
 
 use axum::extract::ConnectInfo;
@@ -40,7 +40,8 @@ pub enum Verdict {
     },
 }
 
-/// Charges one attempt to the budgets of (`username`, `address`) and of `address`.
+/// Charges one attempt to the budgets of (`username`, `address`) and of `address`, with
+/// an IPv6 address counted by its /64 ([`throttle_key`]).
 #[tracing::instrument(name = "auth.throttle.charge", skip_all)]
 pub async fn charge(
     db: &PgPool,
@@ -48,9 +49,10 @@ pub async fn charge(
     username: &str,
     address: &str,
 ) -> Result<Verdict, sqlx::Error> {
+    let address = throttle_key(address);
     let charge = Charge {
-        user_key: user_key(username, address),
-        address: address.to_owned(),
+        user_key: user_key(username, &address),
+        address,
     };
     let rows: Vec<(String, i32, f64)> = sqlx::query_as(
         "INSERT INTO login_attempts AS a (scope, key, failures)
@@ -84,8 +86,12 @@ pub async fn charge(
     match over {
         None => Ok(Verdict::Allowed(charge)),
         Some(secs) => {
-            // A refused attempt checked nothing: it must not extend anyone's count.
-            refund(db, &charge, true).await?;
+            // A refused attempt checked nothing: it must not extend anyone's count, nor leave
+            // a row behind (a sprayer over the address budget would otherwise add one per
+            // username tried). The sweep runs here too, as refusals may be all an attacker
+            // gets.
+            refund(db, &charge).await?;
+            sweep(db, settings).await?;
             Ok(Verdict::Refused {
                 retry_after: Duration::from_secs((secs.ceil() as u64).max(1)),
             })
@@ -110,6 +116,16 @@ pub async fn failed(
     settings: &LoginSettings,
     _charge: Charge,
 ) -> Result<(), sqlx::Error> {
+    sweep(db, settings).await
+}
+
+/// No verdict on the password (hashing busy, an error): both charges are returned.
+pub async fn undecided(db: &PgPool, charge: Charge) -> Result<(), sqlx::Error> {
+    refund(db, &charge).await
+}
+
+/// Deletes the counters of windows that are over.
+async fn sweep(db: &PgPool, settings: &LoginSettings) -> Result<(), sqlx::Error> {
     sqlx::query(
         "DELETE FROM login_attempts WHERE window_start < now() - make_interval(secs => $1)",
     )
@@ -119,26 +135,29 @@ pub async fn failed(
     Ok(())
 }
 
-/// No verdict on the password (hashing busy, an error): both charges are returned.
-pub async fn undecided(db: &PgPool, charge: Charge) -> Result<(), sqlx::Error> {
-    refund(db, &charge, true).await
-}
-
-async fn refund(db: &PgPool, charge: &Charge, user_too: bool) -> Result<(), sqlx::Error> {
-    if user_too {
-        refund_scope(db, USER_ADDRESS, &charge.user_key).await?;
-    }
+async fn refund(db: &PgPool, charge: &Charge) -> Result<(), sqlx::Error> {
+    refund_scope(db, USER_ADDRESS, &charge.user_key).await?;
     refund_scope(db, ADDRESS, &charge.address).await
 }
 
+/// Takes one charge back; a counter back at zero is deleted, so refunded attempts leave no
+/// rows. The delete re-checks `failures = 0`: a charge made in between keeps its row.
 async fn refund_scope(db: &PgPool, scope: &str, key: &str) -> Result<(), sqlx::Error> {
-    sqlx::query(
-        "UPDATE login_attempts SET failures = GREATEST(failures - 1, 0) WHERE scope = $1 AND key = $2",
+    let left: Option<i32> = sqlx::query_scalar(
+        "UPDATE login_attempts SET failures = GREATEST(failures - 1, 0)
+         WHERE scope = $1 AND key = $2 RETURNING failures",
     )
     .bind(scope)
     .bind(key)
-    .execute(db)
+    .fetch_optional(db)
     .await?;
+    if left == Some(0) {
+        sqlx::query("DELETE FROM login_attempts WHERE scope = $1 AND key = $2 AND failures = 0")
+            .bind(scope)
+            .bind(key)
+            .execute(db)
+            .await?;
+    }
     Ok(())
 }
 
@@ -151,38 +170,154 @@ fn user_key(username: &str, address: &str) -> String {
     format!("{address} {hex}")
 }
 
-/// The client's address, for the throttle and the audit log: the TCP peer, or behind our
-/// proxy (`trust_proxy`) the address it reports. nginx overwrites `X-Real-IP` with the
-/// peer it saw; failing that, the right-most `X-Forwarded-For` entry is the one our proxy
-/// appended (entries to its left come from the client and may be forged).
-pub fn client_address(headers: &HeaderMap, extensions: &Extensions, trust_proxy: bool) -> String {
-    if trust_proxy {
-        let header = |name: &str| {
-            headers
-                .get(name)
-                .and_then(|v| v.to_str().ok())
-                .map(str::to_owned)
+/// A range of addresses from `TRUSTED_PROXIES`: `10.0.0.0/8`, `2001:db8::/32`, or a single
+/// address (`127.0.0.1`, a /32 or /128). Parsed by hand: a prefix comparison is a few lines,
+/// and the tests below pin its edges.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IpRange {
+    network: IpAddr,
+    prefix: u8,
+}
+
+impl IpRange {
+    /// Parses `address` or `address/prefix`; bits beyond the prefix are cleared.
+    pub fn parse(raw: &str) -> Result<IpRange, String> {
+        let raw = raw.trim();
+        let (address, prefix) = match raw.split_once('/') {
+            Some((address, prefix)) => (address, Some(prefix)),
+            None => (raw, None),
         };
-        let forwarded = header("x-real-ip")
-            .map(|v| v.trim().to_owned())
-            .filter(|v| !v.is_empty())
-            .or_else(|| {
-                header("x-forwarded-for").and_then(|v| {
-                    v.rsplit(',')
-                        .map(str::trim)
-                        .find(|entry| !entry.is_empty())
-                        .map(str::to_owned)
-                })
-            })
-            .filter(|v| !v.contains(char::is_whitespace) && v.len() <= 64);
-        if let Some(address) = forwarded {
-            return address;
+        let address: IpAddr = address
+            .parse()
+            .map_err(|_| format!("`{raw}` is not an IP address or CIDR range"))?;
+        let bits = bit_length(address);
+        let prefix = match prefix {
+            None => bits,
+            Some(prefix) => prefix
+                .parse::<u8>()
+                .ok()
+                .filter(|p| *p <= bits)
+                .ok_or_else(|| format!("`{raw}`: the prefix length must be 0 to {bits}"))?,
+        };
+        Ok(IpRange {
+            network: masked(address, prefix),
+            prefix,
+        })
+    }
+
+    pub fn contains(&self, address: IpAddr) -> bool {
+        let address = address.to_canonical();
+        bit_length(address) == bit_length(self.network)
+            && masked(address, self.prefix) == self.network
+    }
+}
+
+impl std::fmt::Display for IpRange {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.network, self.prefix)
+    }
+}
+
+fn bit_length(address: IpAddr) -> u8 {
+    match address {
+        IpAddr::V4(_) => 32,
+        IpAddr::V6(_) => 128,
+    }
+}
+
+/// `address` with every bit after the first `prefix` cleared.
+fn masked(address: IpAddr, prefix: u8) -> IpAddr {
+    match address {
+        IpAddr::V4(v4) => {
+            let mask = u32::MAX.checked_shl(32 - u32::from(prefix)).unwrap_or(0);
+            IpAddr::V4(Ipv4Addr::from(u32::from(v4) & mask))
+        }
+        IpAddr::V6(v6) => {
+            let mask = u128::MAX.checked_shl(128 - u32::from(prefix)).unwrap_or(0);
+            IpAddr::V6(Ipv6Addr::from(u128::from(v6) & mask))
         }
     }
-    extensions
+}
+
+/// The key an address's budgets are counted under: an IPv4 address as it is, an IPv6 one
+/// by its /64 (`2001:db8:1:2::/64`). One host or customer line is given a whole /64, so
+/// counting single IPv6 addresses would let it rotate through 2^64 fresh budgets. The audit
+/// log keeps the full address; only the budgets are shared.
+pub fn throttle_key(address: &str) -> String {
+    match address.parse::<IpAddr>().map(|a| a.to_canonical()) {
+        Ok(v6 @ IpAddr::V6(_)) => IpRange {
+            network: masked(v6, 64),
+            prefix: 64,
+        }
+        .to_string(),
+        Ok(v4) => v4.to_string(),
+        Err(_) => address.to_owned(),
+    }
+}
+
+/// The client's address, for the throttle and the audit log: the TCP peer, or, when proxy
+/// headers are trusted (`TRUST_PROXY_HEADERS`) *and* the peer is one of `TRUSTED_PROXIES`,
+/// the address that proxy reports. nginx overwrites `X-Real-IP` with the peer it saw;
+/// failing that, `X-Forwarded-For` is read from the right, past the entries our own proxies
+/// appended, to the first address that is not one of them (entries further left come from
+/// the client and may be forged). A header value that is not an IP address is ignored.
+pub fn client_address(
+    headers: &HeaderMap,
+    extensions: &Extensions,
+    settings: &LoginSettings,
+) -> String {
+    let Some(peer) = extensions
         .get::<ConnectInfo<SocketAddr>>()
-        .map(|ConnectInfo(addr)| addr.ip().to_string())
-        .unwrap_or_else(|| "unknown".to_owned())
+        .map(|ConnectInfo(addr)| addr.ip().to_canonical())
+    else {
+        return "unknown".to_owned();
+    };
+    let trusted = |address: IpAddr| settings.trusted_proxies.iter().any(|r| r.contains(address));
+    if !settings.trust_proxy_headers || !trusted(peer) {
+        return peer.to_string();
+    }
+    forwarded_client(headers, trusted)
+        .unwrap_or(peer)
+        .to_string()
+}
+
+/// The client a trusted proxy reports, if its headers name one by a valid address.
+fn forwarded_client(headers: &HeaderMap, trusted: impl Fn(IpAddr) -> bool) -> Option<IpAddr> {
+    let values = |name: &str| {
+        headers
+            .get_all(name)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .map(str::to_owned)
+            .collect::<Vec<_>>()
+    };
+    if let Some(real_ip) = values("x-real-ip")
+        .into_iter()
+        .map(|v| v.trim().to_owned())
+        .find(|v| !v.is_empty())
+    {
+        return parse_ip(&real_ip);
+    }
+    // Several X-Forwarded-For headers read as one list, in order.
+    let forwarded = values("x-forwarded-for").join(",");
+    let mut leftmost = None;
+    for entry in forwarded
+        .rsplit(',')
+        .map(str::trim)
+        .filter(|e| !e.is_empty())
+    {
+        let address = parse_ip(entry)?;
+        if !trusted(address) {
+            return Some(address);
+        }
+        leftmost = Some(address);
+    }
+    // Every hop was one of our proxies: the client is the first of them.
+    leftmost
+}
+
+fn parse_ip(raw: &str) -> Option<IpAddr> {
+    raw.parse::<IpAddr>().ok().map(|a| a.to_canonical())
 }
 
 #[cfg(test)]
@@ -190,30 +325,171 @@ mod tests {
     use super::*;
     use axum::http::HeaderValue;
 
-    fn peer() -> Extensions {
+    fn from_peer(peer: [u8; 4]) -> Extensions {
         let mut extensions = Extensions::new();
-        extensions.insert(ConnectInfo(SocketAddr::from(([10, 0, 0, 9], 4711))));
+        extensions.insert(ConnectInfo(SocketAddr::from((peer, 4711))));
         extensions
+    }
+
+    fn peer() -> Extensions {
+        from_peer([10, 0, 0, 9])
+    }
+
+    /// Proxy headers on, with our proxies in 10.0.0.0/8.
+    fn behind(proxies: &str) -> LoginSettings {
+        LoginSettings {
+            trust_proxy_headers: true,
+            trusted_proxies: proxies
+                .split(',')
+                .map(|p| IpRange::parse(p).unwrap())
+                .collect(),
+            ..LoginSettings::default()
+        }
+    }
+
+    fn headers(pairs: &[(&'static str, &'static str)]) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        for (name, value) in pairs {
+            headers.append(*name, HeaderValue::from_static(value));
+        }
+        headers
     }
 
     #[test]
     fn proxy_headers_are_ignored_unless_trusted() {
-        let mut headers = HeaderMap::new();
-        headers.insert("x-real-ip", HeaderValue::from_static("203.0.113.7"));
-        assert_eq!(client_address(&headers, &peer(), false), "10.0.0.9");
-        assert_eq!(client_address(&headers, &peer(), true), "203.0.113.7");
+        let headers = headers(&[("x-real-ip", "203.0.113.7")]);
+        let off = LoginSettings {
+            trust_proxy_headers: false,
+            ..behind("10.0.0.0/8")
+        };
+        assert_eq!(client_address(&headers, &peer(), &off), "10.0.0.9");
+        assert_eq!(
+            client_address(&headers, &peer(), &behind("10.0.0.0/8")),
+            "203.0.113.7"
+        );
+    }
+
+    #[test]
+    fn proxy_headers_from_a_peer_that_is_not_a_trusted_proxy_are_ignored() {
+        let headers = headers(&[
+            ("x-real-ip", "203.0.113.7"),
+            ("x-forwarded-for", "203.0.113.8"),
+        ]);
+        // The default list is loopback only: a client reaching the API directly is its peer.
+        let default = LoginSettings {
+            trust_proxy_headers: true,
+            ..LoginSettings::default()
+        };
+        assert_eq!(client_address(&headers, &peer(), &default), "10.0.0.9");
+        assert_eq!(
+            client_address(&headers, &from_peer([127, 0, 0, 1]), &default),
+            "203.0.113.7"
+        );
+        assert_eq!(
+            client_address(&headers, &peer(), &behind("10.0.1.0/24, 192.0.2.1")),
+            "10.0.0.9"
+        );
+    }
+
+    #[test]
+    fn a_proxy_header_that_is_not_an_ip_address_falls_back_to_the_peer() {
+        let settings = behind("10.0.0.0/8");
+        for bad in [
+            headers(&[("x-real-ip", "203.0.113.7 junk")]),
+            headers(&[("x-real-ip", "not-an-address")]),
+            headers(&[("x-forwarded-for", "203.0.113.7, evil")]),
+            headers(&[("x-forwarded-for", "  ")]),
+        ] {
+            assert_eq!(
+                client_address(&bad, &peer(), &settings),
+                "10.0.0.9",
+                "{bad:?}"
+            );
+        }
     }
 
     #[test]
     fn the_right_most_forwarded_for_entry_is_taken_not_the_forgeable_left_most() {
-        let mut headers = HeaderMap::new();
-        headers.insert(
-            "x-forwarded-for",
-            HeaderValue::from_static("1.2.3.4, 198.51.100.23"),
+        let headers = headers(&[("x-forwarded-for", "1.2.3.4, 198.51.100.23")]);
+        assert_eq!(
+            client_address(&headers, &peer(), &behind("10.0.0.0/8")),
+            "198.51.100.23"
         );
-        assert_eq!(client_address(&headers, &peer(), true), "198.51.100.23");
-        headers.insert("x-forwarded-for", HeaderValue::from_static("  "));
-        assert_eq!(client_address(&headers, &peer(), true), "10.0.0.9");
+    }
+
+    #[test]
+    fn forwarded_for_is_walked_from_the_right_past_our_own_proxies() {
+        let settings = behind("10.0.0.0/8");
+        let chain = headers(&[(
+            "x-forwarded-for",
+            "1.2.3.4, 198.51.100.23, 10.1.2.3, 10.0.0.5",
+        )]);
+        assert_eq!(client_address(&chain, &peer(), &settings), "198.51.100.23");
+        // Split over two headers, read in order.
+        let split = headers(&[
+            ("x-forwarded-for", "1.2.3.4, 198.51.100.23"),
+            ("x-forwarded-for", "10.1.2.3"),
+        ]);
+        assert_eq!(client_address(&split, &peer(), &settings), "198.51.100.23");
+        // Only our proxies: the client is the first of them.
+        let internal = headers(&[("x-forwarded-for", "10.7.7.7, 10.1.2.3")]);
+        assert_eq!(client_address(&internal, &peer(), &settings), "10.7.7.7");
+    }
+
+    #[test]
+    fn ipv4_mapped_peers_and_headers_match_ipv4_ranges() {
+        let mut extensions = Extensions::new();
+        extensions.insert(ConnectInfo(SocketAddr::new(
+            "::ffff:10.0.0.9".parse().unwrap(),
+            4711,
+        )));
+        let headers = headers(&[("x-real-ip", "::ffff:203.0.113.7")]);
+        assert_eq!(
+            client_address(&headers, &extensions, &behind("10.0.0.0/8")),
+            "203.0.113.7"
+        );
+    }
+
+    #[test]
+    fn ip_ranges_parse_addresses_and_prefixes_and_match_by_prefix() {
+        let range = IpRange::parse("10.1.2.3/16").unwrap();
+        assert_eq!(range.to_string(), "10.1.0.0/16");
+        assert!(range.contains("10.1.255.1".parse().unwrap()));
+        assert!(!range.contains("10.2.0.1".parse().unwrap()));
+        assert!(!range.contains("::ffff:10.2.0.1".parse().unwrap()));
+        assert!(IpRange::parse("0.0.0.0/0")
+            .unwrap()
+            .contains("192.0.2.1".parse().unwrap()));
+        assert!(!IpRange::parse("0.0.0.0/0")
+            .unwrap()
+            .contains("2001:db8::1".parse().unwrap()));
+        let v6 = IpRange::parse("2001:db8::/32").unwrap();
+        assert!(v6.contains("2001:db8:ffff::1".parse().unwrap()));
+        assert!(!v6.contains("2001:db9::1".parse().unwrap()));
+        assert_eq!(IpRange::parse("::1").unwrap().to_string(), "::1/128");
+        for bad in [
+            "10.0.0.0/33",
+            "::/129",
+            "10.0.0.0/",
+            "10.0.0.0/-1",
+            "host",
+            "",
+        ] {
+            assert!(IpRange::parse(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn ipv6_clients_share_budgets_per_64_and_ipv4_clients_per_address() {
+        assert_eq!(throttle_key("2001:db8:1:2:aaaa::1"), "2001:db8:1:2::/64");
+        assert_eq!(
+            throttle_key("2001:db8:1:2:ffff:ffff:ffff:ffff"),
+            "2001:db8:1:2::/64"
+        );
+        assert_ne!(throttle_key("2001:db8:1:3::1"), "2001:db8:1:2::/64");
+        assert_eq!(throttle_key("203.0.113.7"), "203.0.113.7");
+        assert_eq!(throttle_key("::ffff:203.0.113.7"), "203.0.113.7");
+        assert_eq!(throttle_key("unknown"), "unknown");
     }
 
     #[test]

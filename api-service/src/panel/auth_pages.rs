@@ -1,6 +1,8 @@
 //! Sign in, sign out and changing one's own password (forced for the default admin's
 //! initial password).
 
+use std::time::Duration;
+
 use axum::extract::{Query, Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -18,6 +20,7 @@ use crate::admin::password::PASSWORD_RULES;
 use crate::admin::users::{self, UserAdminError};
 use crate::auth::service::{self as auth, AuthError};
 use crate::auth::throttle::client_address;
+use crate::auth::ClientAddress;
 use crate::auth::MAX_PASSWORD_BYTES;
 use crate::state::AppState;
 
@@ -104,11 +107,7 @@ pub async fn log_in(State(app): State<AppState>, request: Request) -> Result<Res
     {
         return Err(WebError::CsrfRejected);
     }
-    let address = client_address(
-        &parts.headers,
-        &parts.extensions,
-        app.settings.login.trust_proxy_headers,
-    );
+    let address = client_address(&parts.headers, &parts.extensions, &app.settings.login);
     let next = if is_safe_next(&form.next) {
         form.next.clone()
     } else {
@@ -139,17 +138,11 @@ pub async fn log_in(State(app): State<AppState>, request: Request) -> Result<Res
             ))
         }
         Err(AuthError::TooManyAttempts { retry_after }) => {
-            let minutes = retry_after.as_secs().div_ceil(60).max(1);
-            let mut response = retry(
-                &format!(
-                    "Too many failed sign-in attempts from here. Try again in {minutes} minute(s)."
-                ),
+            let response = retry(
+                &throttled_message(retry_after),
                 StatusCode::TOO_MANY_REQUESTS,
             );
-            response
-                .headers_mut()
-                .insert(header::RETRY_AFTER, retry_after.as_secs().max(1).into());
-            return Ok(response);
+            return Ok(with_retry_after(response, retry_after));
         }
         Err(AuthError::Busy) => {
             let mut response = retry(
@@ -208,6 +201,20 @@ pub async fn log_in(State(app): State<AppState>, request: Request) -> Result<Res
         ),
     );
     Ok(response)
+}
+
+/// What the panel says when the login throttle refuses an attempt (sign-in or a guess at
+/// the current password).
+fn throttled_message(retry_after: Duration) -> String {
+    let minutes = retry_after.as_secs().div_ceil(60).max(1);
+    format!("Too many failed sign-in attempts from here. Try again in {minutes} minute(s).")
+}
+
+fn with_retry_after(mut response: Response, retry_after: Duration) -> Response {
+    response
+        .headers_mut()
+        .insert(header::RETRY_AFTER, retry_after.as_secs().max(1).into());
+    response
 }
 
 /// Where the login form may send the user afterwards: a plain path on this site. The
@@ -274,6 +281,7 @@ pub struct PasswordForm {
 
 pub async fn change_password(
     State(app): State<AppState>,
+    ClientAddress(address): ClientAddress,
     CsrfForm { user, form }: CsrfForm<SessionUser, PasswordForm>,
 ) -> Result<Response, WebError> {
     let invalid = |errors| {
@@ -285,7 +293,8 @@ pub async fn change_password(
     let session = &user.session;
     match users::change_own_password(
         &app.db,
-        &app.passwords,
+        app.login_limits(),
+        &address,
         session.user_id,
         &session.username,
         &form.current,
@@ -297,6 +306,15 @@ pub async fn change_password(
         Ok(()) => Ok(Flash::success("Your password has been changed.").redirect("/")),
         Err(UserAdminError::WrongCurrentPassword) => {
             invalid(json!({"current": "This is not your current password."}))
+        }
+        Err(UserAdminError::TooManyAttempts { retry_after }) => {
+            let page = password_page(
+                &app,
+                &user,
+                json!({"current": throttled_message(retry_after)}),
+                StatusCode::TOO_MANY_REQUESTS,
+            );
+            Ok(with_retry_after(page.into_response(), retry_after))
         }
         Err(UserAdminError::Invalid { message, .. }) => invalid(json!({"new_password": message})),
         Err(e) => Err(user_error(e, "/")),

@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use reqwest::StatusCode;
 use serde_json::{json, Value};
+use smsgate_api::auth::throttle::IpRange;
 use smsgate_api::settings::Settings as ApiSettings;
 use smsgate_tests::app::{hidden_input, test_amqp_url, TestApp, ADMIN_PASSWORD};
 
@@ -184,6 +185,68 @@ async fn behind_the_proxy_the_right_most_forwarded_for_entry_is_counted_not_a_fo
 }
 
 #[tokio::test]
+async fn proxy_headers_from_a_peer_that_is_not_a_trusted_proxy_are_ignored() {
+    // Headers trusted, but our proxy is elsewhere: the test client (loopback) is not it.
+    let app = spawn_with_settings(|s| {
+        s.login.trust_proxy_headers = true;
+        s.login.trusted_proxies = vec![IpRange::parse("192.0.2.10").unwrap()];
+    })
+    .await;
+    // A client forging a fresh X-Real-IP / X-Forwarded-For per attempt is still one address.
+    for i in 0..5 {
+        let response = app
+            .http
+            .post(app.url("/api/auth/login"))
+            .header("x-real-ip", format!("203.0.113.{i}"))
+            .header("x-forwarded-for", format!("198.51.100.{i}"))
+            .json(&json!({"username": "SMSadmin", "password": "wrong-password"}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+    }
+    assert_throttled(&api_login(&app, Some("203.0.113.200"), "SMSadmin", ADMIN_PASSWORD).await);
+    let keys: Vec<String> =
+        sqlx::query_scalar("SELECT key FROM login_attempts WHERE scope = 'address'")
+            .fetch_all(&app.db)
+            .await
+            .unwrap();
+    assert_eq!(keys, ["127.0.0.1"]);
+    app.teardown().await;
+}
+
+#[tokio::test]
+async fn an_ipv6_client_rotating_addresses_in_its_64_stays_one_budget() {
+    let app = spawn_with_settings(|s| s.login.trust_proxy_headers = true).await;
+    for i in 1..=5 {
+        let address = format!("2001:db8:1:2::{i:x}");
+        let (status, ..) = api_login(&app, Some(&address), "SMSadmin", "wrong-password").await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED);
+    }
+    assert_throttled(
+        &api_login(
+            &app,
+            Some("2001:db8:1:2:ffff:ffff:ffff:ffff"),
+            "SMSadmin",
+            ADMIN_PASSWORD,
+        )
+        .await,
+    );
+    let keys: Vec<String> =
+        sqlx::query_scalar("SELECT key FROM login_attempts WHERE key LIKE '2001:%'")
+            .fetch_all(&app.db)
+            .await
+            .unwrap();
+    assert_eq!(keys.len(), 2, "{keys:?}");
+    assert!(keys.contains(&"2001:db8:1:2::/64".to_owned()), "{keys:?}");
+    // The next /64 is someone else.
+    let (status, body, _) =
+        api_login(&app, Some("2001:db8:1:3::1"), "SMSadmin", ADMIN_PASSWORD).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    app.teardown().await;
+}
+
+#[tokio::test]
 async fn parallel_wrong_logins_cannot_slip_past_the_limit() {
     // Debug-build argon2 is slow: give the checked attempts time to finish.
     let app = spawn_with_settings(|s| s.request_timeout = Duration::from_secs(120)).await;
@@ -263,6 +326,114 @@ async fn windows_long_over_are_swept() {
             .await
             .unwrap();
     assert_eq!(old, 0);
+    app.teardown().await;
+}
+
+#[tokio::test]
+async fn refused_attempts_leave_no_rows_behind_and_sweep_windows_long_over() {
+    let app = TestApp::spawn_without_dispatcher().await;
+    // This address has used up its budget; another's window ended two days ago.
+    sqlx::query(
+        "INSERT INTO login_attempts (scope, key, failures, window_start)
+         VALUES ('address', '127.0.0.1', 20, now()),
+                ('address', '192.0.2.1', 20, now() - interval '2 days')
+         ON CONFLICT (scope, key) DO UPDATE SET failures = 20, window_start = now()",
+    )
+    .execute(&app.db)
+    .await
+    .unwrap();
+    // A sprayer keeps trying new usernames: each is refused and must not add a row.
+    for i in 0..5 {
+        assert_throttled(&api_login(&app, None, &format!("spray{i}"), "wrong-password").await);
+    }
+    let rows: Vec<(String, String, i32)> =
+        sqlx::query_as("SELECT scope, key, failures FROM login_attempts ORDER BY scope, key")
+            .fetch_all(&app.db)
+            .await
+            .unwrap();
+    assert_eq!(
+        rows,
+        [("address".to_owned(), "127.0.0.1".to_owned(), 20)],
+        "refused attempts left rows, or the old window was not swept"
+    );
+    app.teardown().await;
+}
+
+#[tokio::test]
+async fn guesses_at_the_current_password_on_the_account_page_are_throttled_like_logins() {
+    let app = TestApp::spawn_without_dispatcher().await;
+    let panel = app.panel_login("SMSadmin", ADMIN_PASSWORD).await;
+    let change = |current: &'static str| {
+        let panel = &panel;
+        async move {
+            panel
+                .submit(
+                    "/account/password",
+                    "/account/password",
+                    &[
+                        ("current", current),
+                        ("new_password", "Harbour-Lights-42"),
+                        ("confirm", "Harbour-Lights-42"),
+                    ],
+                )
+                .await
+        }
+    };
+    for _ in 0..5 {
+        let wrong = change("wrong-password").await;
+        assert_eq!(
+            wrong.status,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "{}",
+            wrong.body
+        );
+    }
+    // The sixth guess is not checked, even with the right password.
+    let refused = change(ADMIN_PASSWORD).await;
+    assert_eq!(
+        refused.status,
+        StatusCode::TOO_MANY_REQUESTS,
+        "{}",
+        refused.body
+    );
+    assert!(refused.headers.contains_key("retry-after"));
+    assert!(
+        refused.body.contains("Too many failed sign-in attempts"),
+        "{}",
+        refused.body
+    );
+    // It is the login budget: signing in as the admin from here is refused too.
+    assert_throttled(&api_login(&app, None, "SMSadmin", ADMIN_PASSWORD).await);
+    let changes: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM audit_log WHERE action = 'account.password'")
+            .fetch_one(&app.db)
+            .await
+            .unwrap();
+    assert_eq!(changes, 0, "the password must not have changed");
+    app.teardown().await;
+}
+
+#[tokio::test]
+async fn a_right_current_password_gives_its_charge_back() {
+    let app = TestApp::spawn_without_dispatcher().await;
+    let panel = app.panel_login("SMSadmin", ADMIN_PASSWORD).await;
+    let changed = panel
+        .submit(
+            "/account/password",
+            "/account/password",
+            &[
+                ("current", ADMIN_PASSWORD),
+                ("new_password", "Harbour-Lights-42"),
+                ("confirm", "Harbour-Lights-42"),
+            ],
+        )
+        .await;
+    assert_eq!(changed.status, StatusCode::SEE_OTHER, "{}", changed.body);
+    let rows: i64 = sqlx::query_scalar("SELECT count(*) FROM login_attempts WHERE failures > 0")
+        .fetch_one(&app.db)
+        .await
+        .unwrap();
+    assert_eq!(rows, 0);
     app.teardown().await;
 }
 
