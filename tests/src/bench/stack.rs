@@ -172,6 +172,11 @@ impl Stack {
                 "bench-jwt-secret-0123456789abcdef".to_owned(),
             ),
             ("SECRET_KEY", "bench-secret-key-0123456789abcdef".to_owned()),
+            // Required by the API and the dispatchers (webhook secrets sealed at rest).
+            (
+                "WEBHOOK_SECRET_KEYS",
+                smsgate_shared::secret_box::TEST_KEY_LIST.to_owned(),
+            ),
             ("ADMIN_PASSWORD", self.admin_password.clone()),
             (
                 "HKT_BASE_URL",
