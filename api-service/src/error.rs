@@ -5,15 +5,9 @@ use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
-use crate::sms::Problems;
-
-/// One invalid entry of a bulk request, reported with its position.
-#[derive(Debug, Clone, Serialize, PartialEq)]
-pub struct InvalidEntry {
-    pub index: usize,
-    pub value: String,
-    pub reason: String,
-}
+use crate::sims::service::SimError;
+pub use crate::sms::InvalidEntry;
+use crate::sms::{Problems, RouteError, SendError};
 
 /// Everything a request can fail with. Internal causes are logged here, once, inside the
 /// request's span, and never shown to the client.
@@ -193,6 +187,48 @@ impl IntoResponse for ApiError {
             response.headers_mut().insert(header::RETRY_AFTER, value);
         }
         response
+    }
+}
+
+impl From<SimError> for ApiError {
+    fn from(err: SimError) -> ApiError {
+        let message = err.to_string();
+        match err {
+            SimError::NotFound => ApiError::NotFound("SIM card"),
+            SimError::InvalidStatus => ApiError::validation("INVALID_SIM_STATUS", message),
+            SimError::UnknownUsers(_) => ApiError::validation("UNKNOWN_USERS", message),
+            SimError::NumberTaken => ApiError::Conflict {
+                code: "SIM_NUMBER_TAKEN",
+                message,
+            },
+            SimError::HasQueuedJobs { .. } => ApiError::Conflict {
+                code: "SIM_HAS_QUEUED_JOBS",
+                message,
+            },
+            SimError::Database(e) => e.into(),
+        }
+    }
+}
+
+impl From<RouteError> for ApiError {
+    fn from(err: RouteError) -> ApiError {
+        ApiError::validation("INVALID_ROUTE", err.to_string())
+    }
+}
+
+impl From<SendError> for ApiError {
+    fn from(err: SendError) -> ApiError {
+        let message = err.to_string();
+        match err {
+            SendError::UnknownSim(_) => ApiError::validation("UNKNOWN_SIM_CARD", message),
+            SendError::SimInactive(_) => ApiError::Conflict {
+                code: "SIM_CARD_INACTIVE",
+                message,
+            },
+            SendError::KeyTaken => ApiError::IdempotencyKeyTaken,
+            SendError::KeyReused { .. } => ApiError::IdempotencyMismatch,
+            SendError::Database(e) => e.into(),
+        }
     }
 }
 

@@ -7,6 +7,7 @@ use axum::http::StatusCode;
 use serde::de::DeserializeOwned;
 
 use crate::error::ApiError;
+use crate::idempotency::{self, IdempotencyKey, IdempotencyKeyError};
 
 /// `Json<T>` whose rejections are `ApiError`s: 400 for bad JSON, a missing field or a
 /// wrong type (naming it), 413 for a body over the limit, 415 without a JSON content type.
@@ -138,6 +139,40 @@ impl TryFrom<i64> for PageNumber {
         } else {
             Err(format!("page must be between 1 and {}", Self::MAX))
         }
+    }
+}
+
+impl From<IdempotencyKeyError> for ApiError {
+    fn from(e: IdempotencyKeyError) -> ApiError {
+        ApiError::validation("INVALID_IDEMPOTENCY_KEY", e.to_string())
+    }
+}
+
+/// The `Idempotency-Key` header, parsed: `Option<IdempotencyHeader>` in a handler is `None`
+/// without the header, 400 for a bad one.
+pub struct IdempotencyHeader(pub IdempotencyKey);
+
+impl<S: Send + Sync> axum::extract::OptionalFromRequestParts<S> for IdempotencyHeader {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        _state: &S,
+    ) -> Result<Option<Self>, Self::Rejection> {
+        let mut values = parts.headers.get_all(idempotency::HEADER).iter();
+        let Some(value) = values.next() else {
+            return Ok(None);
+        };
+        if values.next().is_some() {
+            return Err(ApiError::validation(
+                "INVALID_IDEMPOTENCY_KEY",
+                "send one Idempotency-Key header, not several",
+            ));
+        }
+        let raw = value
+            .to_str()
+            .map_err(|_| IdempotencyKeyError::InvalidCharacter)?;
+        Ok(Some(IdempotencyHeader(IdempotencyKey::parse(raw)?)))
     }
 }
 

@@ -50,3 +50,13 @@ pub struct Services {
     /// What `GET /metrics` shows.
     pub metrics: ApiMetrics,
 }
+
+impl Services {
+    /// The login limits of this process, for [`crate::auth::service::login`].
+    pub fn login_limits(&self) -> crate::auth::service::LoginLimits<'_> {
+        crate::auth::service::LoginLimits {
+            settings: &self.settings.login,
+            gate: &self.passwords,
+        }
+    }
+}

@@ -6,7 +6,7 @@ use axum::http::request::Parts;
 use super::credentials::MAX_PASSWORD_BYTES;
 use super::sender::SendCredential;
 use super::service::{self, AuthError, Caller};
-use super::throttle::client_address;
+use super::throttle::{client_address, TcpPeer};
 use crate::error::ApiError;
 use crate::state::AppState;
 
@@ -94,10 +94,20 @@ impl FromRequestParts<AppState> for ClientAddress {
     ) -> Result<Self, Self::Rejection> {
         Ok(ClientAddress(client_address(
             &parts.headers,
-            &parts.extensions,
+            &tcp_peer(parts),
             &state.settings.login,
         )))
     }
+}
+
+/// The TCP peer axum recorded for the connection (`into_make_service_with_connect_info`).
+pub fn tcp_peer(parts: &Parts) -> TcpPeer {
+    TcpPeer(
+        parts
+            .extensions
+            .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+            .map(|info| info.0),
+    )
 }
 
 const MISSING_CREDENTIALS: ApiError = ApiError::Unauthorized {

@@ -10,8 +10,8 @@ use tracing::{info, warn};
 use super::credentials::{hash_password, looks_like_jwt, ApiToken, JwtKeys, MAX_PASSWORD_BYTES};
 use super::gate::{GateError, PasswordGate};
 use super::repo;
+use super::settings::LoginSettings;
 use super::throttle::{self, Verdict};
-use crate::settings::LoginSettings;
 
 /// The account the replaced SMS panel created on first run; its clients log in with it.
 pub const DEFAULT_ADMIN: &str = "SMSadmin";
@@ -76,16 +76,6 @@ impl Login {
 pub struct LoginLimits<'a> {
     pub settings: &'a LoginSettings,
     pub gate: &'a PasswordGate,
-}
-
-impl crate::state::Services {
-    /// The login limits of this process, for [`login`].
-    pub fn login_limits(&self) -> LoginLimits<'_> {
-        LoginLimits {
-            settings: &self.settings.login,
-            gate: &self.passwords,
-        }
-    }
 }
 
 /// Refuses a password too long to be worth hashing.

@@ -12,12 +12,11 @@
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::time::Duration;
 
-use axum::extract::ConnectInfo;
-use axum::http::{Extensions, HeaderMap};
+use http::HeaderMap;
 use sha2::{Digest, Sha256};
 use sqlx::PgPool;
 
-use crate::settings::LoginSettings;
+use super::settings::LoginSettings;
 
 const USER_ADDRESS: &str = "user_address";
 const ADDRESS: &str = "address";
@@ -255,21 +254,19 @@ pub fn throttle_key(address: &str) -> String {
     }
 }
 
+/// The TCP peer of a request, as the server saw it (`None` where the server did not record
+/// it); each edge reads it from its framework's connection info.
+#[derive(Debug, Clone, Copy)]
+pub struct TcpPeer(pub Option<SocketAddr>);
+
 /// The client's address, for the throttle and the audit log: the TCP peer, or, when proxy
 /// headers are trusted (`TRUST_PROXY_HEADERS`) *and* the peer is one of `TRUSTED_PROXIES`,
 /// the address that proxy reports. nginx overwrites `X-Real-IP` with the peer it saw;
 /// failing that, `X-Forwarded-For` is read from the right, past the entries our own proxies
 /// appended, to the first address that is not one of them (entries further left come from
 /// the client and may be forged). A header value that is not an IP address is ignored.
-pub fn client_address(
-    headers: &HeaderMap,
-    extensions: &Extensions,
-    settings: &LoginSettings,
-) -> String {
-    let Some(peer) = extensions
-        .get::<ConnectInfo<SocketAddr>>()
-        .map(|ConnectInfo(addr)| addr.ip().to_canonical())
-    else {
+pub fn client_address(headers: &HeaderMap, peer: &TcpPeer, settings: &LoginSettings) -> String {
+    let Some(peer) = peer.0.map(|addr| addr.ip().to_canonical()) else {
         return "unknown".to_owned();
     };
     let trusted = |address: IpAddr| settings.trusted_proxies.iter().any(|r| r.contains(address));
@@ -323,15 +320,13 @@ fn parse_ip(raw: &str) -> Option<IpAddr> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use axum::http::HeaderValue;
+    use http::HeaderValue;
 
-    fn from_peer(peer: [u8; 4]) -> Extensions {
-        let mut extensions = Extensions::new();
-        extensions.insert(ConnectInfo(SocketAddr::from((peer, 4711))));
-        extensions
+    fn from_peer(peer: [u8; 4]) -> TcpPeer {
+        TcpPeer(Some(SocketAddr::from((peer, 4711))))
     }
 
-    fn peer() -> Extensions {
+    fn peer() -> TcpPeer {
         from_peer([10, 0, 0, 9])
     }
 
@@ -438,8 +433,7 @@ mod tests {
 
     #[test]
     fn ipv4_mapped_peers_and_headers_match_ipv4_ranges() {
-        let mut extensions = Extensions::new();
-        extensions.insert(ConnectInfo(SocketAddr::new(
+        let extensions = TcpPeer(Some(SocketAddr::new(
             "::ffff:10.0.0.9".parse().unwrap(),
             4711,
         )));

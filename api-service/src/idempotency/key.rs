@@ -1,10 +1,5 @@
 //! The `Idempotency-Key` a client sends, parsed at the edge.
 
-use axum::extract::OptionalFromRequestParts;
-use axum::http::request::Parts;
-
-use crate::error::ApiError;
-
 /// The header a client names a request with, so that a retry can't send twice.
 pub const HEADER: &str = "idempotency-key";
 
@@ -42,37 +37,6 @@ impl IdempotencyKey {
 
     pub fn as_str(&self) -> &str {
         &self.0
-    }
-}
-
-impl From<IdempotencyKeyError> for ApiError {
-    fn from(e: IdempotencyKeyError) -> ApiError {
-        ApiError::validation("INVALID_IDEMPOTENCY_KEY", e.to_string())
-    }
-}
-
-/// `Option<IdempotencyKey>` in a handler: `None` without the header, 400 for a bad one.
-impl<S: Send + Sync> OptionalFromRequestParts<S> for IdempotencyKey {
-    type Rejection = ApiError;
-
-    async fn from_request_parts(
-        parts: &mut Parts,
-        _state: &S,
-    ) -> Result<Option<Self>, Self::Rejection> {
-        let mut values = parts.headers.get_all(HEADER).iter();
-        let Some(value) = values.next() else {
-            return Ok(None);
-        };
-        if values.next().is_some() {
-            return Err(ApiError::validation(
-                "INVALID_IDEMPOTENCY_KEY",
-                "send one Idempotency-Key header, not several",
-            ));
-        }
-        let raw = value
-            .to_str()
-            .map_err(|_| IdempotencyKeyError::InvalidCharacter)?;
-        Ok(Some(IdempotencyKey::parse(raw)?))
     }
 }
 

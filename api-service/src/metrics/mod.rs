@@ -15,11 +15,14 @@ use axum::response::IntoResponse;
 use axum::routing::get;
 use axum::Router;
 use smsgate_shared::metrics::{
-    self as shared, IntCounter, IntGauge, MetricsRefusal, MetricsRegistry, LATENCY_BUCKETS,
+    self as shared, IntGauge, MetricsRefusal, MetricsRegistry, LATENCY_BUCKETS,
 };
 use socketioxide::SocketIo;
 
 pub use http::{HttpMetrics, RecordHttpLayer, UNMATCHED};
+
+pub use crate::outbox::OutboxMetrics;
+pub use crate::sms::{SendKind, SendMetrics, SendRoute};
 
 use crate::auth::bearer_token;
 use crate::error::ApiError;
@@ -39,51 +42,6 @@ pub struct ApiMetrics {
     sockets: Arc<OnceLock<SocketIo>>,
 }
 
-/// Where an accepted send goes out.
-#[derive(Debug, Clone, Copy)]
-pub enum SendRoute {
-    Hkt,
-    Sim,
-}
-
-/// Which entry point accepted a send.
-#[derive(Debug, Clone, Copy)]
-pub enum SendKind {
-    /// `POST /api/sms`.
-    Single,
-    /// `POST /api/sms/send-bulk`.
-    Bulk,
-    /// The web panel's compose form.
-    Panel,
-}
-
-/// `smsgate_messages_accepted_total` and `smsgate_recipients_accepted_total`.
-#[derive(Clone)]
-pub struct SendMetrics {
-    /// Indexed `[route][kind]`, resolved at start so a send costs two atomic adds.
-    messages: [[IntCounter; 3]; 2],
-    recipients: [[IntCounter; 3]; 2],
-}
-
-impl SendMetrics {
-    /// Counts one accepted message of `recipients` recipients.
-    pub fn accepted(&self, route: SendRoute, kind: SendKind, recipients: usize) {
-        self.messages[route as usize][kind as usize].inc();
-        self.recipients[route as usize][kind as usize].inc_by(recipients as u64);
-    }
-}
-
-/// The outbox's publishes, confirmed or not, and the reconciler's work.
-#[derive(Clone)]
-pub struct OutboxMetrics {
-    /// Jobs the broker confirmed.
-    pub jobs_confirmed: IntCounter,
-    /// Jobs whose publish failed; their messages are left to the reconciler.
-    pub jobs_failed: IntCounter,
-    /// Messages the reconciler took over and published.
-    pub reconciled_messages: IntCounter,
-}
-
 impl ApiMetrics {
     pub fn new() -> ApiMetrics {
         let registry = MetricsRegistry::new();
@@ -100,27 +58,6 @@ impl ApiMetrics {
                 LATENCY_BUCKETS,
             ),
         );
-        let messages = registry.counter_vec(
-            "smsgate_messages_accepted_total",
-            "Messages stored and answered 202, by route (hkt, sim) and entry point (single, bulk, panel).",
-            &["route", "kind"],
-        );
-        let recipients = registry.counter_vec(
-            "smsgate_recipients_accepted_total",
-            "Recipients of the accepted messages, by route and entry point.",
-            &["route", "kind"],
-        );
-        let by_route_and_kind = |vec: &shared::IntCounterVec| {
-            ["hkt", "sim"].map(|route| {
-                ["single", "bulk", "panel"].map(|kind| vec.with_label_values(&[route, kind]))
-            })
-        };
-        let [jobs_confirmed, jobs_failed] = registry.counters(
-            "smsgate_outbox_jobs_total",
-            "Send jobs the outbox published, by outcome: confirmed by the broker, or failed (left to the reconciler).",
-            "outcome",
-            ["confirmed", "failed"],
-        );
         let [live_streams, live_sockets] = registry.gauges(
             "smsgate_live_connections",
             "Live status connections open now: the panel's event streams (sse) and Socket.IO sockets (socketio).",
@@ -129,18 +66,8 @@ impl ApiMetrics {
         );
         ApiMetrics {
             http,
-            sends: SendMetrics {
-                messages: by_route_and_kind(&messages),
-                recipients: by_route_and_kind(&recipients),
-            },
-            outbox: OutboxMetrics {
-                jobs_confirmed,
-                jobs_failed,
-                reconciled_messages: registry.counter(
-                    "smsgate_outbox_reconciled_messages_total",
-                    "Messages whose jobs the reconciler published after their publisher failed or died.",
-                ),
-            },
+            sends: SendMetrics::register(&registry),
+            outbox: OutboxMetrics::register(&registry),
             live_streams,
             live_sockets,
             sockets: Arc::default(),

@@ -7,7 +7,10 @@
 //! happy path nor the reconciler writes a row per recipient.
 
 mod lane;
+mod metrics;
 mod repo;
+
+pub use metrics::OutboxMetrics;
 
 /// For writers that put a message back in the outbox inside their own transaction.
 pub use repo::hold as hold_in_outbox;
@@ -26,8 +29,6 @@ use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{info, info_span, warn, Instrument};
-
-use crate::metrics::OutboxMetrics;
 
 /// Cheap to clone; all clones share the task tracker and topology flag.
 #[derive(Clone)]

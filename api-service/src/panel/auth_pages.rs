@@ -19,6 +19,7 @@ use super::{db_error, PanelSettings};
 use crate::admin::password::PASSWORD_RULES;
 use crate::admin::users::{self, UserAdminError};
 use crate::auth::service::{self as auth, AuthError};
+use crate::auth::tcp_peer;
 use crate::auth::throttle::client_address;
 use crate::auth::ClientAddress;
 use crate::auth::MAX_PASSWORD_BYTES;
@@ -107,7 +108,7 @@ pub async fn log_in(State(app): State<AppState>, request: Request) -> Result<Res
     {
         return Err(WebError::CsrfRejected);
     }
-    let address = client_address(&parts.headers, &parts.extensions, &app.settings.login);
+    let address = client_address(&parts.headers, &tcp_peer(&parts), &app.settings.login);
     let next = if is_safe_next(&form.next) {
         form.next.clone()
     } else {

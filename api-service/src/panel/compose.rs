@@ -11,15 +11,15 @@ use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 use smsgate_shared::domain::{Encoding, MessageBody, MessageBodyError, PhoneNumber};
 use smsgate_web::{Flash, Page, WebError};
-use sqlx::PgPool;
 
 use super::db_error;
 use super::session::{random_token, PanelUser, SignedIn};
 use crate::idempotency::{IdempotencyKey, KeyClaim};
-use crate::metrics::{SendKind, SendRoute};
-use crate::outbox::Outbox;
-use crate::sms::service::{self as sms, AcceptError, NewSend};
-use crate::sms::{echo, Problems, RecipientSet};
+use crate::sms::service::NewSend;
+use crate::sms::{
+    accept_send_once, echo, Problems, RecipientSet, RouteRequest, SendError, SendKind, SendOnce,
+    SendRoute,
+};
 use crate::state::AppState;
 
 /// One recipient as typed, with where it came from.
@@ -287,65 +287,52 @@ pub async fn send_message(
         key,
         ttl: app.settings.idempotency_key_ttl,
     };
-    let outcome = send_once(&app.db, &app.outbox, user.session.user_id, claim, send).await;
-    if let Ok(SendOnce::Sent(_)) = outcome {
+    // A resubmitted form (the same key) lands on its first message, whatever it held: the
+    // key names one form, and that form was sent.
+    let outcome = accept_send_once(
+        &app.db,
+        &app.outbox,
+        user.session.user_id,
+        send,
+        RouteRequest::Hkt,
+        &claim,
+    )
+    .await;
+    if let Ok(SendOnce::Stored(_)) = outcome {
         app.metrics
             .sends
             .accepted(SendRoute::Hkt, SendKind::Panel, total);
     }
     Ok(match outcome {
-        Ok(SendOnce::Sent(id)) => Flash::success(format!(
-            "Message #{id} queued for {total} recipient{}.",
-            if total == 1 { "" } else { "s" }
-        ))
-        .redirect(&format!("/history/{id}")),
-        Ok(SendOnce::AlreadySent(id)) => Flash::new(
-            smsgate_web::FlashKind::Info,
-            format!("This form was already sent as message #{id}; it was not sent again."),
-        )
-        .redirect(&format!("/history/{id}")),
-        Err(AcceptError::KeyTaken) => Flash::error(
+        Ok(SendOnce::Stored(sent)) => {
+            let id = sent.accepted.id;
+            Flash::success(format!(
+                "Message #{id} queued for {total} recipient{}.",
+                if total == 1 { "" } else { "s" }
+            ))
+            .redirect(&format!("/history/{id}"))
+        }
+        Ok(SendOnce::Replayed(sent)) => already_sent(sent.accepted.id),
+        Err(SendError::KeyReused { message_id }) => already_sent(message_id),
+        Err(SendError::KeyTaken) => Flash::error(
             "This form was just sent by another request; check the history before sending it again.",
         )
         .redirect("/history"),
-        Err(AcceptError::Database(e)) => return Err(db_error(e)),
+        Err(SendError::Database(e)) => return Err(db_error(e)),
+        // The HKT route asks for no SIM.
+        Err(e @ (SendError::UnknownSim(_) | SendError::SimInactive(_))) => {
+            return Err(WebError::Internal(e.into()))
+        }
     })
 }
 
-/// The outcome of sending a compose form.
-#[derive(Debug, PartialEq)]
-pub enum SendOnce {
-    /// Sent now, as this message.
-    Sent(i64),
-    /// The form's key was used before, for this message; nothing was sent.
-    AlreadySent(i64),
-}
-
-/// Sends the form unless this user already sent one with its key. The key is recorded in
-/// the message's own transaction (`crate::idempotency`), so a double click or a resubmitted
-/// form finds the first message, and a crash can't leave a key that blocks a retry. A key
-/// seen with other content still lands on its first message: it names one form, and that
-/// form was sent.
-#[tracing::instrument(name = "compose.send_once", skip_all, fields(user.id = user_id))]
-pub async fn send_once(
-    db: &PgPool,
-    outbox: &Outbox,
-    user_id: i64,
-    claim: KeyClaim,
-    send: NewSend,
-) -> Result<SendOnce, AcceptError> {
-    if let Some(prior) = claim.prior(db, user_id).await? {
-        return Ok(SendOnce::AlreadySent(prior.message_id));
-    }
-    match sms::accept(db, outbox, user_id, send, Some(&claim)).await {
-        Ok(accepted) => Ok(SendOnce::Sent(accepted.id)),
-        // A concurrent submit of the same form committed first.
-        Err(AcceptError::KeyTaken) => match claim.prior(db, user_id).await? {
-            Some(prior) => Ok(SendOnce::AlreadySent(prior.message_id)),
-            None => Err(AcceptError::KeyTaken),
-        },
-        Err(e) => Err(e),
-    }
+/// Where a form sent before lands: its message, with a note that nothing was sent again.
+fn already_sent(id: i64) -> Response {
+    Flash::new(
+        smsgate_web::FlashKind::Info,
+        format!("This form was already sent as message #{id}; it was not sent again."),
+    )
+    .redirect(&format!("/history/{id}"))
 }
 
 #[cfg(test)]

@@ -18,10 +18,9 @@ use smsgate_web::{Flash, Page, WebError};
 
 use super::forms::{CsrfForm, NoFields};
 use super::session::{AdminUser, PanelUser, SignedIn};
-use super::{invalid, PanelId};
-use crate::error::ApiError;
+use super::{db_error, invalid, PanelId};
 use crate::sims::repo::SimRow;
-use crate::sims::service::{self, Assignee, Assignees, NewSim, SimChanges, SimStatus};
+use crate::sims::service::{self, Assignee, Assignees, NewSim, SimChanges, SimError, SimStatus};
 use crate::state::AppState;
 
 const SIMS: &str = "/sims";
@@ -77,11 +76,10 @@ fn assigned_text(assignees: &Assignees, users: &[Assignee]) -> String {
 
 /// The panel's view of a SIM service error: a missing SIM is a 404 page, a refused action
 /// goes back to `back` with the reason, a database failure is a 503 or 500.
-pub(super) fn sim_error(err: ApiError, back: &str) -> WebError {
+pub(super) fn sim_error(err: SimError, back: &str) -> WebError {
     match err {
-        ApiError::NotFound(what) => WebError::NotFound(what),
-        ApiError::Unavailable(e) => WebError::Unavailable(e),
-        ApiError::Internal(e) => WebError::Internal(e),
+        SimError::NotFound => WebError::NotFound("SIM card"),
+        SimError::Database(e) => db_error(e),
         other => WebError::refused(back, other.to_string()),
     }
 }
@@ -290,11 +288,9 @@ pub async fn create_sim(
     .await
     {
         Ok(sim) => Ok(Flash::success(format!("SIM card {} added.", sim.number)).redirect(SIMS)),
-        Err(ApiError::Conflict { message, .. }) => {
-            invalid(page(json!({ "number": message })).await?)
-        }
-        Err(ApiError::Validation { message, .. }) => {
-            invalid(page(json!({ "assign": message })).await?)
+        Err(e @ SimError::NumberTaken) => invalid(page(json!({ "number": e.to_string() })).await?),
+        Err(e @ SimError::UnknownUsers(_)) => {
+            invalid(page(json!({ "assign": e.to_string() })).await?)
         }
         Err(e) => Err(sim_error(e, SIMS)),
     }
@@ -348,8 +344,8 @@ pub async fn update_sim(
     };
     match service::update(&app.db, admin.session.user_id, id, changes).await {
         Ok(saved) => Ok(Flash::success(format!("SIM card {} saved.", saved.number)).redirect(SIMS)),
-        Err(ApiError::Validation { message, .. }) => {
-            invalid(page(json!({ "assign": message })).await?)
+        Err(e @ SimError::UnknownUsers(_)) => {
+            invalid(page(json!({ "assign": e.to_string() })).await?)
         }
         Err(e) => Err(sim_error(e, SIMS)),
     }
@@ -445,7 +441,7 @@ pub async fn delete_sim(
             }
             Ok(Flash::success(text).redirect(SIMS))
         }
-        Err(ApiError::Conflict { .. }) => {
+        Err(SimError::HasQueuedJobs { .. }) => {
             let queued = service::queued_jobs(&app.db, id)
                 .await
                 .map_err(|e| sim_error(e, SIMS))?;

@@ -11,7 +11,6 @@ use axum::Router;
 use serde::Serialize;
 
 pub use routes::SimView;
-pub use service::{accept_send, accept_send_once, RouteRequest, RoutedAccepted, SendOnce};
 
 use crate::state::AppState;
 

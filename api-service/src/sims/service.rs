@@ -8,18 +8,42 @@ use lapin::options::QueueDeleteOptions;
 use serde_json::json;
 use smsgate_shared::config::QueueSettings;
 use smsgate_shared::domain::PhoneNumber;
-use smsgate_shared::queue::{declare_sim_queue, routing, Broker, Names, OutboundJob};
+use smsgate_shared::queue::{declare_sim_queue, routing, Broker, Names};
 use sqlx::{PgPool, Postgres, Transaction};
 use tracing::{info, warn};
 
 use super::repo::{self, SimRow};
 use crate::admin::audit;
 use crate::auth::ApiToken;
-use crate::error::ApiError;
-use crate::idempotency::{KeyClaim, PriorSend};
-use crate::metrics::SendRoute;
-use crate::outbox::Outbox;
-use crate::sms::service::{self as sms, AcceptError, Accepted, NewSend, Page};
+use crate::sms::service::Page;
+
+/// Why a SIM-card operation was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum SimError {
+    /// Missing, or not usable by the caller (alike, so a SIM's existence is not revealed).
+    #[error("SIM card not found")]
+    NotFound,
+    #[error("status must be `active` or `inactive`")]
+    InvalidStatus,
+    #[error("a SIM card with this number is already registered")]
+    NumberTaken,
+    #[error("assignees: no user with id {}", join_ids(.0))]
+    UnknownUsers(Vec<i64>),
+    /// A plain delete of a SIM that still has jobs waiting for it.
+    #[error(
+        "{pending} SMS are still queued for this SIM card; delete with ?force=true to fail them"
+    )]
+    HasQueuedJobs { pending: i64 },
+    #[error("database")]
+    Database(#[from] sqlx::Error),
+}
+
+fn join_ids(ids: &[i64]) -> String {
+    ids.iter()
+        .map(i64::to_string)
+        .collect::<Vec<_>>()
+        .join(", ")
+}
 
 /// An agent heartbeats every 30 s; a SIM is offline after three missed heartbeats.
 pub const OFFLINE_AFTER: Duration = Duration::from_secs(90);
@@ -32,14 +56,11 @@ pub enum SimStatus {
 }
 
 impl SimStatus {
-    pub fn parse(raw: &str) -> Result<SimStatus, ApiError> {
+    pub fn parse(raw: &str) -> Result<SimStatus, SimError> {
         match raw.trim().to_ascii_lowercase().as_str() {
             "active" => Ok(SimStatus::Active),
             "inactive" => Ok(SimStatus::Inactive),
-            _ => Err(ApiError::validation(
-                "INVALID_SIM_STATUS",
-                "status must be `active` or `inactive`",
-            )),
+            _ => Err(SimError::InvalidStatus),
         }
     }
 
@@ -102,48 +123,39 @@ pub fn is_online(sim: &SimRow) -> bool {
         .is_some_and(|at| chrono::Utc::now() - at < window)
 }
 
-fn taken_number() -> ApiError {
-    ApiError::Conflict {
-        code: "SIM_NUMBER_TAKEN",
-        message: "a SIM card with this number is already registered".into(),
-    }
-}
-
 fn is_unique_violation(e: &sqlx::Error) -> bool {
     matches!(e, sqlx::Error::Database(db) if db.is_unique_violation())
 }
 
 /// Every SIM card, whoever it is assigned to: for admins and aggregate figures only; what a
 /// user is shown comes from [`list_usable_by`].
-pub async fn list(db: &PgPool) -> Result<Vec<SimRow>, ApiError> {
+pub async fn list(db: &PgPool) -> Result<Vec<SimRow>, SimError> {
     Ok(repo::list_sims(db).await?)
 }
 
 /// The SIM cards user `viewer` may see and send through: assigned to all or to them, or
 /// every SIM for an admin.
-pub async fn list_usable_by(db: &PgPool, viewer: i64) -> Result<Vec<SimRow>, ApiError> {
+pub async fn list_usable_by(db: &PgPool, viewer: i64) -> Result<Vec<SimRow>, SimError> {
     Ok(repo::list_sims_usable_by(db, viewer).await?)
 }
 
-pub async fn find(db: &PgPool, id: i64) -> Result<SimRow, ApiError> {
-    repo::find_sim(db, id)
-        .await?
-        .ok_or(ApiError::NotFound("SIM card"))
+pub async fn find(db: &PgPool, id: i64) -> Result<SimRow, SimError> {
+    repo::find_sim(db, id).await?.ok_or(SimError::NotFound)
 }
 
 /// SIM `id` as user `viewer` may see it: 404 alike whether it is missing or not theirs, so
 /// a SIM's existence is not revealed.
-pub async fn find_usable_by(db: &PgPool, id: i64, viewer: i64) -> Result<SimRow, ApiError> {
+pub async fn find_usable_by(db: &PgPool, id: i64, viewer: i64) -> Result<SimRow, SimError> {
     repo::find_sim_usable_by(db, id, viewer)
         .await?
-        .ok_or(ApiError::NotFound("SIM card"))
+        .ok_or(SimError::NotFound)
 }
 
 /// The assignees of each of `sims` (admins' views): `All` or the users, by SIM id.
 pub async fn assignees_of(
     db: &PgPool,
     sims: &[SimRow],
-) -> Result<HashMap<i64, (Assignees, Vec<Assignee>)>, ApiError> {
+) -> Result<HashMap<i64, (Assignees, Vec<Assignee>)>, SimError> {
     let ids: Vec<i64> = sims.iter().map(|s| s.id).collect();
     let mut users: HashMap<i64, Vec<Assignee>> = HashMap::new();
     for row in repo::list_assignees(db, &ids).await? {
@@ -167,7 +179,7 @@ pub async fn assignees_of(
 }
 
 /// Every user, for the assignee choice of the panel's SIM form.
-pub async fn user_choices(db: &PgPool) -> Result<Vec<repo::UserChoice>, ApiError> {
+pub async fn user_choices(db: &PgPool) -> Result<Vec<repo::UserChoice>, SimError> {
     Ok(repo::list_user_choices(db).await?)
 }
 
@@ -177,7 +189,7 @@ async fn assign(
     tx: &mut Transaction<'_, Postgres>,
     id: i64,
     assignees: &Assignees,
-) -> Result<(), ApiError> {
+) -> Result<(), SimError> {
     let users: &[i64] = match assignees {
         Assignees::All => &[],
         Assignees::Users(ids) => ids,
@@ -198,12 +210,8 @@ async fn assign(
         })
 }
 
-fn unknown_users(ids: &[i64]) -> ApiError {
-    let list: Vec<String> = ids.iter().map(i64::to_string).collect();
-    ApiError::validation(
-        "UNKNOWN_USERS",
-        format!("assignees: no user with id {}", list.join(", ")),
-    )
+fn unknown_users(ids: &[i64]) -> SimError {
+    SimError::UnknownUsers(ids.to_vec())
 }
 
 /// Registers a SIM and declares its queue, so jobs routed to it wait there even before its
@@ -215,7 +223,7 @@ pub async fn create(
     queue: &QueueSettings,
     actor: i64,
     sim: NewSim,
-) -> Result<SimRow, ApiError> {
+) -> Result<SimRow, SimError> {
     let mut tx = db.begin().await?;
     let row = repo::insert_sim(
         &mut tx,
@@ -257,7 +265,7 @@ pub async fn update(
     actor: i64,
     id: i64,
     changes: SimChanges,
-) -> Result<SimRow, ApiError> {
+) -> Result<SimRow, SimError> {
     let mut tx = db.begin().await?;
     let row = repo::update_sim(
         &mut tx,
@@ -268,7 +276,7 @@ pub async fn update(
     )
     .await
     .map_err(number_clash)?
-    .ok_or(ApiError::NotFound("SIM card"))?;
+    .ok_or(SimError::NotFound)?;
     let row = match &changes.assignees {
         Some(assignees) => {
             assign(&mut tx, id, assignees).await?;
@@ -298,9 +306,9 @@ pub async fn update(
 }
 
 /// A taken number is the caller's conflict; anything else is the database's.
-fn number_clash(e: sqlx::Error) -> ApiError {
+fn number_clash(e: sqlx::Error) -> SimError {
     if is_unique_violation(&e) {
-        taken_number()
+        SimError::NumberTaken
     } else {
         e.into()
     }
@@ -337,22 +345,17 @@ pub async fn delete(
     actor: i64,
     id: i64,
     force: bool,
-) -> Result<Deleted, ApiError> {
+) -> Result<Deleted, SimError> {
     let sim = find(db, id).await?;
     let route = routing::sim(id);
     let pending = repo::count_pending_on_route(db, &route).await?;
     if pending > 0 && !force {
-        return Err(ApiError::Conflict {
-            code: "SIM_HAS_QUEUED_JOBS",
-            message: format!(
-                "{pending} SMS are still queued for this SIM card; delete with ?force=true to fail them"
-            ),
-        });
+        return Err(SimError::HasQueuedJobs { pending });
     }
     let mut tx = db.begin().await?;
     let failed = repo::fail_pending_on_route(&mut tx, &route, "SIM card deleted").await?;
     if !repo::delete_sim(&mut tx, id).await? {
-        return Err(ApiError::NotFound("SIM card"));
+        return Err(SimError::NotFound);
     }
     let details = json!({ "forced": force, "failed_recipients": failed });
     audit_sim(&mut tx, actor, "sim.delete", &sim, details).await?;
@@ -378,7 +381,7 @@ pub async fn delete(
 
 /// Recipients still waiting to go out through SIM `id`: what a plain delete would refuse
 /// over, shown before asking.
-pub async fn queued_jobs(db: &PgPool, id: i64) -> Result<i64, ApiError> {
+pub async fn queued_jobs(db: &PgPool, id: i64) -> Result<i64, SimError> {
     Ok(repo::count_pending_on_route(db, &routing::sim(id)).await?)
 }
 
@@ -399,7 +402,7 @@ impl SimSummary {
 
 /// How the SIMs `viewer` may use stand (all SIMs for an admin): other users' SIMs are not
 /// even counted.
-pub async fn summary(db: &PgPool, viewer: i64) -> Result<SimSummary, ApiError> {
+pub async fn summary(db: &PgPool, viewer: i64) -> Result<SimSummary, SimError> {
     // A handful of SIMs, one per modem: counting the list keeps one notion of online.
     let mut summary = SimSummary::default();
     for sim in repo::list_sims_usable_by(db, viewer).await? {
@@ -414,204 +417,6 @@ pub async fn summary(db: &PgPool, viewer: i64) -> Result<SimSummary, ApiError> {
     Ok(summary)
 }
 
-/// Where a send goes, as the request asked for it.
-pub enum RouteRequest {
-    /// No routing given: the HKT gateway, as before.
-    Hkt,
-    /// Through this SIM card.
-    Sim(i64),
-    /// Through any active, online SIM, round-robin; HKT when none is online.
-    AnySim,
-}
-
-impl RouteRequest {
-    pub fn parse(sim_card_id: Option<i64>, route: Option<&str>) -> Result<RouteRequest, ApiError> {
-        match (sim_card_id, route.map(str::trim)) {
-            (Some(id), None | Some("sim")) => Ok(RouteRequest::Sim(id)),
-            (None, None | Some("") | Some("hkt")) => Ok(RouteRequest::Hkt),
-            (None, Some("sim")) => Ok(RouteRequest::AnySim),
-            (Some(_), Some("hkt")) => Err(ApiError::validation(
-                "INVALID_ROUTE",
-                "sim_card_id cannot be combined with route `hkt`",
-            )),
-            _ => Err(ApiError::validation(
-                "INVALID_ROUTE",
-                "route must be `hkt` or `sim`",
-            )),
-        }
-    }
-
-    /// The routing asked for, as an idempotency fingerprint records it.
-    pub fn label(&self) -> String {
-        match self {
-            RouteRequest::Hkt => "hkt".to_owned(),
-            RouteRequest::Sim(id) => format!("sim:{id}"),
-            RouteRequest::AnySim => "sim:any".to_owned(),
-        }
-    }
-}
-
-/// A message accepted, with the SIM it goes out through (`None`: HKT).
-pub struct RoutedAccepted {
-    pub accepted: Accepted,
-    pub sender_sim: Option<String>,
-}
-
-/// Whether a send with an idempotency key was stored now or answered from the earlier
-/// request that used the key.
-pub enum SendOnce {
-    Stored(RoutedAccepted),
-    Replayed(RoutedAccepted),
-}
-
-impl SendOnce {
-    /// The acceptance, and whether it is a replay.
-    pub fn into_parts(self) -> (RoutedAccepted, bool) {
-        match self {
-            SendOnce::Stored(accepted) => (accepted, false),
-            SendOnce::Replayed(accepted) => (accepted, true),
-        }
-    }
-}
-
-impl RoutedAccepted {
-    /// The route it was accepted for, as the metrics label it.
-    pub fn route(&self) -> SendRoute {
-        match self.sender_sim {
-            Some(_) => SendRoute::Sim,
-            None => SendRoute::Hkt,
-        }
-    }
-}
-
-/// Accepts a send on the route asked for: HKT through the SMS service as before, a SIM
-/// through its own queue. 400 `UNKNOWN_SIM_CARD` for a SIM that is missing or not usable by
-/// the user (alike, so a SIM's existence is not revealed), 409 for an inactive one; any
-/// online SIM means one of those usable by the user. With a `claim`,
-/// its key is recorded in the message's transaction (409 `IDEMPOTENCY_KEY_IN_USE` if another
-/// request recorded it first; [`accept_send_once`] turns that into a replay).
-pub async fn accept_send(
-    db: &PgPool,
-    outbox: &Outbox,
-    user_id: i64,
-    send: NewSend,
-    route: RouteRequest,
-    claim: Option<&KeyClaim>,
-) -> Result<RoutedAccepted, ApiError> {
-    let sim = match route {
-        RouteRequest::Hkt => None,
-        RouteRequest::Sim(id) => {
-            let sim = repo::find_sim_usable_by(db, id, user_id)
-                .await?
-                .ok_or_else(|| {
-                    ApiError::validation("UNKNOWN_SIM_CARD", format!("no SIM card with id {id}"))
-                })?;
-            if sim.status != SimStatus::Active.as_str() {
-                return Err(ApiError::Conflict {
-                    code: "SIM_CARD_INACTIVE",
-                    message: format!("SIM card {id} is inactive"),
-                });
-            }
-            repo::touch_sim(db, id).await?;
-            Some((sim.id, sim.number))
-        }
-        RouteRequest::AnySim => {
-            repo::take_next_online_sim(db, OFFLINE_AFTER.as_secs_f64(), user_id).await?
-        }
-    };
-    let Some((sim_id, number)) = sim else {
-        let accepted = sms::accept(db, outbox, user_id, send, claim).await?;
-        return Ok(RoutedAccepted {
-            accepted,
-            sender_sim: None,
-        });
-    };
-    let accepted = accept_via_sim(db, outbox, user_id, send, sim_id, claim).await?;
-    Ok(RoutedAccepted {
-        accepted,
-        sender_sim: Some(number),
-    })
-}
-
-/// [`accept_send`] at most once per idempotency key: a key this user already sent with is
-/// answered with that message (422 `IDEMPOTENCY_KEY_REUSED` if the request differs), and
-/// of two requests racing with one key, the one that commits second is answered with the
-/// first one's message.
-#[tracing::instrument(name = "sms.accept_once", skip_all, fields(user.id = user_id, replayed))]
-pub async fn accept_send_once(
-    db: &PgPool,
-    outbox: &Outbox,
-    user_id: i64,
-    send: NewSend,
-    route: RouteRequest,
-    claim: &KeyClaim,
-) -> Result<SendOnce, ApiError> {
-    if let Some(prior) = claim.prior(db, user_id).await? {
-        return replay(prior);
-    }
-    match accept_send(db, outbox, user_id, send, route, Some(claim)).await {
-        Ok(stored) => Ok(SendOnce::Stored(stored)),
-        Err(ApiError::IdempotencyKeyTaken) => match claim.prior(db, user_id).await? {
-            Some(prior) => replay(prior),
-            None => Err(ApiError::IdempotencyKeyTaken),
-        },
-        Err(e) => Err(e),
-    }
-}
-
-fn replay(prior: PriorSend) -> Result<SendOnce, ApiError> {
-    tracing::Span::current().record("replayed", true);
-    if !prior.same_request {
-        return Err(ApiError::IdempotencyMismatch);
-    }
-    Ok(SendOnce::Replayed(RoutedAccepted {
-        accepted: Accepted::from(&prior),
-        sender_sim: prior.sender_sim,
-    }))
-}
-
-/// Stores the message with route `sim.<id>` and hands its jobs to the outbox for that
-/// route. Kept apart from the HKT path on purpose: that path is tuned for 100,000-recipient
-/// bulks, a modem sends a few SMS a minute.
-#[tracing::instrument(name = "sms.accept_via_sim", skip_all, fields(user.id = user_id, sim.id = sim_id, message.id))]
-async fn accept_via_sim(
-    db: &PgPool,
-    outbox: &Outbox,
-    user_id: i64,
-    send: NewSend,
-    sim_id: i64,
-    claim: Option<&KeyClaim>,
-) -> Result<Accepted, AcceptError> {
-    let route = routing::sim(sim_id);
-    let total = send.recipients.len();
-    let phones: Vec<&str> = send.recipients.iter().map(PhoneNumber::as_str).collect();
-    let mut tx = db.begin().await?;
-    let (id, created_at, recipients) = repo::insert_routed_message(
-        &mut tx,
-        user_id,
-        &send.body,
-        &phones,
-        &route,
-        outbox.lease().as_secs_f64(),
-    )
-    .await?;
-    if let Some(claim) = claim {
-        if !claim.record(&mut tx, user_id, id).await? {
-            return Err(AcceptError::KeyTaken); // dropping `tx` rolls the message back
-        }
-    }
-    tx.commit().await?;
-    tracing::Span::current().record("message.id", id);
-    let jobs = OutboundJob::sends_of(id, &send.body, recipients);
-    outbox.publish_routed_in_background(id, route, jobs);
-    Ok(Accepted {
-        id,
-        status: smsgate_shared::domain::MessageStatus::Pending,
-        total,
-        created_at,
-    })
-}
-
 /// Received SMS that user `viewer` may read (those of the SIMs usable by them; all for an
 /// admin), optionally of SIM `sim_id` only.
 pub async fn inbox(
@@ -620,7 +425,7 @@ pub async fn inbox(
     sim_id: Option<i64>,
     page: i64,
     per_page: i64,
-) -> Result<Page<repo::InboundRow>, ApiError> {
+) -> Result<Page<repo::InboundRow>, SimError> {
     let (items, total) = tokio::try_join!(
         repo::list_inbound(db, sim_id, viewer, per_page, (page - 1) * per_page),
         repo::count_inbound(db, sim_id, viewer),
@@ -640,7 +445,7 @@ pub async fn outgoing(
     sim_id: Option<i64>,
     page: i64,
     per_page: i64,
-) -> Result<Page<repo::OutgoingRow>, ApiError> {
+) -> Result<Page<repo::OutgoingRow>, SimError> {
     let route = sim_id.map(routing::sim);
     let (items, total) = tokio::try_join!(
         repo::list_outgoing(db, owner, route.as_deref(), per_page, (page - 1) * per_page),
@@ -660,7 +465,7 @@ pub async fn replace_api_keys(
     db: &PgPool,
     user_id: i64,
     address: &str,
-) -> Result<String, ApiError> {
+) -> Result<String, SimError> {
     let token = ApiToken::generate();
     let mut tx = db.begin().await?;
     let revoked = repo::revoke_all_api_keys(&mut tx, user_id).await?;
@@ -688,24 +493,6 @@ const GENERATED_KEY_LABEL: &str = "POST /api/generate-api-key";
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn routing_requests_parse_as_the_edge_gateway_clients_send_them() {
-        assert!(matches!(
-            RouteRequest::parse(None, None),
-            Ok(RouteRequest::Hkt)
-        ));
-        assert!(matches!(
-            RouteRequest::parse(Some(3), None),
-            Ok(RouteRequest::Sim(3))
-        ));
-        assert!(matches!(
-            RouteRequest::parse(None, Some("sim")),
-            Ok(RouteRequest::AnySim)
-        ));
-        assert!(RouteRequest::parse(Some(3), Some("hkt")).is_err());
-        assert!(RouteRequest::parse(None, Some("carrier-pigeon")).is_err());
-    }
 
     #[test]
     fn sim_status_accepts_only_active_and_inactive() {

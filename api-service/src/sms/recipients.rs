@@ -11,7 +11,13 @@ use serde::Deserializer;
 use serde_json::value::RawValue;
 use smsgate_shared::domain::{PhoneNumber, PhoneNumberError};
 
-use crate::error::InvalidEntry;
+/// One invalid entry of a bulk request, reported with its position.
+#[derive(Debug, Clone, serde::Serialize, PartialEq)]
+pub struct InvalidEntry {
+    pub index: usize,
+    pub value: String,
+    pub reason: String,
+}
 
 /// How many bad entries a response lists; the rest are only counted.
 pub const MAX_REPORTED_PROBLEMS: usize = 100;

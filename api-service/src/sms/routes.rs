@@ -15,12 +15,14 @@ use super::{parse_recipient_list, RecipientListError};
 use crate::auth::service::AuthError;
 use crate::auth::{confirm_sender, AuthSender, AuthUser};
 use crate::error::{database_unavailable, ApiError};
+use crate::extract::IdempotencyHeader;
 use crate::extract::{ApiJson, ApiQuery, IdPath, PageNumber};
 use crate::idempotency::{IdempotencyKey, KeyClaim};
 use crate::metrics::SendKind;
-use crate::sims::{self, RouteRequest, RoutedAccepted, SendOnce, WithEdgeFields};
+use crate::sims::WithEdgeFields;
 use crate::sms::service::AcceptError;
 use crate::sms::SmallSendError;
+use crate::sms::{accept_send, accept_send_once, RouteRequest, RoutedAccepted, SendOnce};
 use crate::state::AppState;
 use crate::wire::rfc3339;
 
@@ -89,7 +91,7 @@ struct SentSms {
 async fn send_sms(
     State(app): State<AppState>,
     AuthSender(sender): AuthSender,
-    key: Option<IdempotencyKey>,
+    key: Option<IdempotencyHeader>,
     ApiJson(req): ApiJson<SendSmsRequest>,
 ) -> Result<Response, ApiError> {
     let route = RouteRequest::parse(req.sim_card_id, req.route.as_deref())?;
@@ -107,7 +109,15 @@ async fn send_sms(
         }),
         (key, route) => {
             confirm_sender(&app.db, sender).await?;
-            store(&app, sender.user_id, route, send, key, "sms.send").await?
+            store(
+                &app,
+                sender.user_id,
+                route,
+                send,
+                key.map(|k| k.0),
+                "sms.send",
+            )
+            .await?
         }
     };
     let (routed, replayed) = stored.into_parts();
@@ -160,7 +170,7 @@ struct SentBulk {
 async fn send_bulk(
     State(app): State<AppState>,
     user: AuthUser,
-    key: Option<IdempotencyKey>,
+    key: Option<IdempotencyHeader>,
     ApiJson(req): ApiJson<SendBulkRequest>,
 ) -> Result<Response, ApiError> {
     let route = RouteRequest::parse(req.sim_card_id, req.route.as_deref())?;
@@ -180,7 +190,15 @@ async fn send_bulk(
             RecipientListError::Invalid(problems) => ApiError::InvalidRecipients(problems),
         })?;
     let send = NewSend { recipients, body };
-    let stored = store(&app, user.id, route, send, key, "sms.send_bulk").await?;
+    let stored = store(
+        &app,
+        user.id,
+        route,
+        send,
+        key.map(|k| k.0),
+        "sms.send_bulk",
+    )
+    .await?;
     let (routed, replayed) = stored.into_parts();
     if !replayed {
         app.metrics
@@ -216,7 +234,7 @@ async fn store(
     operation: &str,
 ) -> Result<SendOnce, ApiError> {
     let Some(key) = key else {
-        let stored = sims::accept_send(&app.db, &app.outbox, user_id, send, route, None).await?;
+        let stored = accept_send(&app.db, &app.outbox, user_id, send, route, None).await?;
         return Ok(SendOnce::Stored(stored));
     };
     let claim = KeyClaim {
@@ -224,7 +242,7 @@ async fn store(
         key,
         ttl: app.settings.idempotency_key_ttl,
     };
-    sims::accept_send_once(&app.db, &app.outbox, user_id, send, route, &claim).await
+    Ok(accept_send_once(&app.db, &app.outbox, user_id, send, route, &claim).await?)
 }
 
 /// 202 with the send's body; a replay of an earlier request with the same idempotency key
