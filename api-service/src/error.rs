@@ -5,9 +5,9 @@ use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
-use crate::sims::service::SimError;
-pub use crate::sms::InvalidEntry;
-use crate::sms::{Problems, RouteError, SendError};
+use smsgate_core::sims::service::SimError;
+pub use smsgate_core::sms::InvalidEntry;
+use smsgate_core::sms::{Problems, RouteError, SendError};
 
 /// Everything a request can fail with. Internal causes are logged here, once, inside the
 /// request's span, and never shown to the client.

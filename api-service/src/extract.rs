@@ -7,7 +7,7 @@ use axum::http::StatusCode;
 use serde::de::DeserializeOwned;
 
 use crate::error::ApiError;
-use crate::idempotency::{self, IdempotencyKey, IdempotencyKeyError};
+use smsgate_core::idempotency::{self, IdempotencyKey, IdempotencyKeyError};
 
 /// `Json<T>` whose rejections are `ApiError`s: 400 for bad JSON, a missing field or a
 /// wrong type (naming it), 413 for a body over the limit, 415 without a JSON content type.

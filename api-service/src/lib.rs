@@ -8,11 +8,8 @@ pub mod auth;
 pub mod error;
 mod extract;
 mod health;
-pub mod history;
-pub mod idempotency;
 pub mod live;
 pub mod metrics;
-pub mod outbox;
 pub mod panel;
 pub mod settings;
 pub mod sims;
@@ -41,16 +38,13 @@ use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::trace::TraceLayer;
 use tracing::{info, warn};
 
-use crate::auth::service::{ensure_default_admin, DefaultAdmin};
-use crate::auth::{JwtKeys, PasswordGate, TokenOwners};
 use crate::error::ApiError;
-use crate::outbox::Outbox;
 use crate::settings::Settings;
-use crate::sms::AcceptBatcher;
 use crate::state::{AppState, Services};
-
-/// Migrations of every crate, embedded in the binary.
-pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations");
+use smsgate_core::auth::service::{ensure_default_admin, DefaultAdmin};
+use smsgate_core::auth::{JwtKeys, PasswordGate, TokenOwners};
+use smsgate_core::outbox::Outbox;
+use smsgate_core::sms::AcceptBatcher;
 
 /// Cuts off a request whose response has not started within `limit`, with a 503 in our
 /// error format: never a hang. Only the response head is timed, so live streams (SSE)
@@ -178,10 +172,7 @@ pub async fn connect_database(settings: &Settings) -> anyhow::Result<PgPool> {
         .context("cannot connect to PostgreSQL (DATABASE_URL)")
 }
 
-/// Runs pending migrations.
-pub async fn migrate(db: &PgPool) -> anyhow::Result<()> {
-    MIGRATOR.run(db).await.context("running migrations")
-}
+pub use smsgate_core::db::{migrate, MIGRATOR};
 
 /// A running API: its address, and a way to stop it.
 pub struct RunningApi {
@@ -218,7 +209,7 @@ impl RunningApi {
 pub async fn start(settings: Settings) -> anyhow::Result<RunningApi> {
     let db = connect_database(&settings).await?;
     migrate(&db).await?;
-    webhooks::reseal_secrets(&db, &settings.webhook_secret_keys)
+    smsgate_core::webhooks::reseal_secrets(&db, &settings.webhook_secret_keys)
         .await
         .context("sealing webhook secrets under WEBHOOK_SECRET_KEYS")?;
     let admin_password = settings
@@ -233,12 +224,12 @@ pub async fn start(settings: Settings) -> anyhow::Result<RunningApi> {
             // Printed once, on purpose: this is the only way the operator learns it.
             warn!(
                 "created admin `{}` with generated password `{password}`; change it at first login",
-                auth::service::DEFAULT_ADMIN
+                smsgate_core::auth::service::DEFAULT_ADMIN
             );
         }
         DefaultAdmin::CreatedWithConfiguredPassword => info!(
             "created admin `{}` with ADMIN_PASSWORD",
-            auth::service::DEFAULT_ADMIN
+            smsgate_core::auth::service::DEFAULT_ADMIN
         ),
         DefaultAdmin::AlreadyProvisioned => {}
     }
@@ -267,7 +258,8 @@ pub async fn start(settings: Settings) -> anyhow::Result<RunningApi> {
     );
     let settings = Arc::new(settings);
     let shutdown = CancellationToken::new();
-    let live = live::LiveHub::new(shutdown.child_token(), metrics.live_streams.clone());
+    let live =
+        smsgate_core::live::LiveHub::new(shutdown.child_token(), metrics.live_streams.clone());
     live.spawn_consumer(broker.clone(), Names::new(&settings.queue.prefix));
     let small_sends = AcceptBatcher::start(db.clone(), outbox.clone());
     let state = AppState::new(Services {
@@ -288,7 +280,7 @@ pub async fn start(settings: Settings) -> anyhow::Result<RunningApi> {
     });
 
     let reconciler = outbox.spawn_reconciler(settings.reconcile_interval, shutdown.clone());
-    idempotency::spawn_sweeper(
+    smsgate_core::idempotency::spawn_sweeper(
         state.db.clone(),
         settings.idempotency_key_ttl,
         shutdown.clone(),

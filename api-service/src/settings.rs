@@ -10,7 +10,7 @@ use smsgate_shared::domain::MessageBody;
 use smsgate_shared::metrics::MetricsToken;
 use smsgate_shared::secret_box::{self, SecretBox};
 
-pub use crate::auth::LoginSettings;
+pub use smsgate_core::auth::LoginSettings;
 
 #[derive(Debug, Clone)]
 pub struct Settings {

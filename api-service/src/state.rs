@@ -5,13 +5,13 @@ use std::sync::Arc;
 use smsgate_shared::queue::Broker;
 use sqlx::PgPool;
 
-use crate::auth::{JwtKeys, PasswordGate, TokenOwners};
-use crate::live::LiveHub;
 use crate::metrics::ApiMetrics;
-use crate::outbox::Outbox;
 use crate::settings::Settings;
-use crate::sms::AcceptBatcher;
 use crate::system::StatisticsCache;
+use smsgate_core::auth::{JwtKeys, PasswordGate, TokenOwners};
+use smsgate_core::live::LiveHub;
+use smsgate_core::outbox::Outbox;
+use smsgate_core::sms::AcceptBatcher;
 
 /// What every handler can reach; `state.db` and the like read through to [`Services`].
 /// One `Arc`, so the per-request clone axum makes is a single reference count.
@@ -52,9 +52,9 @@ pub struct Services {
 }
 
 impl Services {
-    /// The login limits of this process, for [`crate::auth::service::login`].
-    pub fn login_limits(&self) -> crate::auth::service::LoginLimits<'_> {
-        crate::auth::service::LoginLimits {
+    /// The login limits of this process, for [`smsgate_core::auth::service::login`].
+    pub fn login_limits(&self) -> smsgate_core::auth::service::LoginLimits<'_> {
+        smsgate_core::auth::service::LoginLimits {
             settings: &self.settings.login,
             gate: &self.passwords,
         }

@@ -212,11 +212,11 @@ impl TestApp {
 
     /// Creates a user directly (the admin API is a later issue) and returns (id, API token).
     pub async fn create_user(&self, username: &str, password: &str) -> (i64, String) {
-        let hash = smsgate_api::auth::hash_password(password).unwrap();
-        let id = smsgate_api::auth::repo::insert_user(&self.db, username, &hash, false, false)
+        let hash = smsgate_core::auth::hash_password(password).unwrap();
+        let id = smsgate_core::auth::repo::insert_user(&self.db, username, &hash, false, false)
             .await
             .unwrap();
-        let token = smsgate_api::auth::service::issue_api_token(&self.db, id, "test")
+        let token = smsgate_core::auth::service::issue_api_token(&self.db, id, "test")
             .await
             .unwrap();
         (id, token)

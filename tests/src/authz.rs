@@ -311,11 +311,11 @@ impl Fixtures {
     /// revoked token, a failed delivery, a dead letter, a disabled user's live credential).
     pub async fn build(app: &TestApp) -> Fixtures {
         let db = &app.db;
-        let hash = smsgate_api::auth::hash_password(PASSWORD).unwrap();
+        let hash = smsgate_core::auth::hash_password(PASSWORD).unwrap();
         let user = |name: &'static str| {
             let hash = hash.clone();
             async move {
-                smsgate_api::auth::repo::insert_user(db, name, &hash, false, false)
+                smsgate_core::auth::repo::insert_user(db, name, &hash, false, false)
                     .await
                     .unwrap()
             }
@@ -350,7 +350,7 @@ impl Fixtures {
         let carol = account(carol, "carol", app.login("carol", PASSWORD).await);
         let admin = account(admin_id, "SMSadmin", app.token.clone());
         let issue = |user_id: i64, label: &'static str| async move {
-            smsgate_api::auth::service::issue_api_token(db, user_id, label)
+            smsgate_core::auth::service::issue_api_token(db, user_id, label)
                 .await
                 .unwrap()
         };
@@ -372,7 +372,7 @@ impl Fixtures {
                 .await
                 .unwrap();
         let settings = &app.api.as_ref().expect("a running API").state.settings;
-        let expired_jwt = smsgate_api::auth::JwtKeys::new(
+        let expired_jwt = smsgate_core::auth::JwtKeys::new(
             settings.jwt_secret.expose_secret().as_bytes(),
             chrono::Duration::hours(-2),
         )

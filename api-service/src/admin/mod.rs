@@ -1,12 +1,6 @@
-//! Administration shared by the web panel and the JSON admin API: users (create, password,
-//! enable/disable, admin flag, delete, API tokens), dead letters and the audit log.
-//! No HTTP types here; both front ends call these functions and map the errors.
+//! The JSON admin API (`/api/admin/...`): users, dead letters and the audit log, over
+//! `smsgate_core::admin`.
 
-pub mod audit;
-pub mod dead_letters;
-pub mod password;
-mod repo;
 mod routes;
-pub mod users;
 
 pub use routes::router;

@@ -8,12 +8,12 @@ use axum::routing::{get, post, put};
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 
-use super::users::{self, NewUser, UserAdminError, UserChange, UserSummary};
 use crate::auth::AdminUser;
 use crate::error::ApiError;
 use crate::extract::{ApiJson, IdPath};
 use crate::state::AppState;
 use crate::wire::rfc3339;
+use smsgate_core::admin::users::{self, NewUser, UserAdminError, UserChange, UserSummary};
 
 pub fn router() -> Router<AppState> {
     Router::new()

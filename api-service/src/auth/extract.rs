@@ -3,12 +3,12 @@
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
 
-use super::credentials::MAX_PASSWORD_BYTES;
-use super::sender::SendCredential;
-use super::service::{self, AuthError, Caller};
-use super::throttle::{client_address, TcpPeer};
 use crate::error::ApiError;
 use crate::state::AppState;
+use smsgate_core::auth::service::{self, AuthError, Caller};
+use smsgate_core::auth::throttle::{client_address, TcpPeer};
+use smsgate_core::auth::SendCredential;
+use smsgate_core::auth::MAX_PASSWORD_BYTES;
 
 /// The authenticated caller. Taking it as a handler argument is what makes a route private.
 #[derive(Debug, Clone)]
@@ -60,7 +60,7 @@ impl FromRequestParts<AppState> for AdminUser {
 }
 
 /// The sender of a single send: credentials checked, the account's standing not yet (see
-/// [`crate::auth::SendCredential`]). Only for handlers whose write checks it.
+/// [`smsgate_core::auth::SendCredential`]). Only for handlers whose write checks it.
 #[derive(Debug, Clone, Copy)]
 pub struct AuthSender(pub SendCredential);
 

@@ -1,20 +1,8 @@
-//! Who is calling: password login, JWTs, per-user API tokens and the default admin.
+//! Who is calling, as the JSON API reads it (bearer JWT, `X-API-Key`, the client address),
+//! and the login routes, over `smsgate_core::auth`.
 
-mod credentials;
 mod extract;
-mod gate;
-pub mod repo;
 mod routes;
-mod sender;
-pub mod service;
-mod settings;
-pub mod throttle;
 
-pub use credentials::{
-    hash_password, verify_password, ApiToken, JwtKeys, VerifiedJwt, MAX_PASSWORD_BYTES,
-};
 pub use extract::{bearer_token, tcp_peer, AdminUser, AuthSender, AuthUser, ClientAddress};
-pub use gate::{Busy, GateError, PasswordGate};
 pub use routes::router;
-pub use sender::{confirm_sender, SendCredential, TokenOwners};
-pub use settings::LoginSettings;

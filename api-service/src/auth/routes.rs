@@ -6,10 +6,10 @@ use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 
 use super::extract::ClientAddress;
-use super::service;
 use crate::error::ApiError;
 use crate::extract::ApiJson;
 use crate::state::AppState;
+use smsgate_core::auth::service;
 
 pub fn router() -> Router<AppState> {
     Router::new().route("/api/auth/login", post(log_in))

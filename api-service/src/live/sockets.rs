@@ -27,11 +27,11 @@ use sqlx::PgPool;
 use tokio::sync::broadcast::error::RecvError;
 use tracing::{debug, warn};
 
-use super::Progress;
 use crate::auth::bearer_token;
-use crate::auth::service::{authenticate, AuthError};
 use crate::state::AppState;
 use crate::wire::rfc3339;
+use smsgate_core::auth::service::{authenticate, AuthError};
+use smsgate_core::live::Progress;
 
 /// The event name the replaced gateway's clients listen for.
 pub const STATUS_EVENT: &str = "sms_status_update";

@@ -21,8 +21,8 @@ use socketioxide::SocketIo;
 
 pub use http::{HttpMetrics, RecordHttpLayer, UNMATCHED};
 
-pub use crate::outbox::OutboxMetrics;
-pub use crate::sms::{SendKind, SendMetrics, SendRoute};
+pub use smsgate_core::outbox::OutboxMetrics;
+pub use smsgate_core::sms::{SendKind, SendMetrics, SendRoute};
 
 use crate::auth::bearer_token;
 use crate::error::ApiError;

@@ -13,10 +13,10 @@ use super::forms::{CsrfForm, NoFields};
 use super::history_pages::history_error;
 use super::session::{AdminUser, SignedIn};
 use super::{db_error, older_url, PanelId};
-use crate::admin::password::PASSWORD_RULES;
-use crate::admin::users::{self, NewUser, UserAdminError, UserChange};
-use crate::admin::{audit, dead_letters};
 use crate::state::AppState;
+use smsgate_core::admin::password::PASSWORD_RULES;
+use smsgate_core::admin::users::{self, NewUser, UserAdminError, UserChange};
+use smsgate_core::admin::{audit, dead_letters};
 
 const USERS: &str = "/admin/users";
 

@@ -16,14 +16,14 @@ use super::session::{
     self, constant_time_eq, login_csrf_cookie_name, random_token, SessionUser, SignedIn,
 };
 use super::{db_error, PanelSettings};
-use crate::admin::password::PASSWORD_RULES;
-use crate::admin::users::{self, UserAdminError};
-use crate::auth::service::{self as auth, AuthError};
 use crate::auth::tcp_peer;
-use crate::auth::throttle::client_address;
 use crate::auth::ClientAddress;
-use crate::auth::MAX_PASSWORD_BYTES;
 use crate::state::AppState;
+use smsgate_core::admin::password::PASSWORD_RULES;
+use smsgate_core::admin::users::{self, UserAdminError};
+use smsgate_core::auth::service::{self as auth, AuthError};
+use smsgate_core::auth::throttle::client_address;
+use smsgate_core::auth::MAX_PASSWORD_BYTES;
 
 #[derive(Deserialize, Default)]
 pub struct LoginQuery {

@@ -14,13 +14,13 @@ use smsgate_web::{Flash, Page, WebError};
 
 use super::db_error;
 use super::session::{random_token, PanelUser, SignedIn};
-use crate::idempotency::{IdempotencyKey, KeyClaim};
-use crate::sms::service::NewSend;
-use crate::sms::{
+use crate::state::AppState;
+use smsgate_core::idempotency::{IdempotencyKey, KeyClaim};
+use smsgate_core::sms::service::NewSend;
+use smsgate_core::sms::{
     accept_send_once, echo, Problems, RecipientSet, RouteRequest, SendError, SendKind, SendOnce,
     SendRoute,
 };
-use crate::state::AppState;
 
 /// One recipient as typed, with where it came from.
 #[derive(Debug, Clone, PartialEq)]
@@ -388,7 +388,7 @@ mod tests {
         assert_eq!(parsed.problems.total(), 20_000);
         assert_eq!(
             parsed.problems.shown().len(),
-            crate::sms::MAX_REPORTED_PROBLEMS
+            smsgate_core::sms::MAX_REPORTED_PROBLEMS
         );
         assert_eq!(parsed.problems.shown()[0].line, 2);
     }

@@ -10,10 +10,10 @@ use super::db_error;
 use super::history_pages::MessageItem;
 use super::session::{PanelUser, SignedIn};
 use super::sims_pages::sim_error;
-use crate::history::service::{self, HistoryFilter, PageRequest};
-use crate::live::hkt_queue_depth;
-use crate::sims::service as sims;
 use crate::state::AppState;
+use smsgate_core::history::service::{self, HistoryFilter, PageRequest};
+use smsgate_core::live::hkt_queue_depth;
+use smsgate_core::sims::service as sims;
 
 #[derive(Serialize)]
 struct Today {

@@ -16,11 +16,11 @@ use smsgate_web::{Flash, Page, WebError};
 use super::forms::{CsrfForm, NoFields};
 use super::session::{AdminUser, PanelUser, Session, SignedIn};
 use super::{db_error, PanelId};
-use crate::admin::users;
-use crate::history::repo::HistoryRow;
-use crate::history::service::{self, Cursor, HistoryError, HistoryFilter, PageRequest};
-use crate::live;
 use crate::state::AppState;
+use smsgate_core::admin::users;
+use smsgate_core::history::repo::HistoryRow;
+use smsgate_core::history::service::{self, Cursor, HistoryError, HistoryFilter, PageRequest};
+use smsgate_core::live;
 
 /// Messages per history page.
 const PAGE_SIZE: i64 = 25;

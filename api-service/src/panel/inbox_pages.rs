@@ -9,8 +9,8 @@ use smsgate_web::{Page, WebError};
 use super::session::{PanelUser, SignedIn};
 use super::sims_pages::sim_error;
 use crate::extract::PageNumber;
-use crate::sims::service;
 use crate::state::AppState;
+use smsgate_core::sims::service;
 
 /// Received SMS per page.
 const PAGE_SIZE: i64 = 25;

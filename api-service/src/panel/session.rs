@@ -22,8 +22,8 @@ use sqlx::PgPool;
 use subtle::ConstantTimeEq;
 
 use super::{db_error, PanelSettings};
-use crate::history::Viewer;
 use crate::state::AppState;
+use smsgate_core::history::Viewer;
 
 /// The signed-in user of a request, as its session says.
 #[derive(Debug, Clone)]
@@ -317,7 +317,7 @@ macro_rules! signed_in {
 signed_in!(SessionUser, PanelUser, AdminUser);
 
 /// The client's address for login throttling: one function for the panel and the API.
-pub use crate::auth::throttle::client_address;
+pub use smsgate_core::auth::throttle::client_address;
 
 /// The session cookie's name. Over HTTPS (COOKIE_SECURE) it carries the `__Host-` prefix,
 /// which browsers accept only with `Secure`, `Path=/` and no `Domain`: a sibling subdomain

@@ -19,9 +19,11 @@ use smsgate_web::{Flash, Page, WebError};
 use super::forms::{CsrfForm, NoFields};
 use super::session::{AdminUser, PanelUser, SignedIn};
 use super::{db_error, invalid, PanelId};
-use crate::sims::repo::SimRow;
-use crate::sims::service::{self, Assignee, Assignees, NewSim, SimChanges, SimError, SimStatus};
 use crate::state::AppState;
+use smsgate_core::sims::repo::SimRow;
+use smsgate_core::sims::service::{
+    self, Assignee, Assignees, NewSim, SimChanges, SimError, SimStatus,
+};
 
 const SIMS: &str = "/sims";
 

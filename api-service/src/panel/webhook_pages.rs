@@ -16,8 +16,8 @@ use super::forms::{CsrfForm, NoFields};
 use super::session::{PanelUser, SignedIn};
 use super::{db_error, invalid, older_url, PanelId, PanelIdPair};
 use crate::state::AppState;
-use crate::webhooks::service::{self, NewWebhook, WebhookChanges, WebhookError};
-use crate::webhooks::{DeliveryRow, WebhookRow, WebhookUrl};
+use smsgate_core::webhooks::service::{self, NewWebhook, WebhookChanges, WebhookError};
+use smsgate_core::webhooks::{DeliveryRow, WebhookRow, WebhookUrl};
 
 const WEBHOOKS: &str = "/webhooks";
 /// Deliveries per page of the detail page.

@@ -10,14 +10,14 @@ use axum::routing::{delete, get, post};
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 
-use super::repo;
-use super::service;
-use crate::auth::service::{login, mint_login_api_key};
 use crate::auth::{AuthUser, ClientAddress};
 use crate::error::ApiError;
 use crate::extract::{ApiJson, IdPath};
 use crate::state::AppState;
 use crate::wire::rfc3339;
+use smsgate_core::auth::service::{login, mint_login_api_key};
+use smsgate_core::sims::repo;
+use smsgate_core::sims::service;
 
 pub fn router() -> Router<AppState> {
     Router::new()

@@ -3,9 +3,7 @@
 //! The modem agents and the dispatcher's edge ingest do the rest (docs/edge-gateway.md).
 
 mod compat;
-pub mod repo;
 mod routes;
-pub mod service;
 
 use axum::Router;
 use serde::Serialize;

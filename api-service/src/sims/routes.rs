@@ -14,13 +14,13 @@ use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 use smsgate_shared::domain::PhoneNumber;
 
-use super::repo::{InboundRow, OutgoingRow, SimRow};
-use super::service::{self, Assignee, Assignees, NewSim, SimChanges, SimStatus};
 use crate::auth::{AdminUser, AuthUser};
 use crate::error::ApiError;
 use crate::extract::{ApiJson, ApiQuery, IdPath, PageNumber};
 use crate::state::AppState;
 use crate::wire::rfc3339;
+use smsgate_core::sims::repo::{InboundRow, OutgoingRow, SimRow};
+use smsgate_core::sims::service::{self, Assignee, Assignees, NewSim, SimChanges, SimStatus};
 
 pub fn router() -> Router<AppState> {
     Router::new()

@@ -1,21 +1,6 @@
-//! Sending and reading SMS: accepting single and bulk sends durably, and the history
-//! a user can page through.
+//! `POST /api/sms`, `POST /api/sms/send-bulk` and the history a user can page through,
+//! over `smsgate_core::sms`.
 
-mod batch;
-mod metrics;
-mod recipients;
-pub mod repo;
-mod routed;
 mod routes;
-pub mod service;
 
-pub use batch::{AcceptBatcher, SmallSendError};
-pub use metrics::{SendKind, SendMetrics, SendRoute};
-pub use recipients::{
-    echo, parse_recipient_list, InvalidEntry, Problems, RecipientListError, RecipientSet,
-    MAX_REPORTED_PROBLEMS,
-};
-pub use routed::{
-    accept_send, accept_send_once, RouteError, RouteRequest, RoutedAccepted, SendError, SendOnce,
-};
 pub use routes::router;

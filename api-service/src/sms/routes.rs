@@ -9,22 +9,23 @@ use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 use smsgate_shared::domain::{MessageBody, MessageBodyError, PhoneNumber};
 
-use super::repo::{MessageRow, RecipientRow};
-use super::service::{self, NewSend, Page};
-use super::{parse_recipient_list, RecipientListError};
-use crate::auth::service::AuthError;
-use crate::auth::{confirm_sender, AuthSender, AuthUser};
+use crate::auth::{AuthSender, AuthUser};
 use crate::error::{database_unavailable, ApiError};
 use crate::extract::IdempotencyHeader;
 use crate::extract::{ApiJson, ApiQuery, IdPath, PageNumber};
-use crate::idempotency::{IdempotencyKey, KeyClaim};
 use crate::metrics::SendKind;
 use crate::sims::WithEdgeFields;
-use crate::sms::service::AcceptError;
-use crate::sms::SmallSendError;
-use crate::sms::{accept_send, accept_send_once, RouteRequest, RoutedAccepted, SendOnce};
 use crate::state::AppState;
 use crate::wire::rfc3339;
+use smsgate_core::auth::confirm_sender;
+use smsgate_core::auth::service::AuthError;
+use smsgate_core::idempotency::{IdempotencyKey, KeyClaim};
+use smsgate_core::sms::repo::{MessageRow, RecipientRow};
+use smsgate_core::sms::service::AcceptError;
+use smsgate_core::sms::service::{self, NewSend, Page};
+use smsgate_core::sms::SmallSendError;
+use smsgate_core::sms::{accept_send, accept_send_once, RouteRequest, RoutedAccepted, SendOnce};
+use smsgate_core::sms::{parse_recipient_list, RecipientListError};
 
 pub fn router() -> Router<AppState> {
     Router::new()

@@ -7,13 +7,13 @@ use axum::extract::State;
 use axum::Json;
 use serde::{Deserialize, Serialize};
 
-use super::repo::{self, LogFilter};
-use crate::admin::audit::AuditEntry;
 use crate::auth::AuthUser;
 use crate::error::ApiError;
 use crate::extract::{ApiQuery, PageNumber};
 use crate::state::AppState;
 use crate::wire::rfc3339;
+use smsgate_core::admin::audit::AuditEntry;
+use smsgate_core::system::repo::{self, LogFilter};
 
 #[derive(Deserialize)]
 pub struct LogQuery {

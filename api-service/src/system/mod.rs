@@ -4,8 +4,6 @@
 //! Same auth as the rest: `Authorization: Bearer` or `X-API-Key`.
 
 mod logs;
-mod memory;
-mod repo;
 mod statistics;
 
 pub use statistics::StatisticsCache;

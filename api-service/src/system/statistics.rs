@@ -15,15 +15,15 @@ use chrono::Utc;
 use serde::Serialize;
 use smsgate_shared::queue::{routing, Names};
 
-use super::memory::{self, MemoryFigures};
-use super::repo;
 use crate::auth::AuthUser;
 use crate::error::ApiError;
-use crate::history;
-use crate::live::hkt_queue_depth;
-use crate::sims::service as sims;
 use crate::state::AppState;
 use crate::wire::rfc3339;
+use smsgate_core::history;
+use smsgate_core::live::hkt_queue_depth;
+use smsgate_core::sims::service as sims;
+use smsgate_core::system::memory::{self, MemoryFigures};
+use smsgate_core::system::repo;
 
 /// Days in `daily`, today included.
 const DAYS: i32 = 7;

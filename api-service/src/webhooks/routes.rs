@@ -7,14 +7,14 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 
-use super::repo::{DeliveryRow, WebhookRow};
-use super::service::{self, NewWebhook, WebhookChanges, WebhookError};
-use super::url::{WebhookUrl, WebhookUrlError};
 use crate::auth::AuthUser;
 use crate::error::ApiError;
 use crate::extract::{ApiJson, ApiQuery, IdPair, IdPath};
 use crate::state::AppState;
 use crate::wire::rfc3339;
+use smsgate_core::webhooks::repo::{DeliveryRow, WebhookRow};
+use smsgate_core::webhooks::service::{self, NewWebhook, WebhookChanges, WebhookError};
+use smsgate_core::webhooks::{WebhookUrl, WebhookUrlError};
 
 pub fn router() -> Router<AppState> {
     Router::new()

@@ -161,7 +161,7 @@ async fn a_tampered_jwt_is_401_invalid_token() {
 #[tokio::test]
 async fn a_jwt_signed_with_another_key_is_401_invalid_token() {
     let app = TestApp::spawn_without_dispatcher().await;
-    let foreign_keys = smsgate_api::auth::JwtKeys::new(
+    let foreign_keys = smsgate_core::auth::JwtKeys::new(
         b"not-the-servers-secret-0123456789",
         chrono::Duration::hours(24),
     );
@@ -179,7 +179,7 @@ async fn a_jwt_signed_with_another_key_is_401_invalid_token() {
 async fn an_expired_jwt_is_401_invalid_token() {
     let app = TestApp::spawn_without_dispatcher().await;
     let secret = app.api.as_ref().unwrap().state.settings.jwt_secret.clone();
-    let expired_keys = smsgate_api::auth::JwtKeys::new(
+    let expired_keys = smsgate_core::auth::JwtKeys::new(
         secrecy::ExposeSecret::expose_secret(&secret).as_bytes(),
         chrono::Duration::hours(-2),
     );
@@ -350,7 +350,7 @@ async fn api_tokens_are_stored_only_as_their_sha256_hash() {
             .unwrap();
     assert_eq!(stored.len(), 32, "a SHA-256 digest");
     assert_ne!(stored, token.as_bytes());
-    assert_eq!(stored, smsgate_api::auth::ApiToken::hash(&token));
+    assert_eq!(stored, smsgate_core::auth::ApiToken::hash(&token));
 
     // Neither the row's text form (bytea rendered as hex) nor any column holds the plain token.
     let rows_with_token: i64 = sqlx::query_scalar(

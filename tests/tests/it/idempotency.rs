@@ -216,7 +216,7 @@ async fn an_expired_key_sends_again_and_the_sweeper_deletes_it() {
         .execute(&app.db)
         .await
         .unwrap();
-    let swept = smsgate_api::idempotency::sweep(&app.db, Duration::from_secs(24 * 3600))
+    let swept = smsgate_core::idempotency::sweep(&app.db, Duration::from_secs(24 * 3600))
         .await
         .unwrap();
     assert_eq!(swept, 1);
@@ -253,7 +253,7 @@ async fn a_sim_routed_send_replays_with_its_sim_number() {
 /// key, and must roll its message back and answer with the winner's once that commits.
 #[tokio::test]
 async fn a_request_that_loses_the_race_for_its_key_answers_with_the_winner() {
-    use smsgate_api::sms::service::NewSend;
+    use smsgate_core::sms::service::NewSend;
     use smsgate_shared::domain::{MessageBody, PhoneNumber};
 
     let app = TestApp::spawn_without_dispatcher().await;

@@ -5,8 +5,8 @@ use std::time::Duration;
 
 use reqwest::StatusCode;
 use serde_json::{json, Value};
-use smsgate_api::auth::throttle::IpRange;
 use smsgate_api::settings::Settings as ApiSettings;
+use smsgate_core::auth::throttle::IpRange;
 use smsgate_tests::app::{hidden_input, test_amqp_url, TestApp, ADMIN_PASSWORD};
 
 /// A stack whose API runs with `change` applied to its test settings (the first API is

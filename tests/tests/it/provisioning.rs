@@ -1,10 +1,10 @@
 //! First start: migrations and the default admin.
 
-use smsgate_api::auth::service::{
+use smsgate_core::auth::service::{
     ensure_default_admin, login, DefaultAdmin, LoginLimits, DEFAULT_ADMIN,
 };
-use smsgate_api::auth::{JwtKeys, PasswordGate};
-use smsgate_api::settings::LoginSettings;
+use smsgate_core::auth::LoginSettings;
+use smsgate_core::auth::{JwtKeys, PasswordGate};
 use smsgate_tests::app::{create_database, drop_database};
 
 /// What a login needs beside the database: default throttle and an ample hashing bound.

@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use reqwest::StatusCode;
-use smsgate_api::admin::users::{self, UserAdminError, UserChange};
+use smsgate_core::admin::users::{self, UserAdminError, UserChange};
 use smsgate_tests::app::{hidden_input, TestApp, TestOptions, ADMIN_PASSWORD};
 use smsgate_tests::mock_hkt::MockConfig;
 
@@ -119,7 +119,7 @@ async fn admins_never_delete_or_disable_themselves_nor_the_last_admin() {
     // The last active admin is kept whoever asks: two admins disabling each other at once
     // are serialised by the service, and the second finds the other is the last one.
     let (dave, _) = app.create_user("dave", "Dave-pass-2026").await;
-    let gate = smsgate_api::auth::PasswordGate::new(1, Duration::from_secs(30));
+    let gate = smsgate_core::auth::PasswordGate::new(1, Duration::from_secs(30));
     let change = || UserChange {
         is_active: Some(false),
         ..Default::default()

@@ -182,7 +182,7 @@ async fn plain_text_secrets_from_before_encryption_are_sealed_when_the_api_start
         legacy
     );
     // Again, it changes nothing.
-    let again = smsgate_api::webhooks::reseal_secrets(&app.db, &test_keys())
+    let again = smsgate_core::webhooks::reseal_secrets(&app.db, &test_keys())
         .await
         .unwrap();
     assert_eq!((again.encrypted, again.rotated), (0, 0));
@@ -216,7 +216,7 @@ async fn after_a_key_rotation_old_secrets_open_and_are_resealed_under_the_new_ke
     );
 
     // What `smsgate-api rotate-webhook-secrets` (and every start) does.
-    let done = smsgate_api::webhooks::reseal_secrets(&app.db, &rotated)
+    let done = smsgate_core::webhooks::reseal_secrets(&app.db, &rotated)
         .await
         .unwrap();
     assert_eq!((done.encrypted, done.rotated), (0, 1));
@@ -301,7 +301,7 @@ async fn a_secret_moved_to_another_webhook_does_not_open_and_the_others_still_de
     assert!(received[0].signed_with(&good_secret));
 
     // Re-sealing reports the row and leaves it as it is.
-    let done = smsgate_api::webhooks::reseal_secrets(&app.db, &test_keys())
+    let done = smsgate_core::webhooks::reseal_secrets(&app.db, &test_keys())
         .await
         .unwrap();
     assert!(
@@ -309,7 +309,7 @@ async fn a_secret_moved_to_another_webhook_does_not_open_and_the_others_still_de
         "under the current key: not read"
     );
     let rotated = SecretBox::parse(&format!("{NEW_KEY},{TEST_KEY_LIST}")).unwrap();
-    let done = smsgate_api::webhooks::reseal_secrets(&app.db, &rotated)
+    let done = smsgate_core::webhooks::reseal_secrets(&app.db, &rotated)
         .await
         .unwrap();
     assert_eq!(done.rotated, 1, "the good row moves to the new key");
