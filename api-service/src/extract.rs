@@ -6,6 +6,9 @@ use axum::http::request::Parts;
 use axum::http::StatusCode;
 use serde::de::DeserializeOwned;
 
+pub use smsgate_core::params::PageNumber;
+use smsgate_core::params::positive_id;
+
 use crate::error::ApiError;
 use smsgate_core::idempotency::{self, IdempotencyKey, IdempotencyKeyError};
 
@@ -85,9 +88,7 @@ impl<S: Send + Sync> FromRequestParts<S> for IdPath {
             axum::extract::Path::<String>::from_request_parts(parts, state)
                 .await
                 .map_err(|_| ApiError::NotFound("Resource"))?;
-        raw.parse::<i64>()
-            .ok()
-            .filter(|id| *id > 0)
+        positive_id(&raw)
             .map(IdPath)
             .ok_or(ApiError::NotFound("Resource"))
     }
@@ -105,39 +106,9 @@ impl<S: Send + Sync> FromRequestParts<S> for IdPair {
             axum::extract::Path::<(String, String)>::from_request_parts(parts, state)
                 .await
                 .map_err(|_| ApiError::NotFound("Resource"))?;
-        let id = |raw: &str| raw.parse::<i64>().ok().filter(|id| *id > 0);
-        match (id(&first), id(&second)) {
+        match (positive_id(&first), positive_id(&second)) {
             (Some(a), Some(b)) => Ok(IdPair(a, b)),
             _ => Err(ApiError::NotFound("Resource")),
-        }
-    }
-}
-
-/// A 1-based page number of a paged list, at most [`PageNumber::MAX`]: with every list's
-/// page size capped at 1,000, the row offset `(page - 1) * per_page` then always fits. A
-/// query's `page` outside `1..=MAX` is a 400 naming the range, never an overflow.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
-#[serde(try_from = "i64")]
-pub struct PageNumber(i64);
-
-impl PageNumber {
-    /// Far past the end of any list this service keeps.
-    pub const MAX: i64 = 1_000_000;
-    pub const FIRST: PageNumber = PageNumber(1);
-
-    pub fn get(self) -> i64 {
-        self.0
-    }
-}
-
-impl TryFrom<i64> for PageNumber {
-    type Error = String;
-
-    fn try_from(page: i64) -> Result<Self, Self::Error> {
-        if (1..=Self::MAX).contains(&page) {
-            Ok(PageNumber(page))
-        } else {
-            Err(format!("page must be between 1 and {}", Self::MAX))
         }
     }
 }
@@ -173,22 +144,5 @@ impl<S: Send + Sync> axum::extract::OptionalFromRequestParts<S> for IdempotencyH
             .to_str()
             .map_err(|_| IdempotencyKeyError::InvalidCharacter)?;
         Ok(Some(IdempotencyHeader(IdempotencyKey::parse(raw)?)))
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn page_numbers_accept_one_to_the_maximum_only() {
-        assert_eq!(PageNumber::try_from(1).unwrap().get(), 1);
-        assert_eq!(
-            PageNumber::try_from(PageNumber::MAX).unwrap().get(),
-            PageNumber::MAX
-        );
-        for bad in [0, -1, PageNumber::MAX + 1, i64::MAX, i64::MIN] {
-            assert!(PageNumber::try_from(bad).is_err(), "{bad}");
-        }
     }
 }

@@ -10,7 +10,6 @@ mod extract;
 mod health;
 pub mod live;
 pub mod metrics;
-pub mod panel;
 pub mod settings;
 pub mod sims;
 pub mod sms;
@@ -41,6 +40,8 @@ use tracing::{info, warn};
 use crate::error::ApiError;
 use crate::settings::Settings;
 use crate::state::{AppState, Services};
+use smsgate_core::Core;
+use smsgate_web::WebState;
 use smsgate_core::auth::service::{ensure_default_admin, DefaultAdmin};
 use smsgate_core::auth::{JwtKeys, PasswordGate, TokenOwners};
 use smsgate_core::outbox::Outbox;
@@ -75,7 +76,12 @@ pub fn build_app(state: AppState) -> Router {
         .merge(health::router())
         .merge(admin::router())
         .merge(metrics::router())
-        .merge(panel::router(state.clone()))
+        .with_state(state.clone())
+        // The staff panel, on the same listener and under the same middleware.
+        .merge(smsgate_web::router(WebState::new(
+            state.core.clone(),
+            state.settings.panel.clone(),
+        )))
         .fallback(|| async { ApiError::NotFound("Route") })
         // axum answers a known path with the wrong method itself, with an empty body.
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
@@ -90,7 +96,6 @@ pub fn build_app(state: AppState) -> Router {
         }))
         // Outermost of the route layers: it sees every answer, timeouts and panics included.
         .layer(state.metrics.http.layer())
-        .with_state(state)
 }
 
 /// Every `(method, path)` a router serves, sorted; `HEAD` is left out (axum answers it
@@ -189,8 +194,8 @@ impl RunningApi {
         self.shutdown.cancel();
         let _ = self.server.await;
         let _ = self.reconciler.await;
-        self.state.outbox.drain(Duration::from_secs(10)).await;
-        self.state.broker.close().await;
+        self.state.core.outbox.drain(Duration::from_secs(10)).await;
+        self.state.core.broker.close().await;
     }
 
     pub fn shutdown_token(&self) -> CancellationToken {
@@ -209,7 +214,7 @@ impl RunningApi {
 pub async fn start(settings: Settings) -> anyhow::Result<RunningApi> {
     let db = connect_database(&settings).await?;
     migrate(&db).await?;
-    smsgate_core::webhooks::reseal_secrets(&db, &settings.webhook_secret_keys)
+    smsgate_core::webhooks::reseal_secrets(&db, &settings.core.webhook_secret_keys)
         .await
         .context("sealing webhook secrets under WEBHOOK_SECRET_KEYS")?;
     let admin_password = settings
@@ -234,9 +239,9 @@ pub async fn start(settings: Settings) -> anyhow::Result<RunningApi> {
         DefaultAdmin::AlreadyProvisioned => {}
     }
 
-    let broker = Broker::new(&settings.queue.amqp_url);
+    let broker = Broker::new(&settings.core.queue.amqp_url);
     match broker.channel().await {
-        Ok(channel) => declare_topology(&channel, &settings.queue)
+        Ok(channel) => declare_topology(&channel, &settings.core.queue)
             .await
             .context("declaring the queue topology")?,
         Err(e) => {
@@ -248,8 +253,8 @@ pub async fn start(settings: Settings) -> anyhow::Result<RunningApi> {
     let outbox = Outbox::new(
         db.clone(),
         broker.clone(),
-        settings.queue.clone(),
-        settings.publish_lease,
+        settings.core.queue.clone(),
+        settings.core.publish_lease,
         metrics.outbox.clone(),
     );
     let jwt = JwtKeys::new(
@@ -257,32 +262,38 @@ pub async fn start(settings: Settings) -> anyhow::Result<RunningApi> {
         chrono::Duration::hours(24),
     );
     let settings = Arc::new(settings);
+    let core_settings = Arc::new(settings.core.clone());
     let shutdown = CancellationToken::new();
     let live =
         smsgate_core::live::LiveHub::new(shutdown.child_token(), metrics.live_streams.clone());
-    live.spawn_consumer(broker.clone(), Names::new(&settings.queue.prefix));
+    live.spawn_consumer(broker.clone(), Names::new(&core_settings.queue.prefix));
     let small_sends = AcceptBatcher::start(db.clone(), outbox.clone());
-    let state = AppState::new(Services {
+    let core = Arc::new(Core {
         small_sends,
         db,
         broker,
         jwt,
         token_owners: TokenOwners::default(),
         passwords: PasswordGate::new(
-            settings.login.password_hash_concurrency,
-            settings.login.password_hash_wait,
+            core_settings.login.password_hash_concurrency,
+            core_settings.login.password_hash_wait,
         ),
         outbox: outbox.clone(),
-        settings: settings.clone(),
         live,
+        sends: metrics.sends.clone(),
+        settings: core_settings.clone(),
+    });
+    let state = AppState::new(Services {
+        core,
+        settings: settings.clone(),
         statistics: Default::default(),
         metrics,
     });
 
-    let reconciler = outbox.spawn_reconciler(settings.reconcile_interval, shutdown.clone());
+    let reconciler = outbox.spawn_reconciler(core_settings.reconcile_interval, shutdown.clone());
     smsgate_core::idempotency::spawn_sweeper(
-        state.db.clone(),
-        settings.idempotency_key_ttl,
+        state.core.db.clone(),
+        core_settings.idempotency_key_ttl,
         shutdown.clone(),
     );
     let listener = tokio::net::TcpListener::bind(settings.bind)

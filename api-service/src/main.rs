@@ -31,7 +31,7 @@ async fn main() -> anyhow::Result<()> {
             smsgate_api::migrate(&db).await?;
             // Rows from before encryption at rest are sealed with the schema change, so
             // the dispatchers never meet a plain-text secret.
-            smsgate_core::webhooks::reseal_secrets(&db, &settings.webhook_secret_keys)
+            smsgate_core::webhooks::reseal_secrets(&db, &settings.core.webhook_secret_keys)
                 .await
                 .context("sealing webhook secrets")?;
             tracing::info!("migrations applied");
@@ -39,7 +39,7 @@ async fn main() -> anyhow::Result<()> {
         }
         Some("rotate-webhook-secrets") => {
             let db = smsgate_api::connect_database(&settings).await?;
-            let keys = &settings.webhook_secret_keys;
+            let keys = &settings.core.webhook_secret_keys;
             let done = smsgate_core::webhooks::reseal_secrets(&db, keys)
                 .await
                 .context("sealing webhook secrets")?;

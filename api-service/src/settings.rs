@@ -5,12 +5,11 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use secrecy::{ExposeSecret, SecretString};
-use smsgate_shared::config::{self, looks_like_a_placeholder, AppEnv, ConfigError, QueueSettings};
-use smsgate_shared::domain::MessageBody;
+use smsgate_shared::config::{self, looks_like_a_placeholder, AppEnv, ConfigError};
 use smsgate_shared::metrics::MetricsToken;
-use smsgate_shared::secret_box::{self, SecretBox};
 
 pub use smsgate_core::auth::LoginSettings;
+pub use smsgate_core::CoreSettings;
 
 #[derive(Debug, Clone)]
 pub struct Settings {
@@ -20,7 +19,6 @@ pub struct Settings {
     pub db_max_connections: u32,
     /// How long a request waits for a database connection before answering 503.
     pub db_acquire_timeout: Duration,
-    pub queue: QueueSettings,
     pub jwt_secret: SecretString,
     pub secret_key: SecretString,
     pub admin_password: Option<SecretString>,
@@ -28,28 +26,12 @@ pub struct Settings {
     pub body_limit_bytes: usize,
     /// Longest a request may take to start its response before it is answered 503.
     pub request_timeout: Duration,
-    pub max_bulk_recipients: usize,
-    pub max_segments: u32,
-    /// How often the outbox reconciler looks for messages whose jobs were not confirmed.
-    pub reconcile_interval: Duration,
-    /// How long one publisher may hold a message's jobs before the reconciler takes over.
-    pub publish_lease: Duration,
-    /// How long an `Idempotency-Key` (and the compose form's key) is honoured.
-    pub idempotency_key_ttl: Duration,
-    /// Most webhooks one user may register.
-    pub webhooks_per_user: usize,
-    /// Whether webhooks may point at loopback, private and link-local addresses
-    /// (development and tests only; the dispatchers have the same setting).
-    pub webhook_allow_internal_targets: bool,
-    /// The keys webhook signing secrets are encrypted with at rest (WEBHOOK_SECRET_KEYS,
-    /// required; the first seals, all open). The dispatchers need the same keys.
-    pub webhook_secret_keys: SecretBox,
     /// The web panel's settings (DISPLAY_TZ, sessions, cookies).
-    pub panel: crate::panel::PanelSettings,
-    /// Login throttling and password-hashing limits, shared by the panel and the API.
-    pub login: LoginSettings,
+    pub panel: smsgate_web::PanelSettings,
     /// When set, `GET /metrics` answers only `Authorization: Bearer <this>`.
     pub metrics_token: Option<MetricsToken>,
+    /// What the domain's services run with (limits, queues, keys, login throttle).
+    pub core: CoreSettings,
 }
 
 impl Settings {
@@ -68,26 +50,14 @@ impl Settings {
             .into(),
             db_max_connections: config::parse_or("DB_MAX_CONNECTIONS", 20)?,
             db_acquire_timeout: config::duration_or("DB_ACQUIRE_TIMEOUT", Duration::from_secs(3))?,
-            queue: QueueSettings::from_env()?,
             jwt_secret: secret(env, "JWT_SECRET_KEY")?,
             secret_key: secret(env, "SECRET_KEY")?,
             admin_password: config::var("ADMIN_PASSWORD").map(SecretString::from),
             body_limit_bytes: config::parse_or("BODY_LIMIT_BYTES", 16 * 1024 * 1024)?,
             request_timeout: config::duration_or("REQUEST_TIMEOUT", Duration::from_secs(30))?,
-            max_bulk_recipients: config::parse_or("MAX_BULK_RECIPIENTS", 100_000)?,
-            max_segments: config::parse_or("MAX_SEGMENTS", MessageBody::DEFAULT_MAX_SEGMENTS)?,
-            reconcile_interval: config::duration_or("RECONCILE_INTERVAL", Duration::from_secs(5))?,
-            publish_lease: config::duration_or("PUBLISH_LEASE", Duration::from_secs(60))?,
-            idempotency_key_ttl: idempotency_key_ttl()?,
-            webhooks_per_user: config::parse_or("WEBHOOKS_PER_USER", 10)?,
-            webhook_allow_internal_targets: config::bool_or(
-                "WEBHOOK_ALLOW_INTERNAL_TARGETS",
-                false,
-            )?,
-            webhook_secret_keys: secret_box::webhook_keys_from_env()?,
-            panel: crate::panel::PanelSettings::from_env()?,
-            login: LoginSettings::from_env()?,
+            panel: smsgate_web::PanelSettings::from_env()?,
             metrics_token: MetricsToken::from_env()?,
+            core: CoreSettings::from_env()?,
         })
     }
 
@@ -99,67 +69,20 @@ impl Settings {
             database_url: database_url.to_owned().into(),
             db_max_connections: 10,
             db_acquire_timeout: Duration::from_secs(2),
-            queue: QueueSettings {
-                amqp_url: amqp_url.to_owned(),
-                prefix: queue_prefix.to_owned(),
-                retry_schedule: config::default_retry_schedule(),
-                // Classic queues in tests: every test declares its own topology, and hundreds of
-                // short-lived quorum queues (one Raft cluster each) stalled the shared broker
-                // for minutes. Production keeps quorum queues (QUORUM_QUEUES, default on).
-                quorum_queues: false,
-                queue_expiry: Some(Duration::from_secs(600)),
-            },
             jwt_secret: "test-jwt-secret-0123456789abcdef".to_owned().into(),
             secret_key: "test-secret-key-0123456789abcdef".to_owned().into(),
             admin_password: Some("SMSpass#12".to_owned().into()),
             body_limit_bytes: 16 * 1024 * 1024,
             request_timeout: Duration::from_secs(10),
-            max_bulk_recipients: 100_000,
-            max_segments: MessageBody::DEFAULT_MAX_SEGMENTS,
-            reconcile_interval: Duration::from_millis(500),
-            publish_lease: Duration::from_secs(5),
-            idempotency_key_ttl: Duration::from_secs(24 * 3600),
-            webhooks_per_user: 10,
-            // Tests run their receivers on loopback.
-            webhook_allow_internal_targets: true,
-            webhook_secret_keys: secret_box::test_keys(),
-            panel: crate::panel::PanelSettings::default(),
-            login: LoginSettings {
-                // Debug-build argon2 is slow and tests log in in parallel: wait longer than
-                // production before answering BUSY, so only tests that mean to see it do.
-                password_hash_wait: Duration::from_secs(30),
-                ..LoginSettings::default()
-            },
+            panel: smsgate_web::PanelSettings::default(),
             metrics_token: None,
+            core: CoreSettings::for_tests(amqp_url, queue_prefix),
         }
     }
 
     pub fn database_url(&self) -> &str {
         self.database_url.expose_secret()
     }
-}
-
-/// How long idempotency keys are honoured: 24 h unless set; zero would make every key
-/// useless, so it is refused.
-fn idempotency_key_ttl() -> Result<Duration, ConfigError> {
-    let ttl = config::duration_or(IDEMPOTENCY_KEY_TTL, Duration::from_secs(24 * 3600))?;
-    nonzero_key_ttl(ttl)
-}
-
-const IDEMPOTENCY_KEY_TTL: &str = "IDEMPOTENCY_KEY_TTL";
-
-/// A year at most: PostgreSQL's `make_interval` takes the TTL in seconds, and a key kept
-/// longer than that is no longer a retry.
-const MAX_KEY_TTL: Duration = Duration::from_secs(365 * 24 * 3600);
-
-fn nonzero_key_ttl(ttl: Duration) -> Result<Duration, ConfigError> {
-    if ttl.is_zero() || ttl > MAX_KEY_TTL {
-        return Err(ConfigError::new(
-            IDEMPOTENCY_KEY_TTL,
-            "must be longer than zero and at most 8760h, e.g. 24h",
-        ));
-    }
-    Ok(ttl)
 }
 
 fn secret(env: AppEnv, key: &'static str) -> Result<SecretString, ConfigError> {
@@ -205,16 +128,6 @@ fn hex_encode(bytes: &[u8]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn a_zero_or_endless_idempotency_key_ttl_is_refused_naming_the_key() {
-        assert_eq!(
-            nonzero_key_ttl(Duration::ZERO).unwrap_err().key,
-            "IDEMPOTENCY_KEY_TTL"
-        );
-        assert!(nonzero_key_ttl(Duration::from_secs(60)).is_ok());
-        assert!(nonzero_key_ttl(Duration::from_secs(400 * 24 * 3600)).is_err());
-    }
 
     #[test]
     fn the_env_template_and_the_config_map_carry_the_proxy_settings() {

@@ -11,7 +11,13 @@ pub mod history;
 pub mod idempotency;
 pub mod live;
 pub mod outbox;
+pub mod params;
+mod runtime;
+mod settings;
 pub mod sims;
 pub mod sms;
 pub mod system;
 pub mod webhooks;
+
+pub use runtime::Core;
+pub use settings::CoreSettings;

@@ -125,8 +125,8 @@ impl TestApp {
             options.api_amqp_url.as_deref().unwrap_or(&test_amqp_url()),
             &prefix,
         );
-        api_settings.queue.retry_schedule = options.retry_schedule.clone();
-        api_settings.webhook_allow_internal_targets = options.allow_internal_webhooks;
+        api_settings.core.queue.retry_schedule = options.retry_schedule.clone();
+        api_settings.core.webhook_allow_internal_targets = options.allow_internal_webhooks;
         api_settings.metrics_token = options
             .metrics_token
             .as_deref()

@@ -528,7 +528,7 @@ struct PanelSession {
 }
 
 async fn new_session(app: &TestApp, user_id: i64) -> PanelSession {
-    let raw = smsgate_api::panel::session::create(&app.db, user_id, Duration::from_secs(3600))
+    let raw = smsgate_web::panel::session::create(&app.db, user_id, Duration::from_secs(3600))
         .await
         .unwrap();
     let csrf: String = sqlx::query_scalar("SELECT csrf_token FROM web_sessions WHERE id_hash = $1")

@@ -91,7 +91,7 @@ async fn list_users(
     State(app): State<AppState>,
     _admin: AdminUser,
 ) -> Result<Json<UserList>, ApiError> {
-    let users = users::list_users(&app.db).await?;
+    let users = users::list_users(&app.core.db).await?;
     Ok(Json(UserList {
         users: users.into_iter().map(UserView::from).collect(),
     }))
@@ -116,7 +116,7 @@ async fn create_user(
         password: req.password,
         is_admin: req.is_admin,
     };
-    let user = users::create_user(&app.db, &app.passwords, admin.id, new).await?;
+    let user = users::create_user(&app.core.db, &app.core.passwords, admin.id, new).await?;
     Ok((StatusCode::CREATED, Json(user.into())))
 }
 
@@ -141,7 +141,7 @@ async fn update_user(
         is_active: req.active,
         is_admin: req.admin,
     };
-    let user = users::update_user(&app.db, &app.passwords, admin.id, id, change).await?;
+    let user = users::update_user(&app.core.db, &app.core.passwords, admin.id, id, change).await?;
     Ok(Json(user.into()))
 }
 
@@ -150,7 +150,7 @@ async fn delete_user(
     AdminUser(admin): AdminUser,
     IdPath(id): IdPath,
 ) -> Result<StatusCode, ApiError> {
-    users::delete_user(&app.db, admin.id, id).await?;
+    users::delete_user(&app.core.db, admin.id, id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -166,7 +166,7 @@ async fn issue_token(
     AdminUser(admin): AdminUser,
     IdPath(id): IdPath,
 ) -> Result<(StatusCode, Json<IssuedToken>), ApiError> {
-    let (user, token) = users::regenerate_token(&app.db, admin.id, id).await?;
+    let (user, token) = users::regenerate_token(&app.core.db, admin.id, id).await?;
     Ok((
         StatusCode::CREATED,
         Json(IssuedToken {

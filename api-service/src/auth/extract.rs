@@ -3,10 +3,13 @@
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
 
+pub use smsgate_web::client::tcp_peer;
+use smsgate_core::auth::throttle::client_address;
+
 use crate::error::ApiError;
 use crate::state::AppState;
 use smsgate_core::auth::service::{self, AuthError, Caller};
-use smsgate_core::auth::throttle::{client_address, TcpPeer};
+
 use smsgate_core::auth::SendCredential;
 use smsgate_core::auth::MAX_PASSWORD_BYTES;
 
@@ -29,7 +32,7 @@ impl FromRequestParts<AppState> for AuthUser {
         state: &AppState,
     ) -> Result<Self, Self::Rejection> {
         let token = bearer_token(parts).ok_or(MISSING_CREDENTIALS)?;
-        let caller = service::authenticate(&state.db, &state.jwt, token).await?;
+        let caller = service::authenticate(&state.core.db, &state.core.jwt, token).await?;
         tracing::Span::current().record("user.id", caller.id);
         Ok(AuthUser(caller))
     }
@@ -73,8 +76,9 @@ impl FromRequestParts<AppState> for AuthSender {
     ) -> Result<Self, Self::Rejection> {
         let token = bearer_token(parts).ok_or(MISSING_CREDENTIALS)?;
         let sender = state
+            .core
             .token_owners
-            .resolve(&state.db, &state.jwt, token)
+            .resolve(&state.core.db, &state.core.jwt, token)
             .await?;
         tracing::Span::current().record("user.id", sender.user_id);
         Ok(AuthSender(sender))
@@ -95,19 +99,9 @@ impl FromRequestParts<AppState> for ClientAddress {
         Ok(ClientAddress(client_address(
             &parts.headers,
             &tcp_peer(parts),
-            &state.settings.login,
+            &state.core.settings.login,
         )))
     }
-}
-
-/// The TCP peer axum recorded for the connection (`into_make_service_with_connect_info`).
-pub fn tcp_peer(parts: &Parts) -> TcpPeer {
-    TcpPeer(
-        parts
-            .extensions
-            .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
-            .map(|info| info.0),
-    )
 }
 
 const MISSING_CREDENTIALS: ApiError = ApiError::Unauthorized {

@@ -34,9 +34,9 @@ async fn log_in(
     ApiJson(req): ApiJson<LoginRequest>,
 ) -> Result<Json<LoginResponse>, ApiError> {
     let login = service::login(
-        &app.db,
-        &app.jwt,
-        app.login_limits(),
+        &app.core.db,
+        &app.core.jwt,
+        app.core.login_limits(),
         &req.username,
         &req.password,
         &address,

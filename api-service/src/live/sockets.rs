@@ -107,7 +107,7 @@ enum Refused {
 /// Checks the socket's credentials (the same ones as any API call) and remembers its owner.
 async fn admit(app: &AppState, socket: &SocketRef, auth: Option<&Value>) -> Result<(), Refused> {
     let token = credential(socket, auth).ok_or(Refused::NoCredentials)?;
-    let caller = authenticate(&app.db, &app.jwt, &token)
+    let caller = authenticate(&app.core.db, &app.core.jwt, &token)
         .await
         .map_err(|e| match e {
             AuthError::Disabled => Refused::Disabled,
@@ -191,8 +191,8 @@ async fn recipient_context(db: &PgPool, ids: &[i64]) -> Result<Vec<RecipientCont
 /// and the admins'; nothing is looked up while no socket is connected. Every
 /// [`RECHECK_EVERY`] it also checks each socket's credential again.
 async fn fan_out(app: AppState, io: SocketIo) {
-    let mut events = app.live.subscribe();
-    let closed = app.live.closed();
+    let mut events = app.core.live.subscribe();
+    let closed = app.core.live.closed();
     let mut recheck = tokio::time::interval(RECHECK_EVERY);
     recheck.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -222,7 +222,7 @@ async fn fan_out(app: AppState, io: SocketIo) {
         if sockets.sockets().is_empty() {
             continue;
         }
-        if let Err(e) = push(&app.db, &io, &event).await {
+        if let Err(e) = push(&app.core.db, &io, &event).await {
             warn!(error = %e, "status updates could not be pushed to sockets");
         }
     }
@@ -236,7 +236,7 @@ async fn recheck_all(app: &AppState, io: &SocketIo) {
         let Some(viewer) = socket.extensions.get::<Viewer>() else {
             continue;
         };
-        match authenticate(&app.db, &app.jwt, &viewer.credential).await {
+        match authenticate(&app.core.db, &app.core.jwt, &viewer.credential).await {
             Ok(caller) if caller.id == viewer.user_id => {
                 if caller.is_admin != viewer.is_admin {
                     if caller.is_admin {

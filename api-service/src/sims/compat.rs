@@ -53,16 +53,16 @@ async fn authenticate(
     ApiJson(req): ApiJson<AuthRequest>,
 ) -> Result<Json<AuthResponse>, ApiError> {
     let login = login(
-        &app.db,
-        &app.jwt,
-        app.login_limits(),
+        &app.core.db,
+        &app.core.jwt,
+        app.core.login_limits(),
         &req.username,
         &req.password,
         &address,
     )
     .await?
     .require_current_password()?;
-    let api_key = mint_login_api_key(&app.db, login.user.id, &address, LOGIN_KEYS_KEPT).await?;
+    let api_key = mint_login_api_key(&app.core.db, login.user.id, &address, LOGIN_KEYS_KEPT).await?;
     Ok(Json(AuthResponse {
         token: login.access_token,
         username: login.user.username,
@@ -77,7 +77,7 @@ fn has_valid_jwt(headers: &HeaderMap, app: &AppState) -> bool {
         .get(axum::http::header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
-        .is_some_and(|token| app.jwt.verify(token.trim()).is_some())
+        .is_some_and(|token| app.core.jwt.verify(token.trim()).is_some())
 }
 
 #[derive(Serialize)]
@@ -100,7 +100,7 @@ async fn generate_api_key(
                 "Generating an API key needs `Authorization: Bearer <token from POST /api/auth>`",
         });
     }
-    let api_key = service::replace_api_keys(&app.db, user.id, &address).await?;
+    let api_key = service::replace_api_keys(&app.core.db, user.id, &address).await?;
     Ok(Json(NewKey { api_key }))
 }
 
@@ -123,7 +123,7 @@ async fn list_api_keys(
     State(app): State<AppState>,
     user: AuthUser,
 ) -> Result<Json<KeyList>, ApiError> {
-    let keys = repo::list_api_keys(&app.db, user.id).await?;
+    let keys = repo::list_api_keys(&app.core.db, user.id).await?;
     Ok(Json(KeyList {
         api_keys: keys
             .into_iter()
@@ -150,7 +150,7 @@ async fn revoke_api_key(
     user: AuthUser,
     IdPath(id): IdPath,
 ) -> Result<Json<Revoked>, ApiError> {
-    if !repo::revoke_api_key(&app.db, user.id, id).await? {
+    if !repo::revoke_api_key(&app.core.db, user.id, id).await? {
         return Err(ApiError::NotFound("API key"));
     }
     Ok(Json(Revoked { revoked: true, id }))

@@ -76,7 +76,7 @@ async fn sim_views(
     if !user.is_admin {
         return Ok(sims.into_iter().map(SimView::from).collect());
     }
-    let mut assignees = service::assignees_of(&app.db, &sims).await?;
+    let mut assignees = service::assignees_of(&app.core.db, &sims).await?;
     Ok(sims
         .into_iter()
         .map(|sim| {
@@ -143,7 +143,7 @@ async fn list_sims(
     State(app): State<AppState>,
     user: AuthUser,
 ) -> Result<Json<Vec<SimView>>, ApiError> {
-    let sims = service::list_usable_by(&app.db, user.id).await?;
+    let sims = service::list_usable_by(&app.core.db, user.id).await?;
     Ok(Json(sim_views(&app, &user, sims).await?))
 }
 
@@ -152,7 +152,7 @@ async fn get_sim(
     user: AuthUser,
     IdPath(id): IdPath,
 ) -> Result<Json<SimView>, ApiError> {
-    let sim = service::find_usable_by(&app.db, id, user.id).await?;
+    let sim = service::find_usable_by(&app.core.db, id, user.id).await?;
     let mut views = sim_views(&app, &user, vec![sim]).await?;
     Ok(Json(views.remove(0)))
 }
@@ -190,7 +190,7 @@ async fn create_sim(
             .transpose()?
             .unwrap_or(Assignees::All),
     };
-    let row = service::create(&app.db, &app.broker, &app.settings.queue, user.id, sim).await?;
+    let row = service::create(&app.core.db, &app.core.broker, &app.core.settings.queue, user.id, sim).await?;
     let mut views = sim_views(&app, &user, vec![row]).await?;
     Ok((StatusCode::CREATED, Json(views.remove(0))))
 }
@@ -220,7 +220,7 @@ async fn update_sim(
         status: req.status.as_deref().map(SimStatus::parse).transpose()?,
         assignees: req.assignees.as_ref().map(parse_assignees).transpose()?,
     };
-    let row = service::update(&app.db, user.id, id, changes).await?;
+    let row = service::update(&app.core.db, user.id, id, changes).await?;
     let mut views = sim_views(&app, &user, vec![row]).await?;
     Ok(Json(views.remove(0)))
 }
@@ -245,9 +245,9 @@ async fn delete_sim(
     ApiQuery(query): ApiQuery<DeleteQuery>,
 ) -> Result<Json<DeletedView>, ApiError> {
     let deleted = service::delete(
-        &app.db,
-        &app.broker,
-        &app.settings.queue,
+        &app.core.db,
+        &app.core.broker,
+        &app.core.settings.queue,
         user.id,
         id,
         query.force,
@@ -326,7 +326,7 @@ async fn list_inbox(
     ApiQuery(query): ApiQuery<ListQuery>,
 ) -> Result<Json<Listing<InboundView>>, ApiError> {
     let (page, per_page) = query.resolve();
-    let listed = service::inbox(&app.db, user.id, query.sim_card_id, page, per_page).await?;
+    let listed = service::inbox(&app.core.db, user.id, query.sim_card_id, page, per_page).await?;
     Ok(Json(Listing {
         total: listed.total,
         pages: listed.pages(),
@@ -383,7 +383,7 @@ async fn list_outbox(
 ) -> Result<Json<Listing<OutgoingView>>, ApiError> {
     let (page, per_page) = query.resolve();
     let listed = service::outgoing(
-        &app.db,
+        &app.core.db,
         owner_filter(&user),
         query.sim_card_id,
         page,
@@ -426,7 +426,7 @@ async fn list_statuses(
 ) -> Result<Json<StatusList>, ApiError> {
     let (page, per_page) = query.resolve();
     let listed = service::outgoing(
-        &app.db,
+        &app.core.db,
         owner_filter(&user),
         query.sim_card_id,
         page,

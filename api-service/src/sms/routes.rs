@@ -53,7 +53,7 @@ fn success<T>(data: T, message: Option<&'static str>) -> Json<Success<T>> {
 }
 
 fn parse_body(app: &AppState, content: &str) -> Result<MessageBody, ApiError> {
-    MessageBody::parse(content, app.settings.max_segments).map_err(|e| match e {
+    MessageBody::parse(content, app.core.settings.max_segments).map_err(|e| match e {
         MessageBodyError::Empty => {
             ApiError::validation("EMPTY_CONTENT", "content must not be empty")
         }
@@ -105,11 +105,11 @@ async fn send_sms(
     };
     let stored = match (key, route) {
         (None, RouteRequest::Hkt) => SendOnce::Stored(RoutedAccepted {
-            accepted: app.small_sends.accept(sender, send).await?,
+            accepted: app.core.small_sends.accept(sender, send).await?,
             sender_sim: None,
         }),
         (key, route) => {
-            confirm_sender(&app.db, sender).await?;
+            confirm_sender(&app.core.db, sender).await?;
             store(
                 &app,
                 sender.user_id,
@@ -176,7 +176,7 @@ async fn send_bulk(
 ) -> Result<Response, ApiError> {
     let route = RouteRequest::parse(req.sim_card_id, req.route.as_deref())?;
     let body = parse_body(&app, &req.content)?;
-    let recipients = parse_recipient_list(&req.recipients, app.settings.max_bulk_recipients)
+    let recipients = parse_recipient_list(&req.recipients, app.core.settings.max_bulk_recipients)
         .map_err(|e| match e {
             RecipientListError::NotAList => {
                 ApiError::validation("VALIDATION_ERROR", "recipients must be a list")
@@ -235,15 +235,15 @@ async fn store(
     operation: &str,
 ) -> Result<SendOnce, ApiError> {
     let Some(key) = key else {
-        let stored = accept_send(&app.db, &app.outbox, user_id, send, route, None).await?;
+        let stored = accept_send(&app.core.db, &app.core.outbox, user_id, send, route, None).await?;
         return Ok(SendOnce::Stored(stored));
     };
     let claim = KeyClaim {
         fingerprint: send.fingerprint(operation, &route.label()),
         key,
-        ttl: app.settings.idempotency_key_ttl,
+        ttl: app.core.settings.idempotency_key_ttl,
     };
-    Ok(accept_send_once(&app.db, &app.outbox, user_id, send, route, &claim).await?)
+    Ok(accept_send_once(&app.core.db, &app.core.outbox, user_id, send, route, &claim).await?)
 }
 
 /// 202 with the send's body; a replay of an earlier request with the same idempotency key
@@ -332,7 +332,7 @@ async fn list_messages(
     ApiQuery(query): ApiQuery<PageQuery>,
 ) -> Result<Json<Success<MessageList>>, ApiError> {
     let (page, per_page) = query.resolve();
-    let listed: Page<MessageRow> = service::list_messages(&app.db, user.id, page, per_page).await?;
+    let listed: Page<MessageRow> = service::list_messages(&app.core.db, user.id, page, per_page).await?;
     let data = MessageList {
         total: listed.total,
         pages: listed.pages(),
@@ -348,7 +348,7 @@ async fn get_message(
     user: AuthUser,
     IdPath(id): IdPath,
 ) -> Result<Json<Success<MessageView>>, ApiError> {
-    let message = service::find_message(&app.db, user.id, id)
+    let message = service::find_message(&app.core.db, user.id, id)
         .await?
         .ok_or(ApiError::NotFound("Message"))?;
     Ok(success(message.into(), None))
@@ -398,7 +398,7 @@ async fn list_recipients(
     ApiQuery(query): ApiQuery<PageQuery>,
 ) -> Result<Json<Success<RecipientList>>, ApiError> {
     let (page, per_page) = query.resolve();
-    let (message, listed) = service::list_recipients(&app.db, user.id, id, page, per_page)
+    let (message, listed) = service::list_recipients(&app.core.db, user.id, id, page, per_page)
         .await?
         .ok_or(ApiError::NotFound("Message"))?;
     let data = RecipientList {

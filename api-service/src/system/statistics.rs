@@ -136,14 +136,14 @@ pub async fn show(State(app): State<AppState>, user: AuthUser) -> Result<Respons
 
 async fn compute(app: &AppState, owner: Option<i64>) -> Result<Statistics, ApiError> {
     let now = Utc::now();
-    let names = Names::new(&app.settings.queue.prefix);
+    let names = Names::new(&app.core.settings.queue.prefix);
     let (memory, totals, today, daily, sims, depth) = tokio::join!(
         memory::read(),
-        repo::totals(&app.db, owner),
-        history::repo::counts_since(&app.db, repo::start_of_utc_day(now), owner),
-        repo::daily(&app.db, owner, DAYS),
+        repo::totals(&app.core.db, owner),
+        history::repo::counts_since(&app.core.db, repo::start_of_utc_day(now), owner),
+        repo::daily(&app.core.db, owner, DAYS),
         sim_figures(app, owner),
-        hkt_queue_depth(&app.broker, &names),
+        hkt_queue_depth(&app.core.broker, &names),
     );
     let totals = totals?;
     let (sent, failed, pending) = today?;
@@ -182,12 +182,12 @@ async fn sim_figures(app: &AppState, owner: Option<i64>) -> Result<SimFigures, A
     let (cards, sent, received) = tokio::try_join!(
         async {
             match owner {
-                Some(user) => sims::list_usable_by(&app.db, user).await,
-                None => sims::list(&app.db).await,
+                Some(user) => sims::list_usable_by(&app.core.db, user).await,
+                None => sims::list(&app.core.db).await,
             }
         },
-        async { Ok(repo::sent_per_sim_route(&app.db).await?) },
-        async { Ok(repo::received_per_sim(&app.db).await?) },
+        async { Ok(repo::sent_per_sim_route(&app.core.db).await?) },
+        async { Ok(repo::received_per_sim(&app.core.db).await?) },
     )?;
     let sent: HashMap<String, (i64, i64)> = sent
         .into_iter()

@@ -60,7 +60,7 @@ impl From<WebhookRow> for WebhookView {
 }
 
 fn parse_url(app: &AppState, raw: &str) -> Result<WebhookUrl, ApiError> {
-    WebhookUrl::parse(raw, app.settings.webhook_allow_internal_targets)
+    WebhookUrl::parse(raw, app.core.settings.webhook_allow_internal_targets)
         .map_err(|e: WebhookUrlError| ApiError::validation("INVALID_WEBHOOK_URL", e.to_string()))
 }
 
@@ -81,11 +81,11 @@ async fn create_webhook(
         description: req.description.unwrap_or_default().trim().to_owned(),
     };
     let created = service::create(
-        &app.db,
-        &app.settings.webhook_secret_keys,
+        &app.core.db,
+        &app.core.settings.webhook_secret_keys,
         user.id,
         new,
-        app.settings.webhooks_per_user,
+        app.core.settings.webhooks_per_user,
     )
     .await?;
     let mut view = WebhookView::from(created.webhook);
@@ -102,7 +102,7 @@ async fn list_webhooks(
     State(app): State<AppState>,
     user: AuthUser,
 ) -> Result<Json<WebhookList>, ApiError> {
-    let webhooks = service::list(&app.db, user.id).await?;
+    let webhooks = service::list(&app.core.db, user.id).await?;
     Ok(Json(WebhookList {
         webhooks: webhooks.into_iter().map(WebhookView::from).collect(),
     }))
@@ -113,7 +113,7 @@ async fn get_webhook(
     user: AuthUser,
     IdPath(id): IdPath,
 ) -> Result<Json<WebhookView>, ApiError> {
-    Ok(Json(service::find(&app.db, user.id, id).await?.into()))
+    Ok(Json(service::find(&app.core.db, user.id, id).await?.into()))
 }
 
 #[derive(Deserialize)]
@@ -138,7 +138,7 @@ async fn update_webhook(
         is_active: req.is_active,
     };
     Ok(Json(
-        service::update(&app.db, user.id, id, changes).await?.into(),
+        service::update(&app.core.db, user.id, id, changes).await?.into(),
     ))
 }
 
@@ -153,7 +153,7 @@ async fn delete_webhook(
     user: AuthUser,
     IdPath(id): IdPath,
 ) -> Result<Json<Deleted>, ApiError> {
-    service::delete(&app.db, user.id, id).await?;
+    service::delete(&app.core.db, user.id, id).await?;
     Ok(Json(Deleted { deleted: true, id }))
 }
 
@@ -169,7 +169,7 @@ async fn rotate_secret(
     IdPath(id): IdPath,
 ) -> Result<Json<RotatedSecret>, ApiError> {
     let secret =
-        service::rotate_secret(&app.db, &app.settings.webhook_secret_keys, user.id, id).await?;
+        service::rotate_secret(&app.core.db, &app.core.settings.webhook_secret_keys, user.id, id).await?;
     Ok(Json(RotatedSecret { id, secret }))
 }
 
@@ -183,7 +183,7 @@ async fn send_test_event(
     user: AuthUser,
     IdPath(id): IdPath,
 ) -> Result<(StatusCode, Json<QueuedDelivery>), ApiError> {
-    let delivery_id = service::send_test(&app.db, user.id, id).await?;
+    let delivery_id = service::send_test(&app.core.db, user.id, id).await?;
     Ok((StatusCode::ACCEPTED, Json(QueuedDelivery { delivery_id })))
 }
 
@@ -254,7 +254,7 @@ async fn list_deliveries(
         }
     };
     let limit = query.limit.unwrap_or(20).clamp(1, 100);
-    let rows = service::deliveries(&app.db, user.id, id, status, query.before, limit).await?;
+    let rows = service::deliveries(&app.core.db, user.id, id, status, query.before, limit).await?;
     let next_before = (rows.len() as i64 == limit)
         .then(|| rows.last().map(|d| d.id))
         .flatten();
@@ -269,7 +269,7 @@ async fn retry_delivery(
     user: AuthUser,
     IdPair(id, delivery_id): IdPair,
 ) -> Result<(StatusCode, Json<QueuedDelivery>), ApiError> {
-    service::retry_delivery(&app.db, user.id, id, delivery_id).await?;
+    service::retry_delivery(&app.core.db, user.id, id, delivery_id).await?;
     Ok((StatusCode::ACCEPTED, Json(QueuedDelivery { delivery_id })))
 }
 

@@ -16,8 +16,8 @@ pub(crate) async fn spawn_with_settings(change: impl FnOnce(&mut ApiSettings)) -
     app.api.take().expect("running API").stop().await;
     let mut settings = ApiSettings::for_tests(&app.database_url, &test_amqp_url(), &app.prefix);
     // As TestApp configured the first API, so the queues it declared match.
-    settings.queue.retry_schedule = app.options.retry_schedule.clone();
-    settings.webhook_allow_internal_targets = app.options.allow_internal_webhooks;
+    settings.core.queue.retry_schedule = app.options.retry_schedule.clone();
+    settings.core.webhook_allow_internal_targets = app.options.allow_internal_webhooks;
     change(&mut settings);
     let api = smsgate_api::start(settings).await.expect("restart the API");
     app.base_url = format!("http://{}", api.addr);
@@ -128,7 +128,7 @@ async fn every_way_to_log_in_shares_one_budget() {
 
 #[tokio::test]
 async fn a_lockout_from_one_address_never_locks_the_account_for_other_addresses() {
-    let app = spawn_with_settings(|s| s.login.trust_proxy_headers = true).await;
+    let app = spawn_with_settings(|s| s.core.login.trust_proxy_headers = true).await;
     let attacker = Some("203.0.113.66");
     for _ in 0..5 {
         let (status, ..) = api_login(&app, attacker, "SMSadmin", "wrong-password").await;
@@ -159,7 +159,7 @@ async fn a_lockout_from_one_address_never_locks_the_account_for_other_addresses(
 
 #[tokio::test]
 async fn behind_the_proxy_the_right_most_forwarded_for_entry_is_counted_not_a_forged_one() {
-    let app = spawn_with_settings(|s| s.login.trust_proxy_headers = true).await;
+    let app = spawn_with_settings(|s| s.core.login.trust_proxy_headers = true).await;
     // A client rotating a forged left-most X-Forwarded-For entry is still one address.
     for i in 0..5 {
         let response = app
@@ -188,8 +188,8 @@ async fn behind_the_proxy_the_right_most_forwarded_for_entry_is_counted_not_a_fo
 async fn proxy_headers_from_a_peer_that_is_not_a_trusted_proxy_are_ignored() {
     // Headers trusted, but our proxy is elsewhere: the test client (loopback) is not it.
     let app = spawn_with_settings(|s| {
-        s.login.trust_proxy_headers = true;
-        s.login.trusted_proxies = vec![IpRange::parse("192.0.2.10").unwrap()];
+        s.core.login.trust_proxy_headers = true;
+        s.core.login.trusted_proxies = vec![IpRange::parse("192.0.2.10").unwrap()];
     })
     .await;
     // A client forging a fresh X-Real-IP / X-Forwarded-For per attempt is still one address.
@@ -217,7 +217,7 @@ async fn proxy_headers_from_a_peer_that_is_not_a_trusted_proxy_are_ignored() {
 
 #[tokio::test]
 async fn an_ipv6_client_rotating_addresses_in_its_64_stays_one_budget() {
-    let app = spawn_with_settings(|s| s.login.trust_proxy_headers = true).await;
+    let app = spawn_with_settings(|s| s.core.login.trust_proxy_headers = true).await;
     for i in 1..=5 {
         let address = format!("2001:db8:1:2::{i:x}");
         let (status, ..) = api_login(&app, Some(&address), "SMSadmin", "wrong-password").await;
@@ -458,10 +458,10 @@ async fn an_overlong_password_is_refused_before_hashing_with_400() {
 #[tokio::test]
 async fn a_login_flood_beyond_the_hashing_slots_gets_a_quick_503_busy() {
     let app = spawn_with_settings(|s| {
-        s.login.password_hash_concurrency = 1;
-        s.login.password_hash_wait = Duration::from_millis(1);
-        s.login.max_failures_per_user_address = 1000;
-        s.login.max_failures_per_address = 1000;
+        s.core.login.password_hash_concurrency = 1;
+        s.core.login.password_hash_wait = Duration::from_millis(1);
+        s.core.login.max_failures_per_user_address = 1000;
+        s.core.login.max_failures_per_address = 1000;
     })
     .await;
     let attempts = (0..8).map(|_| api_login(&app, None, "SMSadmin", "wrong-password"));

@@ -135,7 +135,7 @@ async fn postgresql_unavailable_answers_503_with_retry_after_quickly() {
         &app.prefix,
     );
     settings.db_acquire_timeout = Duration::from_secs(1);
-    settings.queue.retry_schedule = app.options.retry_schedule.clone();
+    settings.core.queue.retry_schedule = app.options.retry_schedule.clone();
     let api = smsgate_api::start(settings).await.unwrap();
     proxy.cut();
 
@@ -228,7 +228,7 @@ async fn a_hung_postgresql_gets_a_503_within_the_request_timeout_not_a_hang() {
         &test_amqp_url(),
         &app.prefix,
     );
-    settings.queue.retry_schedule = app.options.retry_schedule.clone();
+    settings.core.queue.retry_schedule = app.options.retry_schedule.clone();
     settings.request_timeout = Duration::from_secs(2);
     let api = smsgate_api::start(settings).await.unwrap();
     // Connections stay open but nothing comes back: queries hang rather than fail.

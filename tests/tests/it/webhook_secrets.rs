@@ -171,7 +171,7 @@ async fn plain_text_secrets_from_before_encryption_are_sealed_when_the_api_start
         &app.prefix,
     );
     // The topology this test's first API declared.
-    settings.queue.retry_schedule = app.options.retry_schedule.clone();
+    settings.core.queue.retry_schedule = app.options.retry_schedule.clone();
     let second_api = smsgate_api::start(settings).await.unwrap();
     let stored = stored_secret(&app, id).await;
     assert!(stored.starts_with("v1:test:"), "{stored}");

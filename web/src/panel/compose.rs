@@ -10,11 +10,11 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 use smsgate_shared::domain::{Encoding, MessageBody, MessageBodyError, PhoneNumber};
-use smsgate_web::{Flash, Page, WebError};
+use crate::{Flash, Page, WebError};
 
 use super::db_error;
 use super::session::{random_token, PanelUser, SignedIn};
-use crate::state::AppState;
+use crate::state::WebState;
 use smsgate_core::idempotency::{IdempotencyKey, KeyClaim};
 use smsgate_core::sms::service::NewSend;
 use smsgate_core::sms::{
@@ -167,7 +167,7 @@ struct ComposeForm {
 }
 
 fn compose_page(
-    app: &AppState,
+    app: &WebState,
     user: &PanelUser,
     form: &ComposeForm,
     content_error: Option<String>,
@@ -183,7 +183,7 @@ fn compose_page(
         .with("content", &form.content)
         .with("recipients", &form.recipients)
         .with("counter", counter_text(&form.content))
-        .with("max_segments", app.settings.max_segments)
+        .with("max_segments", app.core.settings.max_segments)
         .with("content_error", content_error)
         .with("recipient_error_total", recipient_errors.total())
         .with("recipient_errors", recipient_errors.into_shown())
@@ -191,7 +191,7 @@ fn compose_page(
         .status(status)
 }
 
-pub async fn compose_form(State(app): State<AppState>, user: PanelUser) -> Page {
+pub async fn compose_form(State(app): State<WebState>, user: PanelUser) -> Page {
     let form = ComposeForm {
         idempotency_key: random_token(),
         ..Default::default()
@@ -231,7 +231,7 @@ fn valid_key(key: &str) -> bool {
 }
 
 pub async fn send_message(
-    State(app): State<AppState>,
+    State(app): State<WebState>,
     user: PanelUser,
     multipart: Multipart,
 ) -> Result<Response, WebError> {
@@ -243,7 +243,7 @@ pub async fn send_message(
         ));
     }
 
-    let content_error = match MessageBody::parse(&form.content, app.settings.max_segments) {
+    let content_error = match MessageBody::parse(&form.content, app.core.settings.max_segments) {
         Ok(_) => None,
         Err(MessageBodyError::Empty) => Some("Write the message.".to_owned()),
         Err(e) => Some(format!("The message is too long: {e}.")),
@@ -252,7 +252,7 @@ pub async fn send_message(
     if let Some(csv) = &form.csv {
         entries.extend(entries_from_csv(csv));
     }
-    let max = app.settings.max_bulk_recipients;
+    let max = app.core.settings.max_bulk_recipients;
     let ParsedEntries {
         recipients,
         problems,
@@ -277,7 +277,7 @@ pub async fn send_message(
         return Ok(compose_page(&app, &user, &form, content_error, problems).into_response());
     }
     let recipients = recipients.into_numbers();
-    let body = MessageBody::parse(&form.content, app.settings.max_segments).expect("checked above");
+    let body = MessageBody::parse(&form.content, app.core.settings.max_segments).expect("checked above");
     let total = recipients.len();
     let key = IdempotencyKey::parse(&form.idempotency_key)
         .map_err(|_| WebError::BadRequest("The form's key is invalid; reload the page.".into()))?;
@@ -285,13 +285,13 @@ pub async fn send_message(
     let claim = KeyClaim {
         fingerprint: send.fingerprint("panel.compose", "hkt"),
         key,
-        ttl: app.settings.idempotency_key_ttl,
+        ttl: app.core.settings.idempotency_key_ttl,
     };
     // A resubmitted form (the same key) lands on its first message, whatever it held: the
     // key names one form, and that form was sent.
     let outcome = accept_send_once(
-        &app.db,
-        &app.outbox,
+        &app.core.db,
+        &app.core.outbox,
         user.session.user_id,
         send,
         RouteRequest::Hkt,
@@ -299,7 +299,7 @@ pub async fn send_message(
     )
     .await;
     if let Ok(SendOnce::Stored(_)) = outcome {
-        app.metrics
+        app.core
             .sends
             .accepted(SendRoute::Hkt, SendKind::Panel, total);
     }
@@ -329,7 +329,7 @@ pub async fn send_message(
 /// Where a form sent before lands: its message, with a note that nothing was sent again.
 fn already_sent(id: i64) -> Response {
     Flash::new(
-        smsgate_web::FlashKind::Info,
+        crate::FlashKind::Info,
         format!("This form was already sent as message #{id}; it was not sent again."),
     )
     .redirect(&format!("/history/{id}"))

@@ -4,12 +4,12 @@
 
 use axum::extract::{Query, State};
 use serde::{Deserialize, Serialize};
-use smsgate_web::{Page, WebError};
+use crate::{Page, WebError};
 
 use super::session::{PanelUser, SignedIn};
 use super::sims_pages::sim_error;
-use crate::extract::PageNumber;
-use crate::state::AppState;
+use smsgate_core::params::PageNumber;
+use crate::state::WebState;
 use smsgate_core::sims::service;
 
 /// Received SMS per page.
@@ -46,11 +46,11 @@ struct SimOption {
 }
 
 pub async fn list_inbox(
-    State(app): State<AppState>,
+    State(app): State<WebState>,
     user: PanelUser,
     Query(query): Query<InboxQuery>,
 ) -> Result<Page, WebError> {
-    let tz = app.settings.panel.display_tz;
+    let tz = app.panel.display_tz;
     let sim_id: Option<i64> = query.sim.trim().parse().ok().filter(|id| *id > 0);
     // Clamped to the API's PageNumber range, so no page number can overflow the row offset.
     let page: i64 = query
@@ -61,8 +61,8 @@ pub async fn list_inbox(
         .clamp(1, PageNumber::MAX);
     let viewer = user.session.user_id;
     let (sims, listed) = tokio::try_join!(
-        service::list_usable_by(&app.db, viewer),
-        service::inbox(&app.db, viewer, sim_id, page, PAGE_SIZE),
+        service::list_usable_by(&app.core.db, viewer),
+        service::inbox(&app.core.db, viewer, sim_id, page, PAGE_SIZE),
     )
     .map_err(|e| sim_error(e, "/"))?;
     let label_of = |id: Option<i64>| {

@@ -10,13 +10,13 @@ use chrono::NaiveDate;
 use futures::{Stream, StreamExt};
 use serde::{Deserialize, Serialize};
 use smsgate_shared::domain::{MessageStatus, PhoneNumber};
-use smsgate_web::view::{preview, DisplayTz};
-use smsgate_web::{Flash, Page, WebError};
+use crate::view::{preview, DisplayTz};
+use crate::{Flash, Page, WebError};
 
 use super::forms::{CsrfForm, NoFields};
 use super::session::{AdminUser, PanelUser, Session, SignedIn};
 use super::{db_error, PanelId};
-use crate::state::AppState;
+use crate::state::WebState;
 use smsgate_core::admin::users;
 use smsgate_core::history::repo::HistoryRow;
 use smsgate_core::history::service::{self, Cursor, HistoryError, HistoryFilter, PageRequest};
@@ -137,26 +137,26 @@ struct Listing {
 }
 
 async fn render_history(
-    app: &AppState,
+    app: &WebState,
     user: &impl SignedIn,
     query: HistoryQuery,
     listing: Listing,
 ) -> Result<Page, WebError> {
     let session: &Session = user.session();
     let viewer = session.viewer();
-    let tz = app.settings.panel.display_tz;
+    let tz = app.panel.display_tz;
     let (filter, phone_error) = query.filter(&tz);
     let page = if phone_error.is_some() {
         None
     } else {
         Some(
-            service::search(&app.db, viewer, &filter, query.page(), PAGE_SIZE)
+            service::search(&app.core.db, viewer, &filter, query.page(), PAGE_SIZE)
                 .await
                 .map_err(db_error)?,
         )
     };
     let users: Vec<UserOption> = if viewer.is_admin {
-        users::list_users(&app.db)
+        users::list_users(&app.core.db)
             .await
             .map_err(|e| super::auth_pages::user_error(e, "/"))?
             .into_iter()
@@ -203,7 +203,7 @@ async fn render_history(
 
 /// Staff see their own messages; admins everyone's, with a user filter.
 pub async fn list_messages(
-    State(app): State<AppState>,
+    State(app): State<WebState>,
     user: PanelUser,
     Query(query): Query<HistoryQuery>,
 ) -> Result<Page, WebError> {
@@ -216,7 +216,7 @@ pub async fn list_messages(
 }
 
 pub async fn list_all_messages(
-    State(app): State<AppState>,
+    State(app): State<WebState>,
     user: AdminUser,
     Query(query): Query<HistoryQuery>,
 ) -> Result<Page, WebError> {
@@ -281,18 +281,18 @@ struct RecipientView {
 }
 
 pub async fn show_message(
-    State(app): State<AppState>,
+    State(app): State<WebState>,
     user: PanelUser,
     PanelId(id): PanelId,
     Query(query): Query<RecipientQuery>,
 ) -> Result<Page, WebError> {
     let viewer = user.session.viewer();
-    let tz = app.settings.panel.display_tz;
-    let message = service::find_message(&app.db, viewer, id)
+    let tz = app.panel.display_tz;
+    let message = service::find_message(&app.core.db, viewer, id)
         .await
         .map_err(db_error)?
         .ok_or(WebError::NotFound("Message"))?;
-    let recipients = service::list_recipients(&app.db, id, query.page(), RECIPIENTS_PAGE)
+    let recipients = service::list_recipients(&app.core.db, id, query.page(), RECIPIENTS_PAGE)
         .await
         .map_err(db_error)?;
     let can_retry = message.failed_count > 0
@@ -352,16 +352,16 @@ pub async fn show_message(
 /// Server-sent events: `progress` events with the message's figures and the recipients of
 /// the open page, as they change.
 pub async fn stream_events(
-    State(app): State<AppState>,
+    State(app): State<WebState>,
     user: PanelUser,
     PanelId(id): PanelId,
     Query(query): Query<RecipientQuery>,
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, WebError> {
-    service::find_message(&app.db, user.session.viewer(), id)
+    service::find_message(&app.core.db, user.session.viewer(), id)
         .await
         .map_err(db_error)?
         .ok_or(WebError::NotFound("Message"))?;
-    let progress = live::watch(&app.live, app.db.clone(), id, query.page())
+    let progress = live::watch(&app.core.live, app.core.db.clone(), id, query.page())
         .await
         .map_err(db_error)?;
     let events = progress.map(|p| {
@@ -374,12 +374,12 @@ pub async fn stream_events(
 }
 
 pub async fn retry_failed(
-    State(app): State<AppState>,
+    State(app): State<WebState>,
     PanelId(id): PanelId,
     CsrfForm { user, .. }: CsrfForm<PanelUser, NoFields>,
 ) -> Result<Response, WebError> {
     let back = format!("/history/{id}");
-    match service::retry_failed(&app.db, &app.outbox, user.session.viewer(), id).await {
+    match service::retry_failed(&app.core.db, &app.core.outbox, user.session.viewer(), id).await {
         Ok(requeued) => Ok(Flash::success(format!(
             "{} failed recipient{} queued again.",
             requeued.recipients,

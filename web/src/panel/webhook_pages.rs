@@ -8,14 +8,14 @@ use axum::extract::{Query, State};
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
-use smsgate_web::view::DisplayTz;
-use smsgate_web::{Flash, Page, WebError};
+use crate::view::DisplayTz;
+use crate::{Flash, Page, WebError};
 
 use super::admin_pages::BeforeQuery;
 use super::forms::{CsrfForm, NoFields};
 use super::session::{PanelUser, SignedIn};
 use super::{db_error, invalid, older_url, PanelId, PanelIdPair};
-use crate::state::AppState;
+use crate::state::WebState;
 use smsgate_core::webhooks::service::{self, NewWebhook, WebhookChanges, WebhookError};
 use smsgate_core::webhooks::{DeliveryRow, WebhookRow, WebhookUrl};
 
@@ -126,13 +126,13 @@ pub struct WebhookForm {
 
 /// The list with the add form, its values and errors (`url`, `description`, `form`).
 async fn list_page(
-    app: &AppState,
+    app: &WebState,
     user: &PanelUser,
     form: &WebhookForm,
     errors: Value,
 ) -> Result<Page, WebError> {
-    let tz = app.settings.panel.display_tz;
-    let webhooks: Vec<WebhookItem> = service::list(&app.db, user.session.user_id)
+    let tz = app.panel.display_tz;
+    let webhooks: Vec<WebhookItem> = service::list(&app.core.db, user.session.user_id)
         .await
         .map_err(|e| webhook_error(e, "/"))?
         .into_iter()
@@ -140,21 +140,21 @@ async fn list_page(
         .collect();
     Ok(Page::new("webhooks.html", user.layout(app, "webhooks"))
         .with("webhooks", webhooks)
-        .with("limit", app.settings.webhooks_per_user)
+        .with("limit", app.core.settings.webhooks_per_user)
         .with("max_description", service::MAX_DESCRIPTION)
         .with("url", &form.url)
         .with("description", &form.description)
         .with("errors", errors))
 }
 
-pub async fn list_webhooks(State(app): State<AppState>, user: PanelUser) -> Result<Page, WebError> {
+pub async fn list_webhooks(State(app): State<WebState>, user: PanelUser) -> Result<Page, WebError> {
     list_page(&app, &user, &WebhookForm::default(), json!({})).await
 }
 
 /// The page that shows a new or rotated secret, the only place it is ever shown. Answered
 /// directly rather than by a redirect: the secret exists only in this response.
 fn secret_page(
-    app: &AppState,
+    app: &WebState,
     user: &PanelUser,
     webhook: &WebhookRow,
     secret: String,
@@ -169,11 +169,11 @@ fn secret_page(
 /// Registers a webhook and shows its secret. Every bad field is reported at once, beside
 /// the field, with what was typed kept.
 pub async fn create_webhook(
-    State(app): State<AppState>,
+    State(app): State<WebState>,
     CsrfForm { user, form }: CsrfForm<PanelUser, WebhookForm>,
 ) -> Result<Response, WebError> {
     let mut errors = Map::new();
-    let url = WebhookUrl::parse(&form.url, app.settings.webhook_allow_internal_targets)
+    let url = WebhookUrl::parse(&form.url, app.core.settings.webhook_allow_internal_targets)
         .map_err(|e| errors.insert("url".into(), e.to_string().into()))
         .ok();
     let description = form.description.trim().to_owned();
@@ -184,9 +184,9 @@ pub async fn create_webhook(
         Some(url) if errors.is_empty() => NewWebhook { url, description },
         _ => return invalid(list_page(&app, &user, &form, errors.into()).await?),
     };
-    let limit = app.settings.webhooks_per_user;
-    let keys = &app.settings.webhook_secret_keys;
-    match service::create(&app.db, keys, user.session.user_id, new, limit).await {
+    let limit = app.core.settings.webhooks_per_user;
+    let keys = &app.core.settings.webhook_secret_keys;
+    match service::create(&app.core.db, keys, user.session.user_id, new, limit).await {
         Ok(created) => {
             Ok(secret_page(&app, &user, &created.webhook, created.secret, false).into_response())
         }
@@ -199,16 +199,16 @@ pub async fn create_webhook(
 
 /// A webhook and a page of its deliveries, newest first.
 pub async fn show_webhook(
-    State(app): State<AppState>,
+    State(app): State<WebState>,
     user: PanelUser,
     PanelId(id): PanelId,
     Query(query): Query<BeforeQuery>,
 ) -> Result<Page, WebError> {
-    let tz = app.settings.panel.display_tz;
+    let tz = app.panel.display_tz;
     let user_id = user.session.user_id;
     let (webhook, deliveries) = tokio::try_join!(
-        service::find(&app.db, user_id, id),
-        service::deliveries(&app.db, user_id, id, None, query.before, DELIVERIES_PAGE),
+        service::find(&app.core.db, user_id, id),
+        service::deliveries(&app.core.db, user_id, id, None, query.before, DELIVERIES_PAGE),
     )
     .map_err(|e| webhook_error(e, WEBHOOKS))?;
     let path = webhook_path(id);
@@ -225,19 +225,19 @@ pub async fn show_webhook(
 }
 
 pub async fn toggle_webhook(
-    State(app): State<AppState>,
+    State(app): State<WebState>,
     PanelId(id): PanelId,
     CsrfForm { user, .. }: CsrfForm<PanelUser, NoFields>,
 ) -> Result<Response, WebError> {
     let user_id = user.session.user_id;
-    let webhook = service::find(&app.db, user_id, id)
+    let webhook = service::find(&app.core.db, user_id, id)
         .await
         .map_err(|e| webhook_error(e, WEBHOOKS))?;
     let changes = WebhookChanges {
         is_active: Some(!webhook.is_active),
         ..WebhookChanges::default()
     };
-    let webhook = service::update(&app.db, user_id, id, changes)
+    let webhook = service::update(&app.core.db, user_id, id, changes)
         .await
         .map_err(|e| webhook_error(e, WEBHOOKS))?;
     let text = if webhook.is_active {
@@ -253,11 +253,11 @@ pub async fn toggle_webhook(
 
 /// Queues a `webhook.test` event and goes to the detail page, where the delivery shows up.
 pub async fn send_test_event(
-    State(app): State<AppState>,
+    State(app): State<WebState>,
     PanelId(id): PanelId,
     CsrfForm { user, .. }: CsrfForm<PanelUser, NoFields>,
 ) -> Result<Response, WebError> {
-    let delivery = service::send_test(&app.db, user.session.user_id, id)
+    let delivery = service::send_test(&app.core.db, user.session.user_id, id)
         .await
         .map_err(|e| webhook_error(e, WEBHOOKS))?;
     let text = format!("Test event queued (delivery #{delivery}).");
@@ -265,26 +265,26 @@ pub async fn send_test_event(
 }
 
 pub async fn rotate_secret(
-    State(app): State<AppState>,
+    State(app): State<WebState>,
     PanelId(id): PanelId,
     CsrfForm { user, .. }: CsrfForm<PanelUser, NoFields>,
 ) -> Result<Page, WebError> {
     let user_id = user.session.user_id;
     let back = |e| webhook_error(e, WEBHOOKS);
-    let webhook = service::find(&app.db, user_id, id).await.map_err(back)?;
-    let secret = service::rotate_secret(&app.db, &app.settings.webhook_secret_keys, user_id, id)
+    let webhook = service::find(&app.core.db, user_id, id).await.map_err(back)?;
+    let secret = service::rotate_secret(&app.core.db, &app.core.settings.webhook_secret_keys, user_id, id)
         .await
         .map_err(back)?;
     Ok(secret_page(&app, &user, &webhook, secret, true))
 }
 
 pub async fn confirm_delete(
-    State(app): State<AppState>,
+    State(app): State<WebState>,
     user: PanelUser,
     PanelId(id): PanelId,
 ) -> Result<Page, WebError> {
-    let tz = app.settings.panel.display_tz;
-    let webhook = service::find(&app.db, user.session.user_id, id)
+    let tz = app.panel.display_tz;
+    let webhook = service::find(&app.core.db, user.session.user_id, id)
         .await
         .map_err(|e| webhook_error(e, WEBHOOKS))?;
     Ok(
@@ -294,26 +294,26 @@ pub async fn confirm_delete(
 }
 
 pub async fn delete_webhook(
-    State(app): State<AppState>,
+    State(app): State<WebState>,
     PanelId(id): PanelId,
     CsrfForm { user, .. }: CsrfForm<PanelUser, NoFields>,
 ) -> Result<Response, WebError> {
     let user_id = user.session.user_id;
     let back = |e| webhook_error(e, WEBHOOKS);
-    let webhook = service::find(&app.db, user_id, id).await.map_err(back)?;
-    service::delete(&app.db, user_id, id).await.map_err(back)?;
+    let webhook = service::find(&app.core.db, user_id, id).await.map_err(back)?;
+    service::delete(&app.core.db, user_id, id).await.map_err(back)?;
     Ok(Flash::success(format!("Webhook {} deleted.", webhook.url)).redirect(WEBHOOKS))
 }
 
 /// Puts a failed delivery back in line; one that is no longer failed (an old tab) is
 /// refused with the reason on the detail page.
 pub async fn retry_delivery(
-    State(app): State<AppState>,
+    State(app): State<WebState>,
     PanelIdPair(id, delivery): PanelIdPair,
     CsrfForm { user, .. }: CsrfForm<PanelUser, NoFields>,
 ) -> Result<Response, WebError> {
     let path = webhook_path(id);
-    service::retry_delivery(&app.db, user.session.user_id, id, delivery)
+    service::retry_delivery(&app.core.db, user.session.user_id, id, delivery)
         .await
         .map_err(|e| webhook_error(e, &path))?;
     Ok(Flash::success(format!("Delivery #{delivery} queued again.")).redirect(&path))

@@ -5,10 +5,10 @@
 use axum::extract::{FromRequest, FromRequestParts, Request};
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
-use smsgate_web::WebError;
+use crate::WebError;
 
 use super::session::SignedIn;
-use crate::state::AppState;
+use crate::state::WebState;
 
 /// Forms larger than this are not ours (the compose form, the only big one, is multipart).
 const MAX_FORM_BYTES: usize = 64 * 1024;
@@ -29,14 +29,14 @@ struct Token {
 #[derive(Deserialize)]
 pub struct NoFields {}
 
-impl<U, T> FromRequest<AppState> for CsrfForm<U, T>
+impl<U, T> FromRequest<WebState> for CsrfForm<U, T>
 where
-    U: FromRequestParts<AppState, Rejection = WebError> + SignedIn + Send,
+    U: FromRequestParts<WebState, Rejection = WebError> + SignedIn + Send,
     T: DeserializeOwned + Send,
 {
     type Rejection = WebError;
 
-    async fn from_request(request: Request, state: &AppState) -> Result<Self, WebError> {
+    async fn from_request(request: Request, state: &WebState) -> Result<Self, WebError> {
         let (mut parts, body) = request.into_parts();
         let user = U::from_request_parts(&mut parts, state).await?;
         let bytes = axum::body::to_bytes(body, MAX_FORM_BYTES)

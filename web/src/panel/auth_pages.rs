@@ -8,17 +8,17 @@ use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::json;
-use smsgate_web::is_local_path;
-use smsgate_web::{cookies, Flash, Layout, Page, WebError};
+use crate::is_local_path;
+use crate::{cookies, Flash, Layout, Page, WebError};
 
 use super::forms::{CsrfForm, NoFields};
 use super::session::{
     self, constant_time_eq, login_csrf_cookie_name, random_token, SessionUser, SignedIn,
 };
 use super::{db_error, PanelSettings};
-use crate::auth::tcp_peer;
-use crate::auth::ClientAddress;
-use crate::state::AppState;
+use crate::client::tcp_peer;
+use crate::client::ClientAddress;
+use crate::state::WebState;
 use smsgate_core::admin::password::PASSWORD_RULES;
 use smsgate_core::admin::users::{self, UserAdminError};
 use smsgate_core::auth::service::{self as auth, AuthError};
@@ -31,7 +31,7 @@ pub struct LoginQuery {
 }
 
 fn login_page(
-    app: &AppState,
+    app: &WebState,
     csrf: &str,
     next: &str,
     username: &str,
@@ -40,7 +40,7 @@ fn login_page(
 ) -> Page {
     let layout = Layout {
         flash,
-        tz: app.settings.panel.display_tz.name(),
+        tz: app.panel.display_tz.name(),
         ..Layout::default()
     };
     Page::new("login.html", layout)
@@ -72,14 +72,14 @@ fn with_login_csrf(
 }
 
 pub async fn login_form(
-    State(app): State<AppState>,
+    State(app): State<WebState>,
     headers: HeaderMap,
     Query(query): Query<LoginQuery>,
 ) -> Response {
     let token = random_token();
     let next = query.next.filter(|n| is_safe_next(n)).unwrap_or_default();
     let page = login_page(&app, &token, &next, "", None, Flash::from_headers(&headers));
-    with_login_csrf(page, &token, &headers, &app.settings.panel)
+    with_login_csrf(page, &token, &headers, &app.panel)
 }
 
 #[derive(Deserialize)]
@@ -94,21 +94,21 @@ pub struct LoginForm {
     next: String,
 }
 
-pub async fn log_in(State(app): State<AppState>, request: Request) -> Result<Response, WebError> {
+pub async fn log_in(State(app): State<WebState>, request: Request) -> Result<Response, WebError> {
     let (parts, body) = request.into_parts();
     let bytes = axum::body::to_bytes(body, 16 * 1024)
         .await
         .map_err(|_| WebError::BadRequest("The form is too large.".into()))?;
     let form: LoginForm = serde_urlencoded::from_bytes(&bytes)
         .map_err(|_| WebError::BadRequest("The form could not be read.".into()))?;
-    let settings = &app.settings.panel;
+    let settings = &app.panel;
     let cookie_token = cookies::get(&parts.headers, login_csrf_cookie_name(settings)).unwrap_or("");
     if cookie_token.is_empty()
         || !constant_time_eq(cookie_token.as_bytes(), form.csrf_token.as_bytes())
     {
         return Err(WebError::CsrfRejected);
     }
-    let address = client_address(&parts.headers, &tcp_peer(&parts), &app.settings.login);
+    let address = client_address(&parts.headers, &tcp_peer(&parts), &app.core.settings.login);
     let next = if is_safe_next(&form.next) {
         form.next.clone()
     } else {
@@ -122,9 +122,9 @@ pub async fn log_in(State(app): State<AppState>, request: Request) -> Result<Res
     };
 
     let login = match auth::login(
-        &app.db,
-        &app.jwt,
-        app.login_limits(),
+        &app.core.db,
+        &app.core.jwt,
+        app.core.login_limits(),
         &form.username,
         &form.password,
         &address,
@@ -170,9 +170,9 @@ pub async fn log_in(State(app): State<AppState>, request: Request) -> Result<Res
     let cookie_name = session::cookie_name(settings);
     // A new id at every login: a session id planted before login is worth nothing after.
     if let Some(old) = cookies::get(&parts.headers, cookie_name) {
-        let _ = session::delete(&app.db, &sha256(old)).await;
+        let _ = session::delete(&app.core.db, &sha256(old)).await;
     }
-    let raw = session::create(&app.db, login.user.id, settings.session_idle)
+    let raw = session::create(&app.core.db, login.user.id, settings.session_idle)
         .await
         .map_err(db_error)?;
     let to = if next.is_empty() {
@@ -244,17 +244,17 @@ fn signed_out(flash: &str, settings: &PanelSettings) -> Response {
 /// `POST /logout` with the session's CSRF token. There is no `GET /logout` (405): a link or
 /// an image on another site must not be able to sign anyone out.
 pub async fn log_out(
-    State(app): State<AppState>,
+    State(app): State<WebState>,
     CsrfForm { user, .. }: CsrfForm<SessionUser, NoFields>,
 ) -> Result<Response, WebError> {
-    session::delete(&app.db, &user.session.id_hash)
+    session::delete(&app.core.db, &user.session.id_hash)
         .await
         .map_err(db_error)?;
-    Ok(signed_out("You have signed out.", &app.settings.panel))
+    Ok(signed_out("You have signed out.", &app.panel))
 }
 
 fn password_page(
-    app: &AppState,
+    app: &WebState,
     user: &SessionUser,
     errors: serde_json::Value,
     status: StatusCode,
@@ -266,7 +266,7 @@ fn password_page(
         .status(status)
 }
 
-pub async fn password_form(State(app): State<AppState>, user: SessionUser) -> Page {
+pub async fn password_form(State(app): State<WebState>, user: SessionUser) -> Page {
     password_page(&app, &user, json!({}), StatusCode::OK)
 }
 
@@ -281,7 +281,7 @@ pub struct PasswordForm {
 }
 
 pub async fn change_password(
-    State(app): State<AppState>,
+    State(app): State<WebState>,
     ClientAddress(address): ClientAddress,
     CsrfForm { user, form }: CsrfForm<SessionUser, PasswordForm>,
 ) -> Result<Response, WebError> {
@@ -293,8 +293,8 @@ pub async fn change_password(
     }
     let session = &user.session;
     match users::change_own_password(
-        &app.db,
-        app.login_limits(),
+        &app.core.db,
+        app.core.login_limits(),
         &address,
         session.user_id,
         &session.username,

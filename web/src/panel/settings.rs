@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use smsgate_shared::config::{self, ConfigError};
-use smsgate_web::view::DisplayTz;
+use crate::view::DisplayTz;
 
 #[derive(Debug, Clone)]
 pub struct PanelSettings {

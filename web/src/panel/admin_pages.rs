@@ -6,14 +6,14 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
-use smsgate_web::{Flash, Page, WebError};
+use crate::{Flash, Page, WebError};
 
 use super::auth_pages::user_error;
 use super::forms::{CsrfForm, NoFields};
 use super::history_pages::history_error;
 use super::session::{AdminUser, SignedIn};
 use super::{db_error, older_url, PanelId};
-use crate::state::AppState;
+use crate::state::WebState;
 use smsgate_core::admin::password::PASSWORD_RULES;
 use smsgate_core::admin::users::{self, NewUser, UserAdminError, UserChange};
 use smsgate_core::admin::{audit, dead_letters};
@@ -32,9 +32,9 @@ struct UserRow {
     created_iso: String,
 }
 
-pub async fn list_users(State(app): State<AppState>, admin: AdminUser) -> Result<Page, WebError> {
-    let tz = app.settings.panel.display_tz;
-    let rows: Vec<UserRow> = users::list_users(&app.db)
+pub async fn list_users(State(app): State<WebState>, admin: AdminUser) -> Result<Page, WebError> {
+    let tz = app.panel.display_tz;
+    let rows: Vec<UserRow> = users::list_users(&app.core.db)
         .await
         .map_err(|e| user_error(e, "/"))?
         .into_iter()
@@ -53,7 +53,7 @@ pub async fn list_users(State(app): State<AppState>, admin: AdminUser) -> Result
 }
 
 fn new_user_page(
-    app: &AppState,
+    app: &WebState,
     admin: &AdminUser,
     username: &str,
     is_admin: bool,
@@ -66,7 +66,7 @@ fn new_user_page(
         .with("errors", errors)
 }
 
-pub async fn new_user_form(State(app): State<AppState>, admin: AdminUser) -> Page {
+pub async fn new_user_form(State(app): State<WebState>, admin: AdminUser) -> Page {
     new_user_page(&app, &admin, "", false, json!({}))
 }
 
@@ -82,7 +82,7 @@ pub struct NewUserForm {
 }
 
 pub async fn create_user(
-    State(app): State<AppState>,
+    State(app): State<WebState>,
     CsrfForm { user: admin, form }: CsrfForm<AdminUser, NewUserForm>,
 ) -> Result<Response, WebError> {
     let is_admin = form.is_admin.is_some();
@@ -101,7 +101,7 @@ pub async fn create_user(
         password: form.password.clone(),
         is_admin,
     };
-    match users::create_user(&app.db, &app.passwords, admin.session.user_id, new).await {
+    match users::create_user(&app.core.db, &app.core.passwords, admin.session.user_id, new).await {
         Ok(user) => Ok(Flash::success(format!("User {} created.", user.username)).redirect(USERS)),
         Err(UserAdminError::Invalid { field, message }) => invalid(json!({ field: message })),
         Err(UserAdminError::UsernameTaken) => {
@@ -112,7 +112,7 @@ pub async fn create_user(
 }
 
 fn password_page(
-    app: &AppState,
+    app: &WebState,
     admin: &AdminUser,
     target: &users::UserSummary,
     errors: serde_json::Value,
@@ -127,11 +127,11 @@ fn password_page(
 }
 
 pub async fn password_form(
-    State(app): State<AppState>,
+    State(app): State<WebState>,
     admin: AdminUser,
     PanelId(id): PanelId,
 ) -> Result<Page, WebError> {
-    let target = users::find_user(&app.db, id)
+    let target = users::find_user(&app.core.db, id)
         .await
         .map_err(|e| user_error(e, USERS))?;
     Ok(password_page(&app, &admin, &target, json!({})))
@@ -146,11 +146,11 @@ pub struct SetPasswordForm {
 }
 
 pub async fn set_password(
-    State(app): State<AppState>,
+    State(app): State<WebState>,
     PanelId(id): PanelId,
     CsrfForm { user: admin, form }: CsrfForm<AdminUser, SetPasswordForm>,
 ) -> Result<Response, WebError> {
-    let target = users::find_user(&app.db, id)
+    let target = users::find_user(&app.core.db, id)
         .await
         .map_err(|e| user_error(e, USERS))?;
     let invalid = |errors| {
@@ -165,7 +165,7 @@ pub async fn set_password(
         password: Some(form.password),
         ..Default::default()
     };
-    match users::update_user(&app.db, &app.passwords, admin.session.user_id, id, change).await {
+    match users::update_user(&app.core.db, &app.core.passwords, admin.session.user_id, id, change).await {
         Ok(user) => {
             Ok(Flash::success(format!("Password of {} changed.", user.username)).redirect(USERS))
         }
@@ -175,18 +175,18 @@ pub async fn set_password(
 }
 
 pub async fn toggle_user(
-    State(app): State<AppState>,
+    State(app): State<WebState>,
     PanelId(id): PanelId,
     CsrfForm { user: admin, .. }: CsrfForm<AdminUser, NoFields>,
 ) -> Result<Response, WebError> {
-    let target = users::find_user(&app.db, id)
+    let target = users::find_user(&app.core.db, id)
         .await
         .map_err(|e| user_error(e, USERS))?;
     let change = UserChange {
         is_active: Some(!target.is_active),
         ..Default::default()
     };
-    let user = users::update_user(&app.db, &app.passwords, admin.session.user_id, id, change)
+    let user = users::update_user(&app.core.db, &app.core.passwords, admin.session.user_id, id, change)
         .await
         .map_err(|e| user_error(e, USERS))?;
     let text = if user.is_active {
@@ -201,17 +201,17 @@ pub async fn toggle_user(
 }
 
 pub async fn confirm_delete(
-    State(app): State<AppState>,
+    State(app): State<WebState>,
     admin: AdminUser,
     PanelId(id): PanelId,
 ) -> Result<Response, WebError> {
     if id == admin.session.user_id {
         return Err(user_error(UserAdminError::SelfAction("delete"), USERS));
     }
-    let target = users::find_user(&app.db, id)
+    let target = users::find_user(&app.core.db, id)
         .await
         .map_err(|e| user_error(e, USERS))?;
-    let messages = users::message_count(&app.db, id)
+    let messages = users::message_count(&app.core.db, id)
         .await
         .map_err(|e| user_error(e, USERS))?;
     Ok(
@@ -226,14 +226,14 @@ pub async fn confirm_delete(
 }
 
 pub async fn delete_user(
-    State(app): State<AppState>,
+    State(app): State<WebState>,
     PanelId(id): PanelId,
     CsrfForm { user: admin, .. }: CsrfForm<AdminUser, NoFields>,
 ) -> Result<Response, WebError> {
-    let target = users::find_user(&app.db, id)
+    let target = users::find_user(&app.core.db, id)
         .await
         .map_err(|e| user_error(e, USERS))?;
-    users::delete_user(&app.db, admin.session.user_id, id)
+    users::delete_user(&app.core.db, admin.session.user_id, id)
         .await
         .map_err(|e| user_error(e, USERS))?;
     Ok(Flash::success(format!("User {} deleted.", target.username)).redirect(USERS))
@@ -242,11 +242,11 @@ pub async fn delete_user(
 /// Answers with the token page directly rather than a redirect: the token exists only in
 /// this response.
 pub async fn regenerate_token(
-    State(app): State<AppState>,
+    State(app): State<WebState>,
     PanelId(id): PanelId,
     CsrfForm { user: admin, .. }: CsrfForm<AdminUser, NoFields>,
 ) -> Result<Page, WebError> {
-    let (target, token) = users::regenerate_token(&app.db, admin.session.user_id, id)
+    let (target, token) = users::regenerate_token(&app.core.db, admin.session.user_id, id)
         .await
         .map_err(|e| user_error(e, USERS))?;
     Ok(Page::new("admin/token.html", admin.layout(&app, "users"))
@@ -277,12 +277,12 @@ struct DeadLetterRow {
 }
 
 pub async fn list_dead_letters(
-    State(app): State<AppState>,
+    State(app): State<WebState>,
     admin: AdminUser,
     Query(query): Query<BeforeQuery>,
 ) -> Result<Page, WebError> {
-    let tz = app.settings.panel.display_tz;
-    let letters = dead_letters::list_open(&app.db, query.before, LIST_PAGE)
+    let tz = app.panel.display_tz;
+    let letters = dead_letters::list_open(&app.core.db, query.before, LIST_PAGE)
         .await
         .map_err(db_error)?;
     let older = older_url(DEAD, &letters, LIST_PAGE, |d| d.id);
@@ -308,21 +308,21 @@ pub async fn list_dead_letters(
 const DEAD: &str = "/admin/dead-letters";
 
 pub async fn retry_dead_letter(
-    State(app): State<AppState>,
+    State(app): State<WebState>,
     PanelId(id): PanelId,
     CsrfForm { user: admin, .. }: CsrfForm<AdminUser, NoFields>,
 ) -> Result<Response, WebError> {
-    dead_letters::retry(&app.db, &app.outbox, admin.session.user_id, id)
+    dead_letters::retry(&app.core.db, &app.core.outbox, admin.session.user_id, id)
         .await
         .map_err(|e| history_error(e, DEAD))?;
     Ok(Flash::success("Queued again.").redirect(DEAD))
 }
 
 pub async fn retry_all_dead_letters(
-    State(app): State<AppState>,
+    State(app): State<WebState>,
     CsrfForm { user: admin, .. }: CsrfForm<AdminUser, NoFields>,
 ) -> Result<Response, WebError> {
-    let outcome = dead_letters::retry_all(&app.db, &app.outbox, admin.session.user_id)
+    let outcome = dead_letters::retry_all(&app.core.db, &app.core.outbox, admin.session.user_id)
         .await
         .map_err(|e| history_error(e, DEAD))?;
     let mut text = format!("{} recipient(s) queued again.", outcome.requeued);
@@ -336,11 +336,11 @@ pub async fn retry_all_dead_letters(
 }
 
 pub async fn abandon_dead_letter(
-    State(app): State<AppState>,
+    State(app): State<WebState>,
     PanelId(id): PanelId,
     CsrfForm { user: admin, .. }: CsrfForm<AdminUser, NoFields>,
 ) -> Result<Response, WebError> {
-    dead_letters::abandon(&app.db, admin.session.user_id, id)
+    dead_letters::abandon(&app.core.db, admin.session.user_id, id)
         .await
         .map_err(|e| history_error(e, DEAD))?;
     Ok(Flash::success("Dead letter abandoned; the recipient stays failed.").redirect(DEAD))
@@ -357,12 +357,12 @@ struct AuditRow {
 }
 
 pub async fn list_audit(
-    State(app): State<AppState>,
+    State(app): State<WebState>,
     admin: AdminUser,
     Query(query): Query<BeforeQuery>,
 ) -> Result<Page, WebError> {
-    let tz = app.settings.panel.display_tz;
-    let entries = audit::list(&app.db, query.before, LIST_PAGE)
+    let tz = app.panel.display_tz;
+    let entries = audit::list(&app.core.db, query.before, LIST_PAGE)
         .await
         .map_err(db_error)?;
     let older = older_url("/admin/audit", &entries, LIST_PAGE, |e| e.id);

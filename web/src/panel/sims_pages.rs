@@ -13,13 +13,13 @@ use axum::Json;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use smsgate_shared::domain::PhoneNumber;
-use smsgate_web::view::DisplayTz;
-use smsgate_web::{Flash, Page, WebError};
+use crate::view::DisplayTz;
+use crate::{Flash, Page, WebError};
 
 use super::forms::{CsrfForm, NoFields};
 use super::session::{AdminUser, PanelUser, SignedIn};
 use super::{db_error, invalid, PanelId};
-use crate::state::AppState;
+use crate::state::WebState;
 use smsgate_core::sims::repo::SimRow;
 use smsgate_core::sims::service::{
     self, Assignee, Assignees, NewSim, SimChanges, SimError, SimStatus,
@@ -88,14 +88,14 @@ pub(super) fn sim_error(err: SimError, back: &str) -> WebError {
 
 /// The SIMs `user` may see (assigned to them or to all; every SIM for an admin, with who it
 /// is assigned to).
-async fn sim_items(app: &AppState, user: &impl SignedIn) -> Result<Vec<SimItem>, WebError> {
-    let tz = app.settings.panel.display_tz;
+async fn sim_items(app: &WebState, user: &impl SignedIn) -> Result<Vec<SimItem>, WebError> {
+    let tz = app.panel.display_tz;
     let session = user.session();
-    let sims = service::list_usable_by(&app.db, session.user_id)
+    let sims = service::list_usable_by(&app.core.db, session.user_id)
         .await
         .map_err(|e| sim_error(e, "/"))?;
     let mut assigned = if session.is_admin {
-        service::assignees_of(&app.db, &sims)
+        service::assignees_of(&app.core.db, &sims)
             .await
             .map_err(|e| sim_error(e, "/"))?
     } else {
@@ -115,7 +115,7 @@ async fn sim_items(app: &AppState, user: &impl SignedIn) -> Result<Vec<SimItem>,
         .collect())
 }
 
-pub async fn list_sims(State(app): State<AppState>, user: PanelUser) -> Result<Page, WebError> {
+pub async fn list_sims(State(app): State<WebState>, user: PanelUser) -> Result<Page, WebError> {
     let sims = sim_items(&app, &user).await?;
     Ok(Page::new("sims.html", user.layout(&app, "sims"))
         .with("sims", sims)
@@ -133,11 +133,11 @@ pub struct SimStates {
 /// Polled rather than streamed: heartbeats reach only the dispatcher's ingest queue, and the
 /// database row it updates is what decides "online" anyway.
 pub async fn sim_states(
-    State(app): State<AppState>,
+    State(app): State<WebState>,
     user: PanelUser,
 ) -> Result<Response, WebError> {
     let sims = sim_items(&app, &user).await?;
-    let updated = app.settings.panel.display_tz.format(chrono::Utc::now());
+    let updated = app.panel.display_tz.format(chrono::Utc::now());
     Ok((
         [(header::CACHE_CONTROL, "no-store")],
         Json(SimStates { sims, updated }),
@@ -216,14 +216,14 @@ struct UserBox {
 
 /// The add form (`sim` is `None`) or the edit form of `sim`, with its values and errors.
 async fn sim_form_page(
-    app: &AppState,
+    app: &WebState,
     admin: &AdminUser,
     sim: Option<&SimRow>,
     form: &SimForm,
     errors: serde_json::Value,
 ) -> Result<Page, WebError> {
     let ticked: HashSet<i64> = form.ticked_users().into_iter().collect();
-    let users: Vec<UserBox> = service::user_choices(&app.db)
+    let users: Vec<UserBox> = service::user_choices(&app.core.db)
         .await
         .map_err(|e| sim_error(e, SIMS))?
         .into_iter()
@@ -245,7 +245,7 @@ async fn sim_form_page(
         .with("errors", errors))
 }
 
-pub async fn new_sim_form(State(app): State<AppState>, admin: AdminUser) -> Result<Page, WebError> {
+pub async fn new_sim_form(State(app): State<WebState>, admin: AdminUser) -> Result<Page, WebError> {
     let form = SimForm {
         status: SimStatus::Active.as_str().to_owned(),
         assign: "all".to_owned(),
@@ -260,7 +260,7 @@ fn assign_error() -> serde_json::Value {
 }
 
 pub async fn create_sim(
-    State(app): State<AppState>,
+    State(app): State<WebState>,
     CsrfForm { user: admin, form }: CsrfForm<AdminUser, SimForm>,
 ) -> Result<Response, WebError> {
     let page = |errors| sim_form_page(&app, &admin, None, &form, errors);
@@ -281,9 +281,9 @@ pub async fn create_sim(
         assignees: assignees.unwrap_or(Assignees::All),
     };
     match service::create(
-        &app.db,
-        &app.broker,
-        &app.settings.queue,
+        &app.core.db,
+        &app.core.broker,
+        &app.core.settings.queue,
         admin.session.user_id,
         new,
     )
@@ -299,14 +299,14 @@ pub async fn create_sim(
 }
 
 pub async fn edit_sim_form(
-    State(app): State<AppState>,
+    State(app): State<WebState>,
     admin: AdminUser,
     PanelId(id): PanelId,
 ) -> Result<Page, WebError> {
-    let sim = service::find(&app.db, id)
+    let sim = service::find(&app.core.db, id)
         .await
         .map_err(|e| sim_error(e, SIMS))?;
-    let (assignees, _) = service::assignees_of(&app.db, std::slice::from_ref(&sim))
+    let (assignees, _) = service::assignees_of(&app.core.db, std::slice::from_ref(&sim))
         .await
         .map_err(|e| sim_error(e, SIMS))?
         .remove(&sim.id)
@@ -324,11 +324,11 @@ pub async fn edit_sim_form(
 /// Changes the label, status and assignees; the number stays (an agent is configured with
 /// it).
 pub async fn update_sim(
-    State(app): State<AppState>,
+    State(app): State<WebState>,
     PanelId(id): PanelId,
     CsrfForm { user: admin, form }: CsrfForm<AdminUser, SimForm>,
 ) -> Result<Response, WebError> {
-    let sim = service::find(&app.db, id)
+    let sim = service::find(&app.core.db, id)
         .await
         .map_err(|e| sim_error(e, SIMS))?;
     let page = |errors| sim_form_page(&app, &admin, Some(&sim), &form, errors);
@@ -344,7 +344,7 @@ pub async fn update_sim(
         assignees,
         ..SimChanges::default()
     };
-    match service::update(&app.db, admin.session.user_id, id, changes).await {
+    match service::update(&app.core.db, admin.session.user_id, id, changes).await {
         Ok(saved) => Ok(Flash::success(format!("SIM card {} saved.", saved.number)).redirect(SIMS)),
         Err(e @ SimError::UnknownUsers(_)) => {
             invalid(page(json!({ "assign": e.to_string() })).await?)
@@ -354,11 +354,11 @@ pub async fn update_sim(
 }
 
 pub async fn toggle_sim(
-    State(app): State<AppState>,
+    State(app): State<WebState>,
     PanelId(id): PanelId,
     CsrfForm { user: admin, .. }: CsrfForm<AdminUser, NoFields>,
 ) -> Result<Response, WebError> {
-    let sim = service::find(&app.db, id)
+    let sim = service::find(&app.core.db, id)
         .await
         .map_err(|e| sim_error(e, SIMS))?;
     let status = if sim.status == SimStatus::Active.as_str() {
@@ -370,7 +370,7 @@ pub async fn toggle_sim(
         status: Some(status),
         ..SimChanges::default()
     };
-    let sim = service::update(&app.db, admin.session.user_id, id, changes)
+    let sim = service::update(&app.core.db, admin.session.user_id, id, changes)
         .await
         .map_err(|e| sim_error(e, SIMS))?;
     let text = match status {
@@ -383,7 +383,7 @@ pub async fn toggle_sim(
     Ok(Flash::success(text).redirect(SIMS))
 }
 
-fn delete_page(app: &AppState, admin: &AdminUser, sim: &SimRow, queued: i64) -> Page {
+fn delete_page(app: &WebState, admin: &AdminUser, sim: &SimRow, queued: i64) -> Page {
     Page::new("sim_delete.html", admin.layout(app, "sims"))
         .with(
             "sim",
@@ -393,14 +393,14 @@ fn delete_page(app: &AppState, admin: &AdminUser, sim: &SimRow, queued: i64) -> 
 }
 
 pub async fn confirm_delete(
-    State(app): State<AppState>,
+    State(app): State<WebState>,
     admin: AdminUser,
     PanelId(id): PanelId,
 ) -> Result<Page, WebError> {
     let back = |e| sim_error(e, SIMS);
     let (sim, queued) = tokio::try_join!(
-        service::find(&app.db, id),
-        service::queued_jobs(&app.db, id)
+        service::find(&app.core.db, id),
+        service::queued_jobs(&app.core.db, id)
     )
     .map_err(back)?;
     Ok(delete_page(&app, &admin, &sim, queued))
@@ -415,18 +415,18 @@ pub struct DeleteForm {
 /// Deletes the SIM. If jobs were queued for it since the confirmation page (or it was
 /// never shown), the page comes back as a 409 with the count and the forced delete.
 pub async fn delete_sim(
-    State(app): State<AppState>,
+    State(app): State<WebState>,
     PanelId(id): PanelId,
     CsrfForm { user: admin, form }: CsrfForm<AdminUser, DeleteForm>,
 ) -> Result<Response, WebError> {
-    let sim = service::find(&app.db, id)
+    let sim = service::find(&app.core.db, id)
         .await
         .map_err(|e| sim_error(e, SIMS))?;
     let force = form.force.is_some_and(|f| f == "true");
     match service::delete(
-        &app.db,
-        &app.broker,
-        &app.settings.queue,
+        &app.core.db,
+        &app.core.broker,
+        &app.core.settings.queue,
         admin.session.user_id,
         id,
         force,
@@ -444,7 +444,7 @@ pub async fn delete_sim(
             Ok(Flash::success(text).redirect(SIMS))
         }
         Err(SimError::HasQueuedJobs { .. }) => {
-            let queued = service::queued_jobs(&app.db, id)
+            let queued = service::queued_jobs(&app.core.db, id)
                 .await
                 .map_err(|e| sim_error(e, SIMS))?;
             Ok(delete_page(&app, &admin, &sim, queued)

@@ -17,12 +17,12 @@ use base64::Engine;
 use chrono::{DateTime, Utc};
 use rand::RngCore;
 use sha2::{Digest, Sha256};
-use smsgate_web::{cookies, Flash, Layout, LayoutUser, WebError};
+use crate::{cookies, Flash, Layout, LayoutUser, WebError};
 use sqlx::PgPool;
 use subtle::ConstantTimeEq;
 
 use super::{db_error, PanelSettings};
-use crate::state::AppState;
+use crate::state::WebState;
 use smsgate_core::history::Viewer;
 
 /// The signed-in user of a request, as its session says.
@@ -152,7 +152,7 @@ enum Found {
 /// Panel middleware: resolves the session cookie once per request, and refuses unsafe
 /// methods sent from another origin (defence in depth beside the CSRF tokens).
 pub async fn load_session(
-    State(app): State<AppState>,
+    State(app): State<WebState>,
     mut request: Request,
     next: Next,
 ) -> Response {
@@ -162,20 +162,20 @@ pub async fn load_session(
     {
         return WebError::CsrfRejected.into_response();
     }
-    let settings = &app.settings.panel;
+    let settings = &app.panel;
     if let Some(raw) = cookies::get(request.headers(), cookie_name(settings)) {
         let id_hash = hash_id(raw);
-        match find(&app.db, &id_hash, settings.session_max_age).await {
+        match find(&app.core.db, &id_hash, settings.session_max_age).await {
             Ok(Some(row)) if !row.is_active => {
                 // Normally gone already (disabling deletes them); this covers a race.
-                if let Err(e) = delete(&app.db, &id_hash).await {
+                if let Err(e) = delete(&app.core.db, &id_hash).await {
                     return db_error(e).into_response();
                 }
                 request.extensions_mut().insert(Found::Disabled);
             }
             Ok(Some(row)) => {
                 if Utc::now() - row.last_seen_at > chrono::Duration::seconds(60) {
-                    if let Err(e) = touch(&app.db, &id_hash, settings.session_idle).await {
+                    if let Err(e) = touch(&app.core.db, &id_hash, settings.session_idle).await {
                         return db_error(e).into_response();
                     }
                 }
@@ -238,10 +238,10 @@ fn login_required(parts: &Parts) -> WebError {
     WebError::LoginRequired { next }
 }
 
-impl FromRequestParts<AppState> for SessionUser {
+impl FromRequestParts<WebState> for SessionUser {
     type Rejection = WebError;
 
-    async fn from_request_parts(parts: &mut Parts, _: &AppState) -> Result<Self, WebError> {
+    async fn from_request_parts(parts: &mut Parts, _: &WebState) -> Result<Self, WebError> {
         match parts.extensions.get::<Found>() {
             Some(Found::Session(session)) => {
                 tracing::Span::current().record("user.id", session.user_id);
@@ -259,10 +259,10 @@ impl FromRequestParts<AppState> for SessionUser {
     }
 }
 
-impl FromRequestParts<AppState> for PanelUser {
+impl FromRequestParts<WebState> for PanelUser {
     type Rejection = WebError;
 
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, WebError> {
+    async fn from_request_parts(parts: &mut Parts, state: &WebState) -> Result<Self, WebError> {
         let SessionUser { session, flash } = SessionUser::from_request_parts(parts, state).await?;
         if session.must_change_password {
             return Err(WebError::PasswordChangeRequired);
@@ -271,10 +271,10 @@ impl FromRequestParts<AppState> for PanelUser {
     }
 }
 
-impl FromRequestParts<AppState> for AdminUser {
+impl FromRequestParts<WebState> for AdminUser {
     type Rejection = WebError;
 
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, WebError> {
+    async fn from_request_parts(parts: &mut Parts, state: &WebState) -> Result<Self, WebError> {
         let PanelUser { session, flash } = PanelUser::from_request_parts(parts, state).await?;
         if !session.is_admin {
             return Err(WebError::Forbidden);
@@ -289,7 +289,7 @@ pub trait SignedIn {
     fn flash(&self) -> Option<Flash>;
 
     /// The page frame for this user.
-    fn layout(&self, app: &AppState, nav: &'static str) -> Layout {
+    fn layout(&self, app: &WebState, nav: &'static str) -> Layout {
         let session = self.session();
         Layout {
             user: Some(LayoutUser {
@@ -300,7 +300,7 @@ pub trait SignedIn {
             csrf: session.csrf.clone(),
             flash: self.flash(),
             nav,
-            tz: app.settings.panel.display_tz.name(),
+            tz: app.panel.display_tz.name(),
             ..Layout::default()
         }
     }

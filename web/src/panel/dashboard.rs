@@ -4,13 +4,13 @@
 use axum::extract::State;
 use serde::Serialize;
 use smsgate_shared::queue::Names;
-use smsgate_web::{Page, WebError};
+use crate::{Page, WebError};
 
 use super::db_error;
 use super::history_pages::MessageItem;
 use super::session::{PanelUser, SignedIn};
 use super::sims_pages::sim_error;
-use crate::state::AppState;
+use crate::state::WebState;
 use smsgate_core::history::service::{self, HistoryFilter, PageRequest};
 use smsgate_core::live::hkt_queue_depth;
 use smsgate_core::sims::service as sims;
@@ -25,19 +25,19 @@ struct Today {
 const RECENT: i64 = 10;
 
 pub async fn show_dashboard(
-    State(app): State<AppState>,
+    State(app): State<WebState>,
     user: PanelUser,
 ) -> Result<Page, WebError> {
     let viewer = user.session.viewer();
-    let tz = app.settings.panel.display_tz;
+    let tz = app.panel.display_tz;
     let since = tz.start_of_day(tz.today());
-    let names = Names::new(&app.settings.queue.prefix);
+    let names = Names::new(&app.core.settings.queue.prefix);
     let no_filter = HistoryFilter::default();
     let (counts, recent, depth, sim_summary) = tokio::join!(
-        service::counts_since(&app.db, viewer, since),
-        service::search(&app.db, viewer, &no_filter, PageRequest::First, RECENT),
-        hkt_queue_depth(&app.broker, &names),
-        sims::summary(&app.db, user.session.user_id),
+        service::counts_since(&app.core.db, viewer, since),
+        service::search(&app.core.db, viewer, &no_filter, PageRequest::First, RECENT),
+        hkt_queue_depth(&app.core.broker, &names),
+        sims::summary(&app.core.db, user.session.user_id),
     );
     let sim_summary = sim_summary.map_err(|e| sim_error(e, "/"))?;
     let (sent, failed, pending) = counts.map_err(db_error)?;

@@ -1,6 +1,6 @@
 //! The staff web panel's routes. Handlers are thin: they extract (session, CSRF-checked
 //! form, path), call one service shared with the JSON API (`admin`, `history`, `sms`, `sims`,
-//! `webhooks`), and render a `smsgate_web::Page` or redirect with a flash. Templates, assets,
+//! `webhooks`), and render a `crate::Page` or redirect with a flash. Templates, assets,
 //! `WebError` and view helpers come from the `smsgate-web` crate; docs/web-panel.md explains
 //! the split.
 
@@ -23,15 +23,15 @@ use axum::middleware::{from_fn, from_fn_with_state};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
-use smsgate_web::{Page, WebError};
+use crate::{Page, WebError};
 
 pub use settings::PanelSettings;
 
-use crate::extract::IdPair;
-use crate::state::AppState;
+use smsgate_core::params::positive_id;
+use crate::state::WebState;
 
 /// Every panel page, the embedded assets, the session middleware and the security headers.
-pub fn router(state: AppState) -> Router<AppState> {
+pub fn router(state: WebState) -> Router {
     Router::new()
         .route("/", get(dashboard::show_dashboard))
         .route(
@@ -120,9 +120,10 @@ pub fn router(state: AppState) -> Router<AppState> {
             post(admin_pages::abandon_dead_letter),
         )
         .route("/admin/audit", get(admin_pages::list_audit))
-        .layer(from_fn_with_state(state, session::load_session))
-        .merge(smsgate_web::assets::router())
-        .layer(from_fn(smsgate_web::security::add_security_headers))
+        .layer(from_fn_with_state(state.clone(), session::load_session))
+        .with_state(state)
+        .merge(crate::assets::router())
+        .layer(from_fn(crate::security::add_security_headers))
 }
 
 /// A database failure as the panel shows it: a pool that cannot hand out a connection is a
@@ -146,26 +147,27 @@ impl<S: Send + Sync> FromRequestParts<S> for PanelId {
         let Path(raw) = Path::<String>::from_request_parts(parts, state)
             .await
             .map_err(|_| WebError::NotFound("Page"))?;
-        raw.parse::<i64>()
-            .ok()
-            .filter(|id| *id > 0)
+        positive_id(&raw)
             .map(PanelId)
             .ok_or(WebError::NotFound("Page"))
     }
 }
 
 /// Two numeric ids in the path (`/webhooks/{id}/deliveries/{delivery_id}/…`), parsed as the
-/// JSON API's [`IdPair`] parses them; anything else is a 404 page.
+/// JSON API parses them; anything else is a 404 page.
 pub struct PanelIdPair(pub i64, pub i64);
 
 impl<S: Send + Sync> FromRequestParts<S> for PanelIdPair {
     type Rejection = WebError;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, WebError> {
-        let IdPair(first, second) = IdPair::from_request_parts(parts, state)
+        let Path((first, second)) = Path::<(String, String)>::from_request_parts(parts, state)
             .await
             .map_err(|_| WebError::NotFound("Page"))?;
-        Ok(PanelIdPair(first, second))
+        match (positive_id(&first), positive_id(&second)) {
+            (Some(first), Some(second)) => Ok(PanelIdPair(first, second)),
+            _ => Err(WebError::NotFound("Page")),
+        }
     }
 }
 

@@ -1,0 +1,124 @@
+//! What the domain's services run with: limits, the queue topology, webhook keys and the
+//! login throttle. Read once at start-up; errors name the key.
+
+use std::time::Duration;
+
+use smsgate_shared::config::{self, ConfigError, QueueSettings};
+use smsgate_shared::domain::MessageBody;
+use smsgate_shared::secret_box::{self, SecretBox};
+
+use crate::auth::LoginSettings;
+
+/// The domain's settings, shared by the JSON API and the panel.
+#[derive(Debug, Clone)]
+pub struct CoreSettings {
+    pub queue: QueueSettings,
+    pub max_bulk_recipients: usize,
+    pub max_segments: u32,
+    /// How often the outbox reconciler looks for messages whose jobs were not confirmed.
+    pub reconcile_interval: Duration,
+    /// How long one publisher may hold a message's jobs before the reconciler takes over.
+    pub publish_lease: Duration,
+    /// How long an `Idempotency-Key` (and the compose form's key) is honoured.
+    pub idempotency_key_ttl: Duration,
+    /// Most webhooks one user may register.
+    pub webhooks_per_user: usize,
+    /// Whether webhooks may point at loopback, private and link-local addresses
+    /// (development and tests only; the dispatchers have the same setting).
+    pub webhook_allow_internal_targets: bool,
+    /// The keys webhook signing secrets are encrypted with at rest (WEBHOOK_SECRET_KEYS,
+    /// required; the first seals, all open). The dispatchers need the same keys.
+    pub webhook_secret_keys: SecretBox,
+    /// Login throttling and password-hashing limits, shared by the panel and the API.
+    pub login: LoginSettings,
+}
+
+impl CoreSettings {
+    /// Reads every key from the environment (`.env` is loaded by the binary first).
+    pub fn from_env() -> Result<CoreSettings, ConfigError> {
+        Ok(CoreSettings {
+            queue: QueueSettings::from_env()?,
+            max_bulk_recipients: config::parse_or("MAX_BULK_RECIPIENTS", 100_000)?,
+            max_segments: config::parse_or("MAX_SEGMENTS", MessageBody::DEFAULT_MAX_SEGMENTS)?,
+            reconcile_interval: config::duration_or("RECONCILE_INTERVAL", Duration::from_secs(5))?,
+            publish_lease: config::duration_or("PUBLISH_LEASE", Duration::from_secs(60))?,
+            idempotency_key_ttl: idempotency_key_ttl()?,
+            webhooks_per_user: config::parse_or("WEBHOOKS_PER_USER", 10)?,
+            webhook_allow_internal_targets: config::bool_or(
+                "WEBHOOK_ALLOW_INTERNAL_TARGETS",
+                false,
+            )?,
+            webhook_secret_keys: secret_box::webhook_keys_from_env()?,
+            login: LoginSettings::from_env()?,
+        })
+    }
+
+    /// Settings for tests: the given broker and queue prefix, fast reconciling.
+    pub fn for_tests(amqp_url: &str, queue_prefix: &str) -> CoreSettings {
+        CoreSettings {
+            queue: QueueSettings {
+                amqp_url: amqp_url.to_owned(),
+                prefix: queue_prefix.to_owned(),
+                retry_schedule: config::default_retry_schedule(),
+                // Classic queues in tests: every test declares its own topology, and hundreds of
+                // short-lived quorum queues (one Raft cluster each) stalled the shared broker
+                // for minutes. Production keeps quorum queues (QUORUM_QUEUES, default on).
+                quorum_queues: false,
+                queue_expiry: Some(Duration::from_secs(600)),
+            },
+            max_bulk_recipients: 100_000,
+            max_segments: MessageBody::DEFAULT_MAX_SEGMENTS,
+            reconcile_interval: Duration::from_millis(500),
+            publish_lease: Duration::from_secs(5),
+            idempotency_key_ttl: Duration::from_secs(24 * 3600),
+            webhooks_per_user: 10,
+            // Tests run their receivers on loopback.
+            webhook_allow_internal_targets: true,
+            webhook_secret_keys: secret_box::test_keys(),
+            login: LoginSettings {
+                // Debug-build argon2 is slow and tests log in in parallel: wait longer than
+                // production before answering BUSY, so only tests that mean to see it do.
+                password_hash_wait: Duration::from_secs(30),
+                ..LoginSettings::default()
+            },
+        }
+    }
+}
+
+/// How long idempotency keys are honoured: 24 h unless set; zero would make every key
+/// useless, so it is refused.
+fn idempotency_key_ttl() -> Result<Duration, ConfigError> {
+    let ttl = config::duration_or(IDEMPOTENCY_KEY_TTL, Duration::from_secs(24 * 3600))?;
+    nonzero_key_ttl(ttl)
+}
+
+const IDEMPOTENCY_KEY_TTL: &str = "IDEMPOTENCY_KEY_TTL";
+
+/// A year at most: PostgreSQL's `make_interval` takes the TTL in seconds, and a key kept
+/// longer than that is no longer a retry.
+const MAX_KEY_TTL: Duration = Duration::from_secs(365 * 24 * 3600);
+
+fn nonzero_key_ttl(ttl: Duration) -> Result<Duration, ConfigError> {
+    if ttl.is_zero() || ttl > MAX_KEY_TTL {
+        return Err(ConfigError::new(
+            IDEMPOTENCY_KEY_TTL,
+            "must be longer than zero and at most 8760h, e.g. 24h",
+        ));
+    }
+    Ok(ttl)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_zero_or_endless_idempotency_key_ttl_is_refused_naming_the_key() {
+        assert_eq!(
+            nonzero_key_ttl(Duration::ZERO).unwrap_err().key,
+            "IDEMPOTENCY_KEY_TTL"
+        );
+        assert!(nonzero_key_ttl(Duration::from_secs(60)).is_ok());
+        assert!(nonzero_key_ttl(Duration::from_secs(400 * 24 * 3600)).is_err());
+    }
+}
