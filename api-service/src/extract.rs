@@ -6,8 +6,8 @@ use axum::http::request::Parts;
 use axum::http::StatusCode;
 use serde::de::DeserializeOwned;
 
-pub use smsgate_core::params::PageNumber;
 use smsgate_core::params::positive_id;
+pub use smsgate_core::params::PageNumber;
 
 use crate::error::ApiError;
 use smsgate_core::idempotency::{self, IdempotencyKey, IdempotencyKeyError};

@@ -40,12 +40,12 @@ use tracing::{info, warn};
 use crate::error::ApiError;
 use crate::settings::Settings;
 use crate::state::{AppState, Services};
-use smsgate_core::Core;
-use smsgate_web::WebState;
 use smsgate_core::auth::service::{ensure_default_admin, DefaultAdmin};
 use smsgate_core::auth::{JwtKeys, PasswordGate, TokenOwners};
 use smsgate_core::outbox::Outbox;
 use smsgate_core::sms::AcceptBatcher;
+use smsgate_core::Core;
+use smsgate_web::WebState;
 
 /// Cuts off a request whose response has not started within `limit`, with a 503 in our
 /// error format: never a hang. Only the response head is timed, so live streams (SSE)

@@ -25,7 +25,10 @@ pub struct ClientAddress(pub String);
 impl FromRequestParts<WebState> for ClientAddress {
     type Rejection = std::convert::Infallible;
 
-    async fn from_request_parts(parts: &mut Parts, state: &WebState) -> Result<Self, Self::Rejection> {
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &WebState,
+    ) -> Result<Self, Self::Rejection> {
         Ok(ClientAddress(client_address(
             &parts.headers,
             &tcp_peer(parts),

@@ -19,6 +19,6 @@ pub mod view;
 
 pub use error::{is_local_path, WebError};
 pub use flash::{Flash, FlashKind};
-pub use render::{templates, Layout, LayoutUser, Page};
 pub use panel::{router, PanelSettings};
+pub use render::{templates, Layout, LayoutUser, Page};
 pub use state::WebState;

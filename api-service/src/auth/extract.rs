@@ -3,8 +3,8 @@
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
 
-pub use smsgate_web::client::tcp_peer;
 use smsgate_core::auth::throttle::client_address;
+pub use smsgate_web::client::tcp_peer;
 
 use crate::error::ApiError;
 use crate::state::AppState;

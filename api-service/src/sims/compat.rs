@@ -62,7 +62,8 @@ async fn authenticate(
     )
     .await?
     .require_current_password()?;
-    let api_key = mint_login_api_key(&app.core.db, login.user.id, &address, LOGIN_KEYS_KEPT).await?;
+    let api_key =
+        mint_login_api_key(&app.core.db, login.user.id, &address, LOGIN_KEYS_KEPT).await?;
     Ok(Json(AuthResponse {
         token: login.access_token,
         username: login.user.username,

@@ -190,7 +190,14 @@ async fn create_sim(
             .transpose()?
             .unwrap_or(Assignees::All),
     };
-    let row = service::create(&app.core.db, &app.core.broker, &app.core.settings.queue, user.id, sim).await?;
+    let row = service::create(
+        &app.core.db,
+        &app.core.broker,
+        &app.core.settings.queue,
+        user.id,
+        sim,
+    )
+    .await?;
     let mut views = sim_views(&app, &user, vec![row]).await?;
     Ok((StatusCode::CREATED, Json(views.remove(0))))
 }

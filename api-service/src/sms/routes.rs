@@ -178,18 +178,18 @@ async fn send_bulk(
     let body = parse_body(&app, &req.content)?;
     let recipients = parse_recipient_list(&req.recipients, app.core.settings.max_bulk_recipients)
         .map_err(|e| match e {
-            RecipientListError::NotAList => {
-                ApiError::validation("VALIDATION_ERROR", "recipients must be a list")
-            }
-            RecipientListError::Empty => {
-                ApiError::validation("EMPTY_RECIPIENTS", "recipients must not be empty")
-            }
-            RecipientListError::TooMany { given, max } => ApiError::validation(
-                "TOO_MANY_RECIPIENTS",
-                format!("{given} recipients given; at most {max} per request"),
-            ),
-            RecipientListError::Invalid(problems) => ApiError::InvalidRecipients(problems),
-        })?;
+        RecipientListError::NotAList => {
+            ApiError::validation("VALIDATION_ERROR", "recipients must be a list")
+        }
+        RecipientListError::Empty => {
+            ApiError::validation("EMPTY_RECIPIENTS", "recipients must not be empty")
+        }
+        RecipientListError::TooMany { given, max } => ApiError::validation(
+            "TOO_MANY_RECIPIENTS",
+            format!("{given} recipients given; at most {max} per request"),
+        ),
+        RecipientListError::Invalid(problems) => ApiError::InvalidRecipients(problems),
+    })?;
     let send = NewSend { recipients, body };
     let stored = store(
         &app,
@@ -235,7 +235,8 @@ async fn store(
     operation: &str,
 ) -> Result<SendOnce, ApiError> {
     let Some(key) = key else {
-        let stored = accept_send(&app.core.db, &app.core.outbox, user_id, send, route, None).await?;
+        let stored =
+            accept_send(&app.core.db, &app.core.outbox, user_id, send, route, None).await?;
         return Ok(SendOnce::Stored(stored));
     };
     let claim = KeyClaim {
@@ -332,7 +333,8 @@ async fn list_messages(
     ApiQuery(query): ApiQuery<PageQuery>,
 ) -> Result<Json<Success<MessageList>>, ApiError> {
     let (page, per_page) = query.resolve();
-    let listed: Page<MessageRow> = service::list_messages(&app.core.db, user.id, page, per_page).await?;
+    let listed: Page<MessageRow> =
+        service::list_messages(&app.core.db, user.id, page, per_page).await?;
     let data = MessageList {
         total: listed.total,
         pages: listed.pages(),

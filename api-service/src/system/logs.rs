@@ -98,7 +98,8 @@ pub async fn list(
         actor: (!user.is_admin).then_some(user.id),
         action: query.action.as_deref().map(parse_action).transpose()?,
     };
-    let (entries, total) = repo::logs(&app.core.db, &filter, per_page, (page - 1) * per_page).await?;
+    let (entries, total) =
+        repo::logs(&app.core.db, &filter, per_page, (page - 1) * per_page).await?;
     Ok(Json(LogList {
         logs: entries.into_iter().map(LogView::from).collect(),
         total,

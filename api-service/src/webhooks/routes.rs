@@ -138,7 +138,9 @@ async fn update_webhook(
         is_active: req.is_active,
     };
     Ok(Json(
-        service::update(&app.core.db, user.id, id, changes).await?.into(),
+        service::update(&app.core.db, user.id, id, changes)
+            .await?
+            .into(),
     ))
 }
 
@@ -168,8 +170,13 @@ async fn rotate_secret(
     user: AuthUser,
     IdPath(id): IdPath,
 ) -> Result<Json<RotatedSecret>, ApiError> {
-    let secret =
-        service::rotate_secret(&app.core.db, &app.core.settings.webhook_secret_keys, user.id, id).await?;
+    let secret = service::rotate_secret(
+        &app.core.db,
+        &app.core.settings.webhook_secret_keys,
+        user.id,
+        id,
+    )
+    .await?;
     Ok(Json(RotatedSecret { id, secret }))
 }
 

@@ -1,12 +1,12 @@
 //! Admin pages: users, dead letters and the audit log. The rules live in `admin::users`
 //! and `admin::dead_letters`, shared with the JSON admin API.
 
+use crate::{Flash, Page, WebError};
 use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
-use crate::{Flash, Page, WebError};
 
 use super::auth_pages::user_error;
 use super::forms::{CsrfForm, NoFields};
@@ -101,7 +101,14 @@ pub async fn create_user(
         password: form.password.clone(),
         is_admin,
     };
-    match users::create_user(&app.core.db, &app.core.passwords, admin.session.user_id, new).await {
+    match users::create_user(
+        &app.core.db,
+        &app.core.passwords,
+        admin.session.user_id,
+        new,
+    )
+    .await
+    {
         Ok(user) => Ok(Flash::success(format!("User {} created.", user.username)).redirect(USERS)),
         Err(UserAdminError::Invalid { field, message }) => invalid(json!({ field: message })),
         Err(UserAdminError::UsernameTaken) => {
@@ -165,7 +172,15 @@ pub async fn set_password(
         password: Some(form.password),
         ..Default::default()
     };
-    match users::update_user(&app.core.db, &app.core.passwords, admin.session.user_id, id, change).await {
+    match users::update_user(
+        &app.core.db,
+        &app.core.passwords,
+        admin.session.user_id,
+        id,
+        change,
+    )
+    .await
+    {
         Ok(user) => {
             Ok(Flash::success(format!("Password of {} changed.", user.username)).redirect(USERS))
         }
@@ -186,9 +201,15 @@ pub async fn toggle_user(
         is_active: Some(!target.is_active),
         ..Default::default()
     };
-    let user = users::update_user(&app.core.db, &app.core.passwords, admin.session.user_id, id, change)
-        .await
-        .map_err(|e| user_error(e, USERS))?;
+    let user = users::update_user(
+        &app.core.db,
+        &app.core.passwords,
+        admin.session.user_id,
+        id,
+        change,
+    )
+    .await
+    .map_err(|e| user_error(e, USERS))?;
     let text = if user.is_active {
         format!("{} enabled.", user.username)
     } else {

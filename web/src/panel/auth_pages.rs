@@ -3,13 +3,13 @@
 
 use std::time::Duration;
 
+use crate::is_local_path;
+use crate::{cookies, Flash, Layout, Page, WebError};
 use axum::extract::{Query, Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::json;
-use crate::is_local_path;
-use crate::{cookies, Flash, Layout, Page, WebError};
 
 use super::forms::{CsrfForm, NoFields};
 use super::session::{

@@ -5,12 +5,12 @@
 //! form keeps what was typed. The hidden
 //! idempotency key makes a double click or a resubmitted form land on the same message.
 
+use crate::{Flash, Page, WebError};
 use axum::extract::{Multipart, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 use smsgate_shared::domain::{Encoding, MessageBody, MessageBodyError, PhoneNumber};
-use crate::{Flash, Page, WebError};
 
 use super::db_error;
 use super::session::{random_token, PanelUser, SignedIn};
@@ -277,7 +277,8 @@ pub async fn send_message(
         return Ok(compose_page(&app, &user, &form, content_error, problems).into_response());
     }
     let recipients = recipients.into_numbers();
-    let body = MessageBody::parse(&form.content, app.core.settings.max_segments).expect("checked above");
+    let body =
+        MessageBody::parse(&form.content, app.core.settings.max_segments).expect("checked above");
     let total = recipients.len();
     let key = IdempotencyKey::parse(&form.idempotency_key)
         .map_err(|_| WebError::BadRequest("The form's key is invalid; reload the page.".into()))?;

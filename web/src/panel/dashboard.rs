@@ -1,10 +1,10 @@
 //! `/`: today's figures, the dispatch queue's depth, the latest messages and, once SIM
 //! cards are registered, how many are online, offline and inactive.
 
+use crate::{Page, WebError};
 use axum::extract::State;
 use serde::Serialize;
 use smsgate_shared::queue::Names;
-use crate::{Page, WebError};
 
 use super::db_error;
 use super::history_pages::MessageItem;

@@ -2,10 +2,10 @@
 //! it as the handler's argument is what makes a POST route safe, so no handler can forget
 //! the check.
 
+use crate::WebError;
 use axum::extract::{FromRequest, FromRequestParts, Request};
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
-use crate::WebError;
 
 use super::session::SignedIn;
 use crate::state::WebState;

@@ -3,6 +3,8 @@
 
 use std::convert::Infallible;
 
+use crate::view::{preview, DisplayTz};
+use crate::{Flash, Page, WebError};
 use axum::extract::{Query, State};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::Response;
@@ -10,8 +12,6 @@ use chrono::NaiveDate;
 use futures::{Stream, StreamExt};
 use serde::{Deserialize, Serialize};
 use smsgate_shared::domain::{MessageStatus, PhoneNumber};
-use crate::view::{preview, DisplayTz};
-use crate::{Flash, Page, WebError};
 
 use super::forms::{CsrfForm, NoFields};
 use super::session::{AdminUser, PanelUser, Session, SignedIn};

@@ -2,14 +2,14 @@
 //! SIM. Each user sees what the SIMs assigned to them (or to all) received, as in
 //! `/api/sms/inbox`; admins see everything. Received SMS are often one-time codes.
 
+use crate::{Page, WebError};
 use axum::extract::{Query, State};
 use serde::{Deserialize, Serialize};
-use crate::{Page, WebError};
 
 use super::session::{PanelUser, SignedIn};
 use super::sims_pages::sim_error;
-use smsgate_core::params::PageNumber;
 use crate::state::WebState;
+use smsgate_core::params::PageNumber;
 use smsgate_core::sims::service;
 
 /// Received SMS per page.

@@ -16,6 +16,7 @@ pub mod settings;
 mod sims_pages;
 mod webhook_pages;
 
+use crate::{Page, WebError};
 use axum::extract::{FromRequestParts, Path};
 use axum::http::request::Parts;
 use axum::http::StatusCode;
@@ -23,12 +24,11 @@ use axum::middleware::{from_fn, from_fn_with_state};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
-use crate::{Page, WebError};
 
 pub use settings::PanelSettings;
 
-use smsgate_core::params::positive_id;
 use crate::state::WebState;
+use smsgate_core::params::positive_id;
 
 /// Every panel page, the embedded assets, the session middleware and the security headers.
 pub fn router(state: WebState) -> Router {

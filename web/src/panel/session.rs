@@ -7,6 +7,7 @@
 
 use std::time::Duration;
 
+use crate::{cookies, Flash, Layout, LayoutUser, WebError};
 use axum::extract::{FromRequestParts, Request, State};
 use axum::http::request::Parts;
 use axum::http::{header, HeaderMap, HeaderValue, Method};
@@ -17,7 +18,6 @@ use base64::Engine;
 use chrono::{DateTime, Utc};
 use rand::RngCore;
 use sha2::{Digest, Sha256};
-use crate::{cookies, Flash, Layout, LayoutUser, WebError};
 use sqlx::PgPool;
 use subtle::ConstantTimeEq;
 

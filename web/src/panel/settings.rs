@@ -2,8 +2,8 @@
 
 use std::time::Duration;
 
-use smsgate_shared::config::{self, ConfigError};
 use crate::view::DisplayTz;
+use smsgate_shared::config::{self, ConfigError};
 
 #[derive(Debug, Clone)]
 pub struct PanelSettings {

@@ -6,6 +6,8 @@
 
 use std::collections::{HashMap, HashSet};
 
+use crate::view::DisplayTz;
+use crate::{Flash, Page, WebError};
 use axum::extract::State;
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -13,8 +15,6 @@ use axum::Json;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use smsgate_shared::domain::PhoneNumber;
-use crate::view::DisplayTz;
-use crate::{Flash, Page, WebError};
 
 use super::forms::{CsrfForm, NoFields};
 use super::session::{AdminUser, PanelUser, SignedIn};

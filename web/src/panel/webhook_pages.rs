@@ -4,12 +4,12 @@
 //! can be retried, the audit entries) live in `webhooks::service`, shared with
 //! `/api/webhooks`; another user's webhook is a 404 page, as it is a 404 there.
 
+use crate::view::DisplayTz;
+use crate::{Flash, Page, WebError};
 use axum::extract::{Query, State};
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
-use crate::view::DisplayTz;
-use crate::{Flash, Page, WebError};
 
 use super::admin_pages::BeforeQuery;
 use super::forms::{CsrfForm, NoFields};
@@ -208,7 +208,14 @@ pub async fn show_webhook(
     let user_id = user.session.user_id;
     let (webhook, deliveries) = tokio::try_join!(
         service::find(&app.core.db, user_id, id),
-        service::deliveries(&app.core.db, user_id, id, None, query.before, DELIVERIES_PAGE),
+        service::deliveries(
+            &app.core.db,
+            user_id,
+            id,
+            None,
+            query.before,
+            DELIVERIES_PAGE
+        ),
     )
     .map_err(|e| webhook_error(e, WEBHOOKS))?;
     let path = webhook_path(id);
@@ -271,10 +278,17 @@ pub async fn rotate_secret(
 ) -> Result<Page, WebError> {
     let user_id = user.session.user_id;
     let back = |e| webhook_error(e, WEBHOOKS);
-    let webhook = service::find(&app.core.db, user_id, id).await.map_err(back)?;
-    let secret = service::rotate_secret(&app.core.db, &app.core.settings.webhook_secret_keys, user_id, id)
+    let webhook = service::find(&app.core.db, user_id, id)
         .await
         .map_err(back)?;
+    let secret = service::rotate_secret(
+        &app.core.db,
+        &app.core.settings.webhook_secret_keys,
+        user_id,
+        id,
+    )
+    .await
+    .map_err(back)?;
     Ok(secret_page(&app, &user, &webhook, secret, true))
 }
 
@@ -300,8 +314,12 @@ pub async fn delete_webhook(
 ) -> Result<Response, WebError> {
     let user_id = user.session.user_id;
     let back = |e| webhook_error(e, WEBHOOKS);
-    let webhook = service::find(&app.core.db, user_id, id).await.map_err(back)?;
-    service::delete(&app.core.db, user_id, id).await.map_err(back)?;
+    let webhook = service::find(&app.core.db, user_id, id)
+        .await
+        .map_err(back)?;
+    service::delete(&app.core.db, user_id, id)
+        .await
+        .map_err(back)?;
     Ok(Flash::success(format!("Webhook {} deleted.", webhook.url)).redirect(WEBHOOKS))
 }
 
