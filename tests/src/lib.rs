@@ -4,8 +4,6 @@
 
 pub mod app;
 pub mod authz;
-pub mod bench;
-pub mod mock_hkt;
 pub mod modem_sim;
 pub mod proxy;
 pub mod scrape;
