@@ -5,9 +5,9 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use serde_json::{json, Value};
 
-use super::load::Pace;
-use super::report::{Figure, Timeline};
-use super::stack::Stack;
+use crate::load::Pace;
+use crate::report::{Figure, Timeline};
+use crate::stack::Stack;
 
 /// How big each scenario is: the full run, or a smoke run that only proves the harness works.
 #[derive(Debug, Clone)]
@@ -185,7 +185,7 @@ pub async fn single_send(stack: &mut Stack, sizes: &Sizes) -> anyhow::Result<Vec
     let c = sizes.single_send_connections;
     let url = format!("{}/api/sms", stack.api_url);
     let run = |pace| {
-        super::load::post_sends(
+        crate::load::post_sends(
             &url,
             &stack.token,
             c,
