@@ -34,7 +34,7 @@ test: ## run the whole test suite (sets up services; what CI runs)
 bench: ## run the benchmark harness (starts its own stack of release binaries), write docs/benchmarks.md
 	@scripts/ensure-services.sh
 	@scripts/ensure-wrk.sh || true
-	$(CARGO) build --release --locked -p smsgate-api -p smsgate-dispatcher -p smsgate-modem-agent -p smsgate-tests --bins
+	$(CARGO) build --release --locked -p smsgate-api -p smsgate-dispatcher -p smsgate-modem-agent -p smsgate-mock-hkt -p smsgate-bench --bins
 	./target/release/bench $(ARGS)
 
 fmt: ## format the code

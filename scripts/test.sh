@@ -60,7 +60,7 @@ main() {
     info "benchmark harness smoke run"
     "$REPO_ROOT/scripts/ensure-wrk.sh" || true
     cargo build --workspace --bins --locked
-    cargo run --locked -p smsgate-tests --bin bench -- --smoke
+    cargo run --locked -p smsgate-bench --bin bench -- --smoke
 }
 
 main "$@"

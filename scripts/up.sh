@@ -93,7 +93,7 @@ build() {
         return
     fi
     info "cargo build --release (api, dispatcher, mock-hkt)"
-    cargo build --release -p smsgate-api -p smsgate-dispatcher -p smsgate-tests --bins
+    cargo build --release -p smsgate-api -p smsgate-dispatcher -p smsgate-mock-hkt --bins
 }
 
 # Refuses to start when something we did not start holds a port we need:

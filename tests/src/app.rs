@@ -10,9 +10,9 @@ use smsgate_api::settings::Settings as ApiSettings;
 use smsgate_api::RunningApi;
 use smsgate_dispatcher::settings::Settings as DispatcherSettings;
 use smsgate_dispatcher::RunningDispatcher;
+use smsgate_mock_hkt::MockHkt;
 use sqlx::{Connection, PgConnection, PgPool};
 
-use crate::mock_hkt::MockHkt;
 use crate::scrape::Scrape;
 
 /// The default admin's password in every test stack.

@@ -1,11 +1,10 @@
-//! Test tools: the mock HKT gateway, the in-process `TestApp` spawner, a cuttable TCP
-//! proxy for outage tests, a spy on exchanges, a reader of `/metrics` pages, and helpers shared
-//! by the integration suite and the benchmark.
+//! Test tools: the in-process `TestApp` spawner, the modem simulator, a cuttable TCP proxy
+//! for outage tests, a spy on exchanges, a reader of `/metrics` pages, and helpers shared by
+//! the integration suite and the benchmark harness (`tools/bench`). The mock HKT gateway that
+//! `TestApp` starts is its own crate, `smsgate-mock-hkt` (`tools/mock-hkt`).
 
 pub mod app;
 pub mod authz;
-pub mod bench;
-pub mod mock_hkt;
 pub mod modem_sim;
 pub mod proxy;
 pub mod scrape;

@@ -3,8 +3,8 @@
 use std::time::Duration;
 
 use serde_json::json;
+use smsgate_mock_hkt::MockConfig;
 use smsgate_tests::app::{numbers, TestApp};
-use smsgate_tests::mock_hkt::MockConfig;
 
 const DEADLINE: Duration = Duration::from_secs(30);
 

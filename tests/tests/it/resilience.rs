@@ -4,8 +4,8 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use serde_json::json;
+use smsgate_mock_hkt::MockConfig;
 use smsgate_tests::app::{numbers, test_amqp_url, test_database_server_url, TestApp, TestOptions};
-use smsgate_tests::mock_hkt::MockConfig;
 use smsgate_tests::proxy::CuttableProxy;
 
 fn amqp_addr() -> SocketAddr {

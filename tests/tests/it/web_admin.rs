@@ -4,8 +4,8 @@ use std::time::Duration;
 
 use reqwest::StatusCode;
 use smsgate_core::admin::users::{self, UserAdminError, UserChange};
+use smsgate_mock_hkt::MockConfig;
 use smsgate_tests::app::{hidden_input, TestApp, TestOptions, ADMIN_PASSWORD};
-use smsgate_tests::mock_hkt::MockConfig;
 
 async fn user_id(app: &TestApp, username: &str) -> i64 {
     sqlx::query_scalar("SELECT id FROM users WHERE username = $1")

@@ -569,7 +569,7 @@ async fn a_recipient_waiting_for_a_retry_is_reported_only_with_its_verdict() {
     let app = TestApp::spawn().await;
     let receiver = WebhookReceiver::spawn().await;
     let (webhook, _) = register(&app, &app.token, &receiver.url()).await;
-    app.mock.set_config(smsgate_tests::mock_hkt::MockConfig {
+    app.mock.set_config(smsgate_mock_hkt::MockConfig {
         burst_5xx: 1,
         ..Default::default()
     });

@@ -8,8 +8,8 @@ use std::time::Duration;
 use rand::Rng;
 use tokio::sync::watch;
 
-use super::config::{ConfigError, MockConfig};
-use super::store::{lock, Incoming, MockStats, ReceivedSms, Store, MAX_RECORDS};
+use crate::config::{ConfigError, MockConfig};
+use crate::store::{lock, Incoming, MockStats, ReceivedSms, Store, MAX_RECORDS};
 
 /// How one gateway request is to be answered, decided as it arrives.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -31,7 +31,7 @@ impl Answer {
             Self::Ok => 200,
             Self::Unauthorized => 401,
             Self::Fail { status, .. } => status,
-            Self::Hang => super::store::STATUS_HUNG,
+            Self::Hang => crate::store::STATUS_HUNG,
         }
     }
 }
@@ -53,7 +53,7 @@ impl Live {
 }
 
 /// Everything the mock's handlers share. Build one with [`MockState::new`] to mount
-/// [`super::router`] yourself; [`super::MockHkt`] does that for you.
+/// [`crate::router`] yourself; [`crate::MockHkt`] does that for you.
 pub struct MockState {
     live: Mutex<Live>,
     store: Store,

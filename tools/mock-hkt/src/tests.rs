@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 use reqwest::StatusCode;
 use serde_json::json;
 
-use super::*;
+use crate::*;
 
 async fn spawn() -> MockHkt {
     MockHkt::spawn("127.0.0.1:0").await.expect("mock spawns")

@@ -1,6 +1,6 @@
 //! Start-up settings of the `mock-hkt` binary: `MOCK_HKT_*` env vars, overridden by flags.
 
-use super::config::{parse, ConfigError, MockConfig};
+use crate::config::{parse, ConfigError, MockConfig};
 
 /// Where `mock-hkt` listens unless told otherwise; the dev stack's dispatcher points here.
 pub const DEFAULT_BIND: &str = "127.0.0.1:5555";

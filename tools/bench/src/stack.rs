@@ -11,7 +11,7 @@ use anyhow::{bail, Context};
 use serde_json::{json, Value};
 use tokio::process::{Child, Command};
 
-use crate::app::{test_amqp_url, test_database_server_url, with_database};
+use smsgate_tests::app::{test_amqp_url, test_database_server_url, with_database};
 
 /// Where the workspace binaries are: next to the running `bench` binary.
 pub fn binaries_dir() -> anyhow::Result<PathBuf> {

@@ -11,9 +11,9 @@ use axum::{Form, Json, Router};
 use serde::Deserialize;
 use serde_json::json;
 
-use super::config::MockConfig;
-use super::state::{Answer, MockState};
-use super::store::Incoming;
+use crate::config::MockConfig;
+use crate::state::{Answer, MockState};
+use crate::store::Incoming;
 
 /// The path HKT serves its HTTP SMS interface on.
 pub const GATEWAY_PATH: &str = "/gateway/gateway.jsp";

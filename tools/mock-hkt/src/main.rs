@@ -1,7 +1,7 @@
 //! `mock-hkt`: the mock HKT SMS gateway for the dev stack. Settings: `--help`, docs/mock-hkt.md.
 
 use anyhow::Context;
-use smsgate_tests::mock_hkt::{MockHkt, Settings, USAGE};
+use smsgate_mock_hkt::{MockHkt, Settings, USAGE};
 use tracing_subscriber::EnvFilter;
 
 #[tokio::main]

@@ -1,11 +1,11 @@
-//! `make bench`: see `smsgate_tests::bench`.
+//! `make bench`: see `smsgate_bench`.
 
 use std::path::PathBuf;
 
 use anyhow::Context;
-use smsgate_tests::bench::report::{self, Figure, Timeline};
-use smsgate_tests::bench::scenarios::{self, Sizes};
-use smsgate_tests::bench::stack::Stack;
+use smsgate_bench::report::{self, Figure, Timeline};
+use smsgate_bench::scenarios::{self, Sizes};
+use smsgate_bench::stack::Stack;
 
 const USAGE: &str = "\
 usage: bench [--smoke] [--only SCENARIO[,SCENARIO...]]
@@ -64,7 +64,7 @@ async fn main() -> anyhow::Result<()> {
     };
     let wanted = |name: &str| only.as_ref().is_none_or(|o| o.iter().any(|n| n == name));
     let sizes = if smoke { Sizes::smoke() } else { Sizes::full() };
-    let repo = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
+    let repo = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
     let out_dir = if smoke {
         repo.join("target/bench-smoke")
     } else {

@@ -5,9 +5,9 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use serde_json::{json, Value};
 
-use super::load::Pace;
-use super::report::{Figure, Timeline};
-use super::stack::Stack;
+use crate::load::Pace;
+use crate::report::{Figure, Timeline};
+use crate::stack::Stack;
 
 /// How big each scenario is: the full run, or a smoke run that only proves the harness works.
 #[derive(Debug, Clone)]
@@ -67,7 +67,7 @@ pub async fn idle_memory(stack: &mut Stack) -> anyhow::Result<Vec<Figure>> {
     let dispatcher = stack.dispatchers[0].rss_mib();
     stack.stop_dispatchers().await;
 
-    let modem = crate::modem_sim::ModemSim::start()?;
+    let modem = smsgate_tests::modem_sim::ModemSim::start()?;
     let spool = std::env::temp_dir().join(format!("smsgate-bench-spool-{}", std::process::id()));
     std::fs::create_dir_all(&spool)?;
     let agent = stack.start_modem_agent(1, modem.device_path(), &spool)?;
@@ -185,7 +185,7 @@ pub async fn single_send(stack: &mut Stack, sizes: &Sizes) -> anyhow::Result<Vec
     let c = sizes.single_send_connections;
     let url = format!("{}/api/sms", stack.api_url);
     let run = |pace| {
-        super::load::post_sends(
+        crate::load::post_sends(
             &url,
             &stack.token,
             c,
@@ -233,7 +233,7 @@ pub async fn single_send(stack: &mut Stack, sizes: &Sizes) -> anyhow::Result<Vec
 
 /// Drops the jobs a scenario left queued, so the next scenario starts from an empty queue.
 async fn purge_hkt_queue(stack: &Stack) -> anyhow::Result<()> {
-    let broker = smsgate_shared::queue::Broker::new(&crate::app::test_amqp_url());
+    let broker = smsgate_shared::queue::Broker::new(&smsgate_tests::app::test_amqp_url());
     let channel = broker.channel().await?;
     let names = smsgate_shared::queue::Names::new(&stack.prefix);
     channel
@@ -304,7 +304,7 @@ pub async fn large_tables(stack: &mut Stack, sizes: &Sizes) -> anyhow::Result<Ve
 
 /// Signs in to the panel and times 50 loads of the history page's first page.
 async fn time_history_page(stack: &Stack) -> anyhow::Result<Vec<Duration>> {
-    let panel = crate::app::PanelClient {
+    let panel = smsgate_tests::app::PanelClient {
         http: reqwest::Client::builder()
             .cookie_store(true)
             .redirect(reqwest::redirect::Policy::none())
