@@ -25,7 +25,7 @@ pub async fn record(
 }
 
 /// One entry with its actor's name (`None` for the system or a deleted user).
-#[derive(Debug, Clone, sqlx::FromRow)]
+#[derive(Debug, Clone)]
 pub struct AuditEntry {
     pub id: i64,
     pub actor: Option<String>,
