@@ -20,7 +20,10 @@ pub fn router() -> Router<AppState> {
 
 /// 200 when PostgreSQL answers and the broker is reachable, else 503 naming what is down.
 async fn check_readiness(State(app): State<AppState>) -> (StatusCode, Json<Value>) {
-    let database = sqlx::query("SELECT 1").execute(&app.db).await.is_ok();
+    let database = sqlx::query!("SELECT 1 AS up")
+        .fetch_one(&app.db)
+        .await
+        .is_ok();
     let broker = app.broker.connection().await.is_ok();
     let status = if database && broker {
         StatusCode::OK

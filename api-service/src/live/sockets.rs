@@ -165,7 +165,6 @@ struct StatusUpdate<'a> {
     failed: i64,
 }
 
-#[derive(sqlx::FromRow)]
 struct RecipientContext {
     id: i64,
     phone: String,
@@ -175,14 +174,16 @@ struct RecipientContext {
 }
 
 async fn recipient_context(db: &PgPool, ids: &[i64]) -> Result<Vec<RecipientContext>, sqlx::Error> {
-    sqlx::query_as(
-        "SELECT r.id, r.phone, m.user_id, s.number AS sender_sim, r.updated_at
+    sqlx::query_as!(
+        RecipientContext,
+        r#"SELECT r.id AS "id!", r.phone AS "phone!", m.user_id AS "user_id!",
+                s.number AS "sender_sim?", r.updated_at AS "updated_at!"
          FROM recipients r
          JOIN messages m ON m.id = r.message_id
          LEFT JOIN sim_cards s ON m.route = 'sim.' || s.id
-         WHERE r.id = ANY($1)",
+         WHERE r.id = ANY($1)"#,
+        ids
     )
-    .bind(ids)
     .fetch_all(db)
     .await
 }

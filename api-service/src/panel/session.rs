@@ -71,7 +71,6 @@ fn hash_id(raw: &str) -> Vec<u8> {
     Sha256::digest(raw.as_bytes()).to_vec()
 }
 
-#[derive(sqlx::FromRow)]
 struct SessionRow {
     user_id: i64,
     username: String,
@@ -86,25 +85,24 @@ struct SessionRow {
 /// which costs one indexed delete per login.
 pub async fn create(db: &PgPool, user_id: i64, idle: Duration) -> Result<String, sqlx::Error> {
     let raw = random_token();
-    sqlx::query(
+    sqlx::query!(
         "INSERT INTO web_sessions (id_hash, user_id, csrf_token, expires_at)
          VALUES ($1, $2, $3, now() + make_interval(secs => $4))",
+        hash_id(&raw),
+        user_id,
+        random_token(),
+        idle.as_secs_f64()
     )
-    .bind(hash_id(&raw))
-    .bind(user_id)
-    .bind(random_token())
-    .bind(idle.as_secs_f64())
     .execute(db)
     .await?;
-    sqlx::query("DELETE FROM web_sessions WHERE expires_at < now()")
+    sqlx::query!("DELETE FROM web_sessions WHERE expires_at < now()")
         .execute(db)
         .await?;
     Ok(raw)
 }
 
 pub async fn delete(db: &PgPool, id_hash: &[u8]) -> Result<(), sqlx::Error> {
-    sqlx::query("DELETE FROM web_sessions WHERE id_hash = $1")
-        .bind(id_hash)
+    sqlx::query!("DELETE FROM web_sessions WHERE id_hash = $1", id_hash)
         .execute(db)
         .await?;
     Ok(())
@@ -115,27 +113,28 @@ async fn find(
     id_hash: &[u8],
     max_age: Duration,
 ) -> Result<Option<SessionRow>, sqlx::Error> {
-    sqlx::query_as(
+    sqlx::query_as!(
+        SessionRow,
         "SELECT s.user_id, u.username, u.is_admin, u.is_active, u.must_change_password,
                 s.csrf_token, s.last_seen_at
          FROM web_sessions s JOIN users u ON u.id = s.user_id
          WHERE s.id_hash = $1 AND s.expires_at > now()
            AND s.created_at > now() - make_interval(secs => $2)",
+        id_hash,
+        max_age.as_secs_f64()
     )
-    .bind(id_hash)
-    .bind(max_age.as_secs_f64())
     .fetch_optional(db)
     .await
 }
 
 /// Slides the idle expiry forward.
 async fn touch(db: &PgPool, id_hash: &[u8], idle: Duration) -> Result<(), sqlx::Error> {
-    sqlx::query(
+    sqlx::query!(
         "UPDATE web_sessions SET last_seen_at = now(), expires_at = now() + make_interval(secs => $2)
          WHERE id_hash = $1",
+        id_hash,
+        idle.as_secs_f64()
     )
-    .bind(id_hash)
-    .bind(idle.as_secs_f64())
     .execute(db)
     .await?;
     Ok(())
