@@ -11,7 +11,7 @@ CARGO ?= cargo
 # Extra arguments for `make bench` / `make test`, e.g. make bench ARGS="--help".
 ARGS ?=
 
-.PHONY: help up down logs test bench fmt lint build migrate clean-test-dbs
+.PHONY: help up down logs test bench fmt lint build migrate sqlx-prepare clean-test-dbs
 
 help: ## list the targets
 	@echo "smsgate: make <target>"
@@ -49,6 +49,9 @@ build: ## release build of every binary in the workspace
 
 migrate: ## apply database migrations to DATABASE_URL (from the environment or .env)
 	$(CARGO) run --release -p smsgate-api -- migrate
+
+sqlx-prepare: ## rewrite .sqlx/ (the query macros' offline data) after changing a query; commit it
+	@scripts/sqlx-prepare.sh $(ARGS)
 
 clean-test-dbs: ## drop leftover smsgate_test_* databases
 	@scripts/clean-test-dbs.sh

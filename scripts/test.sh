@@ -6,8 +6,11 @@
 #   2. Chromium + ChromeDriver when browser tests are enabled;
 #   3. drops leftover smsgate_test_* databases of earlier runs;
 #   4. the supply-chain check: cargo deny (scripts/deny.sh);
-#   5. cargo test --workspace --locked;
-#   6. a smoke run of the benchmark harness (wrk installed for it when missing).
+#   5. the query macros' offline data (.sqlx/) is up to date with the queries and the
+#      migrations: cargo sqlx prepare --check against a scratch database
+#      (scripts/sqlx-prepare.sh, which installs sqlx-cli when missing);
+#   6. cargo test --workspace --locked;
+#   7. a smoke run of the benchmark harness (wrk installed for it when missing).
 #
 # Environment (passed through to the tests):
 #   TEST_DATABASE_URL      server the tests create their databases on
@@ -53,6 +56,7 @@ main() {
     # --locked: the tests build exactly the dependency versions in Cargo.lock.
     [[ -f Cargo.lock ]] || die "Cargo.lock is missing: run 'cargo generate-lockfile' and commit it"
     "$REPO_ROOT/scripts/deny.sh"
+    "$REPO_ROOT/scripts/sqlx-prepare.sh" --check
     info "cargo test --workspace --locked $*"
     cargo test --workspace --locked "$@"
     # The benchmark harness is not run for its figures here (those come from `make bench`

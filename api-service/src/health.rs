@@ -20,7 +20,7 @@ pub fn router() -> Router<AppState> {
 
 /// 200 when PostgreSQL answers and the broker is reachable, else 503 naming what is down.
 async fn check_readiness(State(app): State<AppState>) -> (StatusCode, Json<Value>) {
-    let database = sqlx::query("SELECT 1").execute(&app.core.db).await.is_ok();
+    let database = smsgate_core::db::is_reachable(&app.core.db).await;
     let broker = app.core.broker.connection().await.is_ok();
     let status = if database && broker {
         StatusCode::OK

@@ -10,3 +10,8 @@ pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations");
 pub async fn migrate(db: &PgPool) -> anyhow::Result<()> {
     MIGRATOR.run(db).await.context("running migrations")
 }
+
+/// Whether PostgreSQL answers a trivial query through `db` (readiness checks).
+pub async fn is_reachable(db: &PgPool) -> bool {
+    sqlx::query!("SELECT 1 AS up").fetch_one(db).await.is_ok()
+}

@@ -101,16 +101,7 @@ impl GlobalRateLimiter {
     async fn try_reserve(&self) -> Result<Instant, sqlx::Error> {
         let span = self.interval.as_secs_f64() * f64::from(self.batch);
         // `wait` is how far in the future (by the database's clock) the first slot lies.
-        let wait: f64 = sqlx::query_scalar(
-            "INSERT INTO rate_limits AS r (name, next_slot) VALUES ($1, clock_timestamp() + make_interval(secs => $2))
-             ON CONFLICT (name) DO UPDATE
-                 SET next_slot = greatest(r.next_slot, clock_timestamp()) + make_interval(secs => $2)
-             RETURNING extract(epoch FROM (r.next_slot - make_interval(secs => $2) - clock_timestamp()))::float8",
-        )
-        .bind(&self.name)
-        .bind(span)
-        .fetch_one(&self.db)
-        .await?;
+        let wait = crate::repo::reserve_slots(&self.db, &self.name, span).await?;
         Ok(Instant::now() + Duration::from_secs_f64(wait.max(0.0)))
     }
 }

@@ -15,7 +15,6 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use smsgate_shared::queue::StatusEvent;
@@ -31,7 +30,7 @@ use crate::auth::bearer_token;
 use crate::state::AppState;
 use crate::wire::rfc3339;
 use smsgate_core::auth::service::{authenticate, AuthError};
-use smsgate_core::live::Progress;
+use smsgate_core::live::{repo, Progress};
 
 /// The event name the replaced gateway's clients listen for.
 pub const STATUS_EVENT: &str = "sms_status_update";
@@ -165,28 +164,6 @@ struct StatusUpdate<'a> {
     failed: i64,
 }
 
-#[derive(sqlx::FromRow)]
-struct RecipientContext {
-    id: i64,
-    phone: String,
-    user_id: i64,
-    sender_sim: Option<String>,
-    updated_at: DateTime<Utc>,
-}
-
-async fn recipient_context(db: &PgPool, ids: &[i64]) -> Result<Vec<RecipientContext>, sqlx::Error> {
-    sqlx::query_as(
-        "SELECT r.id, r.phone, m.user_id, s.number AS sender_sim, r.updated_at
-         FROM recipients r
-         JOIN messages m ON m.id = r.message_id
-         LEFT JOIN sim_cards s ON m.route = 'sim.' || s.id
-         WHERE r.id = ANY($1)",
-    )
-    .bind(ids)
-    .fetch_all(db)
-    .await
-}
-
 /// Turns each status event into one socket event per recipient, sent to its owner's room
 /// and the admins'; nothing is looked up while no socket is connected. Every
 /// [`RECHECK_EVERY`] it also checks each socket's credential again.
@@ -264,7 +241,7 @@ async fn recheck_all(app: &AppState, io: &SocketIo) {
 async fn push(db: &PgPool, io: &SocketIo, event: &StatusEvent) -> Result<(), sqlx::Error> {
     let progress = Progress::from(event);
     let ids: Vec<i64> = progress.recipients.iter().map(|r| r.recipient_id).collect();
-    let mut context: HashMap<i64, RecipientContext> = recipient_context(db, &ids)
+    let mut context: HashMap<i64, repo::RecipientContext> = repo::recipient_context(db, &ids)
         .await?
         .into_iter()
         .map(|row| (row.id, row))

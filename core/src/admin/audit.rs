@@ -12,20 +12,20 @@ pub async fn record(
     target: &str,
     details: serde_json::Value,
 ) -> Result<(), sqlx::Error> {
-    sqlx::query(
+    sqlx::query!(
         "INSERT INTO audit_log (actor_id, action, target, details) VALUES ($1, $2, $3, $4)",
+        actor_id,
+        action,
+        target,
+        details
     )
-    .bind(actor_id)
-    .bind(action)
-    .bind(target)
-    .bind(details)
     .execute(&mut **tx)
     .await?;
     Ok(())
 }
 
 /// One entry with its actor's name (`None` for the system or a deleted user).
-#[derive(Debug, Clone, sqlx::FromRow)]
+#[derive(Debug, Clone)]
 pub struct AuditEntry {
     pub id: i64,
     pub actor: Option<String>,
@@ -42,14 +42,15 @@ pub async fn list(
     before: Option<i64>,
     limit: i64,
 ) -> Result<Vec<AuditEntry>, sqlx::Error> {
-    sqlx::query_as(
-        "SELECT a.id, u.username AS actor, a.action, a.target, a.details, a.created_at
+    sqlx::query_as!(
+        AuditEntry,
+        r#"SELECT a.id, u.username AS "actor?", a.action, a.target, a.details, a.created_at
          FROM audit_log a LEFT JOIN users u ON u.id = a.actor_id
          WHERE ($1::bigint IS NULL OR a.id < $1)
-         ORDER BY a.id DESC LIMIT $2",
+         ORDER BY a.id DESC LIMIT $2"#,
+        before,
+        limit
     )
-    .bind(before)
-    .bind(limit)
     .fetch_all(db)
     .await
 }

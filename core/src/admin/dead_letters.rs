@@ -12,7 +12,7 @@ use crate::history::service::requeue_failed;
 use crate::history::HistoryError;
 use crate::outbox::Outbox;
 
-#[derive(Debug, Clone, sqlx::FromRow)]
+#[derive(Debug, Clone)]
 pub struct DeadLetter {
     pub id: i64,
     pub message_id: i64,
@@ -29,25 +29,27 @@ pub async fn list_open(
     before: Option<i64>,
     limit: i64,
 ) -> Result<Vec<DeadLetter>, sqlx::Error> {
-    sqlx::query_as(
+    sqlx::query_as!(
+        DeadLetter,
         "SELECT d.id, d.message_id, d.recipient_id, r.phone, d.reason, d.attempts, d.created_at
          FROM dead_letters d JOIN recipients r ON r.id = d.recipient_id
          WHERE d.resolved_at IS NULL AND ($1::bigint IS NULL OR d.id < $1)
          ORDER BY d.id DESC LIMIT $2",
+        before,
+        limit
     )
-    .bind(before)
-    .bind(limit)
     .fetch_all(db)
     .await
 }
 
 async fn find_open(db: &PgPool, id: i64) -> Result<Option<(i64, i64)>, sqlx::Error> {
-    sqlx::query_as(
+    let open = sqlx::query!(
         "SELECT message_id, recipient_id FROM dead_letters WHERE id = $1 AND resolved_at IS NULL",
+        id
     )
-    .bind(id)
     .fetch_optional(db)
-    .await
+    .await?;
+    Ok(open.map(|d| (d.message_id, d.recipient_id)))
 }
 
 /// Sends one dead letter's recipient again.
@@ -76,14 +78,17 @@ pub async fn retry_all(
     outbox: &Outbox,
     actor_id: i64,
 ) -> Result<RetryAll, HistoryError> {
-    let open: Vec<(i64, i64)> = sqlx::query_as(
-        "SELECT message_id, recipient_id FROM dead_letters WHERE resolved_at IS NULL ORDER BY id",
+    let open = sqlx::query!(
+        "SELECT message_id, recipient_id FROM dead_letters WHERE resolved_at IS NULL ORDER BY id"
     )
     .fetch_all(db)
     .await?;
     let mut by_message: BTreeMap<i64, Vec<i64>> = BTreeMap::new();
-    for (message_id, recipient_id) in open {
-        by_message.entry(message_id).or_default().push(recipient_id);
+    for letter in open {
+        by_message
+            .entry(letter.message_id)
+            .or_default()
+            .push(letter.recipient_id);
     }
     let mut outcome = RetryAll::default();
     for (message_id, recipients) in by_message {
@@ -101,11 +106,11 @@ pub async fn retry_all(
 /// Closes a dead letter without sending; its recipient stays failed.
 pub async fn abandon(db: &PgPool, actor_id: i64, id: i64) -> Result<(), HistoryError> {
     let mut tx = db.begin().await?;
-    let closed = sqlx::query(
+    let closed = sqlx::query!(
         "UPDATE dead_letters SET resolved_at = now(), resolution = 'abandoned'
          WHERE id = $1 AND resolved_at IS NULL",
+        id
     )
-    .bind(id)
     .execute(&mut *tx)
     .await?
     .rows_affected();

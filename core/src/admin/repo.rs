@@ -4,7 +4,7 @@ use chrono::{DateTime, Utc};
 use sqlx::{PgPool, Postgres, Transaction};
 
 /// A user as administrators see it: never the password hash.
-#[derive(Debug, Clone, sqlx::FromRow)]
+#[derive(Debug, Clone)]
 pub struct UserSummary {
     pub id: i64,
     pub username: String,
@@ -16,24 +16,30 @@ pub struct UserSummary {
     pub tokens: i64,
 }
 
-const SUMMARY: &str = "SELECT u.id, u.username, u.is_admin, u.is_active, u.must_change_password, u.created_at,
-        (SELECT count(*) FROM api_tokens t WHERE t.user_id = u.id AND t.revoked_at IS NULL) AS tokens
-     FROM users u";
-
 pub async fn list_users(db: &PgPool) -> Result<Vec<UserSummary>, sqlx::Error> {
-    sqlx::query_as(&format!("{SUMMARY} ORDER BY lower(u.username)"))
-        .fetch_all(db)
-        .await
+    sqlx::query_as!(
+        UserSummary,
+        r#"SELECT u.id, u.username, u.is_admin, u.is_active, u.must_change_password, u.created_at,
+                (SELECT count(*) FROM api_tokens t WHERE t.user_id = u.id AND t.revoked_at IS NULL) AS "tokens!"
+         FROM users u ORDER BY lower(u.username)"#
+    )
+    .fetch_all(db)
+    .await
 }
 
 pub async fn find_user(
     tx: &mut Transaction<'_, Postgres>,
     id: i64,
 ) -> Result<Option<UserSummary>, sqlx::Error> {
-    sqlx::query_as(&format!("{SUMMARY} WHERE u.id = $1"))
-        .bind(id)
-        .fetch_optional(&mut **tx)
-        .await
+    sqlx::query_as!(
+        UserSummary,
+        r#"SELECT u.id, u.username, u.is_admin, u.is_active, u.must_change_password, u.created_at,
+                (SELECT count(*) FROM api_tokens t WHERE t.user_id = u.id AND t.revoked_at IS NULL) AS "tokens!"
+         FROM users u WHERE u.id = $1"#,
+        id
+    )
+    .fetch_optional(&mut **tx)
+    .await
 }
 
 /// Locks every active admin row, in id order, and returns their ids. Every change that could
@@ -42,7 +48,7 @@ pub async fn find_user(
 pub async fn lock_active_admins(
     tx: &mut Transaction<'_, Postgres>,
 ) -> Result<Vec<i64>, sqlx::Error> {
-    sqlx::query_scalar("SELECT id FROM users WHERE is_admin AND is_active ORDER BY id FOR UPDATE")
+    sqlx::query_scalar!("SELECT id FROM users WHERE is_admin AND is_active ORDER BY id FOR UPDATE")
         .fetch_all(&mut **tx)
         .await
 }
@@ -53,12 +59,12 @@ pub async fn insert_user(
     password_hash: &str,
     is_admin: bool,
 ) -> Result<i64, sqlx::Error> {
-    sqlx::query_scalar(
+    sqlx::query_scalar!(
         "INSERT INTO users (username, password_hash, is_admin) VALUES ($1, $2, $3) RETURNING id",
+        username,
+        password_hash,
+        is_admin
     )
-    .bind(username)
-    .bind(password_hash)
-    .bind(is_admin)
     .fetch_one(&mut **tx)
     .await
 }
@@ -68,11 +74,11 @@ pub async fn set_password(
     id: i64,
     password_hash: &str,
 ) -> Result<(), sqlx::Error> {
-    sqlx::query(
+    sqlx::query!(
         "UPDATE users SET password_hash = $2, must_change_password = FALSE, updated_at = now() WHERE id = $1",
+        id,
+        password_hash
     )
-    .bind(id)
-    .bind(password_hash)
     .execute(&mut **tx)
     .await?;
     Ok(())
@@ -83,11 +89,13 @@ pub async fn set_active(
     id: i64,
     active: bool,
 ) -> Result<(), sqlx::Error> {
-    sqlx::query("UPDATE users SET is_active = $2, updated_at = now() WHERE id = $1")
-        .bind(id)
-        .bind(active)
-        .execute(&mut **tx)
-        .await?;
+    sqlx::query!(
+        "UPDATE users SET is_active = $2, updated_at = now() WHERE id = $1",
+        id,
+        active
+    )
+    .execute(&mut **tx)
+    .await?;
     Ok(())
 }
 
@@ -96,17 +104,18 @@ pub async fn set_admin(
     id: i64,
     admin: bool,
 ) -> Result<(), sqlx::Error> {
-    sqlx::query("UPDATE users SET is_admin = $2, updated_at = now() WHERE id = $1")
-        .bind(id)
-        .bind(admin)
-        .execute(&mut **tx)
-        .await?;
+    sqlx::query!(
+        "UPDATE users SET is_admin = $2, updated_at = now() WHERE id = $1",
+        id,
+        admin
+    )
+    .execute(&mut **tx)
+    .await?;
     Ok(())
 }
 
 pub async fn delete_user(tx: &mut Transaction<'_, Postgres>, id: i64) -> Result<(), sqlx::Error> {
-    sqlx::query("DELETE FROM users WHERE id = $1")
-        .bind(id)
+    sqlx::query!("DELETE FROM users WHERE id = $1", id)
         .execute(&mut **tx)
         .await?;
     Ok(())
@@ -118,11 +127,11 @@ pub async fn delete_sessions_of(
     user_id: i64,
     except_id_hash: Option<&[u8]>,
 ) -> Result<u64, sqlx::Error> {
-    Ok(sqlx::query(
+    Ok(sqlx::query!(
         "DELETE FROM web_sessions WHERE user_id = $1 AND ($2::bytea IS NULL OR id_hash <> $2)",
+        user_id,
+        except_id_hash
     )
-    .bind(user_id)
-    .bind(except_id_hash)
     .execute(&mut **tx)
     .await?
     .rows_affected())
@@ -132,10 +141,10 @@ pub async fn revoke_tokens_of(
     tx: &mut Transaction<'_, Postgres>,
     user_id: i64,
 ) -> Result<u64, sqlx::Error> {
-    Ok(sqlx::query(
+    Ok(sqlx::query!(
         "UPDATE api_tokens SET revoked_at = now() WHERE user_id = $1 AND revoked_at IS NULL",
+        user_id
     )
-    .bind(user_id)
     .execute(&mut **tx)
     .await?
     .rows_affected())
@@ -147,25 +156,28 @@ pub async fn insert_token(
     token_hash: &[u8],
     label: &str,
 ) -> Result<(), sqlx::Error> {
-    sqlx::query("INSERT INTO api_tokens (user_id, token_hash, label) VALUES ($1, $2, $3)")
-        .bind(user_id)
-        .bind(token_hash)
-        .bind(label)
-        .execute(&mut **tx)
-        .await?;
+    sqlx::query!(
+        "INSERT INTO api_tokens (user_id, token_hash, label) VALUES ($1, $2, $3)",
+        user_id,
+        token_hash,
+        label
+    )
+    .execute(&mut **tx)
+    .await?;
     Ok(())
 }
 
 pub async fn password_hash_of(db: &PgPool, id: i64) -> Result<Option<String>, sqlx::Error> {
-    sqlx::query_scalar("SELECT password_hash FROM users WHERE id = $1")
-        .bind(id)
+    sqlx::query_scalar!("SELECT password_hash FROM users WHERE id = $1", id)
         .fetch_optional(db)
         .await
 }
 
 pub async fn count_messages_of(db: &PgPool, user_id: i64) -> Result<i64, sqlx::Error> {
-    sqlx::query_scalar("SELECT count(*) FROM messages WHERE user_id = $1")
-        .bind(user_id)
-        .fetch_one(db)
-        .await
+    sqlx::query_scalar!(
+        r#"SELECT count(*) AS "count!" FROM messages WHERE user_id = $1"#,
+        user_id
+    )
+    .fetch_one(db)
+    .await
 }

@@ -58,11 +58,17 @@ impl ApiToken {
         ApiToken { plain, hash }
     }
 
-    /// The lookup key stored in `api_tokens.token_hash`. A fast hash is right here: the
-    /// token is 256 random bits, so there is nothing to brute-force.
+    /// The lookup key stored in `api_tokens.token_hash` ([`token_digest`]).
     pub fn hash(plain: &str) -> Vec<u8> {
-        Sha256::digest(plain.as_bytes()).to_vec()
+        token_digest(plain)
     }
+}
+
+/// The lookup key a random token is stored under (API tokens, panel sessions): its
+/// SHA-256, so a copy of the table opens nothing. A fast hash is right here: the token is
+/// 256 random bits, so there is nothing to brute-force.
+pub fn token_digest(token: &str) -> Vec<u8> {
+    Sha256::digest(token.as_bytes()).to_vec()
 }
 
 /// Claims of the access tokens `POST /api/auth/login` issues.

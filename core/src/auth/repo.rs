@@ -4,7 +4,7 @@ use chrono::{DateTime, Utc};
 use sqlx::{PgConnection, PgExecutor, PgPool};
 
 /// What authentication needs to know about a user.
-#[derive(Debug, Clone, sqlx::FromRow)]
+#[derive(Debug, Clone)]
 pub struct UserRow {
     pub id: i64,
     pub username: String,
@@ -17,7 +17,7 @@ pub struct UserRow {
 }
 
 /// A user found through one of their API tokens.
-#[derive(Debug, Clone, sqlx::FromRow)]
+#[derive(Debug, Clone)]
 pub struct TokenOwnerRow {
     pub token_id: i64,
     pub last_used_at: Option<DateTime<Utc>>,
@@ -32,23 +32,25 @@ pub async fn find_user_by_username(
     db: &PgPool,
     username: &str,
 ) -> Result<Option<UserRow>, sqlx::Error> {
-    sqlx::query_as(
+    sqlx::query_as!(
+        UserRow,
         "SELECT id, username, password_hash, is_admin, is_active, must_change_password,
                 credentials_epoch
          FROM users WHERE lower(username) = lower($1)",
+        username
     )
-    .bind(username)
     .fetch_optional(db)
     .await
 }
 
 pub async fn find_user_by_id(db: &PgPool, id: i64) -> Result<Option<UserRow>, sqlx::Error> {
-    sqlx::query_as(
+    sqlx::query_as!(
+        UserRow,
         "SELECT id, username, password_hash, is_admin, is_active, must_change_password,
                 credentials_epoch
          FROM users WHERE id = $1",
+        id
     )
-    .bind(id)
     .fetch_optional(db)
     .await
 }
@@ -57,37 +59,40 @@ pub async fn find_token_owner(
     db: &PgPool,
     token_hash: &[u8],
 ) -> Result<Option<TokenOwnerRow>, sqlx::Error> {
-    sqlx::query_as(
+    sqlx::query_as!(
+        TokenOwnerRow,
         "SELECT t.id AS token_id, t.last_used_at, u.id AS user_id, u.username, u.is_admin, u.is_active,
                 u.must_change_password
          FROM api_tokens t JOIN users u ON u.id = t.user_id
          WHERE t.token_hash = $1 AND t.revoked_at IS NULL",
+        token_hash
     )
-    .bind(token_hash)
     .fetch_optional(db)
     .await
 }
 
 /// Whether the token exists and is not revoked (a deleted user's tokens are gone).
 pub async fn token_is_unrevoked(db: &PgPool, token_id: i64) -> Result<bool, sqlx::Error> {
-    sqlx::query_scalar(
-        "SELECT EXISTS (SELECT 1 FROM api_tokens WHERE id = $1 AND revoked_at IS NULL)",
+    sqlx::query_scalar!(
+        r#"SELECT EXISTS (SELECT 1 FROM api_tokens WHERE id = $1 AND revoked_at IS NULL) AS "unrevoked!""#,
+        token_id
     )
-    .bind(token_id)
     .fetch_one(db)
     .await
 }
 
 pub async fn touch_token(db: &PgPool, token_id: i64) -> Result<(), sqlx::Error> {
-    sqlx::query("UPDATE api_tokens SET last_used_at = now() WHERE id = $1")
-        .bind(token_id)
-        .execute(db)
-        .await?;
+    sqlx::query!(
+        "UPDATE api_tokens SET last_used_at = now() WHERE id = $1",
+        token_id
+    )
+    .execute(db)
+    .await?;
     Ok(())
 }
 
 pub async fn count_users(db: &PgPool) -> Result<i64, sqlx::Error> {
-    sqlx::query_scalar("SELECT count(*) FROM users")
+    sqlx::query_scalar!(r#"SELECT count(*) AS "count!" FROM users"#)
         .fetch_one(db)
         .await
 }
@@ -99,14 +104,14 @@ pub async fn insert_user(
     is_admin: bool,
     must_change_password: bool,
 ) -> Result<i64, sqlx::Error> {
-    sqlx::query_scalar(
+    sqlx::query_scalar!(
         "INSERT INTO users (username, password_hash, is_admin, must_change_password)
          VALUES ($1, $2, $3, $4) RETURNING id",
+        username,
+        password_hash,
+        is_admin,
+        must_change_password
     )
-    .bind(username)
-    .bind(password_hash)
-    .bind(is_admin)
-    .bind(must_change_password)
     .fetch_one(db)
     .await
 }
@@ -117,12 +122,12 @@ pub async fn insert_api_token(
     token_hash: &[u8],
     label: &str,
 ) -> Result<i64, sqlx::Error> {
-    sqlx::query_scalar(
+    sqlx::query_scalar!(
         "INSERT INTO api_tokens (user_id, token_hash, label) VALUES ($1, $2, $3) RETURNING id",
+        user_id,
+        token_hash,
+        label
     )
-    .bind(user_id)
-    .bind(token_hash)
-    .bind(label)
     .fetch_one(db)
     .await
 }
@@ -136,20 +141,20 @@ pub async fn insert_audit<'e>(
     target: &str,
     details: serde_json::Value,
 ) -> Result<(), sqlx::Error> {
-    sqlx::query(
+    sqlx::query!(
         "INSERT INTO audit_log (actor_id, action, target, details) VALUES ($1, $2, $3, $4)",
+        actor_id,
+        action,
+        target,
+        details
     )
-    .bind(actor_id)
-    .bind(action)
-    .bind(target)
-    .bind(details)
     .execute(db)
     .await?;
     Ok(())
 }
 
 /// What a JWT's validity depends on beyond its signature: the account's standing now.
-#[derive(Debug, Clone, Copy, sqlx::FromRow)]
+#[derive(Debug, Clone, Copy)]
 pub struct CredentialState {
     pub is_active: bool,
     pub must_change_password: bool,
@@ -160,10 +165,11 @@ pub async fn credential_state(
     db: &PgPool,
     user_id: i64,
 ) -> Result<Option<CredentialState>, sqlx::Error> {
-    sqlx::query_as(
+    sqlx::query_as!(
+        CredentialState,
         "SELECT is_active, must_change_password, credentials_epoch FROM users WHERE id = $1",
+        user_id
     )
-    .bind(user_id)
     .fetch_optional(db)
     .await
 }
@@ -183,22 +189,24 @@ pub async fn revoke_credentials(
     user_id: i64,
     keep_session: Option<&[u8]>,
 ) -> Result<Revoked, sqlx::Error> {
-    sqlx::query("UPDATE users SET credentials_epoch = credentials_epoch + 1 WHERE id = $1")
-        .bind(user_id)
-        .execute(&mut *conn)
-        .await?;
-    let api_tokens = sqlx::query(
-        "UPDATE api_tokens SET revoked_at = now() WHERE user_id = $1 AND revoked_at IS NULL",
+    sqlx::query!(
+        "UPDATE users SET credentials_epoch = credentials_epoch + 1 WHERE id = $1",
+        user_id
     )
-    .bind(user_id)
+    .execute(&mut *conn)
+    .await?;
+    let api_tokens = sqlx::query!(
+        "UPDATE api_tokens SET revoked_at = now() WHERE user_id = $1 AND revoked_at IS NULL",
+        user_id
+    )
     .execute(&mut *conn)
     .await?
     .rows_affected();
-    let sessions = sqlx::query(
+    let sessions = sqlx::query!(
         "DELETE FROM web_sessions WHERE user_id = $1 AND ($2::bytea IS NULL OR id_hash <> $2)",
+        user_id,
+        keep_session
     )
-    .bind(user_id)
-    .bind(keep_session)
     .execute(&mut *conn)
     .await?
     .rows_affected();
@@ -214,12 +222,12 @@ pub async fn insert_api_token_in(
     token_hash: &[u8],
     label: &str,
 ) -> Result<i64, sqlx::Error> {
-    sqlx::query_scalar(
+    sqlx::query_scalar!(
         "INSERT INTO api_tokens (user_id, token_hash, label) VALUES ($1, $2, $3) RETURNING id",
+        user_id,
+        token_hash,
+        label
     )
-    .bind(user_id)
-    .bind(token_hash)
-    .bind(label)
     .fetch_one(conn)
     .await
 }
@@ -232,16 +240,16 @@ pub async fn revoke_labelled_tokens_beyond(
     label: &str,
     keep: i64,
 ) -> Result<Vec<i64>, sqlx::Error> {
-    sqlx::query_scalar(
+    sqlx::query_scalar!(
         "UPDATE api_tokens SET revoked_at = now()
          WHERE id IN (SELECT id FROM api_tokens
                       WHERE user_id = $1 AND label = $2 AND revoked_at IS NULL
                       ORDER BY created_at DESC, id DESC OFFSET $3)
          RETURNING id",
+        user_id,
+        label,
+        keep
     )
-    .bind(user_id)
-    .bind(label)
-    .bind(keep)
     .fetch_all(conn)
     .await
 }

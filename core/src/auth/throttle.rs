@@ -53,8 +53,8 @@ pub async fn charge(
         user_key: user_key(username, &address),
         address,
     };
-    let rows: Vec<(String, i32, f64)> = sqlx::query_as(
-        "INSERT INTO login_attempts AS a (scope, key, failures)
+    let rows: Vec<(String, i32, f64)> = sqlx::query!(
+        r#"INSERT INTO login_attempts AS a (scope, key, failures)
          VALUES ('user_address', $1, 1), ('address', $2, 1)
          ON CONFLICT (scope, key) DO UPDATE SET
            failures = CASE WHEN a.window_start <= now() - make_interval(secs => $3)
@@ -62,13 +62,17 @@ pub async fn charge(
            window_start = CASE WHEN a.window_start <= now() - make_interval(secs => $3)
                                THEN now() ELSE a.window_start END
          RETURNING scope, failures,
-           GREATEST(0, EXTRACT(EPOCH FROM (window_start + make_interval(secs => $3) - now())))::float8",
+           GREATEST(0, EXTRACT(EPOCH FROM (window_start + make_interval(secs => $3) - now())))::float8
+             AS "retry_after_secs!""#,
+        &charge.user_key,
+        &charge.address,
+        settings.window.as_secs_f64()
     )
-    .bind(&charge.user_key)
-    .bind(&charge.address)
-    .bind(settings.window.as_secs_f64())
     .fetch_all(db)
-    .await?;
+    .await?
+    .into_iter()
+    .map(|r| (r.scope, r.failures, r.retry_after_secs))
+    .collect();
     let over = rows
         .iter()
         .filter(|(scope, failures, _)| {
@@ -101,11 +105,13 @@ pub async fn charge(
 /// The password was right: the (username, address) budget starts afresh and the address
 /// gets its charge back (one good password must not reset a sprayer's count, though).
 pub async fn succeeded(db: &PgPool, charge: Charge) -> Result<(), sqlx::Error> {
-    sqlx::query("DELETE FROM login_attempts WHERE scope = $1 AND key = $2")
-        .bind(USER_ADDRESS)
-        .bind(&charge.user_key)
-        .execute(db)
-        .await?;
+    sqlx::query!(
+        "DELETE FROM login_attempts WHERE scope = $1 AND key = $2",
+        USER_ADDRESS,
+        &charge.user_key
+    )
+    .execute(db)
+    .await?;
     refund_scope(db, ADDRESS, &charge.address).await
 }
 
@@ -125,10 +131,10 @@ pub async fn undecided(db: &PgPool, charge: Charge) -> Result<(), sqlx::Error> {
 
 /// Deletes the counters of windows that are over.
 async fn sweep(db: &PgPool, settings: &LoginSettings) -> Result<(), sqlx::Error> {
-    sqlx::query(
+    sqlx::query!(
         "DELETE FROM login_attempts WHERE window_start < now() - make_interval(secs => $1)",
+        settings.window.as_secs_f64()
     )
-    .bind(settings.window.as_secs_f64())
     .execute(db)
     .await?;
     Ok(())
@@ -142,20 +148,22 @@ async fn refund(db: &PgPool, charge: &Charge) -> Result<(), sqlx::Error> {
 /// Takes one charge back; a counter back at zero is deleted, so refunded attempts leave no
 /// rows. The delete re-checks `failures = 0`: a charge made in between keeps its row.
 async fn refund_scope(db: &PgPool, scope: &str, key: &str) -> Result<(), sqlx::Error> {
-    let left: Option<i32> = sqlx::query_scalar(
+    let left: Option<i32> = sqlx::query_scalar!(
         "UPDATE login_attempts SET failures = GREATEST(failures - 1, 0)
          WHERE scope = $1 AND key = $2 RETURNING failures",
+        scope,
+        key
     )
-    .bind(scope)
-    .bind(key)
     .fetch_optional(db)
     .await?;
     if left == Some(0) {
-        sqlx::query("DELETE FROM login_attempts WHERE scope = $1 AND key = $2 AND failures = 0")
-            .bind(scope)
-            .bind(key)
-            .execute(db)
-            .await?;
+        sqlx::query!(
+            "DELETE FROM login_attempts WHERE scope = $1 AND key = $2 AND failures = 0",
+            scope,
+            key
+        )
+        .execute(db)
+        .await?;
     }
     Ok(())
 }

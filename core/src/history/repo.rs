@@ -1,5 +1,6 @@
-//! SQL for history. Listing queries are built with `QueryBuilder` because the filters are
-//! optional; every value is a bind parameter.
+//! SQL for history. The search is built with `QueryBuilder` because its filters are
+//! optional, so it is checked at run time only (docs/architecture.md, "SQL checked at
+//! compile time"); every value is a bind parameter. The other statements are macros.
 
 use chrono::{DateTime, Utc};
 use smsgate_shared::domain::{MessageStatus, RecipientStatus};
@@ -23,7 +24,7 @@ pub struct HistoryRow {
 }
 
 /// Everything the detail page shows about a message.
-#[derive(Debug, Clone, sqlx::FromRow)]
+#[derive(Debug, Clone)]
 pub struct MessageDetailRow {
     pub id: i64,
     pub user_id: i64,
@@ -39,7 +40,7 @@ pub struct MessageDetailRow {
     pub completed_at: Option<DateTime<Utc>>,
 }
 
-#[derive(Debug, Clone, sqlx::FromRow)]
+#[derive(Debug, Clone)]
 pub struct RecipientRow {
     pub id: i64,
     pub phone: String,
@@ -127,12 +128,14 @@ pub async fn search_messages(
 }
 
 pub async fn find_message(db: &PgPool, id: i64) -> Result<Option<MessageDetailRow>, sqlx::Error> {
-    sqlx::query_as(
-        "SELECT m.id, m.user_id, u.username, m.content, m.encoding, m.segments, m.status,
+    sqlx::query_as!(
+        MessageDetailRow,
+        r#"SELECT m.id, m.user_id, u.username, m.content, m.encoding, m.segments,
+                m.status AS "status: MessageStatus",
                 m.total_count, m.sent_count, m.failed_count, m.created_at, m.completed_at
-         FROM messages m JOIN users u ON u.id = m.user_id WHERE m.id = $1",
+         FROM messages m JOIN users u ON u.id = m.user_id WHERE m.id = $1"#,
+        id
     )
-    .bind(id)
     .fetch_optional(db)
     .await
 }
@@ -146,22 +149,34 @@ pub async fn list_recipients(
     direction: Direction,
     limit: i64,
 ) -> Result<Vec<RecipientRow>, sqlx::Error> {
-    let sql = match direction {
+    match direction {
         Direction::Older => {
-            "SELECT id, phone, status, attempts, last_error, updated_at FROM recipients
-             WHERE message_id = $1 AND ($2::bigint IS NULL OR id > $2) ORDER BY id LIMIT $3"
+            sqlx::query_as!(
+                RecipientRow,
+                r#"SELECT id, phone, status AS "status: RecipientStatus", attempts, last_error, updated_at
+                 FROM recipients
+                 WHERE message_id = $1 AND ($2::bigint IS NULL OR id > $2) ORDER BY id LIMIT $3"#,
+                message_id,
+                cursor,
+                limit
+            )
+            .fetch_all(db)
+            .await
         }
         Direction::Newer => {
-            "SELECT id, phone, status, attempts, last_error, updated_at FROM recipients
-             WHERE message_id = $1 AND ($2::bigint IS NULL OR id < $2) ORDER BY id DESC LIMIT $3"
+            sqlx::query_as!(
+                RecipientRow,
+                r#"SELECT id, phone, status AS "status: RecipientStatus", attempts, last_error, updated_at
+                 FROM recipients
+                 WHERE message_id = $1 AND ($2::bigint IS NULL OR id < $2) ORDER BY id DESC LIMIT $3"#,
+                message_id,
+                cursor,
+                limit
+            )
+            .fetch_all(db)
+            .await
         }
-    };
-    sqlx::query_as(sql)
-        .bind(message_id)
-        .bind(cursor)
-        .bind(limit)
-        .fetch_all(db)
-        .await
+    }
 }
 
 /// Recipient figures of the messages created since `since`: (sent, failed, pending).
@@ -170,21 +185,23 @@ pub async fn counts_since(
     since: DateTime<Utc>,
     user_id: Option<i64>,
 ) -> Result<(i64, i64, i64), sqlx::Error> {
-    sqlx::query_as(
-        "SELECT coalesce(sum(sent_count), 0)::bigint, coalesce(sum(failed_count), 0)::bigint,
-                coalesce(sum(total_count - sent_count - failed_count), 0)::bigint
-         FROM messages WHERE created_at >= $1 AND ($2::bigint IS NULL OR user_id = $2)",
+    let counts = sqlx::query!(
+        r#"SELECT coalesce(sum(sent_count), 0)::bigint AS "sent!",
+                coalesce(sum(failed_count), 0)::bigint AS "failed!",
+                coalesce(sum(total_count - sent_count - failed_count), 0)::bigint AS "pending!"
+         FROM messages WHERE created_at >= $1 AND ($2::bigint IS NULL OR user_id = $2)"#,
+        since,
+        user_id
     )
-    .bind(since)
-    .bind(user_id)
     .fetch_one(db)
-    .await
+    .await?;
+    Ok((counts.sent, counts.failed, counts.pending))
 }
 
 /// Locks the message row against the dispatcher's result writer (which locks it too) and
 /// returns its content, status and counters.
 /// What retrying a message needs to know, read under the row lock.
-#[derive(Debug, sqlx::FromRow)]
+#[derive(Debug)]
 pub struct LockedMessage {
     pub content: String,
     /// `hkt` or `sim.<id>`: retried jobs go out the way the message went.
@@ -199,10 +216,12 @@ pub async fn lock_message(
     tx: &mut Transaction<'_, Postgres>,
     id: i64,
 ) -> Result<Option<LockedMessage>, sqlx::Error> {
-    sqlx::query_as(
-        "SELECT content, route, status, total_count, sent_count, failed_count FROM messages WHERE id = $1 FOR UPDATE",
+    sqlx::query_as!(
+        LockedMessage,
+        r#"SELECT content, route, status AS "status: MessageStatus", total_count, sent_count, failed_count
+         FROM messages WHERE id = $1 FOR UPDATE"#,
+        id
     )
-    .bind(id)
     .fetch_optional(&mut **tx)
     .await
 }
@@ -213,15 +232,16 @@ pub async fn reset_failed(
     message_id: i64,
     only: Option<&[i64]>,
 ) -> Result<Vec<(i64, String)>, sqlx::Error> {
-    sqlx::query_as(
+    let reset = sqlx::query!(
         "UPDATE recipients SET status = 'pending', updated_at = now()
          WHERE message_id = $1 AND status = 'failed' AND ($2::bigint[] IS NULL OR id = ANY($2))
          RETURNING id, phone",
+        message_id,
+        only as Option<&[i64]>
     )
-    .bind(message_id)
-    .bind(only)
     .fetch_all(&mut **tx)
-    .await
+    .await?;
+    Ok(reset.into_iter().map(|r| (r.id, r.phone)).collect())
 }
 
 /// Gives back `retried` failures to the message, sets its status, clears its completion and
@@ -234,13 +254,13 @@ pub async fn reopen_message(
     status: MessageStatus,
     lease_secs: f64,
 ) -> Result<(), sqlx::Error> {
-    sqlx::query(
+    sqlx::query!(
         "UPDATE messages SET failed_count = failed_count - $2, status = $3, completed_at = NULL
          WHERE id = $1",
+        id,
+        retried,
+        status.as_str()
     )
-    .bind(id)
-    .bind(retried)
-    .bind(status.as_str())
     .execute(&mut **tx)
     .await?;
     hold_in_outbox(tx, id, lease_secs).await
@@ -251,11 +271,11 @@ pub async fn resolve_dead_letters(
     tx: &mut Transaction<'_, Postgres>,
     recipient_ids: &[i64],
 ) -> Result<(), sqlx::Error> {
-    sqlx::query(
+    sqlx::query!(
         "UPDATE dead_letters SET resolved_at = now(), resolution = 'retried'
          WHERE recipient_id = ANY($1) AND resolved_at IS NULL",
+        recipient_ids
     )
-    .bind(recipient_ids)
     .execute(&mut **tx)
     .await?;
     Ok(())

@@ -6,6 +6,7 @@
 //! corrected by the next (they carry absolute counters) or by the snapshot a page takes
 //! when it (re)connects.
 
+pub mod repo;
 mod watch;
 
 use std::sync::Arc;

@@ -8,7 +8,7 @@ use sqlx::{PgPool, Postgres, Transaction};
 use crate::outbox::hold_in_outbox;
 
 /// A SIM card with its agent's last report.
-#[derive(Debug, Clone, sqlx::FromRow)]
+#[derive(Debug, Clone)]
 pub struct SimRow {
     pub id: i64,
     pub number: String,
@@ -24,36 +24,39 @@ pub struct SimRow {
     pub assigned_to_all: bool,
 }
 
-const SIM_COLUMNS: &str = "id, number, label, status, created_at, updated_at, last_heartbeat_at, \
-                           signal, registration, operator, assigned_to_all";
-
-/// SQL that is true when SIM `s` is usable by the user whose id is bound as `viewer` (e.g.
-/// `"$2"`): the SIM is assigned to all, or to them, or they are an admin. The admin flag is
-/// read in the same statement, so the API and the panel apply one rule and a role change
-/// applies to the next request.
-pub(crate) fn usable_by(viewer: &str) -> String {
-    format!(
-        "(s.assigned_to_all
-          OR EXISTS (SELECT 1 FROM sim_card_assignees a
-                     WHERE a.sim_card_id = s.id AND a.user_id = {viewer})
-          OR EXISTS (SELECT 1 FROM users u WHERE u.id = {viewer} AND u.is_admin))"
-    )
-}
+// Who may use a SIM: SIM `s` is usable by a viewer when it is assigned to all, or to them,
+// or they are an admin. The admin flag is read in the same statement, so the API and the
+// panel apply one rule and a role change applies to the next request. The query macros take
+// literal SQL only, so the rule is written out in every statement that applies it:
+// `list_sims_usable_by`, `find_sim_usable_by`, `take_next_online_sim`, `list_inbound`,
+// `count_inbound` here and `system::repo`'s `totals` and `daily`; change them together.
 
 /// Every SIM card, whoever it is assigned to: for admins' views and aggregate counts.
 pub async fn list_sims(db: &PgPool) -> Result<Vec<SimRow>, sqlx::Error> {
-    sqlx::query_as(&format!("SELECT {SIM_COLUMNS} FROM sim_cards ORDER BY id"))
-        .fetch_all(db)
-        .await
+    sqlx::query_as!(
+        SimRow,
+        "SELECT id, number, label, status, created_at, updated_at, last_heartbeat_at,
+                signal, registration, operator, assigned_to_all
+         FROM sim_cards ORDER BY id"
+    )
+    .fetch_all(db)
+    .await
 }
 
 /// The SIM cards user `viewer` may see and send through.
 pub async fn list_sims_usable_by(db: &PgPool, viewer: i64) -> Result<Vec<SimRow>, sqlx::Error> {
-    sqlx::query_as(&format!(
-        "SELECT {SIM_COLUMNS} FROM sim_cards s WHERE {} ORDER BY id",
-        usable_by("$1")
-    ))
-    .bind(viewer)
+    sqlx::query_as!(
+        SimRow,
+        "SELECT id, number, label, status, created_at, updated_at, last_heartbeat_at,
+                signal, registration, operator, assigned_to_all
+         FROM sim_cards s
+         WHERE (s.assigned_to_all
+                 OR EXISTS (SELECT 1 FROM sim_card_assignees a
+                            WHERE a.sim_card_id = s.id AND a.user_id = $1)
+                 OR EXISTS (SELECT 1 FROM users u WHERE u.id = $1 AND u.is_admin))
+         ORDER BY id",
+        viewer
+    )
     .fetch_all(db)
     .await
 }
@@ -65,18 +68,25 @@ pub async fn find_sim_usable_by(
     id: i64,
     viewer: i64,
 ) -> Result<Option<SimRow>, sqlx::Error> {
-    sqlx::query_as(&format!(
-        "SELECT {SIM_COLUMNS} FROM sim_cards s WHERE id = $1 AND {}",
-        usable_by("$2")
-    ))
-    .bind(id)
-    .bind(viewer)
+    sqlx::query_as!(
+        SimRow,
+        "SELECT id, number, label, status, created_at, updated_at, last_heartbeat_at,
+                signal, registration, operator, assigned_to_all
+         FROM sim_cards s
+         WHERE id = $1
+           AND (s.assigned_to_all
+                 OR EXISTS (SELECT 1 FROM sim_card_assignees a
+                            WHERE a.sim_card_id = s.id AND a.user_id = $2)
+                 OR EXISTS (SELECT 1 FROM users u WHERE u.id = $2 AND u.is_admin))",
+        id,
+        viewer
+    )
     .fetch_optional(db)
     .await
 }
 
 /// A user a SIM card is assigned to.
-#[derive(Debug, Clone, sqlx::FromRow)]
+#[derive(Debug, Clone)]
 pub struct AssigneeRow {
     pub sim_card_id: i64,
     pub user_id: i64,
@@ -85,13 +95,14 @@ pub struct AssigneeRow {
 
 /// The assignees of the given SIMs, by SIM then username.
 pub async fn list_assignees(db: &PgPool, sim_ids: &[i64]) -> Result<Vec<AssigneeRow>, sqlx::Error> {
-    sqlx::query_as(
+    sqlx::query_as!(
+        AssigneeRow,
         "SELECT a.sim_card_id, a.user_id, u.username
          FROM sim_card_assignees a JOIN users u ON u.id = a.user_id
          WHERE a.sim_card_id = ANY($1)
          ORDER BY a.sim_card_id, lower(u.username)",
+        sim_ids
     )
-    .bind(sim_ids)
     .fetch_all(db)
     .await
 }
@@ -101,12 +112,12 @@ pub async fn missing_users(
     tx: &mut Transaction<'_, Postgres>,
     ids: &[i64],
 ) -> Result<Vec<i64>, sqlx::Error> {
-    sqlx::query_scalar(
-        "SELECT DISTINCT t.id FROM unnest($1::bigint[]) AS t(id)
+    sqlx::query_scalar!(
+        r#"SELECT DISTINCT t.id AS "id!" FROM unnest($1::bigint[]) AS t(id)
          WHERE NOT EXISTS (SELECT 1 FROM users u WHERE u.id = t.id)
-         ORDER BY t.id",
+         ORDER BY t.id"#,
+        ids
     )
-    .bind(ids)
     .fetch_all(&mut **tx)
     .await
 }
@@ -119,29 +130,30 @@ pub async fn set_assignees(
     all: bool,
     users: &[i64],
 ) -> Result<(), sqlx::Error> {
-    sqlx::query("UPDATE sim_cards SET assigned_to_all = $2 WHERE id = $1")
-        .bind(id)
-        .bind(all)
+    sqlx::query!(
+        "UPDATE sim_cards SET assigned_to_all = $2 WHERE id = $1",
+        id,
+        all
+    )
+    .execute(&mut **tx)
+    .await?;
+    sqlx::query!("DELETE FROM sim_card_assignees WHERE sim_card_id = $1", id)
         .execute(&mut **tx)
         .await?;
-    sqlx::query("DELETE FROM sim_card_assignees WHERE sim_card_id = $1")
-        .bind(id)
-        .execute(&mut **tx)
-        .await?;
-    sqlx::query(
+    sqlx::query!(
         "INSERT INTO sim_card_assignees (sim_card_id, user_id)
          SELECT $1, user_id FROM unnest($2::bigint[]) AS t(user_id)
          ON CONFLICT DO NOTHING",
+        id,
+        users
     )
-    .bind(id)
-    .bind(users)
     .execute(&mut **tx)
     .await?;
     Ok(())
 }
 
 /// A user an admin can assign a SIM to.
-#[derive(Debug, Clone, sqlx::FromRow)]
+#[derive(Debug, Clone)]
 pub struct UserChoice {
     pub id: i64,
     pub username: String,
@@ -151,16 +163,22 @@ pub struct UserChoice {
 
 /// Every user, by name, for the SIM form's assignee choice.
 pub async fn list_user_choices(db: &PgPool) -> Result<Vec<UserChoice>, sqlx::Error> {
-    sqlx::query_as("SELECT id, username, is_admin, is_active FROM users ORDER BY lower(username)")
-        .fetch_all(db)
-        .await
+    sqlx::query_as!(
+        UserChoice,
+        "SELECT id, username, is_admin, is_active FROM users ORDER BY lower(username)"
+    )
+    .fetch_all(db)
+    .await
 }
 
 pub async fn find_sim(db: &PgPool, id: i64) -> Result<Option<SimRow>, sqlx::Error> {
-    sqlx::query_as(&format!(
-        "SELECT {SIM_COLUMNS} FROM sim_cards WHERE id = $1"
-    ))
-    .bind(id)
+    sqlx::query_as!(
+        SimRow,
+        "SELECT id, number, label, status, created_at, updated_at, last_heartbeat_at,
+                signal, registration, operator, assigned_to_all
+         FROM sim_cards WHERE id = $1",
+        id
+    )
     .fetch_optional(db)
     .await
 }
@@ -172,12 +190,15 @@ pub async fn insert_sim(
     label: &str,
     status: &str,
 ) -> Result<SimRow, sqlx::Error> {
-    sqlx::query_as(&format!(
-        "INSERT INTO sim_cards (number, label, status) VALUES ($1, $2, $3) RETURNING {SIM_COLUMNS}"
-    ))
-    .bind(number)
-    .bind(label)
-    .bind(status)
+    sqlx::query_as!(
+        SimRow,
+        "INSERT INTO sim_cards (number, label, status) VALUES ($1, $2, $3)
+         RETURNING id, number, label, status, created_at, updated_at, last_heartbeat_at,
+                   signal, registration, operator, assigned_to_all",
+        number,
+        label,
+        status
+    )
     .fetch_one(&mut **tx)
     .await
 }
@@ -190,26 +211,29 @@ pub async fn update_sim(
     label: Option<&str>,
     status: Option<&str>,
 ) -> Result<Option<SimRow>, sqlx::Error> {
-    sqlx::query_as(&format!(
+    sqlx::query_as!(
+        SimRow,
         "UPDATE sim_cards SET number = COALESCE($2, number), label = COALESCE($3, label),
              status = COALESCE($4, status), updated_at = now()
-         WHERE id = $1 RETURNING {SIM_COLUMNS}"
-    ))
-    .bind(id)
-    .bind(number)
-    .bind(label)
-    .bind(status)
+         WHERE id = $1
+         RETURNING id, number, label, status, created_at, updated_at, last_heartbeat_at,
+                   signal, registration, operator, assigned_to_all",
+        id,
+        number,
+        label,
+        status
+    )
     .fetch_optional(&mut **tx)
     .await
 }
 
 /// Recipients still waiting to go out through `route`.
 pub async fn count_pending_on_route(db: &PgPool, route: &str) -> Result<i64, sqlx::Error> {
-    sqlx::query_scalar(
-        "SELECT count(*) FROM recipients r JOIN messages m ON m.id = r.message_id
-         WHERE m.route = $1 AND r.status = 'pending'",
+    sqlx::query_scalar!(
+        r#"SELECT count(*) AS "count!" FROM recipients r JOIN messages m ON m.id = r.message_id
+         WHERE m.route = $1 AND r.status = 'pending'"#,
+        route
     )
-    .bind(route)
     .fetch_one(db)
     .await
 }
@@ -221,8 +245,8 @@ pub async fn fail_pending_on_route(
     route: &str,
     reason: &str,
 ) -> Result<i64, sqlx::Error> {
-    sqlx::query_scalar(
-        "WITH failed AS (
+    sqlx::query_scalar!(
+        r#"WITH failed AS (
              UPDATE recipients r SET status = 'failed', last_error = $2, updated_at = now()
              FROM messages m
              WHERE m.id = r.message_id AND m.route = $1 AND r.status = 'pending'
@@ -240,17 +264,16 @@ pub async fn fail_pending_on_route(
                      ELSE m.completed_at END
              FROM counts c WHERE m.id = c.message_id
              RETURNING c.n)
-         SELECT COALESCE(sum(n), 0)::bigint FROM updated",
+         SELECT COALESCE(sum(n), 0)::bigint AS "failed!" FROM updated"#,
+        route,
+        reason
     )
-    .bind(route)
-    .bind(reason)
     .fetch_one(&mut **tx)
     .await
 }
 
 pub async fn delete_sim(tx: &mut Transaction<'_, Postgres>, id: i64) -> Result<bool, sqlx::Error> {
-    let done = sqlx::query("DELETE FROM sim_cards WHERE id = $1")
-        .bind(id)
+    let done = sqlx::query!("DELETE FROM sim_cards WHERE id = $1", id)
         .execute(&mut **tx)
         .await?;
     Ok(done.rows_affected() == 1)
@@ -265,28 +288,33 @@ pub async fn take_next_online_sim(
     online_secs: f64,
     viewer: i64,
 ) -> Result<Option<(i64, String)>, sqlx::Error> {
-    sqlx::query_as(&format!(
+    let sim = sqlx::query!(
         "UPDATE sim_cards SET last_used_at = now()
          WHERE id = (
              SELECT id FROM sim_cards s
              WHERE status = 'active' AND last_heartbeat_at > now() - make_interval(secs => $1)
-               AND {}
+               AND (s.assigned_to_all
+                     OR EXISTS (SELECT 1 FROM sim_card_assignees a
+                                WHERE a.sim_card_id = s.id AND a.user_id = $2)
+                     OR EXISTS (SELECT 1 FROM users u WHERE u.id = $2 AND u.is_admin))
              ORDER BY last_used_at NULLS FIRST, id
              LIMIT 1 FOR UPDATE SKIP LOCKED)
          RETURNING id, number",
-        usable_by("$2")
-    ))
-    .bind(online_secs)
-    .bind(viewer)
+        online_secs,
+        viewer
+    )
     .fetch_optional(db)
-    .await
+    .await?;
+    Ok(sim.map(|s| (s.id, s.number)))
 }
 
 pub async fn touch_sim(db: &PgPool, id: i64) -> Result<(), sqlx::Error> {
-    sqlx::query("UPDATE sim_cards SET last_used_at = now() WHERE id = $1")
-        .bind(id)
-        .execute(db)
-        .await?;
+    sqlx::query!(
+        "UPDATE sim_cards SET last_used_at = now() WHERE id = $1",
+        id
+    )
+    .execute(db)
+    .await?;
     Ok(())
 }
 
@@ -300,34 +328,38 @@ pub async fn insert_routed_message(
     route: &str,
     lease_secs: f64,
 ) -> Result<(i64, DateTime<Utc>, Vec<(i64, String)>), sqlx::Error> {
-    let (id, created_at): (i64, DateTime<Utc>) = sqlx::query_as(
+    let message = sqlx::query!(
         "INSERT INTO messages (user_id, content, encoding, segments, total_count, route)
          VALUES ($1, $2, $3, $4, $5, $6)
          RETURNING id, created_at",
+        user_id,
+        body.as_str(),
+        body.encoding().as_str(),
+        body.segments() as i32,
+        phones.len() as i32,
+        route
     )
-    .bind(user_id)
-    .bind(body.as_str())
-    .bind(body.encoding().as_str())
-    .bind(body.segments() as i32)
-    .bind(phones.len() as i32)
-    .bind(route)
     .fetch_one(&mut **tx)
     .await?;
+    let (id, created_at) = (message.id, message.created_at);
     hold_in_outbox(tx, id, lease_secs).await?;
-    let recipients: Vec<(i64, String)> = sqlx::query_as(
+    let recipients: Vec<(i64, String)> = sqlx::query!(
         "INSERT INTO recipients (message_id, phone)
          SELECT $1, phone FROM unnest($2::text[]) WITH ORDINALITY AS t(phone, ord) ORDER BY ord
          RETURNING id, phone",
+        id,
+        phones as &[&str]
     )
-    .bind(id)
-    .bind(phones)
     .fetch_all(&mut **tx)
-    .await?;
+    .await?
+    .into_iter()
+    .map(|r| (r.id, r.phone))
+    .collect();
     Ok((id, created_at, recipients))
 }
 
 /// A received SMS.
-#[derive(Debug, Clone, sqlx::FromRow)]
+#[derive(Debug, Clone)]
 pub struct InboundRow {
     pub id: i64,
     pub sim_card_id: Option<i64>,
@@ -340,19 +372,11 @@ pub struct InboundRow {
     pub created_at: DateTime<Utc>,
 }
 
-/// Which received SMS user `$2` may read, optionally only those of SIM `$1`: those of the
-/// SIMs usable by them. Received SMS are often one-time codes; an SMS whose SIM was deleted
-/// (`sim_card_id` NULL) has no assignees left and is for admins only.
-fn inbound_readable() -> String {
-    format!(
-        "($1::bigint IS NULL OR i.sim_card_id = $1)
-         AND (EXISTS (SELECT 1 FROM users u WHERE u.id = $2 AND u.is_admin)
-              OR EXISTS (SELECT 1 FROM sim_cards s WHERE s.id = i.sim_card_id AND {}))",
-        usable_by("$2")
-    )
-}
-
 /// The received SMS user `viewer` may read, newest first.
+///
+/// Here and in [`count_inbound`], user `$2` may read, optionally only those of SIM `$1`, the
+/// received SMS of the SIMs usable by them. Received SMS are often one-time codes; an SMS
+/// whose SIM was deleted (`sim_card_id` NULL) has no assignees left and is for admins only.
 pub async fn list_inbound(
     db: &PgPool,
     sim_id: Option<i64>,
@@ -360,17 +384,25 @@ pub async fn list_inbound(
     limit: i64,
     offset: i64,
 ) -> Result<Vec<InboundRow>, sqlx::Error> {
-    sqlx::query_as(&format!(
+    sqlx::query_as!(
+        InboundRow,
         "SELECT i.id, i.sim_card_id, i.sim_number, i.sender, i.content, i.parts, i.sent_at,
                 i.received_at, i.created_at
-         FROM inbound_messages i WHERE {}
+         FROM inbound_messages i
+         WHERE ($1::bigint IS NULL OR i.sim_card_id = $1)
+           AND (EXISTS (SELECT 1 FROM users u WHERE u.id = $2 AND u.is_admin)
+                OR EXISTS (SELECT 1 FROM sim_cards s
+                           WHERE s.id = i.sim_card_id
+                             AND (s.assigned_to_all
+                                   OR EXISTS (SELECT 1 FROM sim_card_assignees a
+                                              WHERE a.sim_card_id = s.id AND a.user_id = $2)
+                                   OR EXISTS (SELECT 1 FROM users u WHERE u.id = $2 AND u.is_admin))))
          ORDER BY i.created_at DESC, i.id DESC LIMIT $3 OFFSET $4",
-        inbound_readable()
-    ))
-    .bind(sim_id)
-    .bind(viewer)
-    .bind(limit)
-    .bind(offset)
+        sim_id,
+        viewer,
+        limit,
+        offset
+    )
     .fetch_all(db)
     .await
 }
@@ -380,18 +412,25 @@ pub async fn count_inbound(
     sim_id: Option<i64>,
     viewer: i64,
 ) -> Result<i64, sqlx::Error> {
-    sqlx::query_scalar(&format!(
-        "SELECT count(*) FROM inbound_messages i WHERE {}",
-        inbound_readable()
-    ))
-    .bind(sim_id)
-    .bind(viewer)
+    sqlx::query_scalar!(
+        r#"SELECT count(*) AS "count!" FROM inbound_messages i
+         WHERE ($1::bigint IS NULL OR i.sim_card_id = $1)
+           AND (EXISTS (SELECT 1 FROM users u WHERE u.id = $2 AND u.is_admin)
+                OR EXISTS (SELECT 1 FROM sim_cards s
+                           WHERE s.id = i.sim_card_id
+                             AND (s.assigned_to_all
+                                   OR EXISTS (SELECT 1 FROM sim_card_assignees a
+                                              WHERE a.sim_card_id = s.id AND a.user_id = $2)
+                                   OR EXISTS (SELECT 1 FROM users u WHERE u.id = $2 AND u.is_admin))))"#,
+        sim_id,
+        viewer
+    )
     .fetch_one(db)
     .await
 }
 
 /// One outgoing SMS (a recipient of a message) as the edge gateway's clients list them.
-#[derive(Debug, Clone, sqlx::FromRow)]
+#[derive(Debug, Clone)]
 pub struct OutgoingRow {
     pub id: i64,
     pub message_id: i64,
@@ -416,19 +455,21 @@ pub async fn list_outgoing(
     limit: i64,
     offset: i64,
 ) -> Result<Vec<OutgoingRow>, sqlx::Error> {
-    sqlx::query_as(
-        "SELECT r.id, r.message_id, r.phone, m.content, r.status, m.route, s.number AS sender_sim,
+    sqlx::query_as!(
+        OutgoingRow,
+        r#"SELECT r.id, r.message_id, r.phone, m.content, r.status AS "status: RecipientStatus",
+                m.route, s.number AS "sender_sim?",
                 r.last_error, r.created_at, r.updated_at, r.sent_at, r.delivered_at
          FROM recipients r
          JOIN messages m ON m.id = r.message_id
          LEFT JOIN sim_cards s ON m.route = 'sim.' || s.id
          WHERE ($1::bigint IS NULL OR m.user_id = $1) AND ($2::text IS NULL OR m.route = $2)
-         ORDER BY r.id DESC LIMIT $3 OFFSET $4",
+         ORDER BY r.id DESC LIMIT $3 OFFSET $4"#,
+        user_id,
+        route,
+        limit,
+        offset
     )
-    .bind(user_id)
-    .bind(route)
-    .bind(limit)
-    .bind(offset)
     .fetch_all(db)
     .await
 }
@@ -440,18 +481,18 @@ pub async fn count_outgoing(
     user_id: Option<i64>,
     route: Option<&str>,
 ) -> Result<i64, sqlx::Error> {
-    sqlx::query_scalar(
-        "SELECT COALESCE(sum(total_count), 0)::bigint FROM messages
-         WHERE ($1::bigint IS NULL OR user_id = $1) AND ($2::text IS NULL OR route = $2)",
+    sqlx::query_scalar!(
+        r#"SELECT COALESCE(sum(total_count), 0)::bigint AS "total!" FROM messages
+         WHERE ($1::bigint IS NULL OR user_id = $1) AND ($2::text IS NULL OR route = $2)"#,
+        user_id,
+        route
     )
-    .bind(user_id)
-    .bind(route)
     .fetch_one(db)
     .await
 }
 
 /// One API key of a user, never its secret.
-#[derive(Debug, Clone, sqlx::FromRow)]
+#[derive(Debug, Clone)]
 pub struct ApiKeyRow {
     pub id: i64,
     pub label: String,
@@ -461,23 +502,24 @@ pub struct ApiKeyRow {
 }
 
 pub async fn list_api_keys(db: &PgPool, user_id: i64) -> Result<Vec<ApiKeyRow>, sqlx::Error> {
-    sqlx::query_as(
+    sqlx::query_as!(
+        ApiKeyRow,
         "SELECT id, label, created_at, last_used_at, revoked_at FROM api_tokens
          WHERE user_id = $1 ORDER BY id DESC",
+        user_id
     )
-    .bind(user_id)
     .fetch_all(db)
     .await
 }
 
 /// Revokes one of the user's keys; false when it is not theirs or already revoked.
 pub async fn revoke_api_key(db: &PgPool, user_id: i64, id: i64) -> Result<bool, sqlx::Error> {
-    let done = sqlx::query(
+    let done = sqlx::query!(
         "UPDATE api_tokens SET revoked_at = now()
          WHERE id = $1 AND user_id = $2 AND revoked_at IS NULL",
+        id,
+        user_id
     )
-    .bind(id)
-    .bind(user_id)
     .execute(db)
     .await?;
     Ok(done.rows_affected() == 1)
@@ -487,10 +529,10 @@ pub async fn revoke_all_api_keys(
     tx: &mut Transaction<'_, Postgres>,
     user_id: i64,
 ) -> Result<u64, sqlx::Error> {
-    let done = sqlx::query(
+    let done = sqlx::query!(
         "UPDATE api_tokens SET revoked_at = now() WHERE user_id = $1 AND revoked_at IS NULL",
+        user_id
     )
-    .bind(user_id)
     .execute(&mut **tx)
     .await?;
     Ok(done.rows_affected())
@@ -502,12 +544,12 @@ pub async fn insert_api_key(
     hash: &[u8],
     label: &str,
 ) -> Result<i64, sqlx::Error> {
-    sqlx::query_scalar(
+    sqlx::query_scalar!(
         "INSERT INTO api_tokens (user_id, token_hash, label) VALUES ($1, $2, $3) RETURNING id",
+        user_id,
+        hash,
+        label
     )
-    .bind(user_id)
-    .bind(hash)
-    .bind(label)
     .fetch_one(&mut **tx)
     .await
 }

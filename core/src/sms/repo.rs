@@ -6,7 +6,7 @@ use smsgate_shared::domain::{MessageBody, MessageStatus, PhoneNumber, RecipientS
 use sqlx::{PgConnection, PgPool};
 
 /// A message as the API shows it.
-#[derive(Debug, Clone, sqlx::FromRow)]
+#[derive(Debug, Clone)]
 pub struct MessageRow {
     pub id: i64,
     pub user_id: i64,
@@ -22,7 +22,7 @@ pub struct MessageRow {
 }
 
 /// One recipient of a message.
-#[derive(Debug, Clone, sqlx::FromRow)]
+#[derive(Debug, Clone)]
 pub struct RecipientRow {
     pub id: i64,
     pub phone: String,
@@ -50,7 +50,7 @@ pub async fn insert_message_with_recipients(
     phones: &[PhoneNumber],
     lease_secs: f64,
 ) -> Result<(i64, DateTime<Utc>), sqlx::Error> {
-    let (id, created_at): (i64, DateTime<Utc>) = sqlx::query_as(
+    let message = sqlx::query!(
         "WITH m AS (
              INSERT INTO messages (user_id, content, encoding, segments, total_count)
              VALUES ($1, $2, $3, $4, $5)
@@ -59,17 +59,17 @@ pub async fn insert_message_with_recipients(
              INSERT INTO message_outbox (message_id, lease_until)
              SELECT id, now() + make_interval(secs => $6) FROM m)
          SELECT id, created_at FROM m",
+        user_id,
+        body.as_str(),
+        body.encoding().as_str(),
+        body.segments() as i32,
+        phones.len() as i32,
+        lease_secs
     )
-    .bind(user_id)
-    .bind(body.as_str())
-    .bind(body.encoding().as_str())
-    .bind(body.segments() as i32)
-    .bind(phones.len() as i32)
-    .bind(lease_secs)
     .fetch_one(&mut *tx)
     .await?;
-    copy_recipients(tx, id, phones).await?;
-    Ok((id, created_at))
+    copy_recipients(tx, message.id, phones).await?;
+    Ok((message.id, message.created_at))
 }
 
 /// Rows per COPY data message: PostgreSQL starts inserting while the rest is on its way.
@@ -170,8 +170,9 @@ pub async fn insert_small_messages(
             phones.push(*phone);
         }
     }
-    let row: SmallInsertRow = sqlx::query_as(
-        "WITH input AS (
+    let row = sqlx::query_as!(
+        SmallInsertRow,
+        r#"WITH input AS (
              SELECT v.*, CASE WHEN v.verdict = 'ok' THEN nextval('messages_id_seq') END AS id
              FROM (SELECT t.ord, t.user_id, t.content, t.encoding, t.segments, t.total,
                           CASE WHEN u.id IS NULL THEN 'unknown'
@@ -198,28 +199,27 @@ pub async fn insert_small_messages(
              WHERE i.id IS NOT NULL
              ORDER BY p.n
              RETURNING id, message_id, phone)
-         SELECT now() AS created_at,
-                (SELECT array_agg(verdict ORDER BY ord) FROM input) AS verdicts,
-                (SELECT array_agg(id ORDER BY ord) FROM input) AS message_ids,
-                COALESCE((SELECT array_agg(message_id ORDER BY id) FROM r), '{}') AS recipient_message_ids,
-                COALESCE((SELECT array_agg(id ORDER BY id) FROM r), '{}') AS recipient_ids,
-                COALESCE((SELECT array_agg(phone ORDER BY id) FROM r), '{}') AS recipient_phones",
+         SELECT now() AS "created_at!",
+                (SELECT array_agg(verdict ORDER BY ord) FROM input) AS "verdicts!",
+                (SELECT array_agg(id ORDER BY ord) FROM input) AS "message_ids!: Vec<Option<i64>>",
+                COALESCE((SELECT array_agg(message_id ORDER BY id) FROM r), '{}') AS "recipient_message_ids!",
+                COALESCE((SELECT array_agg(id ORDER BY id) FROM r), '{}') AS "recipient_ids!",
+                COALESCE((SELECT array_agg(phone ORDER BY id) FROM r), '{}') AS "recipient_phones!""#,
+        &user_ids,
+        &token_ids as &[Option<i64>],
+        &contents as &[&str],
+        &encodings as &[&str],
+        &segments,
+        &totals,
+        &phone_ords,
+        &phones as &[&str],
+        lease_secs
     )
-    .bind(&user_ids)
-    .bind(&token_ids)
-    .bind(&contents)
-    .bind(&encodings)
-    .bind(&segments)
-    .bind(&totals)
-    .bind(&phone_ords)
-    .bind(&phones)
-    .bind(lease_secs)
     .fetch_one(db)
     .await?;
     Ok(row.into_outcomes())
 }
 
-#[derive(sqlx::FromRow)]
 struct SmallInsertRow {
     created_at: DateTime<Utc>,
     verdicts: Vec<String>,
@@ -265,23 +265,22 @@ impl SmallInsertRow {
     }
 }
 
-const MESSAGE_COLUMNS: &str =
-    "id, user_id, content, encoding, segments, status, total_count, sent_count, \
-                               failed_count, created_at, completed_at";
-
 pub async fn list_messages(
     db: &PgPool,
     user_id: i64,
     limit: i64,
     offset: i64,
 ) -> Result<Vec<MessageRow>, sqlx::Error> {
-    sqlx::query_as(&format!(
-        "SELECT {MESSAGE_COLUMNS} FROM messages WHERE user_id = $1
-         ORDER BY created_at DESC, id DESC LIMIT $2 OFFSET $3"
-    ))
-    .bind(user_id)
-    .bind(limit)
-    .bind(offset)
+    sqlx::query_as!(
+        MessageRow,
+        r#"SELECT id, user_id, content, encoding, segments, status AS "status: MessageStatus",
+                total_count, sent_count, failed_count, created_at, completed_at
+         FROM messages WHERE user_id = $1
+         ORDER BY created_at DESC, id DESC LIMIT $2 OFFSET $3"#,
+        user_id,
+        limit,
+        offset
+    )
     .fetch_all(db)
     .await
 }
@@ -289,10 +288,11 @@ pub async fn list_messages(
 /// The user's message total, kept per user by triggers (see the bulk_insert_speed
 /// migration): a sum over at most 16 rows instead of a count over millions.
 pub async fn count_messages(db: &PgPool, user_id: i64) -> Result<i64, sqlx::Error> {
-    sqlx::query_scalar(
-        "SELECT COALESCE(sum(messages), 0)::bigint FROM user_message_counts WHERE user_id = $1",
+    sqlx::query_scalar!(
+        r#"SELECT COALESCE(sum(messages), 0)::bigint AS "messages!"
+         FROM user_message_counts WHERE user_id = $1"#,
+        user_id
     )
-    .bind(user_id)
     .fetch_one(db)
     .await
 }
@@ -303,11 +303,14 @@ pub async fn find_own_message(
     user_id: i64,
     id: i64,
 ) -> Result<Option<MessageRow>, sqlx::Error> {
-    sqlx::query_as(&format!(
-        "SELECT {MESSAGE_COLUMNS} FROM messages WHERE id = $1 AND user_id = $2"
-    ))
-    .bind(id)
-    .bind(user_id)
+    sqlx::query_as!(
+        MessageRow,
+        r#"SELECT id, user_id, content, encoding, segments, status AS "status: MessageStatus",
+                total_count, sent_count, failed_count, created_at, completed_at
+         FROM messages WHERE id = $1 AND user_id = $2"#,
+        id,
+        user_id
+    )
     .fetch_optional(db)
     .await
 }
@@ -318,13 +321,15 @@ pub async fn list_recipients(
     limit: i64,
     offset: i64,
 ) -> Result<Vec<RecipientRow>, sqlx::Error> {
-    sqlx::query_as(
-        "SELECT id, phone, status, attempts, last_error, updated_at, sent_at, delivered_at
-         FROM recipients WHERE message_id = $1 ORDER BY id LIMIT $2 OFFSET $3",
+    sqlx::query_as!(
+        RecipientRow,
+        r#"SELECT id, phone, status AS "status: RecipientStatus", attempts, last_error, updated_at,
+                sent_at, delivered_at
+         FROM recipients WHERE message_id = $1 ORDER BY id LIMIT $2 OFFSET $3"#,
+        message_id,
+        limit,
+        offset
     )
-    .bind(message_id)
-    .bind(limit)
-    .bind(offset)
     .fetch_all(db)
     .await
 }

@@ -5,7 +5,7 @@ use chrono::{DateTime, Utc};
 use sqlx::{PgPool, Postgres, Transaction};
 
 /// A registered endpoint, without its secret.
-#[derive(Debug, Clone, sqlx::FromRow)]
+#[derive(Debug, Clone)]
 pub struct WebhookRow {
     pub id: i64,
     pub url: String,
@@ -15,8 +15,6 @@ pub struct WebhookRow {
     pub updated_at: DateTime<Utc>,
 }
 
-const COLUMNS: &str = "id, url, description, is_active, created_at, updated_at";
-
 /// How many webhooks the user has, after locking the user's row for the rest of the
 /// transaction (`FOR NO KEY UPDATE`: it waits for another registration of the same user,
 /// but not for foreign-key checks).
@@ -24,19 +22,23 @@ pub async fn count_for_user_locked(
     tx: &mut Transaction<'_, Postgres>,
     user_id: i64,
 ) -> Result<i64, sqlx::Error> {
-    sqlx::query("SELECT 1 FROM users WHERE id = $1 FOR NO KEY UPDATE")
-        .bind(user_id)
-        .execute(&mut **tx)
-        .await?;
-    sqlx::query_scalar("SELECT count(*) FROM webhooks WHERE user_id = $1")
-        .bind(user_id)
-        .fetch_one(&mut **tx)
-        .await
+    sqlx::query!(
+        "SELECT 1 AS locked FROM users WHERE id = $1 FOR NO KEY UPDATE",
+        user_id
+    )
+    .fetch_optional(&mut **tx)
+    .await?;
+    sqlx::query_scalar!(
+        r#"SELECT count(*) AS "count!" FROM webhooks WHERE user_id = $1"#,
+        user_id
+    )
+    .fetch_one(&mut **tx)
+    .await
 }
 
 /// The id the next webhook will get: its secret is sealed to its id, before the insert.
 pub async fn next_id(tx: &mut Transaction<'_, Postgres>) -> Result<i64, sqlx::Error> {
-    sqlx::query_scalar("SELECT nextval(pg_get_serial_sequence('webhooks', 'id'))")
+    sqlx::query_scalar!(r#"SELECT nextval(pg_get_serial_sequence('webhooks', 'id')) AS "id!""#)
         .fetch_one(&mut **tx)
         .await
 }
@@ -50,34 +52,39 @@ pub async fn insert(
     sealed_secret: &str,
     description: &str,
 ) -> Result<WebhookRow, sqlx::Error> {
-    sqlx::query_as(&format!(
+    sqlx::query_as!(
+        WebhookRow,
         "INSERT INTO webhooks (id, user_id, url, secret, description) VALUES ($1, $2, $3, $4, $5)
-         RETURNING {COLUMNS}"
-    ))
-    .bind(id)
-    .bind(user_id)
-    .bind(url)
-    .bind(sealed_secret)
-    .bind(description)
+         RETURNING id, url, description, is_active, created_at, updated_at",
+        id,
+        user_id,
+        url,
+        sealed_secret,
+        description
+    )
     .fetch_one(&mut **tx)
     .await
 }
 
 pub async fn list(db: &PgPool, user_id: i64) -> Result<Vec<WebhookRow>, sqlx::Error> {
-    sqlx::query_as(&format!(
-        "SELECT {COLUMNS} FROM webhooks WHERE user_id = $1 ORDER BY id"
-    ))
-    .bind(user_id)
+    sqlx::query_as!(
+        WebhookRow,
+        "SELECT id, url, description, is_active, created_at, updated_at
+         FROM webhooks WHERE user_id = $1 ORDER BY id",
+        user_id
+    )
     .fetch_all(db)
     .await
 }
 
 pub async fn find(db: &PgPool, user_id: i64, id: i64) -> Result<Option<WebhookRow>, sqlx::Error> {
-    sqlx::query_as(&format!(
-        "SELECT {COLUMNS} FROM webhooks WHERE id = $1 AND user_id = $2"
-    ))
-    .bind(id)
-    .bind(user_id)
+    sqlx::query_as!(
+        WebhookRow,
+        "SELECT id, url, description, is_active, created_at, updated_at
+         FROM webhooks WHERE id = $1 AND user_id = $2",
+        id,
+        user_id
+    )
     .fetch_optional(db)
     .await
 }
@@ -91,20 +98,21 @@ pub async fn update(
     description: Option<&str>,
     is_active: Option<bool>,
 ) -> Result<Option<WebhookRow>, sqlx::Error> {
-    sqlx::query_as(&format!(
+    sqlx::query_as!(
+        WebhookRow,
         "UPDATE webhooks SET
              url = COALESCE($3, url),
              description = COALESCE($4, description),
              is_active = COALESCE($5, is_active),
              updated_at = now()
          WHERE id = $1 AND user_id = $2
-         RETURNING {COLUMNS}"
-    ))
-    .bind(id)
-    .bind(user_id)
-    .bind(url)
-    .bind(description)
-    .bind(is_active)
+         RETURNING id, url, description, is_active, created_at, updated_at",
+        id,
+        user_id,
+        url,
+        description,
+        is_active
+    )
     .fetch_optional(&mut **tx)
     .await
 }
@@ -117,12 +125,12 @@ pub async fn set_secret(
     id: i64,
     sealed_secret: &str,
 ) -> Result<bool, sqlx::Error> {
-    Ok(sqlx::query(
+    Ok(sqlx::query!(
         "UPDATE webhooks SET secret = $3, updated_at = now() WHERE id = $1 AND user_id = $2",
+        id,
+        user_id,
+        sealed_secret
     )
-    .bind(id)
-    .bind(user_id)
-    .bind(sealed_secret)
     .execute(&mut **tx)
     .await?
     .rows_affected()
@@ -130,7 +138,6 @@ pub async fn set_secret(
 }
 
 /// A stored secret, as it is in the row (plain text in rows older than encryption).
-#[derive(sqlx::FromRow)]
 pub struct StoredSecret {
     pub id: i64,
     pub secret: String,
@@ -142,10 +149,13 @@ pub async fn secrets_to_reseal(
     db: &PgPool,
     sealed_prefix: &str,
 ) -> Result<Vec<StoredSecret>, sqlx::Error> {
-    sqlx::query_as("SELECT id, secret FROM webhooks WHERE NOT starts_with(secret, $1) ORDER BY id")
-        .bind(sealed_prefix)
-        .fetch_all(db)
-        .await
+    sqlx::query_as!(
+        StoredSecret,
+        "SELECT id, secret FROM webhooks WHERE NOT starts_with(secret, $1) ORDER BY id",
+        sealed_prefix
+    )
+    .fetch_all(db)
+    .await
 }
 
 /// Replaces a secret with its re-sealed form, if it is still `old`: a user rotating it
@@ -156,16 +166,16 @@ pub async fn replace_secret(
     old: &str,
     sealed_secret: &str,
 ) -> Result<bool, sqlx::Error> {
-    Ok(
-        sqlx::query("UPDATE webhooks SET secret = $3 WHERE id = $1 AND secret = $2")
-            .bind(id)
-            .bind(old)
-            .bind(sealed_secret)
-            .execute(db)
-            .await?
-            .rows_affected()
-            == 1,
+    Ok(sqlx::query!(
+        "UPDATE webhooks SET secret = $3 WHERE id = $1 AND secret = $2",
+        id,
+        old,
+        sealed_secret
     )
+    .execute(db)
+    .await?
+    .rows_affected()
+        == 1)
 }
 
 /// Deletes the webhook and, by cascade, its deliveries; its URL for the audit log.
@@ -174,11 +184,13 @@ pub async fn delete(
     user_id: i64,
     id: i64,
 ) -> Result<Option<String>, sqlx::Error> {
-    sqlx::query_scalar("DELETE FROM webhooks WHERE id = $1 AND user_id = $2 RETURNING url")
-        .bind(id)
-        .bind(user_id)
-        .fetch_optional(&mut **tx)
-        .await
+    sqlx::query_scalar!(
+        "DELETE FROM webhooks WHERE id = $1 AND user_id = $2 RETURNING url",
+        id,
+        user_id
+    )
+    .fetch_optional(&mut **tx)
+    .await
 }
 
 /// Queues a `webhook.test` delivery, due now; its id.
@@ -187,18 +199,18 @@ pub async fn insert_test_delivery(
     webhook_id: i64,
     payload: &serde_json::Value,
 ) -> Result<i64, sqlx::Error> {
-    sqlx::query_scalar(
+    sqlx::query_scalar!(
         "INSERT INTO webhook_deliveries (webhook_id, event_type, payload)
          VALUES ($1, 'webhook.test', $2) RETURNING id",
+        webhook_id,
+        payload
     )
-    .bind(webhook_id)
-    .bind(payload)
     .fetch_one(db)
     .await
 }
 
 /// One delivery as `GET /api/webhooks/{id}/deliveries` shows it.
-#[derive(Debug, Clone, sqlx::FromRow)]
+#[derive(Debug, Clone)]
 pub struct DeliveryRow {
     pub id: i64,
     pub event_type: String,
@@ -222,18 +234,19 @@ pub async fn list_deliveries(
     before: Option<i64>,
     limit: i64,
 ) -> Result<Vec<DeliveryRow>, sqlx::Error> {
-    sqlx::query_as(
+    sqlx::query_as!(
+        DeliveryRow,
         "SELECT id, event_type, message_id, payload, status, attempts, last_status_code,
                 last_error, next_attempt_at, created_at, completed_at
          FROM webhook_deliveries
          WHERE webhook_id = $1 AND ($2::text IS NULL OR status = $2)
            AND ($3::bigint IS NULL OR id < $3)
          ORDER BY id DESC LIMIT $4",
+        webhook_id,
+        status,
+        before,
+        limit
     )
-    .bind(webhook_id)
-    .bind(status)
-    .bind(before)
-    .bind(limit)
     .fetch_all(db)
     .await
 }
@@ -241,13 +254,13 @@ pub async fn list_deliveries(
 /// Puts a failed delivery back in line with a fresh schedule; false if it is not a failed
 /// delivery of this webhook.
 pub async fn requeue_failed(db: &PgPool, webhook_id: i64, id: i64) -> Result<bool, sqlx::Error> {
-    Ok(sqlx::query(
+    Ok(sqlx::query!(
         "UPDATE webhook_deliveries
          SET status = 'pending', attempts = 0, next_attempt_at = now(), completed_at = NULL
          WHERE id = $1 AND webhook_id = $2 AND status = 'failed'",
+        id,
+        webhook_id
     )
-    .bind(id)
-    .bind(webhook_id)
     .execute(db)
     .await?
     .rows_affected()

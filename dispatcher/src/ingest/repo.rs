@@ -1,9 +1,8 @@
 //! SQL of the edge ingest. One function per statement.
 
-use smsgate_shared::domain::RecipientStatus;
+use smsgate_shared::domain::{MessageStatus, RecipientStatus};
 use sqlx::{PgPool, Postgres, Transaction};
 
-use crate::repo::HAS_WEBHOOKS;
 pub use crate::repo::{ChangedRecipient, MessageProgress};
 
 /// Records a SIM job's result. Only a `pending` recipient changes, so a result published
@@ -17,8 +16,9 @@ pub async fn record_sim_result(
     error: Option<&str>,
     response: Option<&str>,
 ) -> Result<Option<ChangedRecipient>, sqlx::Error> {
-    sqlx::query_as(
-        "UPDATE recipients SET
+    sqlx::query_as!(
+        ChangedRecipient,
+        r#"UPDATE recipients SET
              status = $2,
              attempts = GREATEST(attempts, $3),
              last_error = $4,
@@ -26,13 +26,13 @@ pub async fn record_sim_result(
              updated_at = now(),
              sent_at = CASE WHEN $2 = 'sent' THEN now() ELSE sent_at END
          WHERE id = $1 AND status = 'pending'
-         RETURNING id, message_id, phone, status, attempts, last_error",
+         RETURNING id, message_id, phone, status AS "status: RecipientStatus", attempts, last_error"#,
+        recipient_id,
+        status.as_str(),
+        attempts,
+        error,
+        response
     )
-    .bind(recipient_id)
-    .bind(status.as_str())
-    .bind(attempts)
-    .bind(error)
-    .bind(response)
     .fetch_optional(&mut **tx)
     .await
 }
@@ -44,15 +44,15 @@ pub async fn insert_part_refs(
     recipient_id: i64,
     references: &[i16],
 ) -> Result<(), sqlx::Error> {
-    sqlx::query(
+    sqlx::query!(
         "INSERT INTO sim_part_refs (sim_card_id, recipient_id, part, reference)
          SELECT $1, $2, (ord - 1)::smallint, reference
          FROM unnest($3::smallint[]) WITH ORDINALITY AS t(reference, ord)
          ON CONFLICT (recipient_id, part) DO NOTHING",
+        sim_id,
+        recipient_id,
+        references
     )
-    .bind(sim_id)
-    .bind(recipient_id)
-    .bind(references)
     .execute(&mut **tx)
     .await?;
     Ok(())
@@ -67,7 +67,7 @@ pub async fn mark_part_reported(
     delivered: bool,
     status: i16,
 ) -> Result<Option<(i64, i64)>, sqlx::Error> {
-    sqlx::query_as(
+    let reported = sqlx::query!(
         "UPDATE sim_part_refs p SET
              delivered_at = CASE WHEN $3 THEN now() ELSE NULL END,
              report_status = $4
@@ -79,13 +79,14 @@ pub async fn mark_part_reported(
                  ORDER BY sent_at DESC, id DESC LIMIT 1)
            AND r.id = p.recipient_id
          RETURNING p.recipient_id, r.message_id",
+        sim_id,
+        reference,
+        delivered,
+        status
     )
-    .bind(sim_id)
-    .bind(reference)
-    .bind(delivered)
-    .bind(status)
     .fetch_optional(&mut **tx)
-    .await
+    .await?;
+    Ok(reported.map(|r| (r.recipient_id, r.message_id)))
 }
 
 /// `sent` → `delivered` once every part of the recipient was reported delivered.
@@ -93,14 +94,15 @@ pub async fn mark_delivered_if_complete(
     tx: &mut Transaction<'_, Postgres>,
     recipient_id: i64,
 ) -> Result<Option<ChangedRecipient>, sqlx::Error> {
-    sqlx::query_as(
-        "UPDATE recipients SET status = 'delivered', delivered_at = now(), updated_at = now()
+    sqlx::query_as!(
+        ChangedRecipient,
+        r#"UPDATE recipients SET status = 'delivered', delivered_at = now(), updated_at = now()
          WHERE id = $1 AND status = 'sent'
            AND NOT EXISTS (SELECT 1 FROM sim_part_refs
                            WHERE recipient_id = $1 AND delivered_at IS NULL)
-         RETURNING id, message_id, phone, status, attempts, last_error",
+         RETURNING id, message_id, phone, status AS "status: RecipientStatus", attempts, last_error"#,
+        recipient_id
     )
-    .bind(recipient_id)
     .fetch_optional(&mut **tx)
     .await
 }
@@ -112,11 +114,13 @@ pub async fn note_delivery_failure(
     recipient_id: i64,
     reason: &str,
 ) -> Result<(), sqlx::Error> {
-    sqlx::query("UPDATE recipients SET last_error = $2, updated_at = now() WHERE id = $1")
-        .bind(recipient_id)
-        .bind(reason)
-        .execute(&mut **tx)
-        .await?;
+    sqlx::query!(
+        "UPDATE recipients SET last_error = $2, updated_at = now() WHERE id = $1",
+        recipient_id,
+        reason
+    )
+    .execute(&mut **tx)
+    .await?;
     Ok(())
 }
 
@@ -133,20 +137,20 @@ pub async fn insert_inbound(
     sent_at: Option<chrono::DateTime<chrono::Utc>>,
     received_at: chrono::DateTime<chrono::Utc>,
 ) -> Result<bool, sqlx::Error> {
-    let inserted = sqlx::query(
+    let inserted = sqlx::query!(
         "INSERT INTO inbound_messages
              (sim_card_id, sim_number, sender, content, parts, sent_at, received_at, dedupe_key)
          SELECT s.id, COALESCE(s.number, ''), $3, $4, $5, $6, $7, $2
          FROM (SELECT 1) AS one LEFT JOIN sim_cards s ON s.id = $1
          ON CONFLICT (dedupe_key) DO NOTHING",
+        sim_id,
+        key,
+        sender,
+        content,
+        parts,
+        sent_at,
+        received_at
     )
-    .bind(sim_id)
-    .bind(key)
-    .bind(sender)
-    .bind(content)
-    .bind(parts)
-    .bind(sent_at)
-    .bind(received_at)
     .execute(db)
     .await?;
     Ok(inserted.rows_affected() == 1)
@@ -162,14 +166,14 @@ pub async fn record_heartbeat(
     registration: &str,
     operator: Option<&str>,
 ) -> Result<Option<String>, sqlx::Error> {
-    sqlx::query_scalar(
+    sqlx::query_scalar!(
         "UPDATE sim_cards SET last_heartbeat_at = now(), signal = $2, registration = $3, operator = $4
          WHERE id = $1 RETURNING number",
+        sim_id,
+        signal,
+        registration,
+        operator
     )
-    .bind(sim_id)
-    .bind(signal)
-    .bind(registration)
-    .bind(operator)
     .fetch_optional(db)
     .await
 }
@@ -178,11 +182,15 @@ pub async fn message_progress(
     tx: &mut Transaction<'_, Postgres>,
     message_id: i64,
 ) -> Result<Option<MessageProgress>, sqlx::Error> {
-    sqlx::query_as(&format!(
-        "SELECT m.id, m.status, m.total_count, m.sent_count, m.failed_count, {HAS_WEBHOOKS}
-         FROM messages m WHERE m.id = $1"
-    ))
-    .bind(message_id)
+    sqlx::query_as!(
+        MessageProgress,
+        r#"SELECT m.id, m.status AS "status: MessageStatus", m.total_count, m.sent_count,
+                m.failed_count,
+                EXISTS (SELECT 1 FROM webhooks w WHERE w.user_id = m.user_id AND w.is_active)
+                    AS "has_webhooks!"
+         FROM messages m WHERE m.id = $1"#,
+        message_id
+    )
     .fetch_optional(&mut **tx)
     .await
 }

@@ -9,22 +9,22 @@ pub async fn insert_status_deliveries(
     message_ids: &[i64],
     payloads: &[serde_json::Value],
 ) -> Result<(), sqlx::Error> {
-    sqlx::query(
+    sqlx::query!(
         "INSERT INTO webhook_deliveries (webhook_id, event_type, message_id, payload)
          SELECT w.id, 'message.status', e.message_id, e.payload
          FROM unnest($1::bigint[], $2::jsonb[]) AS e(message_id, payload)
          JOIN messages m ON m.id = e.message_id
          JOIN webhooks w ON w.user_id = m.user_id AND w.is_active",
+        message_ids,
+        payloads
     )
-    .bind(message_ids)
-    .bind(payloads)
     .execute(&mut **tx)
     .await?;
     Ok(())
 }
 
 /// A delivery this dispatcher claimed, with its endpoint.
-#[derive(Clone, sqlx::FromRow)]
+#[derive(Clone)]
 pub struct Due {
     pub id: i64,
     pub webhook_id: i64,
@@ -64,7 +64,8 @@ pub async fn claim_due(
     lease_secs: f64,
     per_endpoint: i64,
 ) -> Result<Vec<Due>, sqlx::Error> {
-    sqlx::query_as(
+    sqlx::query_as!(
+        Due,
         "WITH due AS (
              SELECT d.id
              FROM webhooks w
@@ -87,10 +88,10 @@ pub async fn claim_due(
          WHERE d.id = due.id AND w.id = d.webhook_id
          RETURNING d.id, d.webhook_id, d.event_type, d.payload, d.attempts, d.created_at,
                    w.url, w.secret AS sealed_secret, w.is_active",
+        limit,
+        lease_secs,
+        per_endpoint
     )
-    .bind(limit)
-    .bind(lease_secs)
-    .bind(per_endpoint)
     .fetch_all(db)
     .await
 }
@@ -120,7 +121,7 @@ pub async fn record_attempt(
         Recorded::RetryIn(secs) => ("pending", Some(*secs)),
         Recorded::Failed => ("failed", None),
     };
-    Ok(sqlx::query(
+    Ok(sqlx::query!(
         "UPDATE webhook_deliveries SET
              status = $3,
              next_attempt_at = CASE WHEN $4::float8 IS NULL THEN next_attempt_at
@@ -130,13 +131,13 @@ pub async fn record_attempt(
              last_error = $6,
              completed_at = CASE WHEN $3 = 'pending' THEN NULL ELSE now() END
          WHERE id = $1 AND attempts = $2 AND status = 'pending'",
+        id,
+        attempt,
+        status,
+        retry_in,
+        status_code.map(i32::from),
+        error
     )
-    .bind(id)
-    .bind(attempt)
-    .bind(status)
-    .bind(retry_in)
-    .bind(status_code.map(i32::from))
-    .bind(error)
     .execute(db)
     .await?
     .rows_affected()
@@ -149,14 +150,14 @@ pub async fn delete_finished(
     retention_secs: f64,
     limit: i64,
 ) -> Result<u64, sqlx::Error> {
-    Ok(sqlx::query(
+    Ok(sqlx::query!(
         "DELETE FROM webhook_deliveries WHERE id = ANY(ARRAY(
              SELECT id FROM webhook_deliveries
              WHERE status <> 'pending' AND completed_at < now() - make_interval(secs => $1)
              ORDER BY completed_at LIMIT $2))",
+        retention_secs,
+        limit
     )
-    .bind(retention_secs)
-    .bind(limit)
     .execute(db)
     .await?
     .rows_affected())

@@ -170,7 +170,7 @@ pub async fn log_in(State(app): State<WebState>, request: Request) -> Result<Res
     let cookie_name = session::cookie_name(settings);
     // A new id at every login: a session id planted before login is worth nothing after.
     if let Some(old) = cookies::get(&parts.headers, cookie_name) {
-        let _ = session::delete(&app.core.db, &sha256(old)).await;
+        let _ = session::delete(&app.core.db, &smsgate_core::auth::token_digest(old)).await;
     }
     let raw = session::create(&app.core.db, login.user.id, settings.session_idle)
         .await
@@ -226,11 +226,6 @@ pub(crate) fn is_safe_next(path: &str) -> bool {
     is_local_path(path)
         && !path.starts_with("//")
         && path.bytes().all(|b| b.is_ascii_graphic() && b != b'\\')
-}
-
-fn sha256(raw: &str) -> Vec<u8> {
-    use sha2::Digest;
-    sha2::Sha256::digest(raw.as_bytes()).to_vec()
 }
 
 fn signed_out(flash: &str, settings: &PanelSettings) -> Response {

@@ -15,14 +15,15 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
-use chrono::{DateTime, Utc};
+use chrono::Utc;
 use rand::RngCore;
-use sha2::{Digest, Sha256};
 use sqlx::PgPool;
 use subtle::ConstantTimeEq;
 
 use super::{db_error, PanelSettings};
 use crate::state::WebState;
+use smsgate_core::auth::sessions;
+use smsgate_core::auth::token_digest;
 use smsgate_core::history::Viewer;
 
 /// The signed-in user of a request, as its session says.
@@ -67,78 +68,17 @@ pub fn random_token() -> String {
     URL_SAFE_NO_PAD.encode(bytes)
 }
 
-fn hash_id(raw: &str) -> Vec<u8> {
-    Sha256::digest(raw.as_bytes()).to_vec()
-}
-
-#[derive(sqlx::FromRow)]
-struct SessionRow {
-    user_id: i64,
-    username: String,
-    is_admin: bool,
-    is_active: bool,
-    must_change_password: bool,
-    csrf_token: String,
-    last_seen_at: DateTime<Utc>,
-}
-
 /// Starts a session for `user_id`; returns the cookie value. Also sweeps expired sessions,
 /// which costs one indexed delete per login.
 pub async fn create(db: &PgPool, user_id: i64, idle: Duration) -> Result<String, sqlx::Error> {
     let raw = random_token();
-    sqlx::query(
-        "INSERT INTO web_sessions (id_hash, user_id, csrf_token, expires_at)
-         VALUES ($1, $2, $3, now() + make_interval(secs => $4))",
-    )
-    .bind(hash_id(&raw))
-    .bind(user_id)
-    .bind(random_token())
-    .bind(idle.as_secs_f64())
-    .execute(db)
-    .await?;
-    sqlx::query("DELETE FROM web_sessions WHERE expires_at < now()")
-        .execute(db)
-        .await?;
+    sessions::insert(db, &token_digest(&raw), user_id, &random_token(), idle).await?;
+    sessions::delete_expired(db).await?;
     Ok(raw)
 }
 
 pub async fn delete(db: &PgPool, id_hash: &[u8]) -> Result<(), sqlx::Error> {
-    sqlx::query("DELETE FROM web_sessions WHERE id_hash = $1")
-        .bind(id_hash)
-        .execute(db)
-        .await?;
-    Ok(())
-}
-
-async fn find(
-    db: &PgPool,
-    id_hash: &[u8],
-    max_age: Duration,
-) -> Result<Option<SessionRow>, sqlx::Error> {
-    sqlx::query_as(
-        "SELECT s.user_id, u.username, u.is_admin, u.is_active, u.must_change_password,
-                s.csrf_token, s.last_seen_at
-         FROM web_sessions s JOIN users u ON u.id = s.user_id
-         WHERE s.id_hash = $1 AND s.expires_at > now()
-           AND s.created_at > now() - make_interval(secs => $2)",
-    )
-    .bind(id_hash)
-    .bind(max_age.as_secs_f64())
-    .fetch_optional(db)
-    .await
-}
-
-/// Slides the idle expiry forward.
-async fn touch(db: &PgPool, id_hash: &[u8], idle: Duration) -> Result<(), sqlx::Error> {
-    sqlx::query(
-        "UPDATE web_sessions SET last_seen_at = now(), expires_at = now() + make_interval(secs => $2)
-         WHERE id_hash = $1",
-    )
-    .bind(id_hash)
-    .bind(idle.as_secs_f64())
-    .execute(db)
-    .await?;
-    Ok(())
+    sessions::delete(db, id_hash).await
 }
 
 /// What the middleware found, for the extractors.
@@ -164,8 +104,8 @@ pub async fn load_session(
     }
     let settings = &app.panel;
     if let Some(raw) = cookies::get(request.headers(), cookie_name(settings)) {
-        let id_hash = hash_id(raw);
-        match find(&app.core.db, &id_hash, settings.session_max_age).await {
+        let id_hash = token_digest(raw);
+        match sessions::find(&app.core.db, &id_hash, settings.session_max_age).await {
             Ok(Some(row)) if !row.is_active => {
                 // Normally gone already (disabling deletes them); this covers a race.
                 if let Err(e) = delete(&app.core.db, &id_hash).await {
@@ -175,7 +115,9 @@ pub async fn load_session(
             }
             Ok(Some(row)) => {
                 if Utc::now() - row.last_seen_at > chrono::Duration::seconds(60) {
-                    if let Err(e) = touch(&app.core.db, &id_hash, settings.session_idle).await {
+                    if let Err(e) =
+                        sessions::touch(&app.core.db, &id_hash, settings.session_idle).await
+                    {
                         return db_error(e).into_response();
                     }
                 }
