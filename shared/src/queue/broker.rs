@@ -1,8 +1,9 @@
 //! A reconnecting handle on the broker and a publisher that pipelines confirms.
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
+use deadpool::managed::{self, Metrics, Object, PoolError, RecycleError, RecycleResult};
 use futures::future::try_join_all;
 use lapin::options::{BasicPublishOptions, ConfirmSelectOptions};
 use lapin::publisher_confirm::Confirmation;
@@ -18,6 +19,10 @@ pub enum BrokerError {
     Protocol(#[from] lapin::Error),
     #[error("the broker refused {0} message(s) (negative confirm)")]
     Nacked(usize),
+    /// The pool of confirm channels failed for a reason of its own (never expected: it has
+    /// no timeouts and is never closed).
+    #[error("confirm channel pool: {0}")]
+    ChannelPool(String),
 }
 
 /// One message to publish; the exchange is given per batch.
@@ -28,18 +33,54 @@ pub struct OutgoingMessage {
     pub headers: FieldTable,
 }
 
-/// A shared, lazily (re)connecting broker connection with a small pool of confirm-mode
+/// A shared, lazily (re)connecting broker connection with a pool of confirm-mode
 /// channels. Cheap to clone.
 #[derive(Clone)]
 pub struct Broker {
-    inner: Arc<BrokerInner>,
+    link: Arc<Link>,
+    confirm_channels: ConfirmChannels,
 }
 
-struct BrokerInner {
+/// The connection, opened on first use and again after it is lost.
+struct Link {
     url: String,
     connection: tokio::sync::Mutex<Option<Arc<Connection>>>,
-    confirm_channels: Mutex<Vec<Channel>>,
 }
+
+type ConfirmChannels = managed::Pool<ConfirmChannelManager>;
+
+/// Opens channels in confirm mode on the current connection, and hands a pooled one out
+/// again only while it is still open: channels of a lost connection are dropped at their
+/// next checkout, so a reconnect needs no bookkeeping.
+struct ConfirmChannelManager {
+    link: Arc<Link>,
+}
+
+impl managed::Manager for ConfirmChannelManager {
+    type Type = Channel;
+    type Error = BrokerError;
+
+    async fn create(&self) -> Result<Channel, BrokerError> {
+        let channel = self.link.connect().await?.create_channel().await?;
+        channel
+            .confirm_select(ConfirmSelectOptions::default())
+            .await?;
+        Ok(channel)
+    }
+
+    async fn recycle(&self, channel: &mut Channel, _: &Metrics) -> RecycleResult<BrokerError> {
+        if channel.status().connected() {
+            Ok(())
+        } else {
+            Err(RecycleError::message("channel closed"))
+        }
+    }
+}
+
+/// Confirm channels open at once, per process. A bulk publishes over [`PUBLISH_CHANNELS`]
+/// of them; beyond this many concurrent publishers, the next one waits for a channel to be
+/// returned instead of opening more (RabbitMQ's default limit is 2,047 per connection).
+const MAX_CONFIRM_CHANNELS: usize = 64;
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// Largest AMQP frame a connection negotiates unless its URL says otherwise. lapin keeps a
@@ -60,46 +101,28 @@ impl Broker {
     /// A handle on the broker at `url` (not connected until first used), asking for
     /// [`DEFAULT_FRAME_MAX`] frames unless the URL sets `frame_max` itself.
     pub fn new(url: &str) -> Broker {
+        let link = Arc::new(Link {
+            url: with_frame_max(url, DEFAULT_FRAME_MAX),
+            connection: tokio::sync::Mutex::new(None),
+        });
+        let confirm_channels = managed::Pool::builder(ConfirmChannelManager { link: link.clone() })
+            .max_size(MAX_CONFIRM_CHANNELS)
+            .build()
+            .expect("a pool without timeouts needs no runtime");
         Broker {
-            inner: Arc::new(BrokerInner {
-                url: with_frame_max(url, DEFAULT_FRAME_MAX),
-                connection: tokio::sync::Mutex::new(None),
-                confirm_channels: Mutex::new(Vec::new()),
-            }),
+            link,
+            confirm_channels,
         }
     }
 
     /// The current connection, reconnecting if it was lost.
     pub async fn connection(&self) -> Result<Arc<Connection>, BrokerError> {
-        let mut slot = self.inner.connection.lock().await;
-        if let Some(conn) = slot.as_ref() {
-            if conn.status().connected() {
-                return Ok(conn.clone());
-            }
-        }
-        self.inner
-            .confirm_channels
-            .lock()
-            .expect("pool lock")
-            .clear();
-        let properties = ConnectionProperties::default()
-            .with_executor(tokio_executor_trait::Tokio::current())
-            .with_reactor(tokio_reactor_trait::Tokio)
-            .with_connection_name("smsgate".into());
-        let conn = tokio::time::timeout(
-            CONNECT_TIMEOUT,
-            Connection::connect(&self.inner.url, properties),
-        )
-        .await
-        .map_err(|_| BrokerError::ConnectTimeout(CONNECT_TIMEOUT))??;
-        let conn = Arc::new(conn);
-        *slot = Some(conn.clone());
-        Ok(conn)
+        self.link.connect().await
     }
 
     /// True when a connection exists and is open (does not try to connect).
     pub async fn is_connected(&self) -> bool {
-        self.inner
+        self.link
             .connection
             .lock()
             .await
@@ -114,36 +137,17 @@ impl Broker {
 
     /// Closes the connection, if any. Unacked deliveries on it return to their queues.
     pub async fn close(&self) {
-        self.inner
-            .confirm_channels
-            .lock()
-            .expect("pool lock")
-            .clear();
-        if let Some(conn) = self.inner.connection.lock().await.take() {
+        self.confirm_channels.retain(|_, _| false);
+        if let Some(conn) = self.link.connection.lock().await.take() {
             let _ = conn.close(200, "closing").await;
         }
     }
 
-    async fn take_confirm_channel(&self) -> Result<Channel, BrokerError> {
-        let pooled = self.inner.confirm_channels.lock().expect("pool lock").pop();
-        if let Some(channel) = pooled.filter(|c| c.status().connected()) {
-            return Ok(channel);
-        }
-        let channel = self.channel().await?;
-        channel
-            .confirm_select(ConfirmSelectOptions::default())
-            .await?;
-        Ok(channel)
-    }
-
-    fn return_confirm_channel(&self, channel: Channel) {
-        if channel.status().connected() {
-            self.inner
-                .confirm_channels
-                .lock()
-                .expect("pool lock")
-                .push(channel);
-        }
+    async fn take_confirm_channel(&self) -> Result<Object<ConfirmChannelManager>, BrokerError> {
+        self.confirm_channels.get().await.map_err(|e| match e {
+            PoolError::Backend(e) => e,
+            other => BrokerError::ChannelPool(other.to_string()),
+        })
     }
 
     /// A publisher for `exchange` that returns only once the broker confirmed every message.
@@ -152,6 +156,29 @@ impl Broker {
             broker: self.clone(),
             exchange,
         }
+    }
+}
+
+impl Link {
+    /// The open connection, or a new one if there is none or it was lost.
+    async fn connect(&self) -> Result<Arc<Connection>, BrokerError> {
+        let mut slot = self.connection.lock().await;
+        if let Some(conn) = slot.as_ref() {
+            if conn.status().connected() {
+                return Ok(conn.clone());
+            }
+        }
+        let properties = ConnectionProperties::default()
+            .with_executor(tokio_executor_trait::Tokio::current())
+            .with_reactor(tokio_reactor_trait::Tokio)
+            .with_connection_name("smsgate".into());
+        let conn =
+            tokio::time::timeout(CONNECT_TIMEOUT, Connection::connect(&self.url, properties))
+                .await
+                .map_err(|_| BrokerError::ConnectTimeout(CONNECT_TIMEOUT))??;
+        let conn = Arc::new(conn);
+        *slot = Some(conn.clone());
+        Ok(conn)
     }
 }
 
@@ -206,6 +233,20 @@ impl ConfirmedPublisher {
         messages: Vec<OutgoingMessage>,
     ) -> Result<(), BrokerError> {
         let channel = self.broker.take_confirm_channel().await?;
+        let published = self.publish_windows(&channel, &messages).await;
+        if published.is_err() {
+            // A channel that failed mid-publish may still owe confirms: it leaves the pool
+            // rather than serving the next publisher, as before the pool was deadpool's.
+            drop(Object::take(channel));
+        }
+        published
+    }
+
+    async fn publish_windows(
+        &self,
+        channel: &Channel,
+        messages: &[OutgoingMessage],
+    ) -> Result<(), BrokerError> {
         for window in messages.chunks(CONFIRM_WINDOW) {
             // lapin's publish future resolves once its I/O thread has written the frames.
             // Awaiting them one by one was a wake-up of that thread and back per message (a
@@ -235,7 +276,6 @@ impl ConfirmedPublisher {
                 return Err(BrokerError::Nacked(nacked));
             }
         }
-        self.broker.return_confirm_channel(channel);
         Ok(())
     }
 
