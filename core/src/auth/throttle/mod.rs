@@ -16,6 +16,8 @@ use http::HeaderMap;
 use sha2::{Digest, Sha256};
 use sqlx::PgPool;
 
+mod repo;
+
 use super::settings::LoginSettings;
 
 const USER_ADDRESS: &str = "user_address";
@@ -53,36 +55,17 @@ pub async fn charge(
         user_key: user_key(username, &address),
         address,
     };
-    let rows: Vec<(String, i32, f64)> = sqlx::query!(
-        r#"INSERT INTO login_attempts AS a (scope, key, failures)
-         VALUES ('user_address', $1, 1), ('address', $2, 1)
-         ON CONFLICT (scope, key) DO UPDATE SET
-           failures = CASE WHEN a.window_start <= now() - make_interval(secs => $3)
-                           THEN 1 ELSE a.failures + 1 END,
-           window_start = CASE WHEN a.window_start <= now() - make_interval(secs => $3)
-                               THEN now() ELSE a.window_start END
-         RETURNING scope, failures,
-           GREATEST(0, EXTRACT(EPOCH FROM (window_start + make_interval(secs => $3) - now())))::float8
-             AS "retry_after_secs!""#,
-        &charge.user_key,
-        &charge.address,
-        settings.window.as_secs_f64()
-    )
-    .fetch_all(db)
-    .await?
-    .into_iter()
-    .map(|r| (r.scope, r.failures, r.retry_after_secs))
-    .collect();
+    let rows = repo::charge(db, &charge.user_key, &charge.address, settings.window).await?;
     let over = rows
         .iter()
-        .filter(|(scope, failures, _)| {
-            let limit = match scope.as_str() {
+        .filter(|budget| {
+            let limit = match budget.scope.as_str() {
                 USER_ADDRESS => settings.max_failures_per_user_address,
                 _ => settings.max_failures_per_address,
             };
-            i64::from(*failures) > i64::from(limit)
+            i64::from(budget.failures) > i64::from(limit)
         })
-        .map(|(_, _, secs)| *secs)
+        .map(|budget| budget.retry_after_secs)
         .fold(None, |max: Option<f64>, secs| {
             Some(max.map_or(secs, |m| m.max(secs)))
         });
@@ -105,13 +88,7 @@ pub async fn charge(
 /// The password was right: the (username, address) budget starts afresh and the address
 /// gets its charge back (one good password must not reset a sprayer's count, though).
 pub async fn succeeded(db: &PgPool, charge: Charge) -> Result<(), sqlx::Error> {
-    sqlx::query!(
-        "DELETE FROM login_attempts WHERE scope = $1 AND key = $2",
-        USER_ADDRESS,
-        &charge.user_key
-    )
-    .execute(db)
-    .await?;
+    repo::delete(db, USER_ADDRESS, &charge.user_key).await?;
     refund_scope(db, ADDRESS, &charge.address).await
 }
 
@@ -131,13 +108,7 @@ pub async fn undecided(db: &PgPool, charge: Charge) -> Result<(), sqlx::Error> {
 
 /// Deletes the counters of windows that are over.
 async fn sweep(db: &PgPool, settings: &LoginSettings) -> Result<(), sqlx::Error> {
-    sqlx::query!(
-        "DELETE FROM login_attempts WHERE window_start < now() - make_interval(secs => $1)",
-        settings.window.as_secs_f64()
-    )
-    .execute(db)
-    .await?;
-    Ok(())
+    repo::delete_windows_over(db, settings.window).await
 }
 
 async fn refund(db: &PgPool, charge: &Charge) -> Result<(), sqlx::Error> {
@@ -148,22 +119,8 @@ async fn refund(db: &PgPool, charge: &Charge) -> Result<(), sqlx::Error> {
 /// Takes one charge back; a counter back at zero is deleted, so refunded attempts leave no
 /// rows. The delete re-checks `failures = 0`: a charge made in between keeps its row.
 async fn refund_scope(db: &PgPool, scope: &str, key: &str) -> Result<(), sqlx::Error> {
-    let left: Option<i32> = sqlx::query_scalar!(
-        "UPDATE login_attempts SET failures = GREATEST(failures - 1, 0)
-         WHERE scope = $1 AND key = $2 RETURNING failures",
-        scope,
-        key
-    )
-    .fetch_optional(db)
-    .await?;
-    if left == Some(0) {
-        sqlx::query!(
-            "DELETE FROM login_attempts WHERE scope = $1 AND key = $2 AND failures = 0",
-            scope,
-            key
-        )
-        .execute(db)
-        .await?;
+    if repo::take_one_back(db, scope, key).await? == Some(0) {
+        repo::delete_if_zero(db, scope, key).await?;
     }
     Ok(())
 }
