@@ -183,7 +183,8 @@ pub async fn find_sim(db: &PgPool, id: i64) -> Result<Option<SimRow>, sqlx::Erro
     .await
 }
 
-/// Inserts a SIM; a taken number is a unique violation the service turns into a 409.
+/// Inserts a SIM; a taken number is a unique violation the service turns into
+/// `SimError::NumberTaken`.
 pub async fn insert_sim(
     tx: &mut Transaction<'_, Postgres>,
     number: &str,

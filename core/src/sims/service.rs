@@ -143,8 +143,8 @@ pub async fn find(db: &PgPool, id: i64) -> Result<SimRow, SimError> {
     repo::find_sim(db, id).await?.ok_or(SimError::NotFound)
 }
 
-/// SIM `id` as user `viewer` may see it: 404 alike whether it is missing or not theirs, so
-/// a SIM's existence is not revealed.
+/// SIM `id` as user `viewer` may see it: [`SimError::NotFound`] alike whether it is missing
+/// or not theirs, so a SIM's existence is not revealed.
 pub async fn find_usable_by(db: &PgPool, id: i64, viewer: i64) -> Result<SimRow, SimError> {
     repo::find_sim_usable_by(db, id, viewer)
         .await?
@@ -183,8 +183,8 @@ pub async fn user_choices(db: &PgPool) -> Result<Vec<repo::UserChoice>, SimError
     Ok(repo::list_user_choices(db).await?)
 }
 
-/// Stores who SIM `id` is assigned to, inside the change's transaction; 400
-/// `UNKNOWN_USERS` naming every id that is no user.
+/// Stores who SIM `id` is assigned to, inside the change's transaction;
+/// [`SimError::UnknownUsers`] naming every id that is no user.
 async fn assign(
     tx: &mut Transaction<'_, Postgres>,
     id: i64,
