@@ -129,11 +129,10 @@ pub fn router(state: WebState) -> Router {
 /// A database failure as the panel shows it: a pool that cannot hand out a connection is a
 /// retryable 503, anything else a 500.
 pub(crate) fn db_error(err: sqlx::Error) -> WebError {
-    match err {
-        sqlx::Error::PoolTimedOut | sqlx::Error::Io(_) | sqlx::Error::PoolClosed => {
-            WebError::Unavailable(err.into())
-        }
-        other => WebError::Internal(other.into()),
+    if smsgate_core::db::is_unavailable(&err) {
+        WebError::Unavailable(err.into())
+    } else {
+        WebError::Internal(err.into())
     }
 }
 
