@@ -12,6 +12,7 @@ use super::gate::{GateError, PasswordGate};
 use super::repo;
 use super::settings::LoginSettings;
 use super::throttle::{self, Verdict};
+use crate::admin::audit;
 
 /// The account the replaced SMS panel created on first run; its clients log in with it.
 pub const DEFAULT_ADMIN: &str = "SMSadmin";
@@ -251,11 +252,10 @@ pub async fn mint_login_api_key(
 ) -> Result<String, AuthError> {
     let token = ApiToken::generate();
     let mut tx = db.begin().await?;
-    let token_id =
-        repo::insert_api_token_in(&mut tx, user_id, &token.hash, LOGIN_KEY_LABEL).await?;
+    let token_id = repo::insert_api_token(&mut *tx, user_id, &token.hash, LOGIN_KEY_LABEL).await?;
     let revoked =
         repo::revoke_labelled_tokens_beyond(&mut tx, user_id, LOGIN_KEY_LABEL, keep).await?;
-    repo::insert_audit(
+    audit::record(
         &mut *tx,
         Some(user_id),
         "token.mint",
@@ -305,7 +305,7 @@ pub async fn ensure_default_admin(
         .map_err(|e| anyhow::anyhow!("hashing task failed: {e}"))??;
     match repo::insert_user(db, DEFAULT_ADMIN, &hash, true, generated).await {
         Ok(id) => {
-            repo::insert_audit(
+            audit::record(
                 db,
                 None,
                 "user.create",

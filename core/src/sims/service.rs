@@ -14,6 +14,7 @@ use tracing::{info, warn};
 
 use super::repo::{self, SimRow};
 use crate::admin::audit;
+use crate::auth::repo as auth_repo;
 use crate::auth::ApiToken;
 use crate::sms::service::Page;
 
@@ -326,7 +327,14 @@ async fn audit_sim(
 ) -> Result<(), sqlx::Error> {
     details["number"] = json!(sim.number);
     details["status"] = json!(sim.status);
-    audit::record(tx, Some(actor), action, &format!("sim:{}", sim.id), details).await
+    audit::record(
+        &mut **tx,
+        Some(actor),
+        action,
+        &format!("sim:{}", sim.id),
+        details,
+    )
+    .await
 }
 
 /// What deleting a SIM did.
@@ -468,10 +476,11 @@ pub async fn replace_api_keys(
 ) -> Result<String, SimError> {
     let token = ApiToken::generate();
     let mut tx = db.begin().await?;
-    let revoked = repo::revoke_all_api_keys(&mut tx, user_id).await?;
-    let token_id = repo::insert_api_key(&mut tx, user_id, &token.hash, GENERATED_KEY_LABEL).await?;
-    crate::admin::audit::record(
-        &mut tx,
+    let revoked = auth_repo::revoke_api_tokens(&mut *tx, user_id).await?;
+    let token_id =
+        auth_repo::insert_api_token(&mut *tx, user_id, &token.hash, GENERATED_KEY_LABEL).await?;
+    audit::record(
+        &mut *tx,
         Some(user_id),
         "token.mint",
         &format!("user:{user_id}"),
