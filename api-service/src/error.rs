@@ -244,7 +244,6 @@ impl From<sqlx::Error> for ApiError {
     }
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;

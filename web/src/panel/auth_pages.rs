@@ -21,7 +21,7 @@ use crate::client::ClientAddress;
 use crate::state::WebState;
 use smsgate_core::admin::password::PASSWORD_RULES;
 use smsgate_core::admin::users::{self, UserAdminError};
-use smsgate_core::auth::service::{self as auth, AuthError};
+use smsgate_core::auth::service::AuthError;
 use smsgate_core::auth::throttle::client_address;
 use smsgate_core::auth::MAX_PASSWORD_BYTES;
 
@@ -121,15 +121,10 @@ pub async fn log_in(State(app): State<WebState>, request: Request) -> Result<Res
         with_login_csrf(page, &token, &parts.headers, settings)
     };
 
-    let login = match auth::login(
-        &app.core.db,
-        &app.core.jwt,
-        app.core.login_limits(),
-        &form.username,
-        &form.password,
-        &address,
-    )
-    .await
+    let login = match app
+        .core
+        .login(&form.username, &form.password, &address)
+        .await
     {
         Ok(login) => login,
         Err(AuthError::InvalidCredentials) => {
