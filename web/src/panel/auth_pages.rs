@@ -11,11 +11,12 @@ use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::json;
 
+use super::errors::{db_error, user_error};
 use super::forms::{CsrfForm, NoFields};
 use super::session::{
     self, constant_time_eq, login_csrf_cookie_name, random_token, SessionUser, SignedIn,
 };
-use super::{db_error, PanelSettings};
+use super::PanelSettings;
 use crate::client::tcp_peer;
 use crate::client::ClientAddress;
 use crate::state::WebState;
@@ -309,22 +310,6 @@ pub async fn change_password(
         }
         Err(UserAdminError::Invalid { message, .. }) => invalid(json!({"new_password": message})),
         Err(e) => Err(user_error(e, "/")),
-    }
-}
-
-/// Maps the errors of the user services that a form does not show beside a field.
-pub(super) fn user_error(err: UserAdminError, back_to: &str) -> WebError {
-    match err {
-        UserAdminError::Database(e) => db_error(e),
-        UserAdminError::Internal(e) => WebError::Internal(e),
-        UserAdminError::NotFound => WebError::NotFound("User"),
-        UserAdminError::LastAdmin => {
-            WebError::refused(back_to, "Refused: this is the last active administrator.")
-        }
-        UserAdminError::SelfAction(what) => {
-            WebError::refused(back_to, format!("You cannot {what} yourself."))
-        }
-        other => WebError::refused(back_to, other.to_string()),
     }
 }
 

@@ -12,7 +12,7 @@ use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 use smsgate_shared::domain::{Encoding, MessageBody, MessageBodyError, PhoneNumber};
 
-use super::db_error;
+use super::errors::db_error;
 use super::session::{random_token, PanelUser, SignedIn};
 use crate::state::WebState;
 use smsgate_core::idempotency::{IdempotencyKey, KeyClaim};
