@@ -434,16 +434,13 @@ pub async fn inbox(
     page: i64,
     per_page: i64,
 ) -> Result<Page<repo::InboundRow>, SimError> {
-    let (items, total) = tokio::try_join!(
-        repo::list_inbound(db, sim_id, viewer, per_page, (page - 1) * per_page),
-        repo::count_inbound(db, sim_id, viewer),
-    )?;
-    Ok(Page {
-        items,
-        total,
+    Ok(Page::fetch(
         page,
         per_page,
-    })
+        |limit, offset| repo::list_inbound(db, sim_id, viewer, limit, offset),
+        repo::count_inbound(db, sim_id, viewer),
+    )
+    .await?)
 }
 
 /// Outgoing SMS of both routes: the caller's own, everyone's for an admin.
@@ -455,16 +452,13 @@ pub async fn outgoing(
     per_page: i64,
 ) -> Result<Page<repo::OutgoingRow>, SimError> {
     let route = sim_id.map(routing::sim);
-    let (items, total) = tokio::try_join!(
-        repo::list_outgoing(db, owner, route.as_deref(), per_page, (page - 1) * per_page),
-        repo::count_outgoing(db, owner, route.as_deref()),
-    )?;
-    Ok(Page {
-        items,
-        total,
+    Ok(Page::fetch(
         page,
         per_page,
-    })
+        |limit, offset| repo::list_outgoing(db, owner, route.as_deref(), limit, offset),
+        repo::count_outgoing(db, owner, route.as_deref()),
+    )
+    .await?)
 }
 
 /// Revokes every key of the user and issues one new key, in one transaction with its
