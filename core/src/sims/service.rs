@@ -124,6 +124,12 @@ pub fn is_online(sim: &SimRow) -> bool {
         .is_some_and(|at| chrono::Utc::now() - at < window)
 }
 
+/// The SIM's last `+CSQ` signal (rssi 0..=31, about -113 to -51 dBm) as a share of that
+/// scale in percent, for bars in a UI; `None` until the agent reports one.
+pub fn signal_percent(sim: &SimRow) -> Option<i16> {
+    sim.signal.map(|rssi| rssi * 100 / 31)
+}
+
 fn is_unique_violation(e: &sqlx::Error) -> bool {
     matches!(e, sqlx::Error::Database(db) if db.is_unique_violation())
 }

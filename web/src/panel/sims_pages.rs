@@ -50,6 +50,7 @@ impl SimItem {
     fn new(sim: SimRow, tz: &DisplayTz) -> SimItem {
         SimItem {
             online: service::is_online(&sim),
+            signal_percent: service::signal_percent(&sim),
             id: sim.id,
             number: sim.number,
             label: sim.label,
@@ -57,7 +58,6 @@ impl SimItem {
             last_heartbeat: sim.last_heartbeat_at.map(|t| tz.format(t)),
             last_heartbeat_iso: sim.last_heartbeat_at.map(|t| tz.machine(t)),
             signal: sim.signal,
-            signal_percent: sim.signal.map(|s| s * 100 / 31),
             operator: sim.operator,
             assigned_to: None,
         }
