@@ -15,9 +15,8 @@ use crate::error::ApiError;
 use crate::extract::{ApiJson, IdPath};
 use crate::state::AppState;
 use crate::wire::rfc3339;
-use smsgate_core::auth::service::mint_login_api_key;
+use smsgate_core::auth::service::{mint_login_api_key, replace_api_keys};
 use smsgate_core::sims::repo;
-use smsgate_core::sims::service;
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -96,7 +95,7 @@ async fn generate_api_key(
                 "Generating an API key needs `Authorization: Bearer <token from POST /api/auth>`",
         });
     }
-    let api_key = service::replace_api_keys(&app.core.db, user.id, &address).await?;
+    let api_key = replace_api_keys(&app.core.db, user.id, &address).await?;
     Ok(Json(NewKey { api_key }))
 }
 

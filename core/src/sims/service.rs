@@ -14,8 +14,6 @@ use tracing::{info, warn};
 
 use super::repo::{self, SimRow};
 use crate::admin::audit;
-use crate::auth::repo as auth_repo;
-use crate::auth::ApiToken;
 use crate::sms::service::Page;
 
 /// Why a SIM-card operation was refused.
@@ -466,38 +464,6 @@ pub async fn outgoing(
     )
     .await?)
 }
-
-/// Revokes every key of the user and issues one new key, in one transaction with its
-/// `token.mint` audit entry (the key's id and who asked from where, never the key).
-pub async fn replace_api_keys(
-    db: &PgPool,
-    user_id: i64,
-    address: &str,
-) -> Result<String, SimError> {
-    let token = ApiToken::generate();
-    let mut tx = db.begin().await?;
-    let revoked = auth_repo::revoke_api_tokens(&mut *tx, user_id).await?;
-    let token_id =
-        auth_repo::insert_api_token(&mut *tx, user_id, &token.hash, GENERATED_KEY_LABEL).await?;
-    audit::record(
-        &mut *tx,
-        Some(user_id),
-        "token.mint",
-        &format!("user:{user_id}"),
-        serde_json::json!({
-            "via": GENERATED_KEY_LABEL,
-            "token_id": token_id,
-            "address": address,
-            "revoked_count": revoked,
-        }),
-    )
-    .await?;
-    tx.commit().await?;
-    Ok(token.plain)
-}
-
-/// The label of keys minted by `POST /api/generate-api-key`, in the key list and the audit.
-const GENERATED_KEY_LABEL: &str = "POST /api/generate-api-key";
 
 #[cfg(test)]
 mod tests {
