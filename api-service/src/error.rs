@@ -236,21 +236,12 @@ impl From<sqlx::Error> for ApiError {
     /// A pool that cannot hand out a connection means PostgreSQL is down or saturated:
     /// that is a 503 the client may retry, not a 500.
     fn from(err: sqlx::Error) -> ApiError {
-        if database_unavailable(&err) {
+        if smsgate_core::db::is_unavailable(&err) {
             ApiError::Unavailable(err.into())
         } else {
             ApiError::Internal(err.into())
         }
     }
-}
-
-/// Whether a database error means PostgreSQL is down or saturated (retry later) rather
-/// than a bug.
-pub fn database_unavailable(err: &sqlx::Error) -> bool {
-    matches!(
-        err,
-        sqlx::Error::PoolTimedOut | sqlx::Error::Io(_) | sqlx::Error::PoolClosed
-    )
 }
 
 #[cfg(test)]

@@ -6,7 +6,8 @@ use std::sync::Arc;
 use smsgate_shared::queue::Broker;
 use sqlx::PgPool;
 
-use crate::auth::service::LoginLimits;
+use crate::auth::service::AuthError;
+use crate::auth::service::{self, Login, LoginLimits};
 use crate::auth::{JwtKeys, PasswordGate, TokenOwners};
 use crate::live::LiveHub;
 use crate::outbox::Outbox;
@@ -40,5 +41,24 @@ impl Core {
             settings: &self.settings.login,
             gate: &self.passwords,
         }
+    }
+
+    /// [`service::login`] with this process's database, keys and limits: the one call every
+    /// way to log in (panel, `POST /api/auth/login`, `POST /api/auth`) makes.
+    pub async fn login(
+        &self,
+        username: &str,
+        password: &str,
+        address: &str,
+    ) -> Result<Login, AuthError> {
+        service::login(
+            &self.db,
+            &self.jwt,
+            self.login_limits(),
+            username,
+            password,
+            address,
+        )
+        .await
     }
 }

@@ -56,16 +56,7 @@ impl CoreSettings {
     /// Settings for tests: the given broker and queue prefix, fast reconciling.
     pub fn for_tests(amqp_url: &str, queue_prefix: &str) -> CoreSettings {
         CoreSettings {
-            queue: QueueSettings {
-                amqp_url: amqp_url.to_owned(),
-                prefix: queue_prefix.to_owned(),
-                retry_schedule: config::default_retry_schedule(),
-                // Classic queues in tests: every test declares its own topology, and hundreds of
-                // short-lived quorum queues (one Raft cluster each) stalled the shared broker
-                // for minutes. Production keeps quorum queues (QUORUM_QUEUES, default on).
-                quorum_queues: false,
-                queue_expiry: Some(Duration::from_secs(600)),
-            },
+            queue: QueueSettings::for_tests(amqp_url, queue_prefix),
             max_bulk_recipients: 100_000,
             max_segments: MessageBody::DEFAULT_MAX_SEGMENTS,
             reconcile_interval: Duration::from_millis(500),

@@ -177,16 +177,7 @@ impl Settings {
         Settings {
             database_url: database_url.to_owned(),
             db_max_connections: 5,
-            queue: QueueSettings {
-                amqp_url: amqp_url.to_owned(),
-                prefix: queue_prefix.to_owned(),
-                retry_schedule: config::default_retry_schedule(),
-                // Classic queues in tests: every test declares its own topology, and hundreds of
-                // short-lived quorum queues (one Raft cluster each) stalled the shared broker
-                // for minutes. Production keeps quorum queues (QUORUM_QUEUES, default on).
-                quorum_queues: false,
-                queue_expiry: Some(Duration::from_secs(600)),
-            },
+            queue: QueueSettings::for_tests(amqp_url, queue_prefix),
             hkt: HktSettings {
                 base_url: gateway_url.parse().expect("a valid gateway URL"),
                 application_id: "LabourDept".to_owned(),

@@ -162,6 +162,22 @@ pub fn default_retry_schedule() -> Vec<Duration> {
 }
 
 impl QueueSettings {
+    /// Settings for tests: the given broker and prefix, the default retry schedule. Every
+    /// process of a test (API, dispatcher, modem agent) must declare with the same
+    /// arguments, or the broker refuses the later declarations, so they all start here.
+    pub fn for_tests(amqp_url: &str, prefix: &str) -> QueueSettings {
+        QueueSettings {
+            amqp_url: amqp_url.to_owned(),
+            prefix: prefix.to_owned(),
+            retry_schedule: default_retry_schedule(),
+            // Classic queues in tests: every test declares its own topology, and hundreds of
+            // short-lived quorum queues (one Raft cluster each) stalled the shared broker
+            // for minutes. Production keeps quorum queues (QUORUM_QUEUES, default on).
+            quorum_queues: false,
+            queue_expiry: Some(Duration::from_secs(600)),
+        }
+    }
+
     /// Reads AMQP_URL, QUEUE_PREFIX, RETRY_SCHEDULE and QUORUM_QUEUES.
     pub fn from_env() -> Result<QueueSettings, ConfigError> {
         let retry_schedule = duration_list_or("RETRY_SCHEDULE", &default_retry_schedule())?;

@@ -9,7 +9,6 @@ use super::extract::ClientAddress;
 use crate::error::ApiError;
 use crate::extract::ApiJson;
 use crate::state::AppState;
-use smsgate_core::auth::service;
 
 pub fn router() -> Router<AppState> {
     Router::new().route("/api/auth/login", post(log_in))
@@ -33,16 +32,11 @@ async fn log_in(
     ClientAddress(address): ClientAddress,
     ApiJson(req): ApiJson<LoginRequest>,
 ) -> Result<Json<LoginResponse>, ApiError> {
-    let login = service::login(
-        &app.core.db,
-        &app.core.jwt,
-        app.core.login_limits(),
-        &req.username,
-        &req.password,
-        &address,
-    )
-    .await?
-    .require_current_password()?;
+    let login = app
+        .core
+        .login(&req.username, &req.password, &address)
+        .await?
+        .require_current_password()?;
     Ok(Json(LoginResponse {
         access_token: login.access_token,
         token_type: "Bearer",

@@ -15,9 +15,8 @@ use crate::error::ApiError;
 use crate::extract::{ApiJson, IdPath};
 use crate::state::AppState;
 use crate::wire::rfc3339;
-use smsgate_core::auth::service::{login, mint_login_api_key};
+use smsgate_core::auth::service::{mint_login_api_key, replace_api_keys};
 use smsgate_core::sims::repo;
-use smsgate_core::sims::service;
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -52,16 +51,11 @@ async fn authenticate(
     ClientAddress(address): ClientAddress,
     ApiJson(req): ApiJson<AuthRequest>,
 ) -> Result<Json<AuthResponse>, ApiError> {
-    let login = login(
-        &app.core.db,
-        &app.core.jwt,
-        app.core.login_limits(),
-        &req.username,
-        &req.password,
-        &address,
-    )
-    .await?
-    .require_current_password()?;
+    let login = app
+        .core
+        .login(&req.username, &req.password, &address)
+        .await?
+        .require_current_password()?;
     let api_key =
         mint_login_api_key(&app.core.db, login.user.id, &address, LOGIN_KEYS_KEPT).await?;
     Ok(Json(AuthResponse {
@@ -101,7 +95,7 @@ async fn generate_api_key(
                 "Generating an API key needs `Authorization: Bearer <token from POST /api/auth>`",
         });
     }
-    let api_key = service::replace_api_keys(&app.core.db, user.id, &address).await?;
+    let api_key = replace_api_keys(&app.core.db, user.id, &address).await?;
     Ok(Json(NewKey { api_key }))
 }
 

@@ -92,13 +92,13 @@ impl From<SimRow> for SimView {
     fn from(sim: SimRow) -> SimView {
         SimView {
             online: service::is_online(&sim),
+            signal_percent: service::signal_percent(&sim),
             id: sim.id,
             number: sim.number,
             label: sim.label,
             status: sim.status,
             last_heartbeat: sim.last_heartbeat_at.map(rfc3339),
             signal: sim.signal,
-            signal_percent: sim.signal.map(|s| s * 100 / 31),
             registration: sim.registration,
             operator: sim.operator,
             created_at: rfc3339(sim.created_at),

@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use smsgate_shared::domain::{MessageBody, MessageBodyError, PhoneNumber};
 
 use crate::auth::{AuthSender, AuthUser};
-use crate::error::{database_unavailable, ApiError};
+use crate::error::ApiError;
 use crate::extract::IdempotencyHeader;
 use crate::extract::{ApiJson, ApiQuery, IdPath, PageNumber};
 use crate::metrics::SendKind;
@@ -419,7 +419,7 @@ impl From<SmallSendError> for ApiError {
         match err {
             SmallSendError::Disabled => AuthError::Disabled.into(),
             SmallSendError::InvalidCredential => AuthError::InvalidToken.into(),
-            SmallSendError::Database(e) if database_unavailable(&e) => {
+            SmallSendError::Database(e) if smsgate_core::db::is_unavailable(&e) => {
                 ApiError::Unavailable(anyhow::Error::new(e))
             }
             SmallSendError::Database(e) => ApiError::Internal(anyhow::Error::new(e)),

@@ -2,11 +2,13 @@
 //! change it records, so the log never claims a change that rolled back.
 
 use chrono::{DateTime, Utc};
-use sqlx::{PgPool, Postgres, Transaction};
+use sqlx::{PgExecutor, PgPool};
 
-/// Records `action` by `actor_id` (None: the system) on `target` (`user:42`, `message:7`).
-pub async fn record(
-    tx: &mut Transaction<'_, Postgres>,
+/// Records `action` by `actor_id` (None: the system) on `target` (`user:42`, `message:7`)
+/// through `db`: a transaction's connection, so the entry commits with the change it
+/// records, or the pool where there is no transaction to join.
+pub async fn record<'e>(
+    db: impl PgExecutor<'e>,
     actor_id: Option<i64>,
     action: &str,
     target: &str,
@@ -19,7 +21,7 @@ pub async fn record(
         target,
         details
     )
-    .execute(&mut **tx)
+    .execute(db)
     .await?;
     Ok(())
 }

@@ -118,7 +118,7 @@ pub async fn abandon(db: &PgPool, actor_id: i64, id: i64) -> Result<(), HistoryE
         return Err(HistoryError::NotFound);
     }
     audit::record(
-        &mut tx,
+        &mut *tx,
         Some(actor_id),
         "dead_letter.abandon",
         &format!("dead_letter:{id}"),

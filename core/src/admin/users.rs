@@ -118,7 +118,7 @@ pub async fn create_user(
         Err(e) => return Err(e.into()),
     };
     audit::record(
-        &mut tx,
+        &mut *tx,
         Some(actor_id),
         "user.create",
         &format!("user:{id}"),
@@ -186,7 +186,7 @@ pub async fn update_user(
         // API token and session issued under it ends with it.
         let revoked = revoke_credentials(&mut tx, id, None).await?;
         audit::record(
-            &mut tx,
+            &mut *tx,
             Some(actor_id),
             "user.password",
             &target_name,
@@ -210,12 +210,12 @@ pub async fn update_user(
         } else {
             "user.disable"
         };
-        audit::record(&mut tx, Some(actor_id), action, &target_name, json!({})).await?;
+        audit::record(&mut *tx, Some(actor_id), action, &target_name, json!({})).await?;
     }
     if let Some(admin) = change.is_admin.filter(|a| *a != target.is_admin) {
         repo::set_admin(&mut tx, id, admin).await?;
         audit::record(
-            &mut tx,
+            &mut *tx,
             Some(actor_id),
             "user.role",
             &target_name,
@@ -246,7 +246,7 @@ pub async fn delete_user(db: &PgPool, actor_id: i64, id: i64) -> Result<(), User
     }
     repo::delete_user(&mut tx, id).await?;
     audit::record(
-        &mut tx,
+        &mut *tx,
         Some(actor_id),
         "user.delete",
         &format!("user:{id}"),
@@ -273,7 +273,7 @@ pub async fn regenerate_token(
     let revoked = repo::revoke_tokens_of(&mut tx, id).await?;
     repo::insert_token(&mut tx, id, &token.hash, "issued by an administrator").await?;
     audit::record(
-        &mut tx,
+        &mut *tx,
         Some(actor_id),
         "token.issue",
         &format!("user:{id}"),
@@ -343,7 +343,7 @@ pub async fn change_own_password(
     repo::set_password(&mut tx, user_id, &password_hash).await?;
     let revoked = revoke_credentials(&mut tx, user_id, keep_session).await?;
     audit::record(
-        &mut tx,
+        &mut *tx,
         Some(user_id),
         "account.password",
         &format!("user:{user_id}"),

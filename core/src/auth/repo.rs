@@ -116,8 +116,10 @@ pub async fn insert_user(
     .await
 }
 
-pub async fn insert_api_token(
-    db: &PgPool,
+/// Stores a new API token's hash through `db`: the pool, or a transaction's connection
+/// when the token is minted together with other changes.
+pub async fn insert_api_token<'e>(
+    db: impl PgExecutor<'e>,
     user_id: i64,
     token_hash: &[u8],
     label: &str,
@@ -130,27 +132,6 @@ pub async fn insert_api_token(
     )
     .fetch_one(db)
     .await
-}
-
-/// Writes an audit entry through `db`: the pool, or a transaction's connection so the entry
-/// commits with the change it records.
-pub async fn insert_audit<'e>(
-    db: impl PgExecutor<'e>,
-    actor_id: Option<i64>,
-    action: &str,
-    target: &str,
-    details: serde_json::Value,
-) -> Result<(), sqlx::Error> {
-    sqlx::query!(
-        "INSERT INTO audit_log (actor_id, action, target, details) VALUES ($1, $2, $3, $4)",
-        actor_id,
-        action,
-        target,
-        details
-    )
-    .execute(db)
-    .await?;
-    Ok(())
 }
 
 /// What a JWT's validity depends on beyond its signature: the account's standing now.
@@ -195,13 +176,7 @@ pub async fn revoke_credentials(
     )
     .execute(&mut *conn)
     .await?;
-    let api_tokens = sqlx::query!(
-        "UPDATE api_tokens SET revoked_at = now() WHERE user_id = $1 AND revoked_at IS NULL",
-        user_id
-    )
-    .execute(&mut *conn)
-    .await?
-    .rows_affected();
+    let api_tokens = revoke_api_tokens(&mut *conn, user_id).await?;
     let sessions = sqlx::query!(
         "DELETE FROM web_sessions WHERE user_id = $1 AND ($2::bytea IS NULL OR id_hash <> $2)",
         user_id,
@@ -216,20 +191,18 @@ pub async fn revoke_credentials(
     })
 }
 
-pub async fn insert_api_token_in(
-    conn: &mut PgConnection,
+/// Revokes every unrevoked API token of the user; returns how many.
+pub async fn revoke_api_tokens<'e>(
+    db: impl PgExecutor<'e>,
     user_id: i64,
-    token_hash: &[u8],
-    label: &str,
-) -> Result<i64, sqlx::Error> {
-    sqlx::query_scalar!(
-        "INSERT INTO api_tokens (user_id, token_hash, label) VALUES ($1, $2, $3) RETURNING id",
-        user_id,
-        token_hash,
-        label
+) -> Result<u64, sqlx::Error> {
+    let done = sqlx::query!(
+        "UPDATE api_tokens SET revoked_at = now() WHERE user_id = $1 AND revoked_at IS NULL",
+        user_id
     )
-    .fetch_one(conn)
-    .await
+    .execute(db)
+    .await?;
+    Ok(done.rows_affected())
 }
 
 /// Revokes the user's unrevoked keys labelled `label` beyond the `keep` newest; returns

@@ -12,6 +12,7 @@ use super::gate::{GateError, PasswordGate};
 use super::repo;
 use super::settings::LoginSettings;
 use super::throttle::{self, Verdict};
+use crate::admin::audit;
 
 /// The account the replaced SMS panel created on first run; its clients log in with it.
 pub const DEFAULT_ADMIN: &str = "SMSadmin";
@@ -251,11 +252,10 @@ pub async fn mint_login_api_key(
 ) -> Result<String, AuthError> {
     let token = ApiToken::generate();
     let mut tx = db.begin().await?;
-    let token_id =
-        repo::insert_api_token_in(&mut tx, user_id, &token.hash, LOGIN_KEY_LABEL).await?;
+    let token_id = repo::insert_api_token(&mut *tx, user_id, &token.hash, LOGIN_KEY_LABEL).await?;
     let revoked =
         repo::revoke_labelled_tokens_beyond(&mut tx, user_id, LOGIN_KEY_LABEL, keep).await?;
-    repo::insert_audit(
+    audit::record(
         &mut *tx,
         Some(user_id),
         "token.mint",
@@ -271,6 +271,38 @@ pub async fn mint_login_api_key(
     tx.commit().await?;
     Ok(token.plain)
 }
+
+/// Revokes every key of the user and issues one new key, in one transaction with its
+/// `token.mint` audit entry (the key's id and who asked from where, never the key).
+pub async fn replace_api_keys(
+    db: &PgPool,
+    user_id: i64,
+    address: &str,
+) -> Result<String, AuthError> {
+    let token = ApiToken::generate();
+    let mut tx = db.begin().await?;
+    let revoked = repo::revoke_api_tokens(&mut *tx, user_id).await?;
+    let token_id =
+        repo::insert_api_token(&mut *tx, user_id, &token.hash, GENERATED_KEY_LABEL).await?;
+    audit::record(
+        &mut *tx,
+        Some(user_id),
+        "token.mint",
+        &format!("user:{user_id}"),
+        serde_json::json!({
+            "via": GENERATED_KEY_LABEL,
+            "token_id": token_id,
+            "address": address,
+            "revoked_count": revoked,
+        }),
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(token.plain)
+}
+
+/// The label of keys minted by `POST /api/generate-api-key`, in the key list and the audit.
+const GENERATED_KEY_LABEL: &str = "POST /api/generate-api-key";
 
 /// What `ensure_default_admin` did.
 #[derive(Debug, PartialEq, Eq)]
@@ -305,7 +337,7 @@ pub async fn ensure_default_admin(
         .map_err(|e| anyhow::anyhow!("hashing task failed: {e}"))??;
     match repo::insert_user(db, DEFAULT_ADMIN, &hash, true, generated).await {
         Ok(id) => {
-            repo::insert_audit(
+            audit::record(
                 db,
                 None,
                 "user.create",

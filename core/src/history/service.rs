@@ -320,7 +320,7 @@ pub async fn requeue_failed(
     let ids: Vec<i64> = reset.iter().map(|(id, _)| *id).collect();
     repo::resolve_dead_letters(&mut tx, &ids).await?;
     audit::record(
-        &mut tx,
+        &mut *tx,
         Some(actor_id),
         "message.retry",
         &format!("message:{message_id}"),

@@ -525,32 +525,3 @@ pub async fn revoke_api_key(db: &PgPool, user_id: i64, id: i64) -> Result<bool, 
     .await?;
     Ok(done.rows_affected() == 1)
 }
-
-pub async fn revoke_all_api_keys(
-    tx: &mut Transaction<'_, Postgres>,
-    user_id: i64,
-) -> Result<u64, sqlx::Error> {
-    let done = sqlx::query!(
-        "UPDATE api_tokens SET revoked_at = now() WHERE user_id = $1 AND revoked_at IS NULL",
-        user_id
-    )
-    .execute(&mut **tx)
-    .await?;
-    Ok(done.rows_affected())
-}
-
-pub async fn insert_api_key(
-    tx: &mut Transaction<'_, Postgres>,
-    user_id: i64,
-    hash: &[u8],
-    label: &str,
-) -> Result<i64, sqlx::Error> {
-    sqlx::query_scalar!(
-        "INSERT INTO api_tokens (user_id, token_hash, label) VALUES ($1, $2, $3) RETURNING id",
-        user_id,
-        hash,
-        label
-    )
-    .fetch_one(&mut **tx)
-    .await
-}

@@ -14,7 +14,6 @@ use tracing::{info, warn};
 
 use super::repo::{self, SimRow};
 use crate::admin::audit;
-use crate::auth::ApiToken;
 use crate::sms::service::Page;
 
 /// Why a SIM-card operation was refused.
@@ -121,6 +120,12 @@ pub fn is_online(sim: &SimRow) -> bool {
     let window = chrono::Duration::from_std(OFFLINE_AFTER).expect("small duration");
     sim.last_heartbeat_at
         .is_some_and(|at| chrono::Utc::now() - at < window)
+}
+
+/// The SIM's last `+CSQ` signal (rssi 0..=31, about -113 to -51 dBm) as a share of that
+/// scale in percent, for bars in a UI; `None` until the agent reports one.
+pub fn signal_percent(sim: &SimRow) -> Option<i16> {
+    sim.signal.map(|rssi| rssi * 100 / 31)
 }
 
 fn is_unique_violation(e: &sqlx::Error) -> bool {
@@ -326,7 +331,14 @@ async fn audit_sim(
 ) -> Result<(), sqlx::Error> {
     details["number"] = json!(sim.number);
     details["status"] = json!(sim.status);
-    audit::record(tx, Some(actor), action, &format!("sim:{}", sim.id), details).await
+    audit::record(
+        &mut **tx,
+        Some(actor),
+        action,
+        &format!("sim:{}", sim.id),
+        details,
+    )
+    .await
 }
 
 /// What deleting a SIM did.
@@ -426,16 +438,13 @@ pub async fn inbox(
     page: i64,
     per_page: i64,
 ) -> Result<Page<repo::InboundRow>, SimError> {
-    let (items, total) = tokio::try_join!(
-        repo::list_inbound(db, sim_id, viewer, per_page, (page - 1) * per_page),
-        repo::count_inbound(db, sim_id, viewer),
-    )?;
-    Ok(Page {
-        items,
-        total,
+    Ok(Page::fetch(
         page,
         per_page,
-    })
+        |limit, offset| repo::list_inbound(db, sim_id, viewer, limit, offset),
+        repo::count_inbound(db, sim_id, viewer),
+    )
+    .await?)
 }
 
 /// Outgoing SMS of both routes: the caller's own, everyone's for an admin.
@@ -447,48 +456,14 @@ pub async fn outgoing(
     per_page: i64,
 ) -> Result<Page<repo::OutgoingRow>, SimError> {
     let route = sim_id.map(routing::sim);
-    let (items, total) = tokio::try_join!(
-        repo::list_outgoing(db, owner, route.as_deref(), per_page, (page - 1) * per_page),
-        repo::count_outgoing(db, owner, route.as_deref()),
-    )?;
-    Ok(Page {
-        items,
-        total,
+    Ok(Page::fetch(
         page,
         per_page,
-    })
-}
-
-/// Revokes every key of the user and issues one new key, in one transaction with its
-/// `token.mint` audit entry (the key's id and who asked from where, never the key).
-pub async fn replace_api_keys(
-    db: &PgPool,
-    user_id: i64,
-    address: &str,
-) -> Result<String, SimError> {
-    let token = ApiToken::generate();
-    let mut tx = db.begin().await?;
-    let revoked = repo::revoke_all_api_keys(&mut tx, user_id).await?;
-    let token_id = repo::insert_api_key(&mut tx, user_id, &token.hash, GENERATED_KEY_LABEL).await?;
-    crate::admin::audit::record(
-        &mut tx,
-        Some(user_id),
-        "token.mint",
-        &format!("user:{user_id}"),
-        serde_json::json!({
-            "via": GENERATED_KEY_LABEL,
-            "token_id": token_id,
-            "address": address,
-            "revoked_count": revoked,
-        }),
+        |limit, offset| repo::list_outgoing(db, owner, route.as_deref(), limit, offset),
+        repo::count_outgoing(db, owner, route.as_deref()),
     )
-    .await?;
-    tx.commit().await?;
-    Ok(token.plain)
+    .await?)
 }
-
-/// The label of keys minted by `POST /api/generate-api-key`, in the key list and the audit.
-const GENERATED_KEY_LABEL: &str = "POST /api/generate-api-key";
 
 #[cfg(test)]
 mod tests {

@@ -1,5 +1,7 @@
 //! Accepting sends and reading history. Takes domain types, knows nothing of HTTP.
 
+use std::future::Future;
+
 use chrono::{DateTime, Utc};
 use smsgate_shared::domain::{MessageBody, MessageStatus, PhoneNumber};
 use smsgate_shared::queue::routing;
@@ -103,6 +105,27 @@ pub struct Page<T> {
 }
 
 impl<T> Page<T> {
+    /// Page `page` (from 1) of `per_page` rows: runs `list(limit, offset)` and `count`
+    /// concurrently, so a listing and its total are read in one round trip's time.
+    pub async fn fetch<L, C>(
+        page: i64,
+        per_page: i64,
+        list: impl FnOnce(i64, i64) -> L,
+        count: C,
+    ) -> Result<Page<T>, sqlx::Error>
+    where
+        L: Future<Output = Result<Vec<T>, sqlx::Error>>,
+        C: Future<Output = Result<i64, sqlx::Error>>,
+    {
+        let (items, total) = tokio::try_join!(list(per_page, (page - 1) * per_page), count)?;
+        Ok(Page {
+            items,
+            total,
+            page,
+            per_page,
+        })
+    }
+
     pub fn pages(&self) -> i64 {
         (self.total + self.per_page - 1) / self.per_page
     }
@@ -114,16 +137,13 @@ pub async fn list_messages(
     page: i64,
     per_page: i64,
 ) -> Result<Page<MessageRow>, sqlx::Error> {
-    let (items, total) = tokio::try_join!(
-        repo::list_messages(db, user_id, per_page, (page - 1) * per_page),
-        repo::count_messages(db, user_id),
-    )?;
-    Ok(Page {
-        items,
-        total,
+    Page::fetch(
         page,
         per_page,
-    })
+        |limit, offset| repo::list_messages(db, user_id, limit, offset),
+        repo::count_messages(db, user_id),
+    )
+    .await
 }
 
 pub async fn find_message(

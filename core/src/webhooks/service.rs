@@ -93,7 +93,7 @@ pub async fn create(
     .await?;
     let target = format!("webhook:{}", webhook.id);
     audit::record(
-        &mut tx,
+        &mut *tx,
         Some(user_id),
         "webhook.create",
         &target,
@@ -136,7 +136,7 @@ pub async fn update(
     .ok_or(WebhookError::NotFound)?;
     let details = json!({"url": webhook.url, "is_active": webhook.is_active});
     audit::record(
-        &mut tx,
+        &mut *tx,
         Some(user_id),
         "webhook.update",
         &format!("webhook:{id}"),
@@ -154,7 +154,7 @@ pub async fn delete(db: &PgPool, user_id: i64, id: i64) -> Result<(), WebhookErr
         .await?
         .ok_or(WebhookError::NotFound)?;
     audit::record(
-        &mut tx,
+        &mut *tx,
         Some(user_id),
         "webhook.delete",
         &format!("webhook:{id}"),
@@ -180,7 +180,7 @@ pub async fn rotate_secret(
         return Err(WebhookError::NotFound);
     }
     audit::record(
-        &mut tx,
+        &mut *tx,
         Some(user_id),
         "webhook.rotate_secret",
         &format!("webhook:{id}"),

@@ -67,14 +67,11 @@ impl EdgeApp for TestApp {
         // The same arguments as the API's and the dispatcher's, or the broker refuses the
         // agent's declarations.
         let queue = QueueSettings {
-            amqp_url: amqp_url.map_or_else(test_amqp_url, str::to_owned),
-            prefix: self.prefix.clone(),
             retry_schedule: self.options.retry_schedule.clone(),
-            // Classic queues in tests: every test declares its own topology, and hundreds of
-            // short-lived quorum queues (one Raft cluster each) stalled the shared broker
-            // for minutes. Production keeps quorum queues (QUORUM_QUEUES, default on).
-            quorum_queues: false,
-            queue_expiry: Some(Duration::from_secs(600)),
+            ..QueueSettings::for_tests(
+                &amqp_url.map_or_else(test_amqp_url, str::to_owned),
+                &self.prefix,
+            )
         };
         let spool: PathBuf =
             std::env::temp_dir().join(format!("smsgate-spool-{}-{sim_id}", self.prefix));

@@ -8,11 +8,10 @@ use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use super::auth_pages::user_error;
+use super::errors::{db_error, history_error, user_error};
 use super::forms::{CsrfForm, NoFields};
-use super::history_pages::history_error;
 use super::session::{AdminUser, SignedIn};
-use super::{db_error, older_url, PanelId};
+use super::{older_url, BeforeQuery, PanelId};
 use crate::state::WebState;
 use smsgate_core::admin::password::PASSWORD_RULES;
 use smsgate_core::admin::users::{self, NewUser, UserAdminError, UserChange};
@@ -276,12 +275,6 @@ pub async fn regenerate_token(
             json!({"id": target.id, "username": target.username}),
         )
         .with("token", token))
-}
-
-/// `?before=<id>`: the last id of the previous keyset page.
-#[derive(Deserialize, Default)]
-pub struct BeforeQuery {
-    pub before: Option<i64>,
 }
 
 const LIST_PAGE: i64 = 50;

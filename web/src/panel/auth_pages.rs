@@ -11,17 +11,18 @@ use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::json;
 
+use super::errors::{db_error, user_error};
 use super::forms::{CsrfForm, NoFields};
 use super::session::{
     self, constant_time_eq, login_csrf_cookie_name, random_token, SessionUser, SignedIn,
 };
-use super::{db_error, PanelSettings};
+use super::PanelSettings;
 use crate::client::tcp_peer;
 use crate::client::ClientAddress;
 use crate::state::WebState;
 use smsgate_core::admin::password::PASSWORD_RULES;
 use smsgate_core::admin::users::{self, UserAdminError};
-use smsgate_core::auth::service::{self as auth, AuthError};
+use smsgate_core::auth::service::AuthError;
 use smsgate_core::auth::throttle::client_address;
 use smsgate_core::auth::MAX_PASSWORD_BYTES;
 
@@ -121,15 +122,10 @@ pub async fn log_in(State(app): State<WebState>, request: Request) -> Result<Res
         with_login_csrf(page, &token, &parts.headers, settings)
     };
 
-    let login = match auth::login(
-        &app.core.db,
-        &app.core.jwt,
-        app.core.login_limits(),
-        &form.username,
-        &form.password,
-        &address,
-    )
-    .await
+    let login = match app
+        .core
+        .login(&form.username, &form.password, &address)
+        .await
     {
         Ok(login) => login,
         Err(AuthError::InvalidCredentials) => {
@@ -314,22 +310,6 @@ pub async fn change_password(
         }
         Err(UserAdminError::Invalid { message, .. }) => invalid(json!({"new_password": message})),
         Err(e) => Err(user_error(e, "/")),
-    }
-}
-
-/// Maps the errors of the user services that a form does not show beside a field.
-pub(super) fn user_error(err: UserAdminError, back_to: &str) -> WebError {
-    match err {
-        UserAdminError::Database(e) => db_error(e),
-        UserAdminError::Internal(e) => WebError::Internal(e),
-        UserAdminError::NotFound => WebError::NotFound("User"),
-        UserAdminError::LastAdmin => {
-            WebError::refused(back_to, "Refused: this is the last active administrator.")
-        }
-        UserAdminError::SelfAction(what) => {
-            WebError::refused(back_to, format!("You cannot {what} yourself."))
-        }
-        other => WebError::refused(back_to, other.to_string()),
     }
 }
 

@@ -12,7 +12,7 @@ use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 use smsgate_shared::domain::{Encoding, MessageBody, MessageBodyError, PhoneNumber};
 
-use super::db_error;
+use super::errors::db_error;
 use super::session::{random_token, PanelUser, SignedIn};
 use crate::state::WebState;
 use smsgate_core::idempotency::{IdempotencyKey, KeyClaim};
@@ -243,7 +243,8 @@ pub async fn send_message(
         ));
     }
 
-    let content_error = match MessageBody::parse(&form.content, app.core.settings.max_segments) {
+    let body = MessageBody::parse(&form.content, app.core.settings.max_segments);
+    let content_error = match &body {
         Ok(_) => None,
         Err(MessageBodyError::Empty) => Some("Write the message.".to_owned()),
         Err(e) => Some(format!("The message is too long: {e}.")),
@@ -277,8 +278,7 @@ pub async fn send_message(
         return Ok(compose_page(&app, &user, &form, content_error, problems).into_response());
     }
     let recipients = recipients.into_numbers();
-    let body =
-        MessageBody::parse(&form.content, app.core.settings.max_segments).expect("checked above");
+    let body = body.expect("checked above");
     let total = recipients.len();
     let key = IdempotencyKey::parse(&form.idempotency_key)
         .map_err(|_| WebError::BadRequest("The form's key is invalid; reload the page.".into()))?;

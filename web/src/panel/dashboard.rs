@@ -6,10 +6,9 @@ use axum::extract::State;
 use serde::Serialize;
 use smsgate_shared::queue::Names;
 
-use super::db_error;
+use super::errors::{db_error, sim_error};
 use super::history_pages::MessageItem;
 use super::session::{PanelUser, SignedIn};
-use super::sims_pages::sim_error;
 use crate::state::WebState;
 use smsgate_core::history::service::{self, HistoryFilter, PageRequest};
 use smsgate_core::live::hkt_queue_depth;

@@ -13,13 +13,14 @@ use futures::{Stream, StreamExt};
 use serde::{Deserialize, Serialize};
 use smsgate_shared::domain::{MessageStatus, PhoneNumber};
 
+use super::errors::{db_error, history_error, user_error};
 use super::forms::{CsrfForm, NoFields};
 use super::session::{AdminUser, PanelUser, Session, SignedIn};
-use super::{db_error, PanelId};
+use super::PanelId;
 use crate::state::WebState;
 use smsgate_core::admin::users;
 use smsgate_core::history::repo::HistoryRow;
-use smsgate_core::history::service::{self, Cursor, HistoryError, HistoryFilter, PageRequest};
+use smsgate_core::history::service::{self, Cursor, HistoryFilter, PageRequest};
 use smsgate_core::live;
 
 /// Messages per history page.
@@ -158,7 +159,7 @@ async fn render_history(
     let users: Vec<UserOption> = if viewer.is_admin {
         users::list_users(&app.core.db)
             .await
-            .map_err(|e| super::auth_pages::user_error(e, "/"))?
+            .map_err(|e| user_error(e, "/"))?
             .into_iter()
             .map(|u| UserOption {
                 id: u.id,
@@ -387,13 +388,5 @@ pub async fn retry_failed(
         ))
         .redirect(&back)),
         Err(e) => Err(history_error(e, &back)),
-    }
-}
-
-pub(super) fn history_error(err: HistoryError, back: &str) -> WebError {
-    match err {
-        HistoryError::NotFound => WebError::NotFound("Message"),
-        HistoryError::NotRetryable(why) => WebError::refused(back, why),
-        HistoryError::Database(e) => db_error(e),
     }
 }

@@ -6,8 +6,8 @@ use crate::{Page, WebError};
 use axum::extract::{Query, State};
 use serde::{Deserialize, Serialize};
 
+use super::errors::sim_error;
 use super::session::{PanelUser, SignedIn};
-use super::sims_pages::sim_error;
 use crate::state::WebState;
 use smsgate_core::params::PageNumber;
 use smsgate_core::sims::service;

@@ -8,6 +8,7 @@ mod admin_pages;
 mod auth_pages;
 mod compose;
 mod dashboard;
+mod errors;
 mod forms;
 mod history_pages;
 mod inbox_pages;
@@ -24,6 +25,7 @@ use axum::middleware::{from_fn, from_fn_with_state};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
+use serde::Deserialize;
 
 pub use settings::PanelSettings;
 
@@ -126,17 +128,6 @@ pub fn router(state: WebState) -> Router {
         .layer(from_fn(crate::security::add_security_headers))
 }
 
-/// A database failure as the panel shows it: a pool that cannot hand out a connection is a
-/// retryable 503, anything else a 500.
-pub(crate) fn db_error(err: sqlx::Error) -> WebError {
-    match err {
-        sqlx::Error::PoolTimedOut | sqlx::Error::Io(_) | sqlx::Error::PoolClosed => {
-            WebError::Unavailable(err.into())
-        }
-        other => WebError::Internal(other.into()),
-    }
-}
-
 /// A numeric id in the path; anything else is a 404 page.
 pub struct PanelId(pub i64);
 
@@ -176,6 +167,12 @@ pub(crate) fn invalid(page: Page) -> Result<Response, WebError> {
     Ok(page
         .status(StatusCode::UNPROCESSABLE_ENTITY)
         .into_response())
+}
+
+/// `?before=<id>`: the last id of the previous keyset page.
+#[derive(Deserialize, Default)]
+pub struct BeforeQuery {
+    pub before: Option<i64>,
 }
 
 /// The "Older →" link of a keyset page of at most `limit` rows, newest first: `path` with

@@ -20,7 +20,8 @@ use rand::RngCore;
 use sqlx::PgPool;
 use subtle::ConstantTimeEq;
 
-use super::{db_error, PanelSettings};
+use super::errors::db_error;
+use super::PanelSettings;
 use crate::state::WebState;
 use smsgate_core::auth::sessions;
 use smsgate_core::auth::token_digest;

@@ -16,9 +16,10 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 use smsgate_shared::domain::PhoneNumber;
 
+use super::errors::sim_error;
 use super::forms::{CsrfForm, NoFields};
 use super::session::{AdminUser, PanelUser, SignedIn};
-use super::{db_error, invalid, PanelId};
+use super::{invalid, PanelId};
 use crate::state::WebState;
 use smsgate_core::sims::repo::SimRow;
 use smsgate_core::sims::service::{
@@ -49,6 +50,7 @@ impl SimItem {
     fn new(sim: SimRow, tz: &DisplayTz) -> SimItem {
         SimItem {
             online: service::is_online(&sim),
+            signal_percent: service::signal_percent(&sim),
             id: sim.id,
             number: sim.number,
             label: sim.label,
@@ -56,7 +58,6 @@ impl SimItem {
             last_heartbeat: sim.last_heartbeat_at.map(|t| tz.format(t)),
             last_heartbeat_iso: sim.last_heartbeat_at.map(|t| tz.machine(t)),
             signal: sim.signal,
-            signal_percent: sim.signal.map(|s| s * 100 / 31),
             operator: sim.operator,
             assigned_to: None,
         }
@@ -73,16 +74,6 @@ fn assigned_text(assignees: &Assignees, users: &[Assignee]) -> String {
             .map(|u| u.username.as_str())
             .collect::<Vec<_>>()
             .join(", "),
-    }
-}
-
-/// The panel's view of a SIM service error: a missing SIM is a 404 page, a refused action
-/// goes back to `back` with the reason, a database failure is a 503 or 500.
-pub(super) fn sim_error(err: SimError, back: &str) -> WebError {
-    match err {
-        SimError::NotFound => WebError::NotFound("SIM card"),
-        SimError::Database(e) => db_error(e),
-        other => WebError::refused(back, other.to_string()),
     }
 }
 

@@ -11,10 +11,10 @@ use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
 
-use super::admin_pages::BeforeQuery;
+use super::errors::webhook_error;
 use super::forms::{CsrfForm, NoFields};
 use super::session::{PanelUser, SignedIn};
-use super::{db_error, invalid, older_url, PanelId, PanelIdPair};
+use super::{invalid, older_url, BeforeQuery, PanelId, PanelIdPair};
 use crate::state::WebState;
 use smsgate_core::webhooks::service::{self, NewWebhook, WebhookChanges, WebhookError};
 use smsgate_core::webhooks::{DeliveryRow, WebhookRow, WebhookUrl};
@@ -25,16 +25,6 @@ const DELIVERIES_PAGE: i64 = 50;
 
 fn webhook_path(id: i64) -> String {
     format!("{WEBHOOKS}/{id}")
-}
-
-/// The panel's view of a webhook service error: a missing (or someone else's) webhook is a
-/// 404 page, a refused action goes back to `back` with the reason.
-fn webhook_error(err: WebhookError, back: &str) -> WebError {
-    match err {
-        WebhookError::NotFound => WebError::NotFound("Webhook"),
-        WebhookError::Database(e) => db_error(e),
-        refused => WebError::refused(back, refused.to_string()),
-    }
 }
 
 /// A webhook as the pages show it; times in DISPLAY_TZ. Never its secret.
