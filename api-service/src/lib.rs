@@ -1,4 +1,7 @@
-//! The smsgate API service: REST API, web panel host and outbox reconciler.
+//! The smsgate API service: the JSON API (routes, extractors, `ApiError`), Socket.IO,
+//! `/metrics` and health, and the composition root: [`start`] builds the domain's
+//! [`smsgate_core::Core`] (pool, broker, outbox and its reconciler, live hub) and serves the
+//! JSON routes and `smsgate_web::router` on one listener.
 //!
 //! `main.rs` reads settings and calls [`start`]; tests call [`start`] with their own
 //! settings (port 0, their own database and queue prefix).
