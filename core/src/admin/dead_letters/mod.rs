@@ -3,54 +3,17 @@
 
 use std::collections::BTreeMap;
 
-use chrono::{DateTime, Utc};
 use serde_json::json;
 use sqlx::PgPool;
+
+mod repo;
 
 use super::audit;
 use crate::history::service::requeue_failed;
 use crate::history::HistoryError;
 use crate::outbox::Outbox;
 
-#[derive(Debug, Clone)]
-pub struct DeadLetter {
-    pub id: i64,
-    pub message_id: i64,
-    pub recipient_id: i64,
-    pub phone: String,
-    pub reason: String,
-    pub attempts: i32,
-    pub created_at: DateTime<Utc>,
-}
-
-/// Open dead letters, newest first; `before` is the last id of the previous page.
-pub async fn list_open(
-    db: &PgPool,
-    before: Option<i64>,
-    limit: i64,
-) -> Result<Vec<DeadLetter>, sqlx::Error> {
-    sqlx::query_as!(
-        DeadLetter,
-        "SELECT d.id, d.message_id, d.recipient_id, r.phone, d.reason, d.attempts, d.created_at
-         FROM dead_letters d JOIN recipients r ON r.id = d.recipient_id
-         WHERE d.resolved_at IS NULL AND ($1::bigint IS NULL OR d.id < $1)
-         ORDER BY d.id DESC LIMIT $2",
-        before,
-        limit
-    )
-    .fetch_all(db)
-    .await
-}
-
-async fn find_open(db: &PgPool, id: i64) -> Result<Option<(i64, i64)>, sqlx::Error> {
-    let open = sqlx::query!(
-        "SELECT message_id, recipient_id FROM dead_letters WHERE id = $1 AND resolved_at IS NULL",
-        id
-    )
-    .fetch_optional(db)
-    .await?;
-    Ok(open.map(|d| (d.message_id, d.recipient_id)))
-}
+pub use repo::{list_open, DeadLetter};
 
 /// Sends one dead letter's recipient again.
 pub async fn retry(
@@ -59,7 +22,9 @@ pub async fn retry(
     actor_id: i64,
     id: i64,
 ) -> Result<(), HistoryError> {
-    let (message_id, recipient_id) = find_open(db, id).await?.ok_or(HistoryError::NotFound)?;
+    let (message_id, recipient_id) = repo::find_open(db, id)
+        .await?
+        .ok_or(HistoryError::NotFound)?;
     requeue_failed(db, outbox, actor_id, message_id, Some(&[recipient_id])).await?;
     Ok(())
 }
@@ -78,17 +43,9 @@ pub async fn retry_all(
     outbox: &Outbox,
     actor_id: i64,
 ) -> Result<RetryAll, HistoryError> {
-    let open = sqlx::query!(
-        "SELECT message_id, recipient_id FROM dead_letters WHERE resolved_at IS NULL ORDER BY id"
-    )
-    .fetch_all(db)
-    .await?;
     let mut by_message: BTreeMap<i64, Vec<i64>> = BTreeMap::new();
-    for letter in open {
-        by_message
-            .entry(letter.message_id)
-            .or_default()
-            .push(letter.recipient_id);
+    for (message_id, recipient_id) in repo::all_open(db).await? {
+        by_message.entry(message_id).or_default().push(recipient_id);
     }
     let mut outcome = RetryAll::default();
     for (message_id, recipients) in by_message {
@@ -106,15 +63,7 @@ pub async fn retry_all(
 /// Closes a dead letter without sending; its recipient stays failed.
 pub async fn abandon(db: &PgPool, actor_id: i64, id: i64) -> Result<(), HistoryError> {
     let mut tx = db.begin().await?;
-    let closed = sqlx::query!(
-        "UPDATE dead_letters SET resolved_at = now(), resolution = 'abandoned'
-         WHERE id = $1 AND resolved_at IS NULL",
-        id
-    )
-    .execute(&mut *tx)
-    .await?
-    .rows_affected();
-    if closed == 0 {
+    if !repo::close_abandoned(&mut tx, id).await? {
         return Err(HistoryError::NotFound);
     }
     audit::record(
