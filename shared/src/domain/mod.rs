@@ -6,4 +6,4 @@ mod status;
 
 pub use body::{Encoding, MessageBody, MessageBodyError};
 pub use phone::{PhoneNumber, PhoneNumberError};
-pub use status::{MessageStatus, RecipientStatus, StatusParseError};
+pub use status::{MessageStatus, Priority, RecipientStatus, StatusParseError, Tally};

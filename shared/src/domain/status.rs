@@ -82,6 +82,10 @@ text_enum!(
         Sent => "sent",
         Failed => "failed",
         Delivered => "delivered",
+        /// Its message was cancelled before it was handed to a gateway.
+        Cancelled => "cancelled",
+        /// Its validity ran out before it was handed to a gateway; it is never sent.
+        Expired => "expired",
     }
 );
 
@@ -95,28 +99,47 @@ impl RecipientStatus {
 text_enum!(
     /// Where a whole message stands, derived from its recipients' counters.
     MessageStatus {
+        /// Waiting for its `send_at`; nothing of it has been released.
+        Scheduled => "scheduled",
         Pending => "pending",
         Sending => "sending",
         Sent => "sent",
         Failed => "failed",
         Partial => "partial",
-        Scheduled => "scheduled",
         Cancelled => "cancelled",
+        /// Every recipient not sent or failed expired, and none was sent.
+        Expired => "expired",
     }
 );
 
 impl MessageStatus {
-    /// The status a message has once `sent + failed` of its `total` recipients are done.
+    /// The status a message has once `sent + failed` of its `total` recipients are done
+    /// (none expired or cancelled; [`MessageStatus::from_tally`] counts those too).
     pub fn from_counts(total: i64, sent: i64, failed: i64) -> MessageStatus {
-        if sent + failed < total {
+        MessageStatus::from_tally(&Tally {
+            total,
+            sent,
+            failed,
+            ..Tally::default()
+        })
+    }
+
+    /// The status a message's counters give it. A cancelled message stays `cancelled`
+    /// whatever its in-flight sends still record, so callers keep that one themselves.
+    /// Mirrored in SQL by the dispatcher's counter update.
+    pub fn from_tally(t: &Tally) -> MessageStatus {
+        let (sent, failed) = (t.sent, t.failed + t.cancelled);
+        if sent + failed + t.expired < t.total {
             if sent + failed == 0 {
                 MessageStatus::Pending
             } else {
                 MessageStatus::Sending
             }
-        } else if failed == 0 {
+        } else if failed + t.expired == 0 {
             MessageStatus::Sent
-        } else if sent == 0 {
+        } else if sent == 0 && failed == 0 {
+            MessageStatus::Expired
+        } else if sent == 0 && t.expired == 0 {
             MessageStatus::Failed
         } else {
             MessageStatus::Partial
@@ -131,7 +154,41 @@ impl MessageStatus {
                 | MessageStatus::Failed
                 | MessageStatus::Partial
                 | MessageStatus::Cancelled
+                | MessageStatus::Expired
         )
+    }
+}
+
+/// A message's recipient counters.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Tally {
+    pub total: i64,
+    pub sent: i64,
+    pub failed: i64,
+    pub cancelled: i64,
+    pub expired: i64,
+}
+
+impl Tally {
+    /// Recipients with no result yet.
+    pub fn pending(&self) -> i64 {
+        (self.total - self.sent - self.failed - self.cancelled - self.expired).max(0)
+    }
+}
+
+text_enum!(
+    /// How urgent a message is. Each class goes before the next at release; a lower class
+    /// still gets a small share so that it is never starved (docs/architecture.md).
+    Priority {
+        High => "high",
+        Normal => "normal",
+        Low => "low",
+    }
+);
+
+impl Default for Priority {
+    fn default() -> Priority {
+        Priority::Normal
     }
 }
 
@@ -168,10 +225,29 @@ mod tests {
     }
 
     #[test]
+    fn expired_and_cancelled_recipients_finish_a_message_too() {
+        let tally = |sent, failed, cancelled, expired| Tally {
+            total: 4,
+            sent,
+            failed,
+            cancelled,
+            expired,
+        };
+        assert_eq!(MessageStatus::from_tally(&tally(0, 0, 0, 4)), MessageStatus::Expired);
+        assert_eq!(MessageStatus::from_tally(&tally(2, 0, 0, 2)), MessageStatus::Partial);
+        assert_eq!(MessageStatus::from_tally(&tally(0, 2, 0, 2)), MessageStatus::Partial);
+        assert_eq!(MessageStatus::from_tally(&tally(1, 0, 0, 2)), MessageStatus::Sending);
+        assert_eq!(tally(1, 0, 0, 2).pending(), 1);
+        assert!(MessageStatus::Expired.is_final());
+    }
+
+    #[test]
     fn only_pending_recipients_are_not_terminal() {
         assert!(!RecipientStatus::Pending.is_terminal());
         assert!(RecipientStatus::Sent.is_terminal());
         assert!(RecipientStatus::Failed.is_terminal());
         assert!(RecipientStatus::Delivered.is_terminal());
+        assert!(RecipientStatus::Cancelled.is_terminal());
+        assert!(RecipientStatus::Expired.is_terminal());
     }
 }

@@ -25,6 +25,10 @@ pub enum StatusEvent {
         total: i64,
         sent: i64,
         failed: i64,
+        #[serde(default)]
+        cancelled: i64,
+        #[serde(default)]
+        expired: i64,
         recipients: Vec<RecipientUpdate>,
     },
 }

@@ -1,5 +1,6 @@
 //! Jobs on the outbound exchange: one per recipient.
 
+use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use crate::domain::{MessageBody, PhoneNumber};
@@ -17,6 +18,11 @@ pub enum OutboundJob {
         message_id: i64,
         to: PhoneNumber,
         body: MessageBody,
+        /// Not to be handed to a gateway after this: the consumer records the recipient
+        /// `expired` instead. Absent in jobs of messages without validity (and in jobs
+        /// published before the field existed).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        valid_until: Option<DateTime<Utc>>,
     },
 }
 
@@ -27,6 +33,7 @@ impl OutboundJob {
     pub fn sends_of(
         message_id: i64,
         body: &MessageBody,
+        valid_until: Option<DateTime<Utc>>,
         recipients: impl IntoIterator<Item = (i64, String)>,
     ) -> Vec<OutboundJob> {
         recipients
@@ -37,6 +44,7 @@ impl OutboundJob {
                     message_id,
                     to: PhoneNumber::parse(&phone).ok()?,
                     body: body.clone(),
+                    valid_until,
                 })
             })
             .collect()
@@ -51,6 +59,13 @@ impl OutboundJob {
     pub fn message_id(&self) -> i64 {
         match self {
             OutboundJob::SendV1 { message_id, .. } => *message_id,
+        }
+    }
+
+    /// Whether the job's validity ran out by `now`.
+    pub fn expired_at(&self, now: DateTime<Utc>) -> bool {
+        match self {
+            OutboundJob::SendV1 { valid_until, .. } => valid_until.is_some_and(|until| until <= now),
         }
     }
 
@@ -74,11 +89,29 @@ mod tests {
             message_id: 2,
             to: PhoneNumber::parse("12345678").unwrap(),
             body: MessageBody::parse("hi", 10).unwrap(),
+            valid_until: None,
         };
         let json: serde_json::Value = serde_json::from_slice(&job.to_json()).unwrap();
         assert_eq!(json["type"], "SendV1");
         assert_eq!(json["to"], "+85212345678");
+        assert!(json.get("valid_until").is_none());
         assert_eq!(OutboundJob::from_json(&job.to_json()).unwrap(), job);
+    }
+
+    #[test]
+    fn a_job_carries_its_validity_and_knows_when_it_ran_out() {
+        let until = "2026-12-06T12:00:00Z".parse::<DateTime<Utc>>().unwrap();
+        let job = OutboundJob::SendV1 {
+            recipient_id: 5,
+            message_id: 2,
+            to: PhoneNumber::parse("12345678").unwrap(),
+            body: MessageBody::parse("hi", 10).unwrap(),
+            valid_until: Some(until),
+        };
+        let back = OutboundJob::from_json(&job.to_json()).unwrap();
+        assert_eq!(back, job);
+        assert!(!job.expired_at(until - chrono::Duration::seconds(1)));
+        assert!(job.expired_at(until));
     }
 
     #[test]
@@ -89,7 +122,7 @@ mod tests {
             (8, "not a number".to_owned()),
             (9, "+85287654321".to_owned()),
         ];
-        let jobs = OutboundJob::sends_of(3, &body, rows);
+        let jobs = OutboundJob::sends_of(3, &body, None, rows);
         let ids: Vec<(i64, i64)> = jobs
             .iter()
             .map(|j| (j.recipient_id(), j.message_id()))
