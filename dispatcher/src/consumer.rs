@@ -164,7 +164,7 @@ async fn dispatch_batch(
         sends.spawn(
             async move {
                 let attempt = attempt_of(delivery.properties.headers().as_ref());
-                let outcome = handle(&job, current, &ctx.hkt).await;
+                let outcome = handle(&job, current, &ctx.hkt, &ctx.gate).await;
                 drop(permit);
                 let Outcome::Attempted(verdict) = outcome else {
                     acks.settle(delivery.delivery_tag, Settle::Ack);

@@ -22,6 +22,8 @@ pub enum GatewayVerdict {
         error: String,
         retry_after: Option<Duration>,
     },
+    /// Not asked at all: the job's validity ran out before its request could start.
+    Expired,
 }
 
 /// Why a request did not get an HTTP answer.

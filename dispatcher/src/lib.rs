@@ -7,6 +7,7 @@ pub mod hkt;
 pub mod ingest;
 pub mod job;
 pub mod metrics;
+mod gate;
 pub mod rate_limit;
 mod repo;
 pub mod retry;
@@ -27,7 +28,8 @@ use tokio_util::task::TaskTracker;
 
 use crate::hkt::HktClient;
 use crate::metrics::DispatcherMetrics;
-use crate::rate_limit::{GlobalRateLimiter, RateLimited, HKT_LIMIT};
+use crate::gate::SendGate;
+use crate::rate_limit::{GlobalRateLimiter, HKT_LIMIT};
 use crate::retry::RetryPolicy;
 use crate::settings::Settings;
 
@@ -41,7 +43,9 @@ pub(crate) struct Context {
     db: PgPool,
     broker: Broker,
     names: Names,
-    hkt: RateLimited<HktClient>,
+    hkt: HktClient,
+    /// The rate limit's slot and the last look before each request.
+    gate: SendGate,
     retry_policy: RetryPolicy,
     concurrency: Arc<Semaphore>,
     metrics: DispatcherMetrics,
@@ -142,10 +146,7 @@ pub async fn start(settings: Settings) -> anyhow::Result<RunningDispatcher> {
         }
         None => (None, None),
     };
-    let hkt = RateLimited {
-        inner: client,
-        limiter,
-    };
+    let gate = SendGate::new(db.clone(), limiter);
     let ctx = Arc::new(Context {
         names: Names::new(&settings.queue.prefix),
         retry_policy: RetryPolicy::new(settings.queue.retry_schedule.clone()),
@@ -154,7 +155,8 @@ pub async fn start(settings: Settings) -> anyhow::Result<RunningDispatcher> {
         settings,
         db,
         broker: broker.clone(),
-        hkt,
+        hkt: client,
+        gate,
     });
     let kill = CancellationToken::new();
     let (results, receiver) = mpsc::unbounded_channel();

@@ -63,6 +63,8 @@ pub struct DispatcherMetrics {
     pub jobs_consumed: IntCounter,
     /// Jobs whose recipient was already final (duplicates, redeliveries): acked unsent.
     pub jobs_skipped: IntCounter,
+    /// Jobs whose validity ran out before their gateway request: recorded `expired`.
+    pub jobs_expired: IntCounter,
     outcomes: [IntCounter; 4],
     /// By step of the retry schedule.
     retries: Vec<IntCounter>,
@@ -114,7 +116,11 @@ impl DispatcherMetrics {
             ),
             jobs_skipped: registry.counter(
                 "smsgate_dispatch_jobs_skipped_total",
-                "Jobs acked without a send because their recipient was already final.",
+                "Jobs acked without a send because their recipient was already final (duplicates, redeliveries, cancelled messages).",
+            ),
+            jobs_expired: registry.counter(
+                "smsgate_dispatch_jobs_expired_total",
+                "Jobs recorded expired without a send: their validity ran out before their gateway request.",
             ),
             outcomes: registry.counters(
                 "smsgate_gateway_outcomes_total",

@@ -18,9 +18,6 @@ use tokio::sync::Mutex;
 use tokio::time::Instant;
 use tracing::warn;
 
-use crate::hkt::{GatewayAnswer, HktError};
-use crate::job::Gateway;
-use smsgate_shared::domain::{MessageBody, PhoneNumber};
 
 /// The row name of the HKT gateway's limit.
 pub const HKT_LIMIT: &str = "hkt";
@@ -103,26 +100,6 @@ impl GlobalRateLimiter {
         // `wait` is how far in the future (by the database's clock) the first slot lies.
         let wait = crate::repo::reserve_slots(&self.db, &self.name, span).await?;
         Ok(Instant::now() + Duration::from_secs_f64(wait.max(0.0)))
-    }
-}
-
-/// A gateway that takes a slot from the global limiter before every request. Skipped jobs
-/// never reach it, so only real gateway calls (first tries and retries) spend capacity.
-pub struct RateLimited<G> {
-    pub inner: G,
-    pub limiter: Option<GlobalRateLimiter>,
-}
-
-impl<G: Gateway> Gateway for RateLimited<G> {
-    async fn submit(
-        &self,
-        to: &PhoneNumber,
-        body: &MessageBody,
-    ) -> Result<GatewayAnswer, HktError> {
-        if let Some(limiter) = &self.limiter {
-            limiter.acquire().await;
-        }
-        self.inner.submit(to, body).await
     }
 }
 

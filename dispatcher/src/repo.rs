@@ -4,6 +4,7 @@
 use std::collections::HashMap;
 
 use smsgate_shared::domain::{MessageStatus, RecipientStatus};
+use smsgate_shared::queue::{RecipientUpdate, StatusEvent};
 use sqlx::{PgPool, Postgres, Transaction};
 
 /// Current status of each recipient in `ids` (missing ids were deleted with their message).
@@ -52,8 +53,26 @@ pub struct MessageProgress {
     pub total_count: i32,
     pub sent_count: i32,
     pub failed_count: i32,
+    pub cancelled_count: i32,
+    pub expired_count: i32,
     /// Whether its owner has an active webhook: events are serialised only for those.
     pub has_webhooks: bool,
+}
+
+impl MessageProgress {
+    /// The status event that reports this progress with the recipients that changed.
+    pub fn event(&self, recipients: Vec<RecipientUpdate>) -> StatusEvent {
+        StatusEvent::MessageProgressV1 {
+            message_id: self.id,
+            status: self.status,
+            total: i64::from(self.total_count),
+            sent: i64::from(self.sent_count),
+            failed: i64::from(self.failed_count),
+            cancelled: i64::from(self.cancelled_count),
+            expired: i64::from(self.expired_count),
+            recipients,
+        }
+    }
 }
 
 /// Locks the batch's messages in id order, after its recipients are updated and just before
@@ -105,36 +124,59 @@ pub async fn update_recipients(
     .await
 }
 
-/// Adds each message's new sent/failed counts and derives its status once per batch:
-/// `sending` while recipients remain, then `sent`, `failed` or `partial`.
+/// Counts a batch's results into their messages, per message. A field per outcome.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct CounterDelta {
+    pub sent: i32,
+    pub failed: i32,
+    pub expired: i32,
+}
+
+/// Adds each message's new sent/failed/expired counts and derives its status once per
+/// batch: `sending` while recipients remain, then `sent`, `failed`, `expired` or `partial`
+/// (as `MessageStatus::from_tally`). A cancelled message keeps its status; its counters
+/// still take what requests in flight at the cancel recorded.
 pub async fn update_message_counters(
     tx: &mut Transaction<'_, Postgres>,
     message_ids: &[i64],
-    sent_deltas: &[i32],
-    failed_deltas: &[i32],
+    deltas: &[CounterDelta],
 ) -> Result<Vec<MessageProgress>, sqlx::Error> {
+    let sent: Vec<i32> = deltas.iter().map(|d| d.sent).collect();
+    let failed: Vec<i32> = deltas.iter().map(|d| d.failed).collect();
+    let expired: Vec<i32> = deltas.iter().map(|d| d.expired).collect();
     sqlx::query_as!(
         MessageProgress,
-        r#"UPDATE messages m SET
+        r#"WITH d AS (
+             SELECT d.id, d.sent, d.failed, d.expired,
+                    m.sent_count + d.sent AS s, m.failed_count + d.failed + m.cancelled_count AS f,
+                    m.expired_count + d.expired AS x, m.total_count AS t
+             FROM unnest($1::bigint[], $2::int[], $3::int[], $4::int[]) AS d(id, sent, failed, expired)
+             JOIN messages m ON m.id = d.id)
+         UPDATE messages m SET
              sent_count = m.sent_count + d.sent,
              failed_count = m.failed_count + d.failed,
+             expired_count = m.expired_count + d.expired,
              status = CASE
-                 WHEN m.sent_count + d.sent + m.failed_count + d.failed < m.total_count THEN 'sending'
-                 WHEN m.failed_count + d.failed = 0 THEN 'sent'
-                 WHEN m.sent_count + d.sent = 0 THEN 'failed'
+                 WHEN m.status = 'cancelled' THEN 'cancelled'
+                 WHEN d.s + d.f + d.x < d.t THEN 'sending'
+                 WHEN d.f + d.x = 0 THEN 'sent'
+                 WHEN d.s = 0 AND d.f = 0 THEN 'expired'
+                 WHEN d.s = 0 AND d.x = 0 THEN 'failed'
                  ELSE 'partial' END,
              completed_at = CASE
-                 WHEN m.sent_count + d.sent + m.failed_count + d.failed >= m.total_count THEN COALESCE(m.completed_at, now())
+                 WHEN m.status = 'cancelled' THEN m.completed_at
+                 WHEN d.s + d.f + d.x >= d.t THEN COALESCE(m.completed_at, now())
                  ELSE NULL END
-         FROM unnest($1::bigint[], $2::int[], $3::int[]) AS d(id, sent, failed)
-         WHERE m.id = d.id AND m.status NOT IN ('cancelled')
+         FROM d
+         WHERE m.id = d.id
          RETURNING m.id, m.status AS "status: MessageStatus", m.total_count, m.sent_count,
-                   m.failed_count,
+                   m.failed_count, m.cancelled_count, m.expired_count,
                    EXISTS (SELECT 1 FROM webhooks w WHERE w.user_id = m.user_id AND w.is_active)
                        AS "has_webhooks!""#,
         message_ids,
-        sent_deltas,
-        failed_deltas
+        &sent,
+        &failed,
+        &expired
     )
     .fetch_all(&mut **tx)
     .await

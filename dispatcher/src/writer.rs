@@ -13,7 +13,7 @@ use std::time::Duration;
 use lapin::types::FieldTable;
 use smsgate_shared::domain::RecipientStatus;
 use smsgate_shared::queue::{
-    routing, with_attempt, OutboundJob, OutgoingMessage, RecipientUpdate, StatusEvent,
+    routing, with_attempt, OutboundJob, OutgoingMessage, RecipientUpdate,
 };
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -23,7 +23,7 @@ use tracing::{debug, error, info_span, warn, Instrument};
 use crate::acks::{Acks, Settle};
 use crate::hkt::GatewayVerdict;
 use crate::metrics::{DeadReason, DispatcherMetrics, Outcome};
-use crate::repo::{self, DeadLetterRow, ResultRow};
+use crate::repo::{self, CounterDelta, DeadLetterRow, ResultRow};
 use crate::retry::NextStep;
 use crate::{webhooks, Context};
 
@@ -113,6 +113,7 @@ fn count_committed(
     for (completed, disposition) in batch.iter().zip(dispositions) {
         match (disposition, &completed.verdict) {
             (Disposition::Record, GatewayVerdict::Sent { .. }) => metrics.outcome(Outcome::Sent),
+            (Disposition::Record, GatewayVerdict::Expired) => metrics.jobs_expired.inc(),
             (Disposition::Record, _) => metrics.outcome(Outcome::PermanentFailure),
             (Disposition::Retry { step, .. }, _) => {
                 metrics.outcome(Outcome::Retry);
@@ -146,7 +147,9 @@ async fn finish(ctx: Arc<Context>, batch: Vec<Completed>, dispositions: Vec<Disp
 
 fn decide(ctx: &Context, completed: &Completed) -> Disposition {
     match &completed.verdict {
-        GatewayVerdict::Sent { .. } | GatewayVerdict::Permanent { .. } => Disposition::Record,
+        GatewayVerdict::Sent { .. } | GatewayVerdict::Permanent { .. } | GatewayVerdict::Expired => {
+            Disposition::Record
+        }
         GatewayVerdict::Transient { error, retry_after } => {
             match ctx
                 .retry_policy
@@ -169,6 +172,12 @@ fn result_row(completed: &Completed, disposition: &Disposition) -> ResultRow {
             status: RecipientStatus::Sent,
             error: None,
             response: Some(response.clone()),
+        },
+        (GatewayVerdict::Expired, _) => ResultRow {
+            recipient_id,
+            status: RecipientStatus::Expired,
+            error: Some("validity ran out before it could be sent".to_owned()),
+            response: None,
         },
         (GatewayVerdict::Permanent { error }, _) => ResultRow {
             recipient_id,
@@ -246,20 +255,22 @@ async fn commit(
     let changed = repo::update_recipients(&mut tx, &rows).await?;
     repo::lock_messages(&mut tx, &message_ids).await?;
 
-    let mut deltas: BTreeMap<i64, (i32, i32)> =
-        message_ids.iter().map(|id| (*id, (0, 0))).collect();
+    let mut deltas: BTreeMap<i64, CounterDelta> = message_ids
+        .iter()
+        .map(|id| (*id, CounterDelta::default()))
+        .collect();
     for recipient in &changed {
         let delta = deltas.entry(recipient.message_id).or_default();
         match recipient.status {
-            RecipientStatus::Sent => delta.0 += 1,
-            RecipientStatus::Failed => delta.1 += 1,
+            RecipientStatus::Sent => delta.sent += 1,
+            RecipientStatus::Failed => delta.failed += 1,
+            RecipientStatus::Expired => delta.expired += 1,
             _ => {}
         }
     }
     let ids: Vec<i64> = deltas.keys().copied().collect();
-    let sent: Vec<i32> = deltas.values().map(|d| d.0).collect();
-    let failed: Vec<i32> = deltas.values().map(|d| d.1).collect();
-    let messages = repo::update_message_counters(&mut tx, &ids, &sent, &failed).await?;
+    let counts: Vec<CounterDelta> = deltas.values().copied().collect();
+    let messages = repo::update_message_counters(&mut tx, &ids, &counts).await?;
     // In the same transaction as the change: a committed result always has its webhook
     // deliveries, whatever happens to this process next.
     webhooks::enqueue_status(&mut tx, &messages, &changed).await?;
@@ -364,14 +375,7 @@ fn status_events(changes: Changes) -> Vec<OutgoingMessage> {
         .messages
         .into_iter()
         .map(|m| {
-            let event = StatusEvent::MessageProgressV1 {
-                message_id: m.id,
-                status: m.status,
-                total: i64::from(m.total_count),
-                sent: i64::from(m.sent_count),
-                failed: i64::from(m.failed_count),
-                recipients: updates.remove(&m.id).unwrap_or_default(),
-            };
+            let event = m.event(updates.remove(&m.id).unwrap_or_default());
             OutgoingMessage {
                 routing_key: routing::status(m.id),
                 payload: event.to_json(),

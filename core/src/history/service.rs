@@ -332,7 +332,7 @@ pub async fn requeue_failed(
     // Bodies in the table passed the segment limit when they were accepted.
     let body = MessageBody::parse(&locked.content, u32::MAX).ok();
     let jobs = body
-        .map(|body| OutboundJob::sends_of(message_id, &body, reset))
+        .map(|body| OutboundJob::sends_of(message_id, &body, None, reset))
         .unwrap_or_default();
     info!(recipients = retried, "requeued failed recipients");
     outbox.publish_routed_in_background(message_id, locked.route, jobs);

@@ -43,6 +43,7 @@ impl From<&StatusEvent> for Progress {
                 sent,
                 failed,
                 recipients,
+                ..
             } => Progress {
                 message_id: *message_id,
                 status: *status,

@@ -167,7 +167,7 @@ impl Outbox {
     ) -> Result<(), PublishError> {
         let pending = repo::pending_recipients(&self.inner.db, message_id).await?;
         let jobs = body
-            .map(|body| OutboundJob::sends_of(message_id, &body, pending))
+            .map(|body| OutboundJob::sends_of(message_id, &body, None, pending))
             .unwrap_or_default();
         info!(jobs = jobs.len(), "publishing pending recipients");
         self.publish_and_mark(message_id, route, jobs).await

@@ -180,7 +180,7 @@ fn queue_jobs(
     recipients: Vec<(i64, String)>,
     created_at: DateTime<Utc>,
 ) -> Accepted {
-    let jobs = OutboundJob::sends_of(id, &w.send.body, recipients);
+    let jobs = OutboundJob::sends_of(id, &w.send.body, None, recipients);
     w.span.record("message.id", id);
     w.span.in_scope(|| outbox.publish_in_background(id, jobs));
     Accepted {

@@ -232,7 +232,7 @@ async fn accept_via_sim(
     }
     tx.commit().await?;
     tracing::Span::current().record("message.id", id);
-    let jobs = OutboundJob::sends_of(id, &send.body, recipients);
+    let jobs = OutboundJob::sends_of(id, &send.body, None, recipients);
     outbox.publish_routed_in_background(id, route, jobs);
     Ok(Accepted {
         id,

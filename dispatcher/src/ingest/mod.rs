@@ -180,24 +180,18 @@ pub async fn handle(db: &PgPool, event: &EdgeEvent) -> Result<Effect, sqlx::Erro
                 RecipientStatus::Sent => (1, 0),
                 _ => (0, 1),
             };
-            let progress = crate::repo::update_message_counters(
-                &mut tx,
-                &[changed.message_id],
-                &[sent],
-                &[failed],
-            )
-            .await?;
+            let delta = crate::repo::CounterDelta {
+                sent,
+                failed,
+                expired: 0,
+            };
+            let progress =
+                crate::repo::update_message_counters(&mut tx, &[changed.message_id], &[delta])
+                    .await?;
             webhooks::enqueue_status(&mut tx, &progress, std::slice::from_ref(&changed)).await?;
             tx.commit().await?;
             Ok(progress.into_iter().next().map_or(Effect::Nothing, |m| {
-                Effect::Progress(StatusEvent::MessageProgressV1 {
-                    message_id: m.id,
-                    status: m.status,
-                    total: i64::from(m.total_count),
-                    sent: i64::from(m.sent_count),
-                    failed: i64::from(m.failed_count),
-                    recipients: vec![update_of(changed)],
-                })
+                Effect::Progress(m.event(vec![update_of(changed)]))
             }))
         }
         EdgeEvent::DeliveryReportV1 {
@@ -242,14 +236,7 @@ pub async fn handle(db: &PgPool, event: &EdgeEvent) -> Result<Effect, sqlx::Erro
             }
             tx.commit().await?;
             Ok(match (changed, progress) {
-                (Some(changed), Some(m)) => Effect::Progress(StatusEvent::MessageProgressV1 {
-                    message_id: m.id,
-                    status: m.status,
-                    total: i64::from(m.total_count),
-                    sent: i64::from(m.sent_count),
-                    failed: i64::from(m.failed_count),
-                    recipients: vec![update_of(changed)],
-                }),
+                (Some(changed), Some(m)) => Effect::Progress(m.event(vec![update_of(changed)])),
                 _ => Effect::Nothing,
             })
         }

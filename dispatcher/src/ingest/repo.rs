@@ -185,7 +185,7 @@ pub async fn message_progress(
     sqlx::query_as!(
         MessageProgress,
         r#"SELECT m.id, m.status AS "status: MessageStatus", m.total_count, m.sent_count,
-                m.failed_count,
+                m.failed_count, m.cancelled_count, m.expired_count,
                 EXISTS (SELECT 1 FROM webhooks w WHERE w.user_id = m.user_id AND w.is_active)
                     AS "has_webhooks!"
          FROM messages m WHERE m.id = $1"#,

@@ -117,6 +117,8 @@ mod tests {
             total_count: 3,
             sent_count: sent,
             failed_count: 0,
+            cancelled_count: 0,
+            expired_count: 0,
             has_webhooks: true,
         }
     }
