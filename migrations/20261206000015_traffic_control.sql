@@ -51,6 +51,11 @@ ALTER TABLE message_outbox
     ADD COLUMN released_through BIGINT NOT NULL DEFAULT 0,
     -- Recipients not yet published (an upper bound: cancelled ones are skipped).
     ADD COLUMN unreleased       INTEGER NOT NULL DEFAULT 0,
+    -- The message's validity: once past, its unreleased recipients expire here.
+    ADD COLUMN valid_until      TIMESTAMPTZ,
+    -- The accepting request's W3C trace context: the jobs carry it, so a trace still
+    -- follows a message from its request to the gateway.
+    ADD COLUMN traceparent      TEXT,
     DROP COLUMN lease_until;
 
 UPDATE message_outbox o
@@ -65,8 +70,29 @@ ALTER TABLE message_outbox ALTER COLUMN user_id SET NOT NULL;
 CREATE INDEX message_outbox_groups_idx
     ON message_outbox (route, priority, user_id, message_id);
 
--- Scheduled messages, for the panel's list.
-CREATE INDEX messages_scheduled_idx ON messages (user_id, send_at) WHERE status = 'scheduled';
+CREATE INDEX message_outbox_valid_until_idx ON message_outbox (valid_until)
+    WHERE valid_until IS NOT NULL;
+
+-- Scheduled messages: the releaser marks them pending when due; the panel lists them.
+CREATE INDEX messages_scheduled_idx ON messages (send_at) WHERE status = 'scheduled';
+
+-- A message's status from its counters, for every statement that changes them (the
+-- dispatchers' result batches, expiry, cancel), so that the rule is written once. Mirrors
+-- MessageStatus::from_tally in shared/src/domain/status.rs. A cancelled message stays
+-- cancelled; one not finished keeps `scheduled`/`pending` until a recipient got a result.
+CREATE FUNCTION message_status_of(current TEXT, total INT, sent INT, failed INT,
+                                  cancelled INT, expired INT) RETURNS TEXT
+LANGUAGE sql IMMUTABLE AS $$
+    SELECT CASE
+        WHEN current = 'cancelled' THEN 'cancelled'
+        WHEN sent + failed + cancelled + expired < total THEN
+            CASE WHEN sent + failed + expired = 0 AND current IN ('scheduled', 'pending')
+                 THEN current ELSE 'sending' END
+        WHEN failed + cancelled + expired = 0 THEN 'sent'
+        WHEN sent = 0 AND failed + cancelled = 0 THEN 'expired'
+        WHEN sent = 0 AND expired = 0 THEN 'failed'
+        ELSE 'partial' END
+$$;
 
 -- Exact quota counting across API instances: one row per user and UTC day.
 CREATE TABLE user_daily_usage (

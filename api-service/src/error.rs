@@ -7,7 +7,7 @@ use serde::Serialize;
 
 use smsgate_core::sims::service::SimError;
 pub use smsgate_core::sms::InvalidEntry;
-use smsgate_core::sms::{Problems, RouteError, SendError};
+use smsgate_core::sms::{OptionsError, Problems, RouteError, SendError};
 
 /// Everything a request can fail with. Internal causes are logged here, once, inside the
 /// request's span, and never shown to the client.
@@ -207,6 +207,17 @@ impl From<SimError> for ApiError {
             },
             SimError::Database(e) => e.into(),
         }
+    }
+}
+
+impl From<OptionsError> for ApiError {
+    fn from(err: OptionsError) -> ApiError {
+        let code = match err.field() {
+            "priority" => "INVALID_PRIORITY",
+            "send_at" => "INVALID_SEND_AT",
+            _ => "INVALID_VALIDITY",
+        };
+        ApiError::validation(code, err.to_string())
     }
 }
 

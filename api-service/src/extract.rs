@@ -34,7 +34,15 @@ where
 fn json_rejection(rejection: JsonRejection) -> ApiError {
     match rejection {
         JsonRejection::JsonDataError(e) => {
-            ApiError::validation("VALIDATION_ERROR", data_error_text(&e.body_text()))
+            let text = data_error_text(&e.body_text());
+            // A misspelt field (`sendat`) must not be ignored: the send it belonged to would
+            // go out without it. serde names the field and the ones it expected.
+            let code = if text.contains("unknown field") {
+                "UNKNOWN_FIELD"
+            } else {
+                "VALIDATION_ERROR"
+            };
+            ApiError::validation(code, text)
         }
         JsonRejection::JsonSyntaxError(_) => {
             ApiError::validation("INVALID_JSON", "The request body is not valid JSON")

@@ -188,7 +188,7 @@ pub struct RunningApi {
     pub state: AppState,
     shutdown: CancellationToken,
     server: tokio::task::JoinHandle<std::io::Result<()>>,
-    reconciler: tokio::task::JoinHandle<()>,
+    releaser: tokio::task::JoinHandle<()>,
 }
 
 impl RunningApi {
@@ -196,8 +196,7 @@ impl RunningApi {
     pub async fn stop(self) {
         self.shutdown.cancel();
         let _ = self.server.await;
-        let _ = self.reconciler.await;
-        self.state.core.outbox.drain(Duration::from_secs(10)).await;
+        let _ = self.releaser.await;
         self.state.core.broker.close().await;
     }
 
@@ -257,7 +256,7 @@ pub async fn start(settings: Settings) -> anyhow::Result<RunningApi> {
         db.clone(),
         broker.clone(),
         settings.core.queue.clone(),
-        settings.core.publish_lease,
+        settings.core.release.clone(),
         metrics.outbox.clone(),
     );
     let jwt = JwtKeys::new(
@@ -293,7 +292,7 @@ pub async fn start(settings: Settings) -> anyhow::Result<RunningApi> {
         metrics,
     });
 
-    let reconciler = outbox.spawn_reconciler(core_settings.reconcile_interval, shutdown.clone());
+    let releaser = outbox.spawn_releaser(shutdown.clone());
     smsgate_core::idempotency::spawn_sweeper(
         state.core.db.clone(),
         core_settings.idempotency_key_ttl,
@@ -335,7 +334,7 @@ pub async fn start(settings: Settings) -> anyhow::Result<RunningApi> {
         state,
         shutdown,
         server,
-        reconciler,
+        releaser,
     })
 }
 

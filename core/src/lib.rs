@@ -11,6 +11,7 @@ pub mod history;
 pub mod idempotency;
 pub mod live;
 pub mod outbox;
+pub mod progress;
 pub mod params;
 mod runtime;
 mod settings;

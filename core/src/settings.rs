@@ -8,6 +8,7 @@ use smsgate_shared::domain::MessageBody;
 use smsgate_shared::secret_box::{self, SecretBox};
 
 use crate::auth::LoginSettings;
+use crate::outbox::ReleaseSettings;
 
 /// The domain's settings, shared by the JSON API and the panel.
 #[derive(Debug, Clone)]
@@ -15,10 +16,8 @@ pub struct CoreSettings {
     pub queue: QueueSettings,
     pub max_bulk_recipients: usize,
     pub max_segments: u32,
-    /// How often the outbox reconciler looks for messages whose jobs were not confirmed.
-    pub reconcile_interval: Duration,
-    /// How long one publisher may hold a message's jobs before the reconciler takes over.
-    pub publish_lease: Duration,
+    /// How the releaser paces the release queue (HKT_RATE_LIMIT, as the dispatchers).
+    pub release: ReleaseSettings,
     /// How long an `Idempotency-Key` (and the compose form's key) is honoured.
     pub idempotency_key_ttl: Duration,
     /// Most webhooks one user may register.
@@ -40,8 +39,7 @@ impl CoreSettings {
             queue: QueueSettings::from_env()?,
             max_bulk_recipients: config::parse_or("MAX_BULK_RECIPIENTS", 100_000)?,
             max_segments: config::parse_or("MAX_SEGMENTS", MessageBody::DEFAULT_MAX_SEGMENTS)?,
-            reconcile_interval: config::duration_or("RECONCILE_INTERVAL", Duration::from_secs(5))?,
-            publish_lease: config::duration_or("PUBLISH_LEASE", Duration::from_secs(60))?,
+            release: ReleaseSettings::for_rate(config::hkt_rate_limit()?),
             idempotency_key_ttl: idempotency_key_ttl()?,
             webhooks_per_user: config::parse_or("WEBHOOKS_PER_USER", 10)?,
             webhook_allow_internal_targets: config::bool_or(
@@ -53,14 +51,13 @@ impl CoreSettings {
         })
     }
 
-    /// Settings for tests: the given broker and queue prefix, fast reconciling.
+    /// Settings for tests: the given broker and queue prefix, an unlimited gateway.
     pub fn for_tests(amqp_url: &str, queue_prefix: &str) -> CoreSettings {
         CoreSettings {
             queue: QueueSettings::for_tests(amqp_url, queue_prefix),
             max_bulk_recipients: 100_000,
             max_segments: MessageBody::DEFAULT_MAX_SEGMENTS,
-            reconcile_interval: Duration::from_millis(500),
-            publish_lease: Duration::from_secs(5),
+            release: ReleaseSettings::for_rate(None),
             idempotency_key_ttl: Duration::from_secs(24 * 3600),
             webhooks_per_user: 10,
             // Tests run their receivers on loopback.

@@ -133,9 +133,9 @@ pub struct CounterDelta {
 }
 
 /// Adds each message's new sent/failed/expired counts and derives its status once per
-/// batch: `sending` while recipients remain, then `sent`, `failed`, `expired` or `partial`
-/// (as `MessageStatus::from_tally`). A cancelled message keeps its status; its counters
-/// still take what requests in flight at the cancel recorded.
+/// batch (SQL `message_status_of`, as `MessageStatus::from_tally`): `sending` while
+/// recipients remain, then `sent`, `failed`, `expired` or `partial`. A cancelled message
+/// keeps its status; its counters still take what requests in flight at the cancel recorded.
 pub async fn update_message_counters(
     tx: &mut Transaction<'_, Postgres>,
     message_ids: &[i64],
@@ -146,28 +146,19 @@ pub async fn update_message_counters(
     let expired: Vec<i32> = deltas.iter().map(|d| d.expired).collect();
     sqlx::query_as!(
         MessageProgress,
-        r#"WITH d AS (
-             SELECT d.id, d.sent, d.failed, d.expired,
-                    m.sent_count + d.sent AS s, m.failed_count + d.failed + m.cancelled_count AS f,
-                    m.expired_count + d.expired AS x, m.total_count AS t
-             FROM unnest($1::bigint[], $2::int[], $3::int[], $4::int[]) AS d(id, sent, failed, expired)
-             JOIN messages m ON m.id = d.id)
-         UPDATE messages m SET
+        r#"UPDATE messages m SET
              sent_count = m.sent_count + d.sent,
              failed_count = m.failed_count + d.failed,
              expired_count = m.expired_count + d.expired,
-             status = CASE
-                 WHEN m.status = 'cancelled' THEN 'cancelled'
-                 WHEN d.s + d.f + d.x < d.t THEN 'sending'
-                 WHEN d.f + d.x = 0 THEN 'sent'
-                 WHEN d.s = 0 AND d.f = 0 THEN 'expired'
-                 WHEN d.s = 0 AND d.x = 0 THEN 'failed'
-                 ELSE 'partial' END,
+             status = message_status_of(m.status, m.total_count, m.sent_count + d.sent,
+                 m.failed_count + d.failed, m.cancelled_count, m.expired_count + d.expired),
              completed_at = CASE
                  WHEN m.status = 'cancelled' THEN m.completed_at
-                 WHEN d.s + d.f + d.x >= d.t THEN COALESCE(m.completed_at, now())
+                 WHEN m.sent_count + d.sent + m.failed_count + d.failed + m.cancelled_count
+                      + m.expired_count + d.expired >= m.total_count
+                     THEN COALESCE(m.completed_at, now())
                  ELSE NULL END
-         FROM d
+         FROM unnest($1::bigint[], $2::int[], $3::int[], $4::int[]) AS d(id, sent, failed, expired)
          WHERE m.id = d.id
          RETURNING m.id, m.status AS "status: MessageStatus", m.total_count, m.sent_count,
                    m.failed_count, m.cancelled_count, m.expired_count,

@@ -144,16 +144,7 @@ impl Settings {
                     .map(Duration::from_millis)?,
             },
             // 2/s is what the replaced panel sent to HKT; raise it to what the contract allows.
-            hkt_rate_limit: {
-                let rate = config::parse_or("HKT_RATE_LIMIT", 2.0f64)?;
-                if rate < 0.0 || !rate.is_finite() {
-                    return Err(ConfigError::new(
-                        "HKT_RATE_LIMIT",
-                        "must be a positive number, or 0 for unlimited",
-                    ));
-                }
-                (rate > 0.0).then_some(rate)
-            },
+            hkt_rate_limit: config::hkt_rate_limit()?,
             prefetch: config::parse_or("DISPATCH_PREFETCH", 1000)?,
             concurrency: config::parse_or("DISPATCH_CONCURRENCY", 128)?,
             batch_size: config::parse_or("RESULT_BATCH_SIZE", 500)?,

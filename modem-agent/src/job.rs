@@ -98,6 +98,7 @@ mod tests {
             recipient_id: 1,
             message_id: 1,
             to: PhoneNumber::parse("12345678").unwrap(),
+            valid_until: None,
             body: MessageBody::parse("hello", 10).unwrap(),
         }
     }

@@ -68,6 +68,20 @@ where
 }
 
 /// `key` as a string, or `default` when unset.
+/// `HKT_RATE_LIMIT`: requests a second the HKT gateway takes, across every dispatcher
+/// (2/s is what the replaced panel sent); `None` for 0, unlimited. The dispatchers enforce
+/// it; the releaser paces to it and the API estimates completion times from it.
+pub fn hkt_rate_limit() -> Result<Option<f64>, ConfigError> {
+    let rate = parse_or("HKT_RATE_LIMIT", 2.0f64)?;
+    if rate < 0.0 || !rate.is_finite() {
+        return Err(ConfigError::new(
+            "HKT_RATE_LIMIT",
+            "must be a positive number, or 0 for unlimited",
+        ));
+    }
+    Ok((rate > 0.0).then_some(rate))
+}
+
 pub fn string_or(key: &'static str, default: &str) -> String {
     var(key).unwrap_or_else(|| default.to_owned())
 }

@@ -25,7 +25,7 @@ use smsgate_core::sms::service::AcceptError;
 use smsgate_core::sms::service::{self, NewSend, Page};
 use smsgate_core::sms::SmallSendError;
 use smsgate_core::sms::{accept_send, accept_send_once, RouteRequest, RoutedAccepted, SendOnce};
-use smsgate_core::sms::{parse_recipient_list, RecipientListError};
+use smsgate_core::sms::{parse_recipient_list, RawSendOptions, RecipientListError, SendOptions};
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -63,7 +63,27 @@ fn parse_body(app: &AppState, content: &str) -> Result<MessageBody, ApiError> {
     })
 }
 
+/// The traffic options every send takes (issue #14); parsed into `SendOptions`. Listed in
+/// each request rather than flattened: serde can't deny unknown fields through a flatten.
+fn send_options(
+    priority: Option<&str>,
+    send_at: Option<&str>,
+    valid_for: Option<i64>,
+    valid_until: Option<&str>,
+) -> Result<SendOptions, ApiError> {
+    let raw = RawSendOptions {
+        priority,
+        send_at,
+        valid_for,
+        valid_until,
+    };
+    Ok(SendOptions::parse(raw, chrono::Utc::now())?)
+}
+
+/// Unknown fields are refused (400 `UNKNOWN_FIELD`, naming it): a misspelt `sendat` used to
+/// be ignored and the message sent at once.
 #[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 struct SendSmsRequest {
     recipient: String,
     /// The edge gateway's clients call it `message`.
@@ -75,6 +95,17 @@ struct SendSmsRequest {
     /// …or `"sim"` for any online SIM, `"hkt"` (the default) for the HKT gateway.
     #[serde(default)]
     route: Option<String>,
+    /// `high`, `normal` (default) or `low`.
+    #[serde(default)]
+    priority: Option<String>,
+    /// RFC 3339; the message is `scheduled` until then.
+    #[serde(default)]
+    send_at: Option<String>,
+    /// Seconds after it is due; or `valid_until`, RFC 3339.
+    #[serde(default)]
+    valid_for: Option<i64>,
+    #[serde(default)]
+    valid_until: Option<String>,
 }
 
 #[derive(Serialize)]
@@ -99,12 +130,19 @@ async fn send_sms(
     let to = PhoneNumber::parse(&req.recipient)
         .map_err(|e| ApiError::validation("INVALID_PHONE_NUMBER", format!("recipient: {e}")))?;
     let body = parse_body(&app, &req.content)?;
+    let options = send_options(
+        req.priority.as_deref(),
+        req.send_at.as_deref(),
+        req.valid_for,
+        req.valid_until.as_deref(),
+    )?;
     let send = NewSend {
         recipients: vec![to.clone()],
         body,
+        options,
     };
     let stored = match (key, route) {
-        (None, RouteRequest::Hkt) => SendOnce::Stored(RoutedAccepted {
+        (None, RouteRequest::Hkt) if options.is_default() => SendOnce::Stored(RoutedAccepted {
             accepted: app.core.small_sends.accept(sender, send).await?,
             sender_sim: None,
         }),
@@ -146,6 +184,7 @@ async fn send_sms(
 }
 
 #[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 struct SendBulkRequest {
     /// Kept as JSON text: [`parse_recipient_list`] checks its length before building any
     /// entry, so an oversized list costs a scan, not millions of values.
@@ -157,6 +196,15 @@ struct SendBulkRequest {
     sim_card_id: Option<i64>,
     #[serde(default)]
     route: Option<String>,
+    /// The same traffic options as `POST /api/sms`.
+    #[serde(default)]
+    priority: Option<String>,
+    #[serde(default)]
+    send_at: Option<String>,
+    #[serde(default)]
+    valid_for: Option<i64>,
+    #[serde(default)]
+    valid_until: Option<String>,
 }
 
 #[derive(Serialize)]
@@ -176,6 +224,12 @@ async fn send_bulk(
 ) -> Result<Response, ApiError> {
     let route = RouteRequest::parse(req.sim_card_id, req.route.as_deref())?;
     let body = parse_body(&app, &req.content)?;
+    let options = send_options(
+        req.priority.as_deref(),
+        req.send_at.as_deref(),
+        req.valid_for,
+        req.valid_until.as_deref(),
+    )?;
     let recipients = parse_recipient_list(&req.recipients, app.core.settings.max_bulk_recipients)
         .map_err(|e| match e {
         RecipientListError::NotAList => {
@@ -190,7 +244,11 @@ async fn send_bulk(
         ),
         RecipientListError::Invalid(problems) => ApiError::InvalidRecipients(problems),
     })?;
-    let send = NewSend { recipients, body };
+    let send = NewSend {
+        recipients,
+        body,
+        options,
+    };
     let stored = store(
         &app,
         user.id,

@@ -245,14 +245,12 @@ pub async fn reset_failed(
 }
 
 /// Gives back `retried` failures to the message, sets its status, clears its completion and
-/// puts it back in the outbox holding the publish lease: the outbox takes it out once the
-/// new jobs are confirmed, or the reconciler republishes them after the lease.
+/// puts it back in the release queue, which publishes the recipients now pending again.
 pub async fn reopen_message(
     tx: &mut Transaction<'_, Postgres>,
     id: i64,
     retried: i32,
     status: MessageStatus,
-    lease_secs: f64,
 ) -> Result<(), sqlx::Error> {
     sqlx::query!(
         "UPDATE messages SET failed_count = failed_count - $2, status = $3, completed_at = NULL
@@ -263,7 +261,7 @@ pub async fn reopen_message(
     )
     .execute(&mut **tx)
     .await?;
-    hold_in_outbox(tx, id, lease_secs).await
+    hold_in_outbox(tx, id).await
 }
 
 /// Closes the open dead letters of recipients that are being sent again.

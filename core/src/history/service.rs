@@ -2,8 +2,7 @@
 
 use chrono::{DateTime, TimeZone, Utc};
 use serde_json::json;
-use smsgate_shared::domain::{MessageBody, MessageStatus, PhoneNumber};
-use smsgate_shared::queue::OutboundJob;
+use smsgate_shared::domain::{MessageStatus, PhoneNumber};
 use sqlx::PgPool;
 use tracing::info;
 
@@ -271,13 +270,13 @@ pub async fn retry_failed(
     requeue_failed(db, outbox, viewer.user_id, message_id, None).await
 }
 
-/// Puts failed recipients of a finished message back to `pending` and publishes their jobs
-/// through the outbox, so the usual guarantees hold: if the broker is down, the reconciler
-/// publishes them once the lease runs out.
+/// Puts failed recipients of a finished message back to `pending` and the message back in
+/// the release queue, so the usual guarantees hold (if the broker is down, the releaser
+/// publishes them once it is back).
 ///
 /// Only finished messages: while any recipient is still pending its job may be in a retry
-/// queue, and the reconciler (which republishes every pending recipient of an unmarked
-/// message) could then send that one twice.
+/// queue, and the releaser (which publishes every pending recipient of a message put back)
+/// could then send that one twice.
 #[tracing::instrument(name = "history.requeue_failed", skip_all, fields(message.id = message_id, actor.id = actor_id))]
 pub async fn requeue_failed(
     db: &PgPool,
@@ -309,14 +308,7 @@ pub async fn requeue_failed(
         i64::from(sent),
         i64::from(failed - retried),
     );
-    repo::reopen_message(
-        &mut tx,
-        message_id,
-        retried,
-        new_status,
-        outbox.lease().as_secs_f64(),
-    )
-    .await?;
+    repo::reopen_message(&mut tx, message_id, retried, new_status).await?;
     let ids: Vec<i64> = reset.iter().map(|(id, _)| *id).collect();
     repo::resolve_dead_letters(&mut tx, &ids).await?;
     audit::record(
@@ -329,13 +321,8 @@ pub async fn requeue_failed(
     .await?;
     tx.commit().await?;
 
-    // Bodies in the table passed the segment limit when they were accepted.
-    let body = MessageBody::parse(&locked.content, u32::MAX).ok();
-    let jobs = body
-        .map(|body| OutboundJob::sends_of(message_id, &body, None, reset))
-        .unwrap_or_default();
     info!(recipients = retried, "requeued failed recipients");
-    outbox.publish_routed_in_background(message_id, locked.route, jobs);
+    outbox.wake();
     Ok(Requeued {
         recipients: retried as usize,
     })

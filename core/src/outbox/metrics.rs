@@ -1,34 +1,63 @@
-//! What the outbox counts: its publishes, confirmed or not, and the reconciler's work.
+//! What the releaser counts.
 
-use smsgate_shared::metrics::{IntCounter, MetricsRegistry};
+use smsgate_shared::domain::Priority;
+use smsgate_shared::metrics::{IntCounter, IntGauge, MetricsRegistry};
 
-/// The outbox's counters. Cheap to clone.
+/// The release queue's metrics. Cheap to clone.
 #[derive(Clone)]
 pub struct OutboxMetrics {
     /// Jobs the broker confirmed.
     pub jobs_confirmed: IntCounter,
-    /// Jobs whose publish failed; their messages are left to the reconciler.
+    /// Jobs whose publish failed; their recipients are released again.
     pub jobs_failed: IntCounter,
-    /// Messages the reconciler took over and published.
-    pub reconciled_messages: IntCounter,
+    released: [IntCounter; 3],
+    /// Recipients expired before release.
+    pub expired: IntCounter,
+    /// Scheduled messages whose time came.
+    pub scheduled_released: IntCounter,
+    /// 1 while this process is the releaser.
+    pub leading: IntGauge,
 }
 
 impl OutboxMetrics {
-    /// Registers the outbox's counters in `registry`.
+    /// Registers the release queue's metrics in `registry`.
     pub fn register(registry: &MetricsRegistry) -> OutboxMetrics {
         let [jobs_confirmed, jobs_failed] = registry.counters(
             "smsgate_outbox_jobs_total",
-            "Send jobs the outbox published, by outcome: confirmed by the broker, or failed (left to the reconciler).",
+            "Send jobs the releaser published, by outcome: confirmed by the broker, or failed (released again later).",
             "outcome",
             ["confirmed", "failed"],
         );
         OutboxMetrics {
             jobs_confirmed,
             jobs_failed,
-            reconciled_messages: registry.counter(
-                "smsgate_outbox_reconciled_messages_total",
-                "Messages whose jobs the reconciler published after their publisher failed or died.",
+            released: registry.counters(
+                "smsgate_released_jobs_total",
+                "Jobs released to the broker, by priority.",
+                "priority",
+                ["high", "normal", "low"],
+            ),
+            expired: registry.counter(
+                "smsgate_recipients_expired_before_release_total",
+                "Recipients whose validity ran out before they were released to a gateway queue.",
+            ),
+            scheduled_released: registry.counter(
+                "smsgate_scheduled_messages_released_total",
+                "Scheduled messages whose send_at came and which were released.",
+            ),
+            leading: registry.gauge(
+                "smsgate_releaser_leading",
+                "1 while this process is the releaser of its database.",
             ),
         }
+    }
+
+    pub fn released(&self, priority: Priority, jobs: u64) {
+        let i = match priority {
+            Priority::High => 0,
+            Priority::Normal => 1,
+            Priority::Low => 2,
+        };
+        self.released[i].inc_by(jobs);
     }
 }

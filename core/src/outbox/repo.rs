@@ -1,112 +1,222 @@
-//! SQL of the outbox: `message_outbox` holds a row per message whose jobs are not all
-//! confirmed yet, with the lease that says who publishes them.
+//! SQL of the release queue: `message_outbox` holds a row per message with recipients not
+//! yet published, with what the releaser needs to choose (route, priority, user, due time,
+//! validity) and how far it got (`released_through`).
 
-use sqlx::{PgPool, Postgres, Transaction};
+use chrono::{DateTime, Utc};
+use smsgate_shared::domain::{MessageStatus, Priority};
+use sqlx::{PgConnection, Postgres, Transaction};
 
-#[derive(Debug)]
-pub struct ClaimedMessage {
-    pub id: i64,
-    pub content: String,
-    /// `hkt` or `sim.<id>`: the routing key its jobs are published with.
-    pub route: String,
-}
+use crate::progress::MessageTally;
 
-/// Puts a message (back) in the outbox with its lease held by the caller, inside the
-/// caller's transaction. The accept statements insert their outbox rows themselves.
-pub async fn hold(
-    tx: &mut Transaction<'_, Postgres>,
-    message_id: i64,
-    lease_secs: f64,
-) -> Result<(), sqlx::Error> {
+/// Puts a message (back) in the release queue, inside the caller's transaction, for every
+/// recipient of it still pending: a requeue of failed recipients, a SIM's messages moved
+/// to another route. The accept statements insert their rows themselves.
+pub async fn hold(tx: &mut Transaction<'_, Postgres>, message_id: i64) -> Result<(), sqlx::Error> {
     sqlx::query!(
-        "INSERT INTO message_outbox (message_id, lease_until)
-         VALUES ($1, now() + make_interval(secs => $2))
-         ON CONFLICT (message_id) DO UPDATE SET lease_until = EXCLUDED.lease_until",
-        message_id,
-        lease_secs
+        "INSERT INTO message_outbox
+             (message_id, user_id, priority, route, due_at, released_through, unreleased, valid_until)
+         SELECT m.id, m.user_id, m.priority, m.route, now(), 0,
+                (SELECT count(*) FROM recipients r
+                 WHERE r.message_id = m.id AND r.status = 'pending')::int,
+                m.valid_until
+         FROM messages m WHERE m.id = $1
+         ON CONFLICT (message_id) DO UPDATE
+             SET released_through = 0, unreleased = EXCLUDED.unreleased, route = EXCLUDED.route",
+        message_id
     )
     .execute(&mut **tx)
     .await?;
     Ok(())
 }
 
-// `WITH async_commit AS (SELECT set_config('synchronous_commit', 'off', true))`, joined
-// into a statement by `EXISTS (SELECT FROM async_commit)`, makes the statement's own
-// transaction commit without waiting for its WAL flush (`synchronous_commit = off`, local
-// to that transaction), in the same round trip.
-//
-// Only for outbox bookkeeping (the two statements below), where losing the write is
-// already a case the outbox recovers from: if PostgreSQL crashes before the WAL writer
-// flushes it (within ~3 × `wal_writer_delay`), the outbox row reappears with its lease and
-// the reconciler republishes the still-pending recipients, as after an API crash between
-// confirm and mark. Anything committed synchronously later (a dispatcher's result write)
-// flushes the WAL up to itself, so it can't outlive a lost mark that came before it. Every
-// single send used to wait for two fsyncs per batch, its insert's and the previous batch's
-// mark's, which are serialized on the WAL; under disk load that doubled the stalls a
-// caller could sit behind.
-
-/// Takes messages whose jobs are all confirmed out of the outbox.
-pub async fn mark_enqueued(db: &PgPool, message_ids: &[i64]) -> Result<(), sqlx::Error> {
-    sqlx::query!(
-        "WITH async_commit AS (SELECT set_config('synchronous_commit', 'off', true))
-         DELETE FROM message_outbox
-         WHERE message_id = ANY($1) AND EXISTS (SELECT FROM async_commit)",
-        message_ids
+/// Takes the lock that makes this connection's session the releaser of this database.
+/// Held until the session ends: a releaser that dies lets another take over at once.
+pub async fn try_lead(conn: &mut PgConnection) -> Result<bool, sqlx::Error> {
+    sqlx::query_scalar!(
+        r#"SELECT pg_try_advisory_lock(hashtext('smsgate.releaser')) AS "locked!""#
     )
-    .execute(db)
-    .await?;
-    Ok(())
-}
-
-pub async fn release_lease(db: &PgPool, message_id: i64) -> Result<(), sqlx::Error> {
-    sqlx::query!(
-        "WITH async_commit AS (SELECT set_config('synchronous_commit', 'off', true))
-         UPDATE message_outbox SET lease_until = NULL
-         WHERE message_id = $1 AND EXISTS (SELECT FROM async_commit)",
-        message_id
-    )
-    .execute(db)
-    .await?;
-    Ok(())
-}
-
-/// Takes the lease of up to `limit` outbox messages whose lease is free or expired, oldest
-/// first. SKIP LOCKED lets several API instances reconcile at once without taking the same
-/// rows.
-pub async fn claim_unenqueued(
-    db: &PgPool,
-    limit: i64,
-    lease_secs: f64,
-) -> Result<Vec<ClaimedMessage>, sqlx::Error> {
-    sqlx::query_as!(
-        ClaimedMessage,
-        "WITH claimed AS (
-             UPDATE message_outbox SET lease_until = now() + make_interval(secs => $2)
-             WHERE message_id IN (
-                 SELECT message_id FROM message_outbox
-                 WHERE lease_until IS NULL OR lease_until < now()
-                 ORDER BY queued_at
-                 LIMIT $1
-                 FOR UPDATE SKIP LOCKED)
-             RETURNING message_id)
-         SELECT m.id, m.content, m.route FROM claimed c JOIN messages m ON m.id = c.message_id",
-        limit,
-        lease_secs
-    )
-    .fetch_all(db)
+    .fetch_one(conn)
     .await
 }
 
-/// Recipients of a message that no result has been written for yet.
-pub async fn pending_recipients(
-    db: &PgPool,
-    message_id: i64,
-) -> Result<Vec<(i64, String)>, sqlx::Error> {
-    let pending = sqlx::query!(
-        "SELECT id, phone FROM recipients WHERE message_id = $1 AND status = 'pending' ORDER BY id",
-        message_id
+/// Scheduled messages whose time came: `pending` now; their rows in the release queue
+/// became due at the same moment.
+pub async fn release_due_scheduled(
+    conn: &mut PgConnection,
+) -> Result<Vec<MessageTally>, sqlx::Error> {
+    sqlx::query_as!(
+        MessageTally,
+        r#"UPDATE messages m SET status = 'pending'
+         WHERE m.status = 'scheduled' AND m.send_at <= now()
+         RETURNING m.id, m.status AS "status: MessageStatus", m.total_count, m.sent_count,
+                   m.failed_count, m.cancelled_count, m.expired_count,
+                   EXISTS (SELECT 1 FROM webhooks w WHERE w.user_id = m.user_id AND w.is_active)
+                       AS "has_webhooks!""#
     )
-    .fetch_all(db)
+    .fetch_all(conn)
+    .await
+}
+
+/// Messages whose validity ran out: their recipients not yet published become `expired`
+/// and they leave the release queue. (Published ones are the dispatchers': their jobs
+/// carry the validity and expire there.)
+pub async fn expire_unreleased(conn: &mut PgConnection) -> Result<Vec<MessageTally>, sqlx::Error> {
+    sqlx::query_as!(
+        MessageTally,
+        r#"WITH gone AS (
+             DELETE FROM message_outbox WHERE valid_until <= now()
+             RETURNING message_id, released_through),
+         expired AS (
+             UPDATE recipients r SET status = 'expired', updated_at = now(),
+                    last_error = 'validity ran out before it could be sent'
+             FROM gone g
+             WHERE r.message_id = g.message_id AND r.id > g.released_through AND r.status = 'pending'
+             RETURNING r.message_id),
+         counts AS (SELECT message_id, count(*)::int AS n FROM expired GROUP BY message_id)
+         UPDATE messages m SET
+             expired_count = m.expired_count + c.n,
+             status = message_status_of(m.status, m.total_count, m.sent_count, m.failed_count,
+                                        m.cancelled_count, m.expired_count + c.n),
+             completed_at = CASE
+                 WHEN m.sent_count + m.failed_count + m.cancelled_count + m.expired_count + c.n
+                      >= m.total_count THEN COALESCE(m.completed_at, now())
+                 ELSE m.completed_at END
+         FROM counts c WHERE m.id = c.message_id AND m.status <> 'cancelled'
+         RETURNING m.id, m.status AS "status: MessageStatus", m.total_count, m.sent_count,
+                   m.failed_count, m.cancelled_count, m.expired_count,
+                   EXISTS (SELECT 1 FROM webhooks w WHERE w.user_id = m.user_id AND w.is_active)
+                       AS "has_webhooks!""#
+    )
+    .fetch_all(conn)
+    .await
+}
+
+/// A due message with recipients to publish.
+#[derive(Debug)]
+pub struct Candidate {
+    pub message_id: i64,
+    pub user_id: i64,
+    pub priority: Priority,
+    pub route: String,
+    pub released_through: i64,
+    pub unreleased: i32,
+    pub weight: i32,
+}
+
+/// The oldest `per_group` due messages of every (route, priority, user) with any.
+pub async fn candidates(
+    conn: &mut PgConnection,
+    per_group: i64,
+) -> Result<Vec<Candidate>, sqlx::Error> {
+    sqlx::query_as!(
+        Candidate,
+        r#"SELECT o.message_id, o.user_id, o.priority AS "priority: Priority", o.route,
+                o.released_through, o.unreleased, u.share_weight AS weight
+         FROM (SELECT DISTINCT route, priority, user_id FROM message_outbox
+               WHERE due_at <= now()) g
+         CROSS JOIN LATERAL (
+             SELECT * FROM message_outbox o
+             WHERE o.route = g.route AND o.priority = g.priority AND o.user_id = g.user_id
+               AND o.due_at <= now()
+             ORDER BY o.message_id
+             LIMIT $1) o
+         JOIN users u ON u.id = o.user_id"#,
+        per_group
+    )
+    .fetch_all(conn)
+    .await
+}
+
+/// A recipient to publish.
+#[derive(Debug)]
+pub struct Released {
+    pub message_id: i64,
+    pub id: i64,
+    pub phone: String,
+}
+
+/// Up to `limits[i]` pending recipients of `message_ids[i]` with ids above `after[i]`, in
+/// id order.
+pub async fn next_recipients(
+    conn: &mut PgConnection,
+    message_ids: &[i64],
+    after: &[i64],
+    limits: &[i32],
+) -> Result<Vec<Released>, sqlx::Error> {
+    sqlx::query_as!(
+        Released,
+        r#"SELECT t.message_id AS "message_id!", r.id, r.phone
+         FROM unnest($1::bigint[], $2::bigint[], $3::int[]) AS t(message_id, after, lim)
+         CROSS JOIN LATERAL (
+             SELECT id, phone FROM recipients
+             WHERE message_id = t.message_id AND id > t.after AND status = 'pending'
+             ORDER BY id LIMIT t.lim) r"#,
+        message_ids,
+        after,
+        limits
+    )
+    .fetch_all(conn)
+    .await
+}
+
+/// What the jobs of a message carry besides the recipient.
+#[derive(Debug)]
+pub struct JobTemplate {
+    pub id: i64,
+    pub content: String,
+    pub valid_until: Option<DateTime<Utc>>,
+    /// The accepting request's trace context.
+    pub traceparent: Option<String>,
+}
+
+pub async fn job_templates(
+    conn: &mut PgConnection,
+    message_ids: &[i64],
+) -> Result<Vec<JobTemplate>, sqlx::Error> {
+    sqlx::query_as!(
+        JobTemplate,
+        "SELECT m.id, m.content, m.valid_until, o.traceparent
+         FROM messages m LEFT JOIN message_outbox o ON o.message_id = m.id
+         WHERE m.id = ANY($1)",
+        message_ids
+    )
+    .fetch_all(conn)
+    .await
+}
+
+/// Records what a round published: each message's new `released_through` and how many
+/// went; a message whose recipients ran out (`exhausted`, or all counted out) leaves the
+/// queue. Compares
+/// `released_through` with what the round started from, so a requeue that reset it
+/// meanwhile is not overwritten.
+pub async fn advance(
+    conn: &mut PgConnection,
+    message_ids: &[i64],
+    from: &[i64],
+    through: &[i64],
+    published: &[i32],
+    exhausted: &[bool],
+) -> Result<(), sqlx::Error> {
+    sqlx::query!(
+        "WITH a AS (
+             SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::bigint[], $4::int[], $5::bool[])
+                 AS a(message_id, from_id, through, published, exhausted)),
+         done AS (
+             DELETE FROM message_outbox o USING a
+             WHERE o.message_id = a.message_id AND o.released_through = a.from_id
+               AND (a.exhausted OR o.unreleased <= a.published))
+         UPDATE message_outbox o
+         SET released_through = a.through, unreleased = o.unreleased - a.published
+         FROM a
+         WHERE o.message_id = a.message_id AND o.released_through = a.from_id
+           AND NOT (a.exhausted OR o.unreleased <= a.published)",
+        message_ids,
+        from,
+        through,
+        published,
+        exhausted
+    )
+    .execute(conn)
     .await?;
-    Ok(pending.into_iter().map(|r| (r.id, r.phone)).collect())
+    Ok(())
 }

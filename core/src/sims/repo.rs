@@ -2,10 +2,9 @@
 //! One function per statement.
 
 use chrono::{DateTime, Utc};
-use smsgate_shared::domain::{MessageBody, RecipientStatus};
+use smsgate_shared::domain::RecipientStatus;
 use sqlx::{PgPool, Postgres, Transaction};
 
-use crate::outbox::hold_in_outbox;
 
 /// A SIM card with its agent's last report.
 #[derive(Debug, Clone)]
@@ -319,44 +318,22 @@ pub async fn touch_sim(db: &PgPool, id: i64) -> Result<(), sqlx::Error> {
     Ok(())
 }
 
-/// Inserts a message routed through `route` with all its recipients in the caller's transaction,
-/// holding the publish lease. Returns the message id, its time and (recipient id, phone).
-pub async fn insert_routed_message(
+/// Inserts the recipients of a message routed through a SIM (a few, in request order), in
+/// the caller's transaction; the message and its release row are already there.
+pub async fn insert_sim_recipients(
     tx: &mut Transaction<'_, Postgres>,
-    user_id: i64,
-    body: &MessageBody,
+    message_id: i64,
     phones: &[&str],
-    route: &str,
-    lease_secs: f64,
-) -> Result<(i64, DateTime<Utc>, Vec<(i64, String)>), sqlx::Error> {
-    let message = sqlx::query!(
-        "INSERT INTO messages (user_id, content, encoding, segments, total_count, route)
-         VALUES ($1, $2, $3, $4, $5, $6)
-         RETURNING id, created_at",
-        user_id,
-        body.as_str(),
-        body.encoding().as_str(),
-        body.segments() as i32,
-        phones.len() as i32,
-        route
-    )
-    .fetch_one(&mut **tx)
-    .await?;
-    let (id, created_at) = (message.id, message.created_at);
-    hold_in_outbox(tx, id, lease_secs).await?;
-    let recipients: Vec<(i64, String)> = sqlx::query!(
+) -> Result<(), sqlx::Error> {
+    sqlx::query!(
         "INSERT INTO recipients (message_id, phone)
-         SELECT $1, phone FROM unnest($2::text[]) WITH ORDINALITY AS t(phone, ord) ORDER BY ord
-         RETURNING id, phone",
-        id,
+         SELECT $1, phone FROM unnest($2::text[]) WITH ORDINALITY AS t(phone, ord) ORDER BY ord",
+        message_id,
         phones as &[&str]
     )
-    .fetch_all(&mut **tx)
-    .await?
-    .into_iter()
-    .map(|r| (r.id, r.phone))
-    .collect();
-    Ok((id, created_at, recipients))
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
 }
 
 /// A received SMS.

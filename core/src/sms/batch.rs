@@ -9,9 +9,8 @@
 
 use std::sync::Arc;
 
-use chrono::{DateTime, Utc};
 use smsgate_shared::domain::{MessageStatus, PhoneNumber};
-use smsgate_shared::queue::OutboundJob;
+use smsgate_shared::queue::current_traceparent;
 use sqlx::PgPool;
 use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit, Semaphore};
 use tracing::{info_span, Instrument, Span};
@@ -135,9 +134,10 @@ async fn write_batch(
             token_id: w.sender.token_id,
             body: &w.send.body,
             phones: w.send.recipients.iter().map(PhoneNumber::as_str).collect(),
+            traceparent: w.span.in_scope(current_traceparent),
         })
         .collect();
-    let stored = repo::insert_small_messages(db, &rows, outbox.lease().as_secs_f64()).await;
+    let stored = repo::insert_small_messages(db, &rows).await;
     drop(permit);
     drop(rows);
     let stored = match stored {
@@ -156,37 +156,17 @@ async fn write_batch(
             SmallOutcome::Refused(Refusal::UnknownUser | Refusal::RevokedToken) => {
                 Err(SmallSendError::InvalidCredential)
             }
-            SmallOutcome::Stored {
-                message_id,
-                recipients,
-            } => Ok(queue_jobs(
-                outbox,
-                &w,
-                message_id,
-                recipients,
-                stored.created_at,
-            )),
+            SmallOutcome::Stored { message_id } => {
+                w.span.record("message.id", message_id);
+                Ok(Accepted {
+                    id: message_id,
+                    status: MessageStatus::Pending,
+                    total: w.send.recipients.len(),
+                    created_at: stored.created_at,
+                })
+            }
         };
         let _ = w.reply.send(answer);
     }
-}
-
-/// Hands the stored message's jobs to the outbox inside the caller's span and says what
-/// was accepted.
-fn queue_jobs(
-    outbox: &Outbox,
-    w: &Waiting,
-    id: i64,
-    recipients: Vec<(i64, String)>,
-    created_at: DateTime<Utc>,
-) -> Accepted {
-    let jobs = OutboundJob::sends_of(id, &w.send.body, None, recipients);
-    w.span.record("message.id", id);
-    w.span.in_scope(|| outbox.publish_in_background(id, jobs));
-    Accepted {
-        id,
-        status: MessageStatus::Pending,
-        total: w.send.recipients.len(),
-        created_at,
-    }
+    outbox.wake();
 }

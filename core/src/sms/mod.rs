@@ -3,6 +3,7 @@
 
 mod batch;
 mod metrics;
+pub mod options;
 mod recipients;
 pub mod repo;
 mod routed;
@@ -10,6 +11,7 @@ pub mod service;
 
 pub use batch::{AcceptBatcher, SmallSendError};
 pub use metrics::{SendKind, SendMetrics, SendRoute};
+pub use options::{OptionsError, RawSendOptions, SendOptions, Validity};
 pub use recipients::{
     echo, parse_recipient_list, InvalidEntry, Problems, RecipientListError, RecipientSet,
     MAX_REPORTED_PROBLEMS,

@@ -3,6 +3,8 @@
 
 use chrono::{DateTime, Utc};
 use smsgate_shared::domain::{MessageBody, MessageStatus, PhoneNumber, RecipientStatus};
+
+use super::options::SendOptions;
 use sqlx::{PgConnection, PgPool};
 
 /// A message as the API shows it.
@@ -34,11 +36,12 @@ pub struct RecipientRow {
     pub delivered_at: Option<DateTime<Utc>>,
 }
 
-/// Inserts the message, its outbox row (holding the publish lease, so the reconciler leaves
-/// it to us) and all its recipients, in the caller's transaction. Returns the message's id and time
-/// only: whoever publishes the jobs reads the recipients back (for a 100,000-recipient bulk,
-/// returning their ids and numbers cost a tenth of the insert and a 2 MB answer, all on the
-/// way to the 202).
+/// Inserts the message, its row in the release queue and all its recipients, in the
+/// caller's transaction, with the send's options: a `send_at` makes it `scheduled` (due
+/// then), and its validity is the one asked for or the sender's default, counted from when
+/// it is due. Returns the message's id and time only: the releaser reads the recipients
+/// back (for a 100,000-recipient bulk, returning their ids and numbers cost a tenth of the
+/// insert and a 2 MB answer, all on the way to the 202).
 ///
 /// The recipients go in with COPY rather than `INSERT … SELECT unnest(…)`: COPY fills heap
 /// pages a batch of rows at a time (one WAL record per page instead of per row), which took
@@ -46,29 +49,66 @@ pub struct RecipientRow {
 pub async fn insert_message_with_recipients(
     tx: &mut PgConnection,
     user_id: i64,
-    body: &MessageBody,
+    send: &NewMessage<'_>,
     phones: &[PhoneNumber],
-    lease_secs: f64,
 ) -> Result<(i64, DateTime<Utc>), sqlx::Error> {
+    let message = insert_message(tx, user_id, send, phones.len()).await?;
+    copy_recipients(tx, message.0, phones).await?;
+    Ok(message)
+}
+
+/// A message's own fields, as every accept statement stores them.
+pub struct NewMessage<'a> {
+    pub body: &'a MessageBody,
+    /// `hkt` or `sim.<id>`.
+    pub route: &'a str,
+    pub options: &'a SendOptions,
+    /// The accepting request's trace context, for its jobs.
+    pub traceparent: Option<String>,
+}
+
+/// Inserts the message and its row in the release queue (its recipients are the caller's).
+pub async fn insert_message(
+    tx: &mut PgConnection,
+    user_id: i64,
+    send: &NewMessage<'_>,
+    recipients: usize,
+) -> Result<(i64, DateTime<Utc>), sqlx::Error> {
+    let (valid_for, valid_until) = send.options.validity.as_columns();
+    let status = send.options.initial_status();
     let message = sqlx::query!(
-        "WITH m AS (
-             INSERT INTO messages (user_id, content, encoding, segments, total_count)
-             VALUES ($1, $2, $3, $4, $5)
-             RETURNING id, created_at),
+        "WITH due AS (
+             SELECT COALESCE($7::timestamptz, now()) AS at,
+                    (SELECT default_valid_for_secs FROM users WHERE id = $1) AS default_secs),
+         m AS (
+             INSERT INTO messages (user_id, content, encoding, segments, total_count, route,
+                                   priority, status, send_at, valid_until)
+             SELECT $1, $2, $3, $4, $5, $6, $8, $9, $7,
+                    COALESCE($10::timestamptz,
+                             due.at + make_interval(secs => COALESCE($11::float8, due.default_secs)))
+             FROM due
+             RETURNING id, created_at, user_id, route, priority, valid_until),
          o AS (
-             INSERT INTO message_outbox (message_id, lease_until)
-             SELECT id, now() + make_interval(secs => $6) FROM m)
+             INSERT INTO message_outbox (message_id, user_id, route, priority, due_at, unreleased,
+                                         valid_until, traceparent)
+             SELECT m.id, m.user_id, m.route, m.priority, due.at, $5, m.valid_until, $12
+             FROM m, due)
          SELECT id, created_at FROM m",
         user_id,
-        body.as_str(),
-        body.encoding().as_str(),
-        body.segments() as i32,
-        phones.len() as i32,
-        lease_secs
+        send.body.as_str(),
+        send.body.encoding().as_str(),
+        send.body.segments() as i32,
+        recipients as i32,
+        send.route,
+        send.options.send_at,
+        send.options.priority.as_str(),
+        status.as_str(),
+        valid_until,
+        valid_for,
+        send.traceparent
     )
     .fetch_one(&mut *tx)
     .await?;
-    copy_recipients(tx, message.id, phones).await?;
     Ok((message.id, message.created_at))
 }
 
@@ -111,6 +151,8 @@ pub struct SmallMessage<'a> {
     pub token_id: Option<i64>,
     pub body: &'a MessageBody,
     pub phones: Vec<&'a str>,
+    /// The accepting request's trace context, for its jobs.
+    pub traceparent: Option<String>,
 }
 
 /// Why the statement refused to store a small send.
@@ -124,11 +166,7 @@ pub enum Refusal {
 /// What became of one small send, in the order they were given.
 #[derive(Debug)]
 pub enum SmallOutcome {
-    Stored {
-        message_id: i64,
-        /// (recipient id, E.164 phone), each pair from the same row.
-        recipients: Vec<(i64, String)>,
-    },
+    Stored { message_id: i64 },
     Refused(Refusal),
 }
 
@@ -139,7 +177,7 @@ pub struct StoredSmall {
 
 /// Stores many small sends in one statement: a message per send whose sender's account is
 /// active (and API token unrevoked, if it came with one), with its recipients and its
-/// outbox row holding the publish lease. The check is part of the write, so it sees a disable or a revocation that
+/// row in the release queue (with the sender's default validity, if any). The check is part of the write, so it sees a disable or a revocation that
 /// committed before it; a refused send stores nothing.
 ///
 /// Message ids are drawn in the first CTE so recipients can be tied to them without relying
@@ -148,7 +186,6 @@ pub struct StoredSmall {
 pub async fn insert_small_messages(
     db: &PgPool,
     sends: &[SmallMessage<'_>],
-    lease_secs: f64,
 ) -> Result<StoredSmall, sqlx::Error> {
     let mut user_ids = Vec::with_capacity(sends.len());
     let mut token_ids = Vec::with_capacity(sends.len());
@@ -156,6 +193,7 @@ pub async fn insert_small_messages(
     let mut encodings = Vec::with_capacity(sends.len());
     let mut segments = Vec::with_capacity(sends.len());
     let mut totals = Vec::with_capacity(sends.len());
+    let mut traceparents = Vec::with_capacity(sends.len());
     let mut phone_ords = Vec::new();
     let mut phones = Vec::new();
     for (i, send) in sends.iter().enumerate() {
@@ -165,6 +203,7 @@ pub async fn insert_small_messages(
         encodings.push(send.body.encoding().as_str());
         segments.push(send.body.segments() as i32);
         totals.push(send.phones.len() as i32);
+        traceparents.push(send.traceparent.as_deref());
         for phone in &send.phones {
             phone_ords.push(i as i64 + 1);
             phones.push(*phone);
@@ -175,36 +214,34 @@ pub async fn insert_small_messages(
         r#"WITH input AS (
              SELECT v.*, CASE WHEN v.verdict = 'ok' THEN nextval('messages_id_seq') END AS id
              FROM (SELECT t.ord, t.user_id, t.content, t.encoding, t.segments, t.total,
+                          t.traceparent,
+                          now() + make_interval(secs => u.default_valid_for_secs) AS valid_until,
                           CASE WHEN u.id IS NULL THEN 'unknown'
                                WHEN t.token_id IS NOT NULL AND NOT EXISTS (
                                    SELECT 1 FROM api_tokens k
                                    WHERE k.id = t.token_id AND k.revoked_at IS NULL) THEN 'revoked'
                                WHEN NOT u.is_active THEN 'disabled'
                                ELSE 'ok' END AS verdict
-                   FROM unnest($1::bigint[], $2::bigint[], $3::text[], $4::text[], $5::int[], $6::int[])
-                        WITH ORDINALITY AS t(user_id, token_id, content, encoding, segments, total, ord)
+                   FROM unnest($1::bigint[], $2::bigint[], $3::text[], $4::text[], $5::int[], $6::int[], $9::text[])
+                        WITH ORDINALITY AS t(user_id, token_id, content, encoding, segments, total, traceparent, ord)
                    LEFT JOIN users u ON u.id = t.user_id) v),
          m AS (
-             INSERT INTO messages (id, user_id, content, encoding, segments, total_count)
-             SELECT id, user_id, content, encoding, segments, total
+             INSERT INTO messages (id, user_id, content, encoding, segments, total_count, valid_until)
+             SELECT id, user_id, content, encoding, segments, total, valid_until
              FROM input WHERE id IS NOT NULL),
          o AS (
-             INSERT INTO message_outbox (message_id, lease_until)
-             SELECT id, now() + make_interval(secs => $9) FROM input WHERE id IS NOT NULL),
+             INSERT INTO message_outbox (message_id, user_id, unreleased, valid_until, traceparent)
+             SELECT id, user_id, total, valid_until, traceparent FROM input WHERE id IS NOT NULL),
          r AS (
              INSERT INTO recipients (message_id, phone)
              SELECT i.id, p.phone
              FROM unnest($7::bigint[], $8::text[]) WITH ORDINALITY AS p(ord, phone, n)
              JOIN input i ON i.ord = p.ord
              WHERE i.id IS NOT NULL
-             ORDER BY p.n
-             RETURNING id, message_id, phone)
+             ORDER BY p.n)
          SELECT now() AS "created_at!",
                 (SELECT array_agg(verdict ORDER BY ord) FROM input) AS "verdicts!",
-                (SELECT array_agg(id ORDER BY ord) FROM input) AS "message_ids!: Vec<Option<i64>>",
-                COALESCE((SELECT array_agg(message_id ORDER BY id) FROM r), '{}') AS "recipient_message_ids!",
-                COALESCE((SELECT array_agg(id ORDER BY id) FROM r), '{}') AS "recipient_ids!",
-                COALESCE((SELECT array_agg(phone ORDER BY id) FROM r), '{}') AS "recipient_phones!""#,
+                (SELECT array_agg(id ORDER BY ord) FROM input) AS "message_ids!: Vec<Option<i64>>""#,
         &user_ids,
         &token_ids as &[Option<i64>],
         &contents as &[&str],
@@ -213,7 +250,7 @@ pub async fn insert_small_messages(
         &totals,
         &phone_ords,
         &phones as &[&str],
-        lease_secs
+        &traceparents as &[Option<&str>]
     )
     .fetch_one(db)
     .await?;
@@ -224,35 +261,16 @@ struct SmallInsertRow {
     created_at: DateTime<Utc>,
     verdicts: Vec<String>,
     message_ids: Vec<Option<i64>>,
-    recipient_message_ids: Vec<i64>,
-    recipient_ids: Vec<i64>,
-    recipient_phones: Vec<String>,
 }
 
 impl SmallInsertRow {
     fn into_outcomes(self) -> StoredSmall {
-        let mut recipients_of: std::collections::HashMap<i64, Vec<(i64, String)>> =
-            std::collections::HashMap::with_capacity(self.message_ids.len());
-        for ((message_id, id), phone) in self
-            .recipient_message_ids
-            .into_iter()
-            .zip(self.recipient_ids)
-            .zip(self.recipient_phones)
-        {
-            recipients_of
-                .entry(message_id)
-                .or_default()
-                .push((id, phone));
-        }
         let outcomes = self
             .verdicts
             .iter()
             .zip(self.message_ids)
             .map(|(verdict, id)| match (verdict.as_str(), id) {
-                ("ok", Some(message_id)) => SmallOutcome::Stored {
-                    message_id,
-                    recipients: recipients_of.remove(&message_id).unwrap_or_default(),
-                },
+                ("ok", Some(message_id)) => SmallOutcome::Stored { message_id },
                 ("disabled", _) => SmallOutcome::Refused(Refusal::Disabled),
                 ("revoked", _) => SmallOutcome::Refused(Refusal::RevokedToken),
                 _ => SmallOutcome::Refused(Refusal::UnknownUser),

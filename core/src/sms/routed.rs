@@ -2,10 +2,11 @@
 //! gateway, one SIM card, or any online SIM), at most once per idempotency key.
 
 use smsgate_shared::domain::PhoneNumber;
-use smsgate_shared::queue::{routing, OutboundJob};
+use smsgate_shared::queue::{current_traceparent, routing};
 use sqlx::PgPool;
 
 use super::metrics::SendRoute;
+use super::repo::NewMessage;
 use super::service::{accept, AcceptError, Accepted, NewSend};
 use crate::idempotency::{KeyClaim, PriorSend};
 use crate::outbox::Outbox;
@@ -200,9 +201,9 @@ fn replay(prior: PriorSend) -> Result<SendOnce, SendError> {
     }))
 }
 
-/// Stores the message with route `sim.<id>` and hands its jobs to the outbox for that
-/// route. Kept apart from the HKT path on purpose: that path is tuned for 100,000-recipient
-/// bulks, a modem sends a few SMS a minute.
+/// Stores the message with route `sim.<id>` and wakes the releaser, which publishes its
+/// jobs to that SIM's queue a few at a time. Kept apart from the HKT path on purpose: that
+/// path is tuned for 100,000-recipient bulks, a modem sends a few SMS a minute.
 #[tracing::instrument(name = "sms.accept_via_sim", skip_all, fields(user.id = user_id, sim.id = sim_id, message.id))]
 async fn accept_via_sim(
     db: &PgPool,
@@ -215,16 +216,15 @@ async fn accept_via_sim(
     let route = routing::sim(sim_id);
     let total = send.recipients.len();
     let phones: Vec<&str> = send.recipients.iter().map(PhoneNumber::as_str).collect();
+    let message = NewMessage {
+        body: &send.body,
+        route: &route,
+        options: &send.options,
+        traceparent: current_traceparent(),
+    };
     let mut tx = db.begin().await?;
-    let (id, created_at, recipients) = repo::insert_routed_message(
-        &mut tx,
-        user_id,
-        &send.body,
-        &phones,
-        &route,
-        outbox.lease().as_secs_f64(),
-    )
-    .await?;
+    let (id, created_at) = super::repo::insert_message(&mut tx, user_id, &message, total).await?;
+    repo::insert_sim_recipients(&mut tx, id, &phones).await?;
     if let Some(claim) = claim {
         if !claim.record(&mut tx, user_id, id).await? {
             return Err(AcceptError::KeyTaken); // dropping `tx` rolls the message back
@@ -232,11 +232,10 @@ async fn accept_via_sim(
     }
     tx.commit().await?;
     tracing::Span::current().record("message.id", id);
-    let jobs = OutboundJob::sends_of(id, &send.body, None, recipients);
-    outbox.publish_routed_in_background(id, route, jobs);
+    outbox.wake();
     Ok(Accepted {
         id,
-        status: smsgate_shared::domain::MessageStatus::Pending,
+        status: send.options.initial_status(),
         total,
         created_at,
     })

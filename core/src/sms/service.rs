@@ -4,27 +4,32 @@ use std::future::Future;
 
 use chrono::{DateTime, Utc};
 use smsgate_shared::domain::{MessageBody, MessageStatus, PhoneNumber};
-use smsgate_shared::queue::routing;
+use smsgate_shared::queue::{current_traceparent, routing};
 use sqlx::PgPool;
 use tracing::Span;
 
-use super::repo::{self, MessageRow, RecipientRow};
+use super::options::SendOptions;
+use super::repo::{self, MessageRow, NewMessage, RecipientRow};
 use crate::idempotency::{Fingerprint, KeyClaim, PriorSend};
 use crate::outbox::Outbox;
 
-/// A send that passed validation: at least one distinct recipient and a valid body.
+/// A send that passed validation: at least one distinct recipient, a valid body and
+/// coherent options.
 pub struct NewSend {
     pub recipients: Vec<PhoneNumber>,
     pub body: MessageBody,
+    pub options: SendOptions,
 }
 
 impl NewSend {
     /// What this send asks for, for an idempotency key: `operation` names the endpoint and
     /// `route` the routing asked for, so one key can't stand for two different requests.
     pub fn fingerprint(&self, operation: &str, route: &str) -> Fingerprint {
+        let options = self.options.label();
         let head = [
             operation.as_bytes(),
             route.as_bytes(),
+            options.as_bytes(),
             self.body.as_str().as_bytes(),
         ];
         let recipients = self.recipients.iter().map(|p| p.as_str().as_bytes());
@@ -63,9 +68,8 @@ pub enum AcceptError {
 }
 
 /// Stores the message and all its recipients in one transaction (with `claim`'s key, if
-/// any), then has the outbox publish their jobs. Returns once the rows are committed:
-/// nothing is accepted that is not durable, and publishing can't lose a recipient (the
-/// reconciler republishes what isn't confirmed).
+/// any) and wakes the releaser. Returns once the rows are committed: nothing is accepted
+/// that is not durable, and the release queue can't lose a recipient.
 #[tracing::instrument(name = "sms.accept", skip_all, fields(user.id = user_id, message.id, recipients = send.recipients.len()))]
 pub async fn accept(
     db: &PgPool,
@@ -75,10 +79,15 @@ pub async fn accept(
     claim: Option<&KeyClaim>,
 ) -> Result<Accepted, AcceptError> {
     let total = send.recipients.len();
-    let lease = outbox.lease().as_secs_f64();
+    let message = NewMessage {
+        body: &send.body,
+        route: routing::HKT,
+        options: &send.options,
+        traceparent: current_traceparent(),
+    };
     let mut tx = db.begin().await?;
     let (id, created_at) =
-        repo::insert_message_with_recipients(&mut tx, user_id, &send.body, &send.recipients, lease)
+        repo::insert_message_with_recipients(&mut tx, user_id, &message, &send.recipients)
             .await?;
     if let Some(claim) = claim {
         if !claim.record(&mut tx, user_id, id).await? {
@@ -87,10 +96,10 @@ pub async fn accept(
     }
     tx.commit().await?;
     Span::current().record("message.id", id);
-    outbox.publish_stored_in_background(id, routing::HKT.to_owned(), send.body);
+    outbox.wake();
     Ok(Accepted {
         id,
-        status: MessageStatus::Pending,
+        status: send.options.initial_status(),
         total,
         created_at,
     })

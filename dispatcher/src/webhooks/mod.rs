@@ -14,36 +14,14 @@ pub mod repo;
 
 use std::collections::HashMap;
 
-use serde::Serialize;
-use smsgate_shared::domain::{MessageStatus, RecipientStatus};
+use smsgate_shared::domain::RecipientStatus;
+pub use smsgate_shared::webhook_events::{MessageStatusData, RecipientState};
 use sqlx::{Postgres, Transaction};
 
 pub use client::{sign, WebhookClient};
 pub use repo::sweep_finished;
 
 use crate::repo::{ChangedRecipient, MessageProgress};
-
-/// The `data` of a `message.status` event: a message's counters after a committed change,
-/// and the recipients that change touched. Evolve it by adding fields, never by changing one.
-#[derive(Debug, Serialize, PartialEq)]
-pub struct MessageStatusData<'a> {
-    pub message_id: i64,
-    pub status: MessageStatus,
-    pub total: i32,
-    pub sent: i32,
-    pub failed: i32,
-    pub recipients: Vec<RecipientState<'a>>,
-}
-
-/// One recipient's new state.
-#[derive(Debug, Serialize, PartialEq)]
-pub struct RecipientState<'a> {
-    pub id: i64,
-    pub phone: &'a str,
-    pub status: RecipientStatus,
-    pub attempts: i32,
-    pub error: Option<&'a str>,
-}
 
 /// The `message.status` events of a committed change: one per message whose owner has an
 /// active webhook and which has recipients that reached a final state (`sent`, `failed`,
@@ -80,6 +58,8 @@ pub fn status_data<'a>(
                 total: m.total_count,
                 sent: m.sent_count,
                 failed: m.failed_count,
+                cancelled: m.cancelled_count,
+                expired: m.expired_count,
                 recipients,
             })
         })
@@ -101,7 +81,7 @@ pub async fn enqueue_status(
     let ids: Vec<i64> = events.iter().map(|e| e.message_id).collect();
     let payloads: Vec<serde_json::Value> = events
         .iter()
-        .map(|e| serde_json::to_value(e).expect("a status event always serializes"))
+        .map(MessageStatusData::to_value)
         .collect();
     repo::insert_status_deliveries(tx, &ids, &payloads).await
 }
@@ -109,6 +89,7 @@ pub async fn enqueue_status(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use smsgate_shared::domain::MessageStatus;
 
     fn progress(id: i64, sent: i32) -> MessageProgress {
         MessageProgress {

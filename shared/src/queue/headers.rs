@@ -21,6 +21,32 @@ pub fn job_headers(attempt: u32) -> FieldTable {
     table
 }
 
+/// The current span's W3C `traceparent`, kept with work that is published later (the
+/// release queue stores it with the message) so the trace still starts at the request.
+pub fn current_traceparent() -> Option<String> {
+    let mut table = FieldTable::default();
+    telemetry::inject_current_context(&mut table);
+    match table.inner().get(TRACEPARENT_HEADER) {
+        Some(AMQPValue::LongString(value)) => Some(value.to_string()),
+        _ => None,
+    }
+}
+
+/// Headers of a first attempt published on behalf of the request whose `traceparent` was
+/// kept (none: the current span's).
+pub fn job_headers_for(traceparent: Option<&str>) -> FieldTable {
+    let Some(traceparent) = traceparent else {
+        return job_headers(1);
+    };
+    let mut table = FieldTable::default();
+    table.insert(
+        ShortString::from(TRACEPARENT_HEADER),
+        AMQPValue::LongString(traceparent.into()),
+    );
+    table.insert(ShortString::from(ATTEMPT_HEADER), AMQPValue::LongUInt(1));
+    table
+}
+
 /// The attempt number a delivery carries; 1 when the header is missing or malformed.
 pub fn attempt_of(headers: Option<&FieldTable>) -> u32 {
     let value = headers.and_then(|h| h.inner().get(ATTEMPT_HEADER));

@@ -17,6 +17,9 @@ pub use broker::{Broker, BrokerError, ConfirmedPublisher, OutgoingMessage};
 pub use contract::{routing, Names};
 pub use dead::{bury_in_dead_queue, copy_to_dead_queue};
 pub use events::{RecipientUpdate, StatusEvent};
-pub use headers::{attempt_of, job_headers, with_attempt, ATTEMPT_HEADER, TRACEPARENT_HEADER};
+pub use headers::{
+    attempt_of, current_traceparent, job_headers, job_headers_for, with_attempt, ATTEMPT_HEADER,
+    TRACEPARENT_HEADER,
+};
 pub use jobs::OutboundJob;
 pub use topology::{declare_edge_ingest, declare_sim_queue, declare_topology};

@@ -261,6 +261,7 @@ async fn a_request_that_loses_the_race_for_its_key_answers_with_the_winner() {
     let fingerprint = NewSend {
         recipients: vec![PhoneNumber::parse("2345 6789").unwrap()],
         body: MessageBody::parse("raced", 10).unwrap(),
+        options: Default::default(),
     }
     .fingerprint("sms.send", "hkt");
     let mut winner_tx = app.db.begin().await.unwrap();

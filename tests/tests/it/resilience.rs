@@ -267,9 +267,10 @@ async fn deleting_a_message_takes_it_out_of_the_outbox() {
     .fetch_one(&app.db)
     .await
     .unwrap();
-    // A lease far ahead keeps the reconciler off it while the test runs.
+    // Due in an hour, so the releaser leaves it alone while the test runs.
     sqlx::query(
-        "INSERT INTO message_outbox (message_id, lease_until) VALUES ($1, now() + interval '1 hour')",
+        "INSERT INTO message_outbox (message_id, user_id, due_at, unreleased)
+         SELECT $1, id, now() + interval '1 hour', 1 FROM users LIMIT 1",
     )
     .bind(id)
     .execute(&app.db)

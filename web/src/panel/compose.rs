@@ -17,6 +17,7 @@ use super::session::{random_token, PanelUser, SignedIn};
 use crate::state::WebState;
 use smsgate_core::idempotency::{IdempotencyKey, KeyClaim};
 use smsgate_core::sms::service::NewSend;
+use smsgate_core::sms::SendOptions;
 use smsgate_core::sms::{
     accept_send_once, echo, Problems, RecipientSet, RouteRequest, SendError, SendKind, SendOnce,
     SendRoute,
@@ -282,7 +283,11 @@ pub async fn send_message(
     let total = recipients.len();
     let key = IdempotencyKey::parse(&form.idempotency_key)
         .map_err(|_| WebError::BadRequest("The form's key is invalid; reload the page.".into()))?;
-    let send = NewSend { recipients, body };
+    let send = NewSend {
+        recipients,
+        body,
+        options: SendOptions::default(),
+    };
     let claim = KeyClaim {
         fingerprint: send.fingerprint("panel.compose", "hkt"),
         key,

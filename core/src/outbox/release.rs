@@ -1,0 +1,347 @@
+//! The releaser: leadership, pacing and one release round (see the module above).
+
+use std::collections::{HashMap, HashSet};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use lapin::options::QueueDeclareOptions;
+use lapin::types::FieldTable;
+use lapin::Channel;
+use smsgate_shared::domain::{MessageBody, PhoneNumber};
+use smsgate_shared::queue::{
+    declare_sim_queue, declare_topology, job_headers_for, routing, ConfirmedPublisher, Names,
+    OutboundJob, OutgoingMessage,
+};
+use sqlx::{Connection, PgConnection};
+use tokio_util::sync::CancellationToken;
+use tracing::{info, info_span, warn, Instrument};
+
+use super::plan::{FairShare, Group, Pending, Take};
+use super::{repo, Outbox};
+use crate::progress::{self, MessageTally};
+
+/// How the releaser paces itself.
+#[derive(Debug, Clone)]
+pub struct ReleaseSettings {
+    /// HKT_RATE_LIMIT, requests a second across all dispatchers; `None`: unlimited.
+    pub hkt_rate_limit: Option<f64>,
+    /// How much of the HKT rate is kept ready in the queue.
+    pub hkt_lead: Duration,
+    /// Jobs kept ready in each SIM's queue: a modem sends a few a minute.
+    pub sim_depth: u32,
+    /// Between rounds while there is work, and while there is none.
+    pub busy_tick: Duration,
+    pub idle_tick: Duration,
+}
+
+/// The HKT queue's depth when the gateway is not rate-limited: enough to keep every
+/// dispatcher busy while the next round is published.
+const UNLIMITED_HKT_DEPTH: u32 = 20_000;
+/// Messages per (route, priority, user) considered in a round.
+const MESSAGES_PER_GROUP: i64 = 32;
+
+impl ReleaseSettings {
+    pub fn for_rate(hkt_rate_limit: Option<f64>) -> ReleaseSettings {
+        ReleaseSettings {
+            hkt_rate_limit,
+            hkt_lead: Duration::from_millis(500),
+            sim_depth: 5,
+            busy_tick: Duration::from_millis(20),
+            idle_tick: Duration::from_millis(200),
+        }
+    }
+
+    /// Jobs to keep ready in the HKT queue.
+    pub fn hkt_depth(&self) -> u32 {
+        match self.hkt_rate_limit {
+            Some(rate) => ((rate * self.hkt_lead.as_secs_f64()).ceil() as u32).max(1),
+            None => UNLIMITED_HKT_DEPTH,
+        }
+    }
+}
+
+/// Leads when it can, stands by when another process does, until `shutdown`.
+pub(super) async fn run(outbox: Outbox, shutdown: CancellationToken) {
+    while !shutdown.is_cancelled() {
+        if let Err(e) = lead(&outbox, &shutdown).await {
+            warn!(error = %e, "releaser stopped; standing by");
+        }
+        outbox.inner.metrics.leading.set(0);
+        tokio::select! {
+            _ = shutdown.cancelled() => break,
+            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+        }
+    }
+}
+
+/// Waits for the lead, then releases until an error (which gives the lead up: the
+/// session ends with the connection) or `shutdown`.
+async fn lead(outbox: &Outbox, shutdown: &CancellationToken) -> anyhow::Result<()> {
+    let inner = &outbox.inner;
+    // A connection of its own, outside the pool: the lock lives as long as its session.
+    let mut conn = inner.db.acquire().await?.detach();
+    while !repo::try_lead(&mut conn).await? {
+        tokio::select! {
+            _ = shutdown.cancelled() => return Ok(()),
+            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+        }
+    }
+    info!("this process is the releaser");
+    inner.metrics.leading.set(1);
+    let channel = inner.broker.channel().await?;
+    declare_topology(&channel, &inner.queue).await?;
+    let names = Names::new(&inner.queue.prefix);
+    let mut round = Round {
+        conn,
+        channel,
+        publisher: inner.broker.publisher(names.outbound_exchange()),
+        events: inner.broker.publisher(names.events_exchange()),
+        names,
+        fair: FairShare::default(),
+        templates: HashMap::new(),
+        sim_queues: HashSet::new(),
+    };
+    let mut busy = true;
+    loop {
+        let tick = if busy {
+            inner.settings.busy_tick
+        } else {
+            inner.settings.idle_tick
+        };
+        tokio::select! {
+            _ = shutdown.cancelled() => return Ok(()),
+            _ = inner.wake.notified() => {}
+            _ = tokio::time::sleep(tick) => {}
+        }
+        busy = round
+            .run(outbox)
+            .instrument(info_span!("outbox.release"))
+            .await?;
+    }
+}
+
+/// What a message's jobs carry besides their recipient.
+struct Template {
+    body: Option<MessageBody>,
+    valid_until: Option<DateTime<Utc>>,
+    traceparent: Option<String>,
+}
+
+struct Round {
+    conn: PgConnection,
+    channel: Channel,
+    publisher: ConfirmedPublisher,
+    events: ConfirmedPublisher,
+    names: Names,
+    fair: FairShare,
+    templates: HashMap<i64, Template>,
+    /// SIM queues declared during this lead.
+    sim_queues: HashSet<i64>,
+}
+
+impl Round {
+    /// One round; true while there is work waiting (the next round comes sooner).
+    async fn run(&mut self, outbox: &Outbox) -> anyhow::Result<bool> {
+        let metrics = &outbox.inner.metrics;
+        let due = self.change(Change::ReleaseDueScheduled).await?;
+        metrics.scheduled_released.inc_by(due as u64);
+        let expired = self.change(Change::ExpireUnreleased).await?;
+        if expired > 0 {
+            info!(messages = expired, "expired unreleased recipients");
+        }
+
+        let candidates = repo::candidates(&mut self.conn, MESSAGES_PER_GROUP).await?;
+        if candidates.is_empty() {
+            self.templates.clear();
+            return Ok(false);
+        }
+        let mut rooms = HashMap::new();
+        for route in candidates.iter().map(|c| c.route.as_str()) {
+            if !rooms.contains_key(route) {
+                let room = self.room(outbox, route).await?;
+                rooms.insert(route.to_owned(), room);
+            }
+        }
+        let takes = self.fair.allot(&rooms, groups_of(candidates));
+        if takes.is_empty() {
+            return Ok(true);
+        }
+        self.publish(outbox, &takes).await?;
+        Ok(true)
+    }
+
+    /// Runs a statement that changes messages, with their webhook deliveries in the same
+    /// transaction, then publishes their status events. Returns how many changed.
+    async fn change(&mut self, change: Change) -> anyhow::Result<usize> {
+        let mut tx = self.conn.begin().await?;
+        let changed: Vec<MessageTally> = match change {
+            Change::ReleaseDueScheduled => repo::release_due_scheduled(&mut tx).await?,
+            Change::ExpireUnreleased => repo::expire_unreleased(&mut tx).await?,
+        };
+        progress::enqueue_webhooks(&mut tx, &changed).await?;
+        tx.commit().await?;
+        progress::publish_events(&self.events, &changed).await;
+        Ok(changed.len())
+    }
+
+    /// How many jobs `route`'s queue can take now: its target depth minus what is ready.
+    async fn room(&mut self, outbox: &Outbox, route: &str) -> anyhow::Result<u32> {
+        let settings = &outbox.inner.settings;
+        let (queue, depth) = if route == routing::HKT {
+            (self.names.hkt_queue(), settings.hkt_depth())
+        } else if let Some(sim_id) = route.strip_prefix("sim.").and_then(|id| id.parse().ok()) {
+            if self.sim_queues.insert(sim_id) {
+                declare_sim_queue(&self.channel, &outbox.inner.queue, sim_id).await?;
+            }
+            (self.names.sim_queue(sim_id), settings.sim_depth)
+        } else {
+            warn!(route, "messages with an unknown route are not released");
+            return Ok(0);
+        };
+        let declared = self
+            .channel
+            .queue_declare(
+                &queue,
+                QueueDeclareOptions {
+                    passive: true,
+                    ..Default::default()
+                },
+                FieldTable::default(),
+            )
+            .await?;
+        Ok(depth.saturating_sub(declared.message_count()))
+    }
+
+    /// Publishes the takes' recipients and records how far each message got.
+    async fn publish(&mut self, outbox: &Outbox, takes: &[Take]) -> anyhow::Result<()> {
+        let ids: Vec<i64> = takes.iter().map(|t| t.message_id).collect();
+        let after: Vec<i64> = takes.iter().map(|t| t.released_through).collect();
+        let limits: Vec<i32> = takes.iter().map(|t| t.count as i32).collect();
+        let recipients = repo::next_recipients(&mut self.conn, &ids, &after, &limits).await?;
+        self.load_templates(&ids).await?;
+
+        let mut by_message: HashMap<i64, Vec<(i64, String)>> = HashMap::new();
+        for r in recipients {
+            by_message
+                .entry(r.message_id)
+                .or_default()
+                .push((r.id, r.phone));
+        }
+        let mut outgoing = Vec::new();
+        let mut through = Vec::with_capacity(takes.len());
+        let mut published = Vec::with_capacity(takes.len());
+        let mut exhausted = Vec::with_capacity(takes.len());
+        for take in takes {
+            let rows = by_message.remove(&take.message_id).unwrap_or_default();
+            through.push(rows.last().map_or(take.released_through, |(id, _)| *id));
+            published.push(rows.len() as i32);
+            exhausted.push(rows.len() < take.count as usize);
+            outbox.inner.metrics.released(take.priority, rows.len() as u64);
+            let Some(template) = self.templates.get(&take.message_id) else {
+                continue;
+            };
+            // A stored body that no longer parses can't be sent; its rows are passed over.
+            let Some(body) = &template.body else {
+                continue;
+            };
+            for (recipient_id, phone) in rows {
+                let Ok(to) = PhoneNumber::parse(&phone) else {
+                    continue;
+                };
+                let job = OutboundJob::SendV1 {
+                    recipient_id,
+                    message_id: take.message_id,
+                    to,
+                    body: body.clone(),
+                    valid_until: template.valid_until,
+                };
+                outgoing.push(OutgoingMessage {
+                    routing_key: take.route.clone(),
+                    payload: job.to_json(),
+                    headers: job_headers_for(template.traceparent.as_deref()),
+                });
+            }
+        }
+        let jobs = outgoing.len() as u64;
+        if let Err(e) = self.publisher.publish_all(outgoing).await {
+            outbox.inner.metrics.jobs_failed.inc_by(jobs);
+            return Err(e.into());
+        }
+        outbox.inner.metrics.jobs_confirmed.inc_by(jobs);
+        repo::advance(
+            &mut self.conn,
+            &ids,
+            &after,
+            &through,
+            &published,
+            &exhausted,
+        )
+        .await?;
+        Ok(())
+    }
+
+    /// Reads the job templates of messages not seen before in this lead.
+    async fn load_templates(&mut self, ids: &[i64]) -> Result<(), sqlx::Error> {
+        let missing: Vec<i64> = ids
+            .iter()
+            .copied()
+            .filter(|id| !self.templates.contains_key(id))
+            .collect();
+        if missing.is_empty() {
+            return Ok(());
+        }
+        if self.templates.len() > 10_000 {
+            self.templates.clear();
+        }
+        for t in repo::job_templates(&mut self.conn, &missing).await? {
+            self.templates.insert(
+                t.id,
+                Template {
+                    // Bodies in the table passed the segment limit when they were accepted.
+                    body: MessageBody::parse(&t.content, u32::MAX).ok(),
+                    valid_until: t.valid_until,
+                    traceparent: t.traceparent,
+                },
+            );
+        }
+        Ok(())
+    }
+}
+
+/// The changes a round makes to whole messages.
+#[derive(Clone, Copy)]
+enum Change {
+    /// Scheduled messages whose time came become `pending`.
+    ReleaseDueScheduled,
+    /// Messages whose validity ran out expire their unreleased recipients.
+    ExpireUnreleased,
+}
+
+/// The candidates grouped per (route, priority, user), oldest message first.
+fn groups_of(candidates: Vec<repo::Candidate>) -> Vec<Group> {
+    let mut groups: Vec<Group> = Vec::new();
+    let mut index: HashMap<(String, smsgate_shared::domain::Priority, i64), usize> =
+        HashMap::new();
+    for c in candidates {
+        let key = (c.route.clone(), c.priority, c.user_id);
+        let i = *index.entry(key).or_insert_with(|| {
+            groups.push(Group {
+                route: c.route.clone(),
+                priority: c.priority,
+                user_id: c.user_id,
+                weight: c.weight.clamp(1, 100) as u32,
+                messages: Vec::new(),
+            });
+            groups.len() - 1
+        });
+        groups[i].messages.push(Pending {
+            message_id: c.message_id,
+            released_through: c.released_through,
+            unreleased: c.unreleased.max(1) as u32,
+        });
+    }
+    for g in &mut groups {
+        g.messages.sort_by_key(|m| m.message_id);
+    }
+    groups
+}
