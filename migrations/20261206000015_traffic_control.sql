@@ -112,10 +112,23 @@ CREATE TABLE user_rate_state (
     PRIMARY KEY (user_id, kind)
 );
 
--- Gateway throughput and backlog over time, one row a minute, for the dashboard's chart.
-CREATE TABLE traffic_samples (
-    sampled_at TIMESTAMPTZ PRIMARY KEY,
-    sent       INTEGER NOT NULL,
-    failed     INTEGER NOT NULL,
-    backlog    BIGINT NOT NULL
+-- Gateway results per minute, for the dashboard's chart and the measured send rate. Each
+-- dispatcher result batch adds its counts in its own transaction, to one of 8 shards of
+-- the minute's row, so that dispatchers do not queue up on one row.
+CREATE TABLE traffic_minutes (
+    minute  TIMESTAMPTZ NOT NULL,
+    shard   SMALLINT NOT NULL,
+    sent    INTEGER NOT NULL DEFAULT 0,
+    failed  INTEGER NOT NULL DEFAULT 0,
+    expired INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY (minute, shard)
+);
+
+-- Recipients waiting (scheduled included), sampled once a minute by the releaser.
+CREATE TABLE backlog_minutes (
+    minute  TIMESTAMPTZ PRIMARY KEY,
+    pending BIGINT NOT NULL,
+    high    BIGINT NOT NULL,
+    normal  BIGINT NOT NULL,
+    low     BIGINT NOT NULL
 );

@@ -12,6 +12,7 @@ pub mod idempotency;
 pub mod live;
 pub mod outbox;
 pub mod progress;
+pub mod traffic;
 pub mod params;
 mod runtime;
 mod settings;

@@ -130,6 +130,69 @@ pub struct CounterDelta {
     pub sent: i32,
     pub failed: i32,
     pub expired: i32,
+    /// Recipients a cancel marked `cancelled` while their request was in flight, whose
+    /// result (counted in `sent` or `failed`) is now recorded instead.
+    pub uncancelled: i32,
+}
+
+/// Records the gateway's answer for recipients a cancel marked `cancelled` while their
+/// request was already in flight (it passed its last look before the cancel committed):
+/// the SMS went out, or failed, and the record says so. Only final answers; a retry of a
+/// cancelled recipient stays cancelled. Rarely has anything to do: callers pass only the
+/// rows the first update left unchanged.
+pub async fn record_in_flight_at_cancel(
+    tx: &mut Transaction<'_, Postgres>,
+    rows: &[ResultRow],
+) -> Result<Vec<ChangedRecipient>, sqlx::Error> {
+    let ids: Vec<i64> = rows.iter().map(|r| r.recipient_id).collect();
+    let statuses: Vec<&str> = rows.iter().map(|r| r.status.as_str()).collect();
+    let errors: Vec<Option<&str>> = rows.iter().map(|r| r.error.as_deref()).collect();
+    let responses: Vec<Option<&str>> = rows.iter().map(|r| r.response.as_deref()).collect();
+    sqlx::query_as!(
+        ChangedRecipient,
+        r#"UPDATE recipients r SET
+             status = i.status,
+             attempts = r.attempts + 1,
+             last_error = i.error,
+             gateway_response = COALESCE(i.response, r.gateway_response),
+             updated_at = now(),
+             sent_at = CASE WHEN i.status = 'sent' THEN now() ELSE r.sent_at END
+         FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[]) AS i(id, status, error, response)
+         WHERE r.id = i.id AND r.status = 'cancelled' AND i.status IN ('sent', 'failed')
+         RETURNING r.id, r.message_id, r.phone, r.status AS "status: RecipientStatus",
+                   r.attempts, r.last_error"#,
+        &ids,
+        &statuses as &[&str],
+        &errors as &[Option<&str>],
+        &responses as &[Option<&str>]
+    )
+    .fetch_all(&mut **tx)
+    .await
+}
+
+/// Adds a batch's results to the current minute's traffic counts (the dashboard's chart
+/// and the measured send rate), in one of eight shards so dispatchers rarely share a row.
+pub async fn count_traffic(
+    tx: &mut Transaction<'_, Postgres>,
+    shard: i16,
+    sent: i32,
+    failed: i32,
+    expired: i32,
+) -> Result<(), sqlx::Error> {
+    sqlx::query!(
+        "INSERT INTO traffic_minutes AS t (minute, shard, sent, failed, expired)
+         VALUES (date_trunc('minute', now()), $1, $2, $3, $4)
+         ON CONFLICT (minute, shard) DO UPDATE
+             SET sent = t.sent + EXCLUDED.sent, failed = t.failed + EXCLUDED.failed,
+                 expired = t.expired + EXCLUDED.expired",
+        shard,
+        sent,
+        failed,
+        expired
+    )
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
 }
 
 /// Adds each message's new sent/failed/expired counts and derives its status once per
@@ -144,21 +207,25 @@ pub async fn update_message_counters(
     let sent: Vec<i32> = deltas.iter().map(|d| d.sent).collect();
     let failed: Vec<i32> = deltas.iter().map(|d| d.failed).collect();
     let expired: Vec<i32> = deltas.iter().map(|d| d.expired).collect();
+    let uncancelled: Vec<i32> = deltas.iter().map(|d| d.uncancelled).collect();
     sqlx::query_as!(
         MessageProgress,
         r#"UPDATE messages m SET
              sent_count = m.sent_count + d.sent,
              failed_count = m.failed_count + d.failed,
              expired_count = m.expired_count + d.expired,
+             cancelled_count = m.cancelled_count - d.uncancelled,
              status = message_status_of(m.status, m.total_count, m.sent_count + d.sent,
-                 m.failed_count + d.failed, m.cancelled_count, m.expired_count + d.expired),
+                 m.failed_count + d.failed, m.cancelled_count - d.uncancelled,
+                 m.expired_count + d.expired),
              completed_at = CASE
                  WHEN m.status = 'cancelled' THEN m.completed_at
                  WHEN m.sent_count + d.sent + m.failed_count + d.failed + m.cancelled_count
-                      + m.expired_count + d.expired >= m.total_count
+                      - d.uncancelled + m.expired_count + d.expired >= m.total_count
                      THEN COALESCE(m.completed_at, now())
                  ELSE NULL END
-         FROM unnest($1::bigint[], $2::int[], $3::int[], $4::int[]) AS d(id, sent, failed, expired)
+         FROM unnest($1::bigint[], $2::int[], $3::int[], $4::int[], $5::int[])
+              AS d(id, sent, failed, expired, uncancelled)
          WHERE m.id = d.id
          RETURNING m.id, m.status AS "status: MessageStatus", m.total_count, m.sent_count,
                    m.failed_count, m.cancelled_count, m.expired_count,
@@ -167,7 +234,8 @@ pub async fn update_message_counters(
         message_ids,
         &sent,
         &failed,
-        &expired
+        &expired,
+        &uncancelled
     )
     .fetch_all(&mut **tx)
     .await

@@ -6,7 +6,7 @@
 //! and the job runs again (at-least-once); if it dies after the commit but before the
 //! ack, the redelivered job finds its recipient terminal and is skipped.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -252,25 +252,50 @@ async fn commit(
     // counter update and the commit, so writers of the same bulk (one message, many
     // dispatchers) overlap their recipient updates instead of queueing behind one message
     // row for the whole transaction.
-    let changed = repo::update_recipients(&mut tx, &rows).await?;
+    let mut changed = repo::update_recipients(&mut tx, &rows).await?;
+    // Rows left unchanged are duplicates, or recipients cancelled while in flight.
+    let unchanged: Vec<ResultRow> = if changed.len() < rows.len() {
+        let done: HashSet<i64> = changed.iter().map(|r| r.id).collect();
+        rows.into_iter()
+            .filter(|r| !done.contains(&r.recipient_id) && r.status != RecipientStatus::Pending)
+            .collect()
+    } else {
+        Vec::new()
+    };
+    let uncancelled = if unchanged.is_empty() {
+        Vec::new()
+    } else {
+        repo::record_in_flight_at_cancel(&mut tx, &unchanged).await?
+    };
     repo::lock_messages(&mut tx, &message_ids).await?;
 
     let mut deltas: BTreeMap<i64, CounterDelta> = message_ids
         .iter()
         .map(|id| (*id, CounterDelta::default()))
         .collect();
+    for recipient in &uncancelled {
+        deltas.entry(recipient.message_id).or_default().uncancelled += 1;
+    }
+    changed.extend(uncancelled);
+    let mut minute = CounterDelta::default();
     for recipient in &changed {
         let delta = deltas.entry(recipient.message_id).or_default();
-        match recipient.status {
-            RecipientStatus::Sent => delta.sent += 1,
-            RecipientStatus::Failed => delta.failed += 1,
-            RecipientStatus::Expired => delta.expired += 1,
-            _ => {}
+        for d in [delta, &mut minute] {
+            match recipient.status {
+                RecipientStatus::Sent => d.sent += 1,
+                RecipientStatus::Failed => d.failed += 1,
+                RecipientStatus::Expired => d.expired += 1,
+                _ => {}
+            }
         }
     }
     let ids: Vec<i64> = deltas.keys().copied().collect();
     let counts: Vec<CounterDelta> = deltas.values().copied().collect();
     let messages = repo::update_message_counters(&mut tx, &ids, &counts).await?;
+    if minute.sent + minute.failed + minute.expired > 0 {
+        let shard = (message_ids[0] % 8) as i16;
+        repo::count_traffic(&mut tx, shard, minute.sent, minute.failed, minute.expired).await?;
+    }
     // In the same transaction as the change: a committed result always has its webhook
     // deliveries, whatever happens to this process next.
     webhooks::enqueue_status(&mut tx, &messages, &changed).await?;

@@ -1,6 +1,10 @@
 //! `POST /api/sms`, `POST /api/sms/send-bulk` and the history a user can page through,
-//! over `smsgate_core::sms`.
+//! over `smsgate_core::sms`; cancel and the queue's status over `smsgate_core::traffic`.
 
 mod routes;
+mod traffic;
 
-pub use routes::router;
+/// Every SMS route.
+pub fn router() -> axum::Router<crate::state::AppState> {
+    routes::router().merge(traffic::router())
+}

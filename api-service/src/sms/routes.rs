@@ -22,6 +22,7 @@ use smsgate_core::auth::service::AuthError;
 use smsgate_core::idempotency::{IdempotencyKey, KeyClaim};
 use smsgate_core::sms::repo::{MessageRow, RecipientRow};
 use smsgate_core::sms::service::AcceptError;
+use smsgate_core::traffic::message_eta;
 use smsgate_core::sms::service::{self, NewSend, Page};
 use smsgate_core::sms::SmallSendError;
 use smsgate_core::sms::{accept_send, accept_send_once, RouteRequest, RoutedAccepted, SendOnce};
@@ -350,11 +351,21 @@ struct MessageView {
     recipient_count: i32,
     success_count: i32,
     failed_count: i32,
-    pending_count: i32,
+    cancelled_count: i32,
+    expired_count: i32,
+    pending_count: i64,
+    priority: &'static str,
+    /// When a scheduled message is released.
+    send_at: Option<String>,
+    valid_until: Option<String>,
     created_at: String,
     completed_at: Option<String>,
     /// The replaced panel's name for the completion time.
     sent_at: Option<String>,
+    /// Estimated completion while work is pending (HKT route only); only on the message's
+    /// own page, not in lists.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    eta: Option<String>,
 }
 
 impl From<MessageRow> for MessageView {
@@ -362,15 +373,21 @@ impl From<MessageRow> for MessageView {
         MessageView {
             id: m.id,
             status: m.status.as_str(),
-            encoding: m.encoding,
+            encoding: m.encoding.clone(),
             segments: m.segments,
             recipient_count: m.total_count,
             success_count: m.sent_count,
             failed_count: m.failed_count,
-            pending_count: m.total_count - m.sent_count - m.failed_count,
+            cancelled_count: m.cancelled_count,
+            expired_count: m.expired_count,
+            pending_count: m.tally().pending(),
+            priority: m.priority.as_str(),
+            send_at: m.send_at.map(rfc3339),
+            valid_until: m.valid_until.map(rfc3339),
             created_at: rfc3339(m.created_at),
             completed_at: m.completed_at.map(rfc3339),
             sent_at: m.completed_at.map(rfc3339),
+            eta: None,
             content: m.content,
         }
     }
@@ -411,7 +428,10 @@ async fn get_message(
     let message = service::find_message(&app.core.db, user.id, id)
         .await?
         .ok_or(ApiError::NotFound("Message"))?;
-    Ok(success(message.into(), None))
+    let eta = message_eta(&app.core.db, &app.core.settings, &message).await?;
+    let mut view = MessageView::from(message);
+    view.eta = eta.map(rfc3339);
+    Ok(success(view, None))
 }
 
 #[derive(Serialize)]

@@ -79,6 +79,15 @@ impl Outbox {
         self.inner.wake.notify_one();
     }
 
+    /// Publishes status events of changes committed outside the releaser (a cancel).
+    pub async fn announce(&self, changed: &[crate::progress::MessageTally]) {
+        let events = self
+            .inner
+            .broker
+            .publisher(smsgate_shared::queue::Names::new(&self.inner.queue.prefix).events_exchange());
+        crate::progress::publish_events(&events, changed).await;
+    }
+
     /// How the releaser paces itself.
     pub fn settings(&self) -> &ReleaseSettings {
         &self.inner.settings

@@ -2,7 +2,9 @@
 //! UNNEST, never a statement per row.
 
 use chrono::{DateTime, Utc};
-use smsgate_shared::domain::{MessageBody, MessageStatus, PhoneNumber, RecipientStatus};
+use smsgate_shared::domain::{
+    MessageBody, MessageStatus, PhoneNumber, Priority, RecipientStatus, Tally,
+};
 
 use super::options::SendOptions;
 use sqlx::{PgConnection, PgPool};
@@ -19,8 +21,27 @@ pub struct MessageRow {
     pub total_count: i32,
     pub sent_count: i32,
     pub failed_count: i32,
+    pub cancelled_count: i32,
+    pub expired_count: i32,
+    pub priority: Priority,
+    /// `hkt` or `sim.<id>`.
+    pub route: String,
+    pub send_at: Option<DateTime<Utc>>,
+    pub valid_until: Option<DateTime<Utc>>,
     pub created_at: DateTime<Utc>,
     pub completed_at: Option<DateTime<Utc>>,
+}
+
+impl MessageRow {
+    pub fn tally(&self) -> Tally {
+        Tally {
+            total: i64::from(self.total_count),
+            sent: i64::from(self.sent_count),
+            failed: i64::from(self.failed_count),
+            cancelled: i64::from(self.cancelled_count),
+            expired: i64::from(self.expired_count),
+        }
+    }
 }
 
 /// One recipient of a message.
@@ -292,7 +313,9 @@ pub async fn list_messages(
     sqlx::query_as!(
         MessageRow,
         r#"SELECT id, user_id, content, encoding, segments, status AS "status: MessageStatus",
-                total_count, sent_count, failed_count, created_at, completed_at
+                total_count, sent_count, failed_count, cancelled_count, expired_count,
+                priority AS "priority: Priority", route, send_at, valid_until, created_at,
+                completed_at
          FROM messages WHERE user_id = $1
          ORDER BY created_at DESC, id DESC LIMIT $2 OFFSET $3"#,
         user_id,
@@ -324,7 +347,9 @@ pub async fn find_own_message(
     sqlx::query_as!(
         MessageRow,
         r#"SELECT id, user_id, content, encoding, segments, status AS "status: MessageStatus",
-                total_count, sent_count, failed_count, created_at, completed_at
+                total_count, sent_count, failed_count, cancelled_count, expired_count,
+                priority AS "priority: Priority", route, send_at, valid_until, created_at,
+                completed_at
          FROM messages WHERE id = $1 AND user_id = $2"#,
         id,
         user_id

@@ -183,7 +183,7 @@ pub async fn handle(db: &PgPool, event: &EdgeEvent) -> Result<Effect, sqlx::Erro
             let delta = crate::repo::CounterDelta {
                 sent,
                 failed,
-                expired: 0,
+                ..Default::default()
             };
             let progress =
                 crate::repo::update_message_counters(&mut tx, &[changed.message_id], &[delta])
