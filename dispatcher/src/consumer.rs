@@ -66,7 +66,7 @@ async fn session(
     let acks = Acks::start(channel.clone(), ack_tasks);
     declare_topology(&channel, &ctx.settings.queue).await?;
     channel
-        .basic_qos(ctx.settings.prefetch, BasicQosOptions::default())
+        .basic_qos(ctx.settings.effective_prefetch(), BasicQosOptions::default())
         .await?;
     let mut consumer = channel
         .basic_consume(
@@ -76,7 +76,7 @@ async fn session(
             FieldTable::default(),
         )
         .await?;
-    info!(queue = %ctx.names.hkt_queue(), prefetch = ctx.settings.prefetch, "consuming");
+    info!(queue = %ctx.names.hkt_queue(), prefetch = ctx.settings.effective_prefetch(), "consuming");
     loop {
         let first = tokio::select! {
             _ = shutdown.cancelled() => {

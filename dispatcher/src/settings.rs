@@ -123,6 +123,20 @@ pub struct HktSettings {
 }
 
 impl Settings {
+    /// The prefetch actually asked of the broker. Under a gateway rate limit, jobs held in
+    /// prefetch wait for their slot in arrival order, ahead of anything released later (an
+    /// OTP behind a campaign): so hold no more than about half a second of the rate, as the
+    /// releaser keeps in the queue, and at least two so a send is always ready.
+    pub fn effective_prefetch(&self) -> u16 {
+        match self.hkt_rate_limit {
+            Some(rate) => {
+                let half_second = (rate * 0.5).ceil().clamp(2.0, f64::from(u16::MAX)) as u16;
+                self.prefetch.min(half_second)
+            }
+            None => self.prefetch,
+        }
+    }
+
     pub fn from_env() -> Result<Settings, ConfigError> {
         config::load_dotenv();
         let settings = Settings {
@@ -279,5 +293,18 @@ mod tests {
                 "{bad}"
             );
         }
+    }
+
+    #[test]
+    fn under_a_rate_limit_prefetch_holds_about_half_a_second() {
+        let mut settings = Settings::for_tests("postgres://x", "amqp://x", "p", "http://x");
+        settings.prefetch = 1000;
+        assert_eq!(settings.effective_prefetch(), 1000);
+        settings.hkt_rate_limit = Some(2.0);
+        assert_eq!(settings.effective_prefetch(), 2);
+        settings.hkt_rate_limit = Some(50.0);
+        assert_eq!(settings.effective_prefetch(), 25);
+        settings.prefetch = 10;
+        assert_eq!(settings.effective_prefetch(), 10);
     }
 }

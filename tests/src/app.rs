@@ -33,6 +33,8 @@ pub struct TestOptions {
     pub allow_internal_webhooks: bool,
     /// The API's METRICS_TOKEN.
     pub metrics_token: Option<String>,
+    /// HKT_RATE_LIMIT for the API's releaser and the dispatchers; unlimited if `None`.
+    pub hkt_rate_limit: Option<f64>,
 }
 
 impl Default for TestOptions {
@@ -48,6 +50,7 @@ impl Default for TestOptions {
             api_database_url: None,
             allow_internal_webhooks: true,
             metrics_token: None,
+            hkt_rate_limit: None,
         }
     }
 }
@@ -127,6 +130,8 @@ impl TestApp {
         );
         api_settings.core.queue.retry_schedule = options.retry_schedule.clone();
         api_settings.core.webhook_allow_internal_targets = options.allow_internal_webhooks;
+        api_settings.core.release =
+            smsgate_core::outbox::ReleaseSettings::for_rate(options.hkt_rate_limit);
         api_settings.metrics_token = options
             .metrics_token
             .as_deref()
@@ -167,7 +172,30 @@ impl TestApp {
         );
         settings.queue.retry_schedule = self.options.retry_schedule.clone();
         settings.webhooks.allow_internal_targets = self.options.allow_internal_webhooks;
+        settings.hkt_rate_limit = self.options.hkt_rate_limit;
         settings
+    }
+
+    /// The API's settings for another instance (or a restart) on this stack.
+    pub fn api_settings(&self) -> smsgate_api::settings::Settings {
+        let mut settings = ApiSettings::for_tests(&self.database_url, &test_amqp_url(), &self.prefix);
+        settings.core.queue.retry_schedule = self.options.retry_schedule.clone();
+        settings.core.webhook_allow_internal_targets = self.options.allow_internal_webhooks;
+        settings.core.release =
+            smsgate_core::outbox::ReleaseSettings::for_rate(self.options.hkt_rate_limit);
+        settings
+    }
+
+    /// Stops the API (gracefully) and starts a new one on the same stack, as a restart.
+    pub async fn restart_api(&mut self) {
+        if let Some(api) = self.api.take() {
+            api.stop().await;
+        }
+        let api = smsgate_api::start(self.api_settings())
+            .await
+            .expect("restart the API");
+        self.base_url = format!("http://{}", api.addr);
+        self.api = Some(api);
     }
 
     pub async fn start_dispatcher(&mut self) {
@@ -329,12 +357,14 @@ impl TestApp {
         body["data"].clone()
     }
 
-    /// Polls the message until its status is final (sent, failed, partial) or panics at the deadline.
+    /// Polls the message until its status is final (sent, failed, partial, cancelled,
+    /// expired) or panics at the deadline.
     pub async fn wait_until_final(&self, id: i64, deadline: Duration) -> Value {
         let until = tokio::time::Instant::now() + deadline;
         loop {
             let message = self.message(id).await;
-            if ["sent", "failed", "partial"].contains(&message["status"].as_str().unwrap_or("")) {
+            let done = ["sent", "failed", "partial", "cancelled", "expired"];
+            if done.contains(&message["status"].as_str().unwrap_or("")) {
                 return message;
             }
             assert!(

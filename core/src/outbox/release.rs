@@ -37,6 +37,8 @@ pub struct ReleaseSettings {
 /// The HKT queue's depth when the gateway is not rate-limited: enough to keep every
 /// dispatcher busy while the next round is published.
 const UNLIMITED_HKT_DEPTH: u32 = 20_000;
+/// How often the backlog is sampled for the dashboard's chart (a row per minute).
+const BACKLOG_SAMPLE_EVERY: Duration = Duration::from_secs(20);
 /// Messages per (route, priority, user) considered in a round.
 const MESSAGES_PER_GROUP: i64 = 32;
 
@@ -100,6 +102,7 @@ async fn lead(outbox: &Outbox, shutdown: &CancellationToken) -> anyhow::Result<(
         fair: FairShare::default(),
         templates: HashMap::new(),
         sim_queues: HashSet::new(),
+        sampled_at: None,
     };
     let mut busy = true;
     loop {
@@ -137,12 +140,21 @@ struct Round {
     templates: HashMap<i64, Template>,
     /// SIM queues declared during this lead.
     sim_queues: HashSet<i64>,
+    /// When the backlog was last sampled for the dashboard.
+    sampled_at: Option<tokio::time::Instant>,
 }
 
 impl Round {
     /// One round; true while there is work waiting (the next round comes sooner).
     async fn run(&mut self, outbox: &Outbox) -> anyhow::Result<bool> {
         let metrics = &outbox.inner.metrics;
+        if self
+            .sampled_at
+            .is_none_or(|at| at.elapsed() >= BACKLOG_SAMPLE_EVERY)
+        {
+            repo::sample_backlog(&mut self.conn).await?;
+            self.sampled_at = Some(tokio::time::Instant::now());
+        }
         let due = self.change(Change::ReleaseDueScheduled).await?;
         metrics.scheduled_released.inc_by(due as u64);
         let expired = self.change(Change::ExpireUnreleased).await?;

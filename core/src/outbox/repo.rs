@@ -220,3 +220,28 @@ pub async fn advance(
     .await?;
     Ok(())
 }
+
+/// Samples the backlog (recipients waiting, scheduled included) into this minute's row of
+/// `backlog_minutes`, and drops traffic rows older than two days: the dashboard shows 24 h.
+pub async fn sample_backlog(conn: &mut PgConnection) -> Result<(), sqlx::Error> {
+    sqlx::query!(
+        "WITH waiting AS (
+             SELECT priority,
+                    total_count - sent_count - failed_count - cancelled_count - expired_count AS n
+             FROM messages WHERE status IN ('scheduled', 'pending', 'sending')),
+         old_traffic AS (DELETE FROM traffic_minutes WHERE minute < now() - interval '2 days'),
+         old_backlog AS (DELETE FROM backlog_minutes WHERE minute < now() - interval '2 days')
+         INSERT INTO backlog_minutes (minute, pending, high, normal, low)
+         SELECT date_trunc('minute', now()), COALESCE(sum(n), 0),
+                COALESCE(sum(n) FILTER (WHERE priority = 'high'), 0),
+                COALESCE(sum(n) FILTER (WHERE priority = 'normal'), 0),
+                COALESCE(sum(n) FILTER (WHERE priority = 'low'), 0)
+         FROM waiting
+         ON CONFLICT (minute) DO UPDATE
+             SET pending = EXCLUDED.pending, high = EXCLUDED.high, normal = EXCLUDED.normal,
+                 low = EXCLUDED.low"
+    )
+    .execute(conn)
+    .await?;
+    Ok(())
+}

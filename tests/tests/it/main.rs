@@ -21,6 +21,7 @@ mod rate_limit;
 mod resilience;
 mod result_writes;
 mod sim_access;
+mod traffic;
 mod status_sockets;
 mod web_admin;
 mod web_auth;
