@@ -12,6 +12,7 @@ pub mod idempotency;
 pub mod live;
 pub mod outbox;
 pub mod params;
+pub mod quota;
 mod runtime;
 mod settings;
 pub mod sims;
