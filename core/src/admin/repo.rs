@@ -23,6 +23,7 @@ pub struct UserSummary {
 }
 
 impl UserSummary {
+    /// The user's sending limits, as the limits form and `LimitsChange` work with them.
     pub fn limits(&self) -> SendingLimits {
         SendingLimits {
             daily_recipient_limit: self.daily_recipient_limit,
@@ -164,6 +165,7 @@ pub async fn lock_limits(
     .await
 }
 
+/// Writes all five limits (merged under `lock_limits`' lock by the caller).
 pub async fn set_limits(
     tx: &mut Transaction<'_, Postgres>,
     id: i64,
