@@ -5,6 +5,7 @@ use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
+use smsgate_core::quota::QuotaError;
 use smsgate_core::sims::service::SimError;
 pub use smsgate_core::sms::InvalidEntry;
 use smsgate_core::sms::{OptionsError, Problems, RouteError, SendError};
@@ -50,6 +51,17 @@ pub enum ApiError {
     /// The login throttle refused the attempt; the budget frees after `retry_after`.
     #[error("too many failed login attempts; try again later")]
     TooManyAttempts { retry_after: std::time::Duration },
+    /// A quota or allowance of the user refused the request (issue #14); the same request
+    /// may succeed after `retry_after`.
+    #[error("{message}")]
+    Throttled {
+        code: &'static str,
+        message: String,
+        retry_after: std::time::Duration,
+    },
+    /// Well-formed, but the user's limits can never admit it as it is.
+    #[error("{message}")]
+    Unprocessable { code: &'static str, message: String },
     /// A bounded resource (password hashing) stayed busy: retry in a second.
     #[error("the server is busy checking passwords; retry in a moment")]
     Busy,
@@ -90,9 +102,13 @@ impl ApiError {
             ApiError::Conflict { .. } | ApiError::IdempotencyKeyTaken => StatusCode::CONFLICT,
             // The request is well-formed but contradicts the key's earlier use (as Stripe
             // and the IETF idempotency-key draft answer it).
-            ApiError::IdempotencyMismatch => StatusCode::UNPROCESSABLE_ENTITY,
+            ApiError::IdempotencyMismatch | ApiError::Unprocessable { .. } => {
+                StatusCode::UNPROCESSABLE_ENTITY
+            }
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
-            ApiError::TooManyAttempts { .. } => StatusCode::TOO_MANY_REQUESTS,
+            ApiError::TooManyAttempts { .. } | ApiError::Throttled { .. } => {
+                StatusCode::TOO_MANY_REQUESTS
+            }
             ApiError::Busy | ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -105,7 +121,9 @@ impl ApiError {
             ApiError::PayloadTooLarge => "PAYLOAD_TOO_LARGE",
             ApiError::Unauthorized { code, .. } | ApiError::Forbidden { code, .. } => code,
             ApiError::NotFound(_) => "NOT_FOUND",
-            ApiError::Conflict { code, .. } => code,
+            ApiError::Conflict { code, .. }
+            | ApiError::Throttled { code, .. }
+            | ApiError::Unprocessable { code, .. } => code,
             ApiError::MethodNotAllowed => "METHOD_NOT_ALLOWED",
             ApiError::IdempotencyMismatch => "IDEMPOTENCY_KEY_REUSED",
             ApiError::IdempotencyKeyTaken => "IDEMPOTENCY_KEY_IN_USE",
@@ -181,12 +199,53 @@ impl IntoResponse for ApiError {
             ApiError::TooManyAttempts { retry_after } => {
                 Some(HeaderValue::from(retry_after.as_secs().max(1)))
             }
+            ApiError::Throttled { retry_after, .. } => {
+                Some(HeaderValue::from(whole_seconds_up(*retry_after)))
+            }
             _ => None,
         };
         if let Some(value) = retry_after {
             response.headers_mut().insert(header::RETRY_AFTER, value);
         }
         response
+    }
+}
+
+/// Retry-After in whole seconds, rounded up (retrying early is refused again) and at least
+/// 1 (0 would invite a busy loop).
+fn whole_seconds_up(wait: std::time::Duration) -> u64 {
+    let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+    secs.max(1)
+}
+
+impl From<QuotaError> for ApiError {
+    fn from(err: QuotaError) -> ApiError {
+        let message = err.to_string();
+        match err {
+            QuotaError::DailyLimit { retry_after, .. } => ApiError::Throttled {
+                code: "QUOTA_EXCEEDED",
+                message: format!("{message}; it resets at midnight UTC"),
+                retry_after,
+            },
+            QuotaError::RateLimited { retry_after } => ApiError::Throttled {
+                code: "RATE_LIMITED",
+                message: format!("{message}; retry in {} s", whole_seconds_up(retry_after)),
+                retry_after,
+            },
+            QuotaError::HighPriorityAllowance { retry_after } => ApiError::Throttled {
+                code: "PRIORITY_ALLOWANCE_EXCEEDED",
+                message: format!(
+                    "{message}; retry in {} s, or send with priority normal",
+                    whole_seconds_up(retry_after)
+                ),
+                retry_after,
+            },
+            QuotaError::HighPriorityTooLarge { .. } => ApiError::Unprocessable {
+                code: "PRIORITY_ALLOWANCE_TOO_SMALL",
+                message,
+            },
+            QuotaError::Database(e) => e.into(),
+        }
     }
 }
 
@@ -314,6 +373,88 @@ mod tests {
         assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
         assert_eq!(body["error"]["code"], "BUSY");
         assert_eq!(retry.unwrap(), "1");
+    }
+
+    #[tokio::test]
+    async fn a_daily_quota_is_429_until_midnight_and_names_the_limit() {
+        let (status, body, retry) = body_of(ApiError::from(QuotaError::DailyLimit {
+            limit: 1000,
+            used: 998,
+            retry_after: std::time::Duration::from_millis(3_600_000 + 1),
+        }))
+        .await;
+        assert_eq!(status, StatusCode::TOO_MANY_REQUESTS);
+        assert_eq!(body["error"]["code"], "QUOTA_EXCEEDED");
+        let message = body["error"]["message"].as_str().unwrap();
+        assert!(message.contains("1000 recipients"), "{message}");
+        assert!(message.contains("998 already sent"), "{message}");
+        assert_eq!(retry.unwrap(), "3601", "rounded up");
+    }
+
+    #[tokio::test]
+    async fn a_rate_limit_is_429_with_at_least_one_second_to_wait() {
+        let (status, body, retry) = body_of(ApiError::from(QuotaError::RateLimited {
+            retry_after: std::time::Duration::from_millis(120),
+        }))
+        .await;
+        assert_eq!(status, StatusCode::TOO_MANY_REQUESTS);
+        assert_eq!(body["error"]["code"], "RATE_LIMITED");
+        assert!(body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("a second"));
+        assert_eq!(retry.unwrap(), "1");
+        let (_, _, retry) = body_of(ApiError::from(QuotaError::RateLimited {
+            retry_after: std::time::Duration::ZERO,
+        }))
+        .await;
+        assert_eq!(retry.unwrap(), "1", "never 0");
+    }
+
+    #[tokio::test]
+    async fn a_used_up_high_allowance_is_429_and_suggests_normal_priority() {
+        let (status, body, retry) = body_of(ApiError::from(QuotaError::HighPriorityAllowance {
+            retry_after: std::time::Duration::from_secs(6),
+        }))
+        .await;
+        assert_eq!(status, StatusCode::TOO_MANY_REQUESTS);
+        assert_eq!(body["error"]["code"], "PRIORITY_ALLOWANCE_EXCEEDED");
+        let message = body["error"]["message"].as_str().unwrap();
+        assert!(message.contains("recipients a minute"), "{message}");
+        assert!(message.contains("priority normal"), "{message}");
+        assert_eq!(retry.unwrap(), "6");
+    }
+
+    #[tokio::test]
+    async fn a_high_request_larger_than_the_allowance_is_422_naming_it() {
+        let (status, body, retry) = body_of(ApiError::from(QuotaError::HighPriorityTooLarge {
+            allowance: 60,
+        }))
+        .await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+        assert_eq!(body["error"]["code"], "PRIORITY_ALLOWANCE_TOO_SMALL");
+        assert!(body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("at most 60 recipients"));
+        assert!(retry.is_none(), "retrying the same request cannot help");
+        let (_, body, _) = body_of(ApiError::from(QuotaError::HighPriorityTooLarge {
+            allowance: 0,
+        }))
+        .await;
+        assert!(body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("may not send with priority high"));
+    }
+
+    #[test]
+    fn retry_after_rounds_up_to_whole_seconds() {
+        use std::time::Duration;
+        assert_eq!(whole_seconds_up(Duration::ZERO), 1);
+        assert_eq!(whole_seconds_up(Duration::from_millis(999)), 1);
+        assert_eq!(whole_seconds_up(Duration::from_secs(2)), 2);
+        assert_eq!(whole_seconds_up(Duration::from_millis(2001)), 3);
     }
 
     #[tokio::test]

@@ -14,6 +14,7 @@ pub mod outbox;
 pub mod progress;
 pub mod traffic;
 pub mod params;
+pub mod quota;
 mod runtime;
 mod settings;
 pub mod sims;

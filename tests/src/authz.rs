@@ -326,6 +326,7 @@ impl Fixtures {
             "victim-api-delete",
             "victim-api-token",
             "victim-panel-password",
+            "victim-panel-limits",
             "victim-panel-toggle",
             "victim-panel-delete",
             "victim-panel-token",

@@ -41,6 +41,7 @@ const TEMPLATES: &[(&str, &str)] = templates!(
     "admin/users.html",
     "admin/user_new.html",
     "admin/user_password.html",
+    "admin/user_limits.html",
     "admin/user_delete.html",
     "admin/token.html",
     "admin/dead_letters.html",

@@ -1,6 +1,7 @@
 //! The JSON admin API for automation, admins only: `GET/POST /api/admin/users`,
 //! `PUT/DELETE /api/admin/users/{id}`, `POST /api/admin/users/{id}/tokens`. Same services,
-//! rules and audit log as the panel's user pages.
+//! rules and audit log as the panel's user pages. The PUT also sets a user's sending limits
+//! (issue #14): a limit left out is kept, `null` clears it, a number sets it.
 
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -13,7 +14,9 @@ use crate::error::ApiError;
 use crate::extract::{ApiJson, IdPath};
 use crate::state::AppState;
 use crate::wire::rfc3339;
-use smsgate_core::admin::users::{self, NewUser, UserAdminError, UserChange, UserSummary};
+use smsgate_core::admin::users::{
+    self, LimitsChange, NewUser, Patch, UserAdminError, UserChange, UserSummary,
+};
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -34,6 +37,16 @@ struct UserView {
     must_change_password: bool,
     api_tokens: i64,
     created_at: String,
+    /// Recipients a UTC day; `null`: unlimited.
+    daily_recipient_limit: Option<i32>,
+    /// Send requests a second; `null`: unlimited.
+    requests_per_second: Option<i32>,
+    /// Recipients a minute with priority `high`; 0 forbids `high`.
+    high_priority_per_minute: i32,
+    /// Share of the gateway against users of the same priority, 1 to 100.
+    share_weight: i32,
+    /// Seconds of validity given to sends that name none; `null`: none.
+    default_valid_for: Option<i32>,
 }
 
 impl From<UserSummary> for UserView {
@@ -46,6 +59,11 @@ impl From<UserSummary> for UserView {
             must_change_password: u.must_change_password,
             api_tokens: u.tokens,
             created_at: rfc3339(u.created_at),
+            daily_recipient_limit: u.daily_recipient_limit,
+            requests_per_second: u.requests_per_second,
+            high_priority_per_minute: u.high_priority_per_minute,
+            share_weight: u.share_weight,
+            default_valid_for: u.default_valid_for_secs,
         }
     }
 }
@@ -128,6 +146,17 @@ struct UpdateUserRequest {
     active: Option<bool>,
     #[serde(alias = "is_admin")]
     admin: Option<bool>,
+    #[serde(default)]
+    daily_recipient_limit: Patch<i64>,
+    #[serde(default)]
+    requests_per_second: Patch<i64>,
+    #[serde(default)]
+    high_priority_per_minute: Patch<i64>,
+    #[serde(default)]
+    share_weight: Patch<i64>,
+    /// Seconds.
+    #[serde(default)]
+    default_valid_for: Patch<i64>,
 }
 
 async fn update_user(
@@ -140,6 +169,13 @@ async fn update_user(
         password: req.password,
         is_active: req.active,
         is_admin: req.admin,
+        limits: LimitsChange {
+            daily_recipient_limit: req.daily_recipient_limit,
+            requests_per_second: req.requests_per_second,
+            high_priority_per_minute: req.high_priority_per_minute,
+            share_weight: req.share_weight,
+            default_valid_for: req.default_valid_for,
+        },
     };
     let user = users::update_user(&app.core.db, &app.core.passwords, admin.id, id, change).await?;
     Ok(Json(user.into()))

@@ -14,13 +14,45 @@ pub struct UserSummary {
     pub created_at: DateTime<Utc>,
     /// API tokens that still work.
     pub tokens: i64,
+    /// Sending limits (issue #14); NULL is unlimited / none.
+    pub daily_recipient_limit: Option<i32>,
+    pub requests_per_second: Option<i32>,
+    pub high_priority_per_minute: i32,
+    pub share_weight: i32,
+    pub default_valid_for_secs: Option<i32>,
+}
+
+impl UserSummary {
+    /// The user's sending limits, as the limits form and `LimitsChange` work with them.
+    pub fn limits(&self) -> SendingLimits {
+        SendingLimits {
+            daily_recipient_limit: self.daily_recipient_limit,
+            requests_per_second: self.requests_per_second,
+            high_priority_per_minute: self.high_priority_per_minute,
+            share_weight: self.share_weight,
+            default_valid_for_secs: self.default_valid_for_secs,
+        }
+    }
+}
+
+/// A user's sending limits as stored (see migration 20261206000015): `None` is unlimited
+/// or, for the validity, no default.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SendingLimits {
+    pub daily_recipient_limit: Option<i32>,
+    pub requests_per_second: Option<i32>,
+    pub high_priority_per_minute: i32,
+    pub share_weight: i32,
+    pub default_valid_for_secs: Option<i32>,
 }
 
 pub async fn list_users(db: &PgPool) -> Result<Vec<UserSummary>, sqlx::Error> {
     sqlx::query_as!(
         UserSummary,
         r#"SELECT u.id, u.username, u.is_admin, u.is_active, u.must_change_password, u.created_at,
-                (SELECT count(*) FROM api_tokens t WHERE t.user_id = u.id AND t.revoked_at IS NULL) AS "tokens!"
+                (SELECT count(*) FROM api_tokens t WHERE t.user_id = u.id AND t.revoked_at IS NULL) AS "tokens!",
+                u.daily_recipient_limit, u.requests_per_second, u.high_priority_per_minute,
+                u.share_weight, u.default_valid_for_secs
          FROM users u ORDER BY lower(u.username)"#
     )
     .fetch_all(db)
@@ -34,7 +66,9 @@ pub async fn find_user(
     sqlx::query_as!(
         UserSummary,
         r#"SELECT u.id, u.username, u.is_admin, u.is_active, u.must_change_password, u.created_at,
-                (SELECT count(*) FROM api_tokens t WHERE t.user_id = u.id AND t.revoked_at IS NULL) AS "tokens!"
+                (SELECT count(*) FROM api_tokens t WHERE t.user_id = u.id AND t.revoked_at IS NULL) AS "tokens!",
+                u.daily_recipient_limit, u.requests_per_second, u.high_priority_per_minute,
+                u.share_weight, u.default_valid_for_secs
          FROM users u WHERE u.id = $1"#,
         id
     )
@@ -108,6 +142,46 @@ pub async fn set_admin(
         "UPDATE users SET is_admin = $2, updated_at = now() WHERE id = $1",
         id,
         admin
+    )
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+/// Locks the user's row for a change of their limits and returns the limits it holds, so
+/// two admins changing different limits at once never write back each other's old values.
+pub async fn lock_limits(
+    tx: &mut Transaction<'_, Postgres>,
+    id: i64,
+) -> Result<Option<SendingLimits>, sqlx::Error> {
+    sqlx::query_as!(
+        SendingLimits,
+        "SELECT daily_recipient_limit, requests_per_second, high_priority_per_minute,
+                share_weight, default_valid_for_secs
+         FROM users WHERE id = $1 FOR UPDATE",
+        id
+    )
+    .fetch_optional(&mut **tx)
+    .await
+}
+
+/// Writes all five limits (merged under `lock_limits`' lock by the caller).
+pub async fn set_limits(
+    tx: &mut Transaction<'_, Postgres>,
+    id: i64,
+    limits: &SendingLimits,
+) -> Result<(), sqlx::Error> {
+    sqlx::query!(
+        "UPDATE users
+         SET daily_recipient_limit = $2, requests_per_second = $3, high_priority_per_minute = $4,
+             share_weight = $5, default_valid_for_secs = $6, updated_at = now()
+         WHERE id = $1",
+        id,
+        limits.daily_recipient_limit,
+        limits.requests_per_second,
+        limits.high_priority_per_minute,
+        limits.share_weight,
+        limits.default_valid_for_secs
     )
     .execute(&mut **tx)
     .await?;

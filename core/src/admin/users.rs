@@ -6,13 +6,14 @@ use sqlx::PgPool;
 use tracing::{info, warn};
 
 use super::password::{check_password, check_username};
-use super::{audit, repo};
+use super::{audit, limits, repo};
 use crate::auth::repo::revoke_credentials;
 use crate::auth::service::LoginLimits;
 use crate::auth::throttle::{self, Verdict};
 use crate::auth::{ApiToken, GateError, PasswordGate, MAX_PASSWORD_BYTES};
 
-pub use super::repo::UserSummary;
+pub use super::limits::{LimitsChange, Patch};
+pub use super::repo::{SendingLimits, UserSummary};
 
 /// Why a user change was refused.
 #[derive(Debug, thiserror::Error)]
@@ -55,12 +56,13 @@ pub struct NewUser {
     pub is_admin: bool,
 }
 
-/// A change to a user; `None` leaves that attribute alone.
+/// A change to a user; `None` (`Keep` for the limits) leaves that attribute alone.
 #[derive(Default)]
 pub struct UserChange {
     pub password: Option<String>,
     pub is_active: Option<bool>,
     pub is_admin: Option<bool>,
+    pub limits: LimitsChange,
 }
 
 fn gate_error(err: GateError) -> UserAdminError {
@@ -135,7 +137,8 @@ pub async fn create_user(
 
 /// Applies a change in one transaction: the admin rules are checked under the admin-row
 /// locks, sessions end at once when a user is disabled or given a new password, and each
-/// changed attribute gets its own audit entry.
+/// changed attribute gets its own audit entry (the sending limits one entry together,
+/// listing each limit's old and new value).
 #[tracing::instrument(name = "admin.update_user", skip_all, fields(actor.id = actor_id, user.id = id))]
 pub async fn update_user(
     db: &PgPool,
@@ -144,6 +147,7 @@ pub async fn update_user(
     id: i64,
     change: UserChange,
 ) -> Result<UserSummary, UserAdminError> {
+    let limits = change.limits.validate()?;
     let password_hash = match change.password {
         Some(password) => {
             let mut tx = db.begin().await?;
@@ -222,6 +226,24 @@ pub async fn update_user(
             json!({"is_admin": admin}),
         )
         .await?;
+    }
+    if !limits.is_empty() {
+        let before = repo::lock_limits(&mut tx, id)
+            .await?
+            .ok_or(UserAdminError::NotFound)?;
+        let after = limits.applied_to(&before);
+        let changed = limits::changed_fields(&before, &after);
+        if !changed.is_empty() {
+            repo::set_limits(&mut tx, id, &after).await?;
+            audit::record(
+                &mut *tx,
+                Some(actor_id),
+                "user.limits",
+                &target_name,
+                serde_json::Value::Object(changed),
+            )
+            .await?;
+        }
     }
     let user = repo::find_user(&mut tx, id)
         .await?

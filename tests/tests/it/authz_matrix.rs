@@ -253,6 +253,21 @@ fn table() -> Vec<Row> {
                 ]
             })
             .expect(&[FORM, "403 403 303"]),
+        Row::panel(M::GET, "/admin/users/{id}/limits")
+            .on("victim-panel-limits")
+            .expect(&[PAGE, "403 403 200"]),
+        Row::panel(M::POST, "/admin/users/{id}/limits")
+            .on("victim-panel-limits")
+            .form(|c| {
+                vec![
+                    ("daily_recipient_limit", format!("{}", 100 + c.n)),
+                    ("requests_per_second", String::new()),
+                    ("high_priority_per_minute", "60".to_owned()),
+                    ("share_weight", "1".to_owned()),
+                    ("default_valid_for", String::new()),
+                ]
+            })
+            .expect(&[FORM, "403 403 303"]),
         Row::panel(M::POST, "/admin/users/{id}/toggle")
             .on("victim-panel-toggle")
             .expect(&[FORM, "403 403 303"]),

@@ -17,6 +17,7 @@ mod login_throttle;
 mod metrics;
 mod pipeline;
 mod provisioning;
+mod quotas;
 mod rate_limit;
 mod resilience;
 mod result_writes;

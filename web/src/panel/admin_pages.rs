@@ -14,7 +14,9 @@ use super::session::{AdminUser, SignedIn};
 use super::{older_url, BeforeQuery, PanelId};
 use crate::state::WebState;
 use smsgate_core::admin::password::PASSWORD_RULES;
-use smsgate_core::admin::users::{self, NewUser, UserAdminError, UserChange};
+use smsgate_core::admin::users::{
+    self, LimitsChange, NewUser, Patch, SendingLimits, UserAdminError, UserChange,
+};
 use smsgate_core::admin::{audit, dead_letters};
 
 const USERS: &str = "/admin/users";
@@ -184,6 +186,173 @@ pub async fn set_password(
             Ok(Flash::success(format!("Password of {} changed.", user.username)).redirect(USERS))
         }
         Err(UserAdminError::Invalid { message, .. }) => invalid(json!({"password": message})),
+        Err(e) => Err(user_error(e, USERS)),
+    }
+}
+
+/// The sending-limit fields as the form names them, with their labels and hints.
+const LIMIT_FIELDS: [(&str, &str, &str); 5] = [
+    (
+        "daily_recipient_limit",
+        "Recipients a day (UTC)",
+        "Empty: unlimited. 0 stops all sending.",
+    ),
+    (
+        "requests_per_second",
+        "Send requests a second",
+        "Empty: unlimited. Counted across every API instance.",
+    ),
+    (
+        "high_priority_per_minute",
+        "High-priority recipients a minute",
+        "0 forbids priority high; the default is 60.",
+    ),
+    (
+        "share_weight",
+        "Share weight (1 to 100)",
+        "The user's share of the gateway against others sending at the same priority; the default is 1.",
+    ),
+    (
+        "default_valid_for",
+        "Default validity (seconds)",
+        "Given to sends that name no validity; at most 35 days (3024000 seconds). Empty: none.",
+    ),
+];
+
+/// The limits form: `values` and `errors` are keyed by field name.
+fn limits_page(
+    app: &WebState,
+    admin: &AdminUser,
+    target: &users::UserSummary,
+    values: &LimitsForm,
+    errors: &serde_json::Value,
+) -> Page {
+    let fields: Vec<serde_json::Value> = LIMIT_FIELDS
+        .iter()
+        .map(|(name, label, hint)| {
+            json!({
+                "name": name,
+                "label": label,
+                "hint": hint,
+                "value": values.get(name),
+                "error": errors.get(*name),
+            })
+        })
+        .collect();
+    Page::new("admin/user_limits.html", admin.layout(app, "users"))
+        .with(
+            "target",
+            json!({"id": target.id, "username": target.username}),
+        )
+        .with("fields", fields)
+}
+
+/// The limits form as posted: text, so that an empty field (unlimited) and a typo can be
+/// told apart and shown back as typed.
+#[derive(Deserialize, Default)]
+pub struct LimitsForm {
+    #[serde(default)]
+    daily_recipient_limit: String,
+    #[serde(default)]
+    requests_per_second: String,
+    #[serde(default)]
+    high_priority_per_minute: String,
+    #[serde(default)]
+    share_weight: String,
+    #[serde(default)]
+    default_valid_for: String,
+}
+
+impl LimitsForm {
+    fn from_limits(limits: &SendingLimits) -> LimitsForm {
+        let text = |v: Option<i32>| v.map(|v| v.to_string()).unwrap_or_default();
+        LimitsForm {
+            daily_recipient_limit: text(limits.daily_recipient_limit),
+            requests_per_second: text(limits.requests_per_second),
+            high_priority_per_minute: limits.high_priority_per_minute.to_string(),
+            share_weight: limits.share_weight.to_string(),
+            default_valid_for: text(limits.default_valid_for_secs),
+        }
+    }
+
+    fn get(&self, name: &str) -> &str {
+        match name {
+            "daily_recipient_limit" => &self.daily_recipient_limit,
+            "requests_per_second" => &self.requests_per_second,
+            "high_priority_per_minute" => &self.high_priority_per_minute,
+            "share_weight" => &self.share_weight,
+            _ => &self.default_valid_for,
+        }
+    }
+
+    /// Every field is set from the form (the form shows them all): empty clears, a whole
+    /// number sets; anything else is reported on its field. The ranges are core's to check.
+    fn parse(&self) -> Result<LimitsChange, serde_json::Value> {
+        let field = |name: &str| -> Result<Patch<i64>, serde_json::Value> {
+            let raw = self.get(name).trim();
+            if raw.is_empty() {
+                return Ok(Patch::Clear);
+            }
+            raw.parse()
+                .map(Patch::Set)
+                .map_err(|_| json!({ name: "Give a whole number, or leave it empty." }))
+        };
+        Ok(LimitsChange {
+            daily_recipient_limit: field("daily_recipient_limit")?,
+            requests_per_second: field("requests_per_second")?,
+            high_priority_per_minute: field("high_priority_per_minute")?,
+            share_weight: field("share_weight")?,
+            default_valid_for: field("default_valid_for")?,
+        })
+    }
+}
+
+pub async fn limits_form(
+    State(app): State<WebState>,
+    admin: AdminUser,
+    PanelId(id): PanelId,
+) -> Result<Page, WebError> {
+    let target = users::find_user(&app.core.db, id)
+        .await
+        .map_err(|e| user_error(e, USERS))?;
+    let values = LimitsForm::from_limits(&target.limits());
+    Ok(limits_page(&app, &admin, &target, &values, &json!({})))
+}
+
+pub async fn set_limits(
+    State(app): State<WebState>,
+    PanelId(id): PanelId,
+    CsrfForm { user: admin, form }: CsrfForm<AdminUser, LimitsForm>,
+) -> Result<Response, WebError> {
+    let target = users::find_user(&app.core.db, id)
+        .await
+        .map_err(|e| user_error(e, USERS))?;
+    let invalid = |errors: serde_json::Value| {
+        Ok(limits_page(&app, &admin, &target, &form, &errors)
+            .status(StatusCode::UNPROCESSABLE_ENTITY)
+            .into_response())
+    };
+    let limits = match form.parse() {
+        Ok(limits) => limits,
+        Err(errors) => return invalid(errors),
+    };
+    let change = UserChange {
+        limits,
+        ..Default::default()
+    };
+    match users::update_user(
+        &app.core.db,
+        &app.core.passwords,
+        admin.session.user_id,
+        id,
+        change,
+    )
+    .await
+    {
+        Ok(user) => Ok(
+            Flash::success(format!("Sending limits of {} saved.", user.username)).redirect(USERS),
+        ),
+        Err(UserAdminError::Invalid { field, message }) => invalid(json!({ field: message })),
         Err(e) => Err(user_error(e, USERS)),
     }
 }

@@ -98,6 +98,10 @@ pub fn router(state: WebState) -> Router {
             "/admin/users/{id}/password",
             get(admin_pages::password_form).post(admin_pages::set_password),
         )
+        .route(
+            "/admin/users/{id}/limits",
+            get(admin_pages::limits_form).post(admin_pages::set_limits),
+        )
         .route("/admin/users/{id}/toggle", post(admin_pages::toggle_user))
         .route(
             "/admin/users/{id}/delete",
