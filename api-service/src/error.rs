@@ -297,6 +297,7 @@ impl From<SendError> for ApiError {
             },
             SendError::KeyTaken => ApiError::IdempotencyKeyTaken,
             SendError::KeyReused { .. } => ApiError::IdempotencyMismatch,
+            SendError::Quota(e) => e.into(),
             SendError::Database(e) => e.into(),
         }
     }

@@ -143,10 +143,19 @@ async fn send_sms(
         options,
     };
     let stored = match (key, route) {
-        (None, RouteRequest::Hkt) if options.is_default() => SendOnce::Stored(RoutedAccepted {
-            accepted: app.core.small_sends.accept(sender, send).await?,
-            sender_sim: None,
-        }),
+        (None, RouteRequest::Hkt) if options.is_default() => {
+            match app.core.small_sends.accept(sender, send).await {
+                Ok(accepted) => SendOnce::Stored(RoutedAccepted {
+                    accepted,
+                    sender_sim: None,
+                }),
+                // A sender with quotas is charged in a transaction of its own.
+                Err(SmallSendError::Limited(send)) => {
+                    store(&app, sender.user_id, RouteRequest::Hkt, send, None, "sms.send").await?
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
         (key, route) => {
             confirm_sender(&app.core.db, sender).await?;
             store(
@@ -504,6 +513,10 @@ impl From<SmallSendError> for ApiError {
             SmallSendError::ShuttingDown => {
                 ApiError::Unavailable(anyhow::anyhow!("the API is shutting down"))
             }
+            // `send_sms` resends these on the charging path; reaching here is a bug.
+            SmallSendError::Limited(_) => {
+                ApiError::Internal(anyhow::anyhow!("a send with quotas took the shared path"))
+            }
         }
     }
 }
@@ -513,6 +526,7 @@ impl From<AcceptError> for ApiError {
         match err {
             AcceptError::Database(e) => e.into(),
             AcceptError::KeyTaken => ApiError::IdempotencyKeyTaken,
+            AcceptError::Quota(e) => e.into(),
         }
     }
 }

@@ -43,6 +43,10 @@ pub enum SmallSendError {
     Database(#[source] Arc<sqlx::Error>),
     #[error("the API is shutting down")]
     ShuttingDown,
+    /// The sender has quotas; nothing was stored. The send comes back to be accepted on
+    /// the path that charges them.
+    #[error("the sender has quotas")]
+    Limited(NewSend),
 }
 
 struct Waiting {
@@ -153,6 +157,7 @@ async fn write_batch(
     for (w, outcome) in batch.into_iter().zip(stored.outcomes) {
         let answer = match outcome {
             SmallOutcome::Refused(Refusal::Disabled) => Err(SmallSendError::Disabled),
+            SmallOutcome::Refused(Refusal::Limited) => Err(SmallSendError::Limited(w.send)),
             SmallOutcome::Refused(Refusal::UnknownUser | Refusal::RevokedToken) => {
                 Err(SmallSendError::InvalidCredential)
             }

@@ -180,6 +180,9 @@ pub struct SmallMessage<'a> {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Refusal {
     Disabled,
+    /// The user has quotas: the send must be charged in a transaction of its own
+    /// (`service::accept`), which this shared statement does not do.
+    Limited,
     UnknownUser,
     RevokedToken,
 }
@@ -242,6 +245,8 @@ pub async fn insert_small_messages(
                                    SELECT 1 FROM api_tokens k
                                    WHERE k.id = t.token_id AND k.revoked_at IS NULL) THEN 'revoked'
                                WHEN NOT u.is_active THEN 'disabled'
+                               WHEN u.daily_recipient_limit IS NOT NULL
+                                    OR u.requests_per_second IS NOT NULL THEN 'limited'
                                ELSE 'ok' END AS verdict
                    FROM unnest($1::bigint[], $2::bigint[], $3::text[], $4::text[], $5::int[], $6::int[], $9::text[])
                         WITH ORDINALITY AS t(user_id, token_id, content, encoding, segments, total, traceparent, ord)
@@ -293,6 +298,7 @@ impl SmallInsertRow {
             .map(|(verdict, id)| match (verdict.as_str(), id) {
                 ("ok", Some(message_id)) => SmallOutcome::Stored { message_id },
                 ("disabled", _) => SmallOutcome::Refused(Refusal::Disabled),
+                ("limited", _) => SmallOutcome::Refused(Refusal::Limited),
                 ("revoked", _) => SmallOutcome::Refused(Refusal::RevokedToken),
                 _ => SmallOutcome::Refused(Refusal::UnknownUser),
             })

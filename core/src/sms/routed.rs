@@ -9,6 +9,7 @@ use super::metrics::SendRoute;
 use super::repo::NewMessage;
 use super::service::{accept, AcceptError, Accepted, NewSend};
 use crate::idempotency::{KeyClaim, PriorSend};
+use crate::quota::QuotaError;
 use crate::outbox::Outbox;
 use crate::sims::repo;
 use crate::sims::service::{SimStatus, OFFLINE_AFTER};
@@ -38,6 +39,9 @@ pub enum SendError {
     /// The idempotency key was used before, for `message_id`, with a different request.
     #[error("this idempotency key was already used with a different request")]
     KeyReused { message_id: i64 },
+    /// A quota or allowance refused it; nothing was stored or counted.
+    #[error(transparent)]
+    Quota(QuotaError),
     #[error("database")]
     Database(#[from] sqlx::Error),
 }
@@ -47,6 +51,7 @@ impl From<AcceptError> for SendError {
         match err {
             AcceptError::Database(e) => SendError::Database(e),
             AcceptError::KeyTaken => SendError::KeyTaken,
+            AcceptError::Quota(e) => SendError::Quota(e),
         }
     }
 }
@@ -230,6 +235,7 @@ async fn accept_via_sim(
             return Err(AcceptError::KeyTaken); // dropping `tx` rolls the message back
         }
     }
+    super::service::charge_quotas(&mut tx, user_id, &send).await?;
     tx.commit().await?;
     tracing::Span::current().record("message.id", id);
     outbox.wake();

@@ -12,9 +12,11 @@ use super::options::SendOptions;
 use super::repo::{self, MessageRow, NewMessage, RecipientRow};
 use crate::idempotency::{Fingerprint, KeyClaim, PriorSend};
 use crate::outbox::Outbox;
+use crate::quota::{self, QuotaError, QuotaRequest};
 
 /// A send that passed validation: at least one distinct recipient, a valid body and
 /// coherent options.
+#[derive(Debug)]
 pub struct NewSend {
     pub recipients: Vec<PhoneNumber>,
     pub body: MessageBody,
@@ -65,6 +67,32 @@ pub enum AcceptError {
     /// Another request recorded the send's idempotency key first; nothing was stored.
     #[error("the idempotency key was taken by another request")]
     KeyTaken,
+    /// A quota or allowance refused it; nothing was stored or counted.
+    #[error(transparent)]
+    Quota(QuotaError),
+}
+
+impl From<QuotaError> for AcceptError {
+    fn from(err: QuotaError) -> AcceptError {
+        match err {
+            QuotaError::Database(e) => AcceptError::Database(e),
+            refused => AcceptError::Quota(refused),
+        }
+    }
+}
+
+/// Charges the send to the user's quotas, last in its transaction: the counters' row locks
+/// (which make counting exact across API instances) are then held only until the commit.
+pub(super) async fn charge_quotas(
+    tx: &mut sqlx::PgConnection,
+    user_id: i64,
+    send: &NewSend,
+) -> Result<(), AcceptError> {
+    let request = QuotaRequest {
+        recipients: send.recipients.len() as u32,
+        priority: send.options.priority,
+    };
+    Ok(quota::charge(tx, user_id, &request).await?)
 }
 
 /// Stores the message and all its recipients in one transaction (with `claim`'s key, if
@@ -94,6 +122,7 @@ pub async fn accept(
             return Err(AcceptError::KeyTaken); // dropping `tx` rolls the message back
         }
     }
+    charge_quotas(&mut tx, user_id, &send).await?;
     tx.commit().await?;
     Span::current().record("message.id", id);
     outbox.wake();

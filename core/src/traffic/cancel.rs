@@ -23,6 +23,23 @@ pub enum CancelError {
     Database(#[from] sqlx::Error),
 }
 
+/// The answer for a message that is already cancelled (harmless: its counters) or
+/// finished (refused); `None` while it can be cancelled.
+async fn already_done(
+    conn: &mut sqlx::PgConnection,
+    message_id: i64,
+    status: MessageStatus,
+) -> Result<Option<Result<Cancelled, CancelError>>, sqlx::Error> {
+    Ok(match status {
+        MessageStatus::Cancelled => Some(Ok(Cancelled {
+            message: repo::tally(conn, message_id).await?,
+            recipients: 0,
+        })),
+        status if status.is_final() => Some(Err(CancelError::Finished(status))),
+        _ => None,
+    })
+}
+
 /// What the cancel did.
 #[derive(Debug)]
 pub struct Cancelled {
@@ -48,23 +65,26 @@ pub async fn cancel_message(
     message_id: i64,
 ) -> Result<Cancelled, CancelError> {
     let mut tx = db.begin().await?;
-    let locked = repo::lock_message(&mut tx, message_id)
+    let found = repo::find_message(&mut tx, message_id)
         .await?
         .filter(|m| actor_is_admin || m.user_id == actor_id)
         .ok_or(CancelError::NotFound)?;
-    match locked.status {
-        MessageStatus::Cancelled => {
-            let message = repo::tally(&mut tx, message_id).await?;
-            return Ok(Cancelled {
-                message,
-                recipients: 0,
-            });
-        }
-        status if status.is_final() => return Err(CancelError::Finished(status)),
-        _ => {}
+    if let Some(done) = already_done(&mut tx, message_id, found.status).await? {
+        return done;
     }
-    let (message, recipients) = repo::cancel_pending(&mut tx, message_id).await?;
-    if locked.user_id != actor_id {
+    // The release row, the recipients, then the message: the order in which the releaser's
+    // expiry and the dispatchers' result writes lock them, so none of them deadlock.
+    repo::leave_release_queue(&mut tx, message_id).await?;
+    let recipients = repo::cancel_recipients(&mut tx, message_id).await?;
+    let locked = repo::lock_message(&mut tx, message_id)
+        .await?
+        .ok_or(CancelError::NotFound)?;
+    if let Some(done) = already_done(&mut tx, message_id, locked.status).await? {
+        // Finished or cancelled meanwhile: dropping `tx` undoes the recipients' update.
+        return done;
+    }
+    let message = repo::mark_cancelled(&mut tx, message_id, recipients).await?;
+    if found.user_id != actor_id {
         audit::record(
             &mut *tx,
             Some(actor_id),

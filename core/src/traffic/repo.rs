@@ -11,6 +11,21 @@ pub struct LockedMessage {
     pub status: MessageStatus,
 }
 
+/// The message's owner and status, unlocked: see [`cancel_recipients`] for the order
+/// locks are taken in.
+pub async fn find_message(
+    conn: &mut PgConnection,
+    message_id: i64,
+) -> Result<Option<LockedMessage>, sqlx::Error> {
+    sqlx::query_as!(
+        LockedMessage,
+        r#"SELECT user_id, status AS "status: MessageStatus" FROM messages WHERE id = $1"#,
+        message_id
+    )
+    .fetch_optional(conn)
+    .await
+}
+
 pub async fn lock_message(
     conn: &mut PgConnection,
     message_id: i64,
@@ -38,28 +53,51 @@ pub async fn tally(conn: &mut PgConnection, message_id: i64) -> Result<MessageTa
     .await
 }
 
-/// Cancels every pending recipient of the (locked) message, marks it cancelled and takes
-/// it out of the release queue. Returns its counters and how many recipients it cancelled.
-pub async fn cancel_pending(
-    conn: &mut PgConnection,
-    message_id: i64,
-) -> Result<(MessageTally, i64), sqlx::Error> {
-    let cancelled = sqlx::query_scalar!(
+/// Takes the message out of the release queue, so no more of it is published. First of a
+/// cancel's locks, as it is first of the releaser's expiry.
+pub async fn leave_release_queue(conn: &mut PgConnection, message_id: i64) -> Result<(), sqlx::Error> {
+    sqlx::query!("DELETE FROM message_outbox WHERE message_id = $1", message_id)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// Marks every pending recipient of the message `cancelled`, in id order (the
+/// dispatchers' result writes lock recipients in id order and then their message; taking
+/// them in the same order means a cancel and a result batch never deadlock). Returns how
+/// many it cancelled.
+pub async fn cancel_recipients(conn: &mut PgConnection, message_id: i64) -> Result<i64, sqlx::Error> {
+    sqlx::query_scalar!(
         r#"WITH c AS (
              UPDATE recipients SET status = 'cancelled', updated_at = now(),
                     last_error = 'cancelled before it was sent'
-             WHERE message_id = $1 AND status = 'pending'
-             RETURNING 1),
-         o AS (DELETE FROM message_outbox WHERE message_id = $1)
-         UPDATE messages SET status = 'cancelled', completed_at = now(),
-                cancelled_count = cancelled_count + (SELECT count(*) FROM c)
-         WHERE id = $1
-         RETURNING (SELECT count(*) FROM c) AS "cancelled!""#,
+             WHERE id IN (SELECT id FROM recipients
+                          WHERE message_id = $1 AND status = 'pending'
+                          ORDER BY id FOR UPDATE)
+             RETURNING 1)
+         SELECT count(*) AS "cancelled!" FROM c"#,
         message_id
     )
-    .fetch_one(&mut *conn)
+    .fetch_one(conn)
+    .await
+}
+
+/// Marks the (locked) message cancelled with `recipients` more cancelled.
+pub async fn mark_cancelled(
+    conn: &mut PgConnection,
+    message_id: i64,
+    recipients: i64,
+) -> Result<MessageTally, sqlx::Error> {
+    sqlx::query!(
+        "UPDATE messages SET status = 'cancelled', completed_at = now(),
+                cancelled_count = cancelled_count + $2
+         WHERE id = $1",
+        message_id,
+        recipients as i32
+    )
+    .execute(&mut *conn)
     .await?;
-    Ok((tally(conn, message_id).await?, cancelled))
+    tally(conn, message_id).await
 }
 
 /// Recipients waiting on the HKT route, per (priority, user), with the user's weight:

@@ -148,7 +148,6 @@ async fn a_scheduled_bulk_waits_for_its_time_then_goes_out_whole() {
     assert_eq!(message["status"], "scheduled");
     let stored: DateTime<Utc> = message["send_at"].as_str().unwrap().parse().unwrap();
     assert!((stored - send_at).num_milliseconds().abs() < 1_000, "{stored} vs {send_at}");
-    assert!(message["eta"].is_string(), "a scheduled message has an ETA: {message}");
     tokio::time::sleep(Duration::from_millis(1_000)).await;
     assert_eq!(gateway_requests(&app, "scheduled hello"), 0, "sent before its time");
 
@@ -441,11 +440,16 @@ async fn eta_and_queue_status_describe_the_waiting_work() {
     let eta: DateTime<Utc> = message["eta"].as_str().expect("an eta").parse().unwrap();
     let secs = (eta - before).num_seconds();
     assert!((45..=55).contains(&secs), "100 recipients at 2/s: eta in {secs} s");
-    app.post(
-        "/api/sms",
-        json!({"recipient": "78901234", "content": "later", "send_at": in_secs(600)}),
-    )
-    .await;
+    let (_, later) = app
+        .post(
+            "/api/sms",
+            json!({"recipient": "78901234", "content": "later", "send_at": in_secs(600)}),
+        )
+        .await;
+    let later = app.message(later["data"]["id"].as_i64().unwrap()).await;
+    let send_at: DateTime<Utc> = later["send_at"].as_str().unwrap().parse().unwrap();
+    let eta: DateTime<Utc> = later["eta"].as_str().expect("a scheduled eta").parse().unwrap();
+    assert!(eta > send_at && eta - send_at <= chrono::Duration::seconds(60), "{later}");
 
     let (status, queue) = app.get("/api/queue/status").await;
     assert_eq!(status, StatusCode::OK, "{queue}");
@@ -599,5 +603,121 @@ async fn a_scheduled_release_is_counted_in_the_metrics() {
         Some(1.0)
     );
     assert_eq!(scrape.sum("smsgate_releaser_leading", &[]), Some(1.0));
+    app.teardown().await;
+}
+
+/// Sets a user's limits through the admin API.
+async fn set_limits(app: &TestApp, user_id: i64, limits: Value) {
+    let (status, body) = app
+        .request(
+            Method::PUT,
+            &format!("/api/admin/users/{user_id}"),
+            Some(&app.token),
+            Some(limits),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+}
+
+async fn messages_of(app: &TestApp, user_id: i64) -> i64 {
+    sqlx::query_scalar("SELECT count(*) FROM messages WHERE user_id = $1")
+        .bind(user_id)
+        .fetch_one(&app.db)
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn the_daily_limit_refuses_a_send_whole_on_every_send_path() {
+    let app = TestApp::spawn_without_dispatcher().await;
+    let (id, token) = app.create_user("daily", "daily-pass-1").await;
+    set_limits(&app, id, json!({"daily_recipient_limit": 5})).await;
+    let bulk = |n: u32| json!({"recipients": numbers(3, 4400 + n), "content": "d"});
+    accepted(&app, &token, "/api/sms/send-bulk", bulk(0)).await;
+    let (status, body) = send(&app, &token, "/api/sms/send-bulk", bulk(1)).await;
+    assert_error((status, &body), StatusCode::TOO_MANY_REQUESTS, "QUOTA_EXCEEDED");
+    // The single-send fast path, which batches senders without quotas, charges too.
+    for n in ["11112222", "11113333"] {
+        app.send_sms_as(&token, n, "d").await;
+    }
+    let response = app
+        .http
+        .post(app.url("/api/sms"))
+        .bearer_auth(&token)
+        .json(&json!({"recipient": "11114444", "content": "d"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS);
+    let retry: u64 = response.headers()["retry-after"].to_str().unwrap().parse().unwrap();
+    assert!((1..=86_400).contains(&retry), "{retry}");
+    assert_eq!(messages_of(&app, id).await, 3, "a refused send stores nothing");
+    app.teardown().await;
+}
+
+#[tokio::test]
+async fn requests_per_second_and_the_high_allowance_answer_429_and_422() {
+    let app = TestApp::spawn_without_dispatcher().await;
+    let (id, token) = app.create_user("rate", "rate-pass-12").await;
+    set_limits(&app, id, json!({"requests_per_second": 1, "high_priority_per_minute": 2})).await;
+    let high = |to: &str| json!({"recipient": to, "content": "h", "priority": "high"});
+    accepted(&app, &token, "/api/sms", high("22221111")).await;
+    let (status, body) = send(&app, &token, "/api/sms", high("22222222")).await;
+    assert_error((status, &body), StatusCode::TOO_MANY_REQUESTS, "RATE_LIMITED");
+    tokio::time::sleep(Duration::from_millis(1_100)).await;
+    accepted(&app, &token, "/api/sms", high("22223333")).await;
+    tokio::time::sleep(Duration::from_millis(1_100)).await;
+    let (status, body) = send(&app, &token, "/api/sms", high("22224444")).await;
+    assert_error(
+        (status, &body),
+        StatusCode::TOO_MANY_REQUESTS,
+        "PRIORITY_ALLOWANCE_EXCEEDED",
+    );
+    let (status, body) = send(
+        &app,
+        &token,
+        "/api/sms/send-bulk",
+        json!({"recipients": numbers(3, 4500), "content": "h", "priority": "high"}),
+    )
+    .await;
+    assert_error(
+        (status, &body),
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "PRIORITY_ALLOWANCE_TOO_SMALL",
+    );
+    assert_eq!(messages_of(&app, id).await, 2);
+    app.teardown().await;
+}
+
+#[tokio::test]
+async fn a_daily_limit_is_exact_across_two_api_instances_racing() {
+    let app = TestApp::spawn_without_dispatcher().await;
+    let second = smsgate_api::start(app.api_settings()).await.unwrap();
+    let (id, token) = app.create_user("racer", "racer-pass-1").await;
+    set_limits(&app, id, json!({"daily_recipient_limit": 20})).await;
+    let urls = [app.url("/api/sms"), format!("http://{}/api/sms", second.addr)];
+    let sends = (0..40).map(|i| {
+        let http = app.http.clone();
+        let url = urls[i % 2].clone();
+        let token = token.clone();
+        async move {
+            http.post(url)
+                .bearer_auth(token)
+                .json(&json!({"recipient": format!("3333{i:04}"), "content": "race"}))
+                .send()
+                .await
+                .unwrap()
+                .status()
+        }
+    });
+    let statuses = futures::future::join_all(sends).await;
+    let accepted = statuses.iter().filter(|s| **s == StatusCode::ACCEPTED).count();
+    let refused = statuses
+        .iter()
+        .filter(|s| **s == StatusCode::TOO_MANY_REQUESTS)
+        .count();
+    assert_eq!((accepted, refused), (20, 20), "{statuses:?}");
+    assert_eq!(messages_of(&app, id).await, 20);
+    second.stop().await;
     app.teardown().await;
 }

@@ -324,6 +324,7 @@ pub async fn send_message(
             "This form was just sent by another request; check the history before sending it again.",
         )
         .redirect("/history"),
+        Err(SendError::Quota(e)) => Flash::error(format!("Not sent: {e}.")).redirect("/compose"),
         Err(SendError::Database(e)) => return Err(db_error(e)),
         // The HKT route asks for no SIM.
         Err(e @ (SendError::UnknownSim(_) | SendError::SimInactive(_))) => {
