@@ -11,15 +11,15 @@ pub mod history;
 pub mod idempotency;
 pub mod live;
 pub mod outbox;
-pub mod progress;
-pub mod traffic;
 pub mod params;
+pub mod progress;
 pub mod quota;
 mod runtime;
 mod settings;
 pub mod sims;
 pub mod sms;
 pub mod system;
+pub mod traffic;
 pub mod webhooks;
 
 pub use runtime::Core;

@@ -66,7 +66,10 @@ async fn session(
     let acks = Acks::start(channel.clone(), ack_tasks);
     declare_topology(&channel, &ctx.settings.queue).await?;
     channel
-        .basic_qos(ctx.settings.effective_prefetch(), BasicQosOptions::default())
+        .basic_qos(
+            ctx.settings.effective_prefetch(),
+            BasicQosOptions::default(),
+        )
         .await?;
     let mut consumer = channel
         .basic_consume(

@@ -178,7 +178,10 @@ mod tests {
                 Outcome::Skipped
             );
         }
-        assert_eq!(handle(&job(), None, &gateway, &OPEN).await, Outcome::Skipped);
+        assert_eq!(
+            handle(&job(), None, &gateway, &OPEN).await,
+            Outcome::Skipped
+        );
         assert_eq!(gateway.calls.load(Ordering::SeqCst), 0);
     }
 

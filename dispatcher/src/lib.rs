@@ -3,11 +3,11 @@
 
 pub mod acks;
 mod consumer;
+mod gate;
 pub mod hkt;
 pub mod ingest;
 pub mod job;
 pub mod metrics;
-mod gate;
 pub mod rate_limit;
 mod repo;
 pub mod retry;
@@ -26,9 +26,9 @@ use tokio::sync::{mpsc, Semaphore};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::gate::SendGate;
 use crate::hkt::HktClient;
 use crate::metrics::DispatcherMetrics;
-use crate::gate::SendGate;
 use crate::rate_limit::{GlobalRateLimiter, HKT_LIMIT};
 use crate::retry::RetryPolicy;
 use crate::settings::Settings;

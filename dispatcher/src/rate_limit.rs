@@ -18,7 +18,6 @@ use tokio::sync::Mutex;
 use tokio::time::Instant;
 use tracing::warn;
 
-
 /// The row name of the HKT gateway's limit.
 pub const HKT_LIMIT: &str = "hkt";
 

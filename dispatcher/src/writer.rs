@@ -12,9 +12,7 @@ use std::time::Duration;
 
 use lapin::types::FieldTable;
 use smsgate_shared::domain::RecipientStatus;
-use smsgate_shared::queue::{
-    routing, with_attempt, OutboundJob, OutgoingMessage, RecipientUpdate,
-};
+use smsgate_shared::queue::{routing, with_attempt, OutboundJob, OutgoingMessage, RecipientUpdate};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -147,9 +145,9 @@ async fn finish(ctx: Arc<Context>, batch: Vec<Completed>, dispositions: Vec<Disp
 
 fn decide(ctx: &Context, completed: &Completed) -> Disposition {
     match &completed.verdict {
-        GatewayVerdict::Sent { .. } | GatewayVerdict::Permanent { .. } | GatewayVerdict::Expired => {
-            Disposition::Record
-        }
+        GatewayVerdict::Sent { .. }
+        | GatewayVerdict::Permanent { .. }
+        | GatewayVerdict::Expired => Disposition::Record,
         GatewayVerdict::Transient { error, retry_after } => {
             match ctx
                 .retry_policy

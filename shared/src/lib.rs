@@ -11,5 +11,5 @@ pub mod queue;
 #[cfg(feature = "secret-box")]
 pub mod secret_box;
 pub mod shutdown;
-pub mod webhook_events;
 pub mod telemetry;
+pub mod webhook_events;

@@ -178,7 +178,8 @@ impl TestApp {
 
     /// The API's settings for another instance (or a restart) on this stack.
     pub fn api_settings(&self) -> smsgate_api::settings::Settings {
-        let mut settings = ApiSettings::for_tests(&self.database_url, &test_amqp_url(), &self.prefix);
+        let mut settings =
+            ApiSettings::for_tests(&self.database_url, &test_amqp_url(), &self.prefix);
         settings.core.queue.retry_schedule = self.options.retry_schedule.clone();
         settings.core.webhook_allow_internal_targets = self.options.allow_internal_webhooks;
         settings.core.release =

@@ -22,11 +22,11 @@ use smsgate_core::auth::service::AuthError;
 use smsgate_core::idempotency::{IdempotencyKey, KeyClaim};
 use smsgate_core::sms::repo::{MessageRow, RecipientRow};
 use smsgate_core::sms::service::AcceptError;
-use smsgate_core::traffic::message_eta;
 use smsgate_core::sms::service::{self, NewSend, Page};
 use smsgate_core::sms::SmallSendError;
 use smsgate_core::sms::{accept_send, accept_send_once, RouteRequest, RoutedAccepted, SendOnce};
 use smsgate_core::sms::{parse_recipient_list, RawSendOptions, RecipientListError, SendOptions};
+use smsgate_core::traffic::message_eta;
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -151,7 +151,15 @@ async fn send_sms(
                 }),
                 // A sender with quotas is charged in a transaction of its own.
                 Err(SmallSendError::Limited(send)) => {
-                    store(&app, sender.user_id, RouteRequest::Hkt, send, None, "sms.send").await?
+                    store(
+                        &app,
+                        sender.user_id,
+                        RouteRequest::Hkt,
+                        send,
+                        None,
+                        "sms.send",
+                    )
+                    .await?
                 }
                 Err(e) => return Err(e.into()),
             }

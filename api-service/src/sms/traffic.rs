@@ -24,7 +24,9 @@ impl From<CancelError> for ApiError {
             CancelError::NotFound => ApiError::NotFound("Message"),
             CancelError::Finished(status) => ApiError::Conflict {
                 code: "MESSAGE_FINISHED",
-                message: format!("the message already finished ({status}); nothing is left to cancel"),
+                message: format!(
+                    "the message already finished ({status}); nothing is left to cancel"
+                ),
             },
             CancelError::Database(e) => e.into(),
         }
@@ -49,8 +51,8 @@ async fn cancel(
     user: AuthUser,
     IdPath(id): IdPath,
 ) -> Result<Json<CancelView>, ApiError> {
-    let done = traffic::cancel_message(&app.core.db, &app.core.outbox, user.id, user.is_admin, id)
-        .await?;
+    let done =
+        traffic::cancel_message(&app.core.db, &app.core.outbox, user.id, user.is_admin, id).await?;
     let m = done.message;
     Ok(Json(CancelView {
         id: m.id,

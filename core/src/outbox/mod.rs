@@ -81,10 +81,9 @@ impl Outbox {
 
     /// Publishes status events of changes committed outside the releaser (a cancel).
     pub async fn announce(&self, changed: &[crate::progress::MessageTally]) {
-        let events = self
-            .inner
-            .broker
-            .publisher(smsgate_shared::queue::Names::new(&self.inner.queue.prefix).events_exchange());
+        let events = self.inner.broker.publisher(
+            smsgate_shared::queue::Names::new(&self.inner.queue.prefix).events_exchange(),
+        );
         crate::progress::publish_events(&events, changed).await;
     }
 

@@ -314,7 +314,10 @@ mod tests {
         let mut fair = FairShare::default();
         let takes = fair.allot(&rooms(7), vec![group(1, Priority::Normal, 1, &[3, 10])]);
         assert_eq!(
-            takes.iter().map(|t| (t.message_id, t.count)).collect::<Vec<_>>(),
+            takes
+                .iter()
+                .map(|t| (t.message_id, t.count))
+                .collect::<Vec<_>>(),
             vec![(100, 3), (101, 4)]
         );
         let none = fair.allot(&HashMap::new(), vec![group(1, Priority::Normal, 1, &[3])]);

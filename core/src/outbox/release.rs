@@ -248,7 +248,10 @@ impl Round {
             through.push(rows.last().map_or(take.released_through, |(id, _)| *id));
             published.push(rows.len() as i32);
             exhausted.push(rows.len() < take.count as usize);
-            outbox.inner.metrics.released(take.priority, rows.len() as u64);
+            outbox
+                .inner
+                .metrics
+                .released(take.priority, rows.len() as u64);
             let Some(template) = self.templates.get(&take.message_id) else {
                 continue;
             };
@@ -332,8 +335,7 @@ enum Change {
 /// The candidates grouped per (route, priority, user), oldest message first.
 fn groups_of(candidates: Vec<repo::Candidate>) -> Vec<Group> {
     let mut groups: Vec<Group> = Vec::new();
-    let mut index: HashMap<(String, smsgate_shared::domain::Priority, i64), usize> =
-        HashMap::new();
+    let mut index: HashMap<(String, smsgate_shared::domain::Priority, i64), usize> = HashMap::new();
     for c in candidates {
         let key = (c.route.clone(), c.priority, c.user_id);
         let i = *index.entry(key).or_insert_with(|| {

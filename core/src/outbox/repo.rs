@@ -32,11 +32,9 @@ pub async fn hold(tx: &mut Transaction<'_, Postgres>, message_id: i64) -> Result
 /// Takes the lock that makes this connection's session the releaser of this database.
 /// Held until the session ends: a releaser that dies lets another take over at once.
 pub async fn try_lead(conn: &mut PgConnection) -> Result<bool, sqlx::Error> {
-    sqlx::query_scalar!(
-        r#"SELECT pg_try_advisory_lock(hashtext('smsgate.releaser')) AS "locked!""#
-    )
-    .fetch_one(conn)
-    .await
+    sqlx::query_scalar!(r#"SELECT pg_try_advisory_lock(hashtext('smsgate.releaser')) AS "locked!""#)
+        .fetch_one(conn)
+        .await
 }
 
 /// Scheduled messages whose time came: `pending` now; their rows in the release queue

@@ -102,7 +102,9 @@ mod tests {
         assert_eq!(json["status"], "cancelled");
         assert_eq!(json["cancelled"], 6);
         assert_eq!(json["recipients"], serde_json::json!([]));
-        let StatusEvent::MessageProgressV1 { cancelled, sent, .. } = status_event(&tally);
+        let StatusEvent::MessageProgressV1 {
+            cancelled, sent, ..
+        } = status_event(&tally);
         assert_eq!((cancelled, sent), (6, 3));
     }
 }

@@ -5,7 +5,6 @@ use chrono::{DateTime, Utc};
 use smsgate_shared::domain::RecipientStatus;
 use sqlx::{PgPool, Postgres, Transaction};
 
-
 /// A SIM card with its agent's last report.
 #[derive(Debug, Clone)]
 pub struct SimRow {

@@ -57,7 +57,9 @@ pub struct RawSendOptions<'a> {
 pub enum OptionsError {
     #[error("priority must be one of high, normal, low (got `{0}`)")]
     UnknownPriority(String),
-    #[error("{field} must be an RFC 3339 date-time with a time zone, e.g. 2026-12-24T09:00:00+08:00")]
+    #[error(
+        "{field} must be an RFC 3339 date-time with a time zone, e.g. 2026-12-24T09:00:00+08:00"
+    )]
     NotATime { field: &'static str },
     #[error("send_at must be in the future")]
     SendAtPast,
@@ -197,9 +199,17 @@ mod tests {
 
     #[test]
     fn a_schedule_must_be_future_and_within_35_days() {
-        let at = |s| parse(RawSendOptions { send_at: Some(s), ..Default::default() });
+        let at = |s| {
+            parse(RawSendOptions {
+                send_at: Some(s),
+                ..Default::default()
+            })
+        };
         let ok = at("2026-12-24T09:00:00+08:00").unwrap();
-        assert_eq!(ok.send_at.unwrap(), "2026-12-24T01:00:00Z".parse::<DateTime<Utc>>().unwrap());
+        assert_eq!(
+            ok.send_at.unwrap(),
+            "2026-12-24T01:00:00Z".parse::<DateTime<Utc>>().unwrap()
+        );
         assert_eq!(at("2026-12-06T09:59:59Z"), Err(OptionsError::SendAtPast));
         assert_eq!(at("2027-01-11T10:00:01Z"), Err(OptionsError::SendAtTooFar));
         assert_eq!(
@@ -233,15 +243,29 @@ mod tests {
             Err(OptionsError::ValidUntilPast)
         );
         assert_eq!(
-            v(None, Some("2026-12-06T11:00:00Z"), Some("2026-12-06T12:00:00Z")),
+            v(
+                None,
+                Some("2026-12-06T11:00:00Z"),
+                Some("2026-12-06T12:00:00Z")
+            ),
             Err(OptionsError::ValidUntilBeforeSendAt)
         );
-        assert!(v(None, Some("2026-12-06T13:00:00Z"), Some("2026-12-06T12:00:00Z")).is_ok());
+        assert!(v(
+            None,
+            Some("2026-12-06T13:00:00Z"),
+            Some("2026-12-06T12:00:00Z")
+        )
+        .is_ok());
     }
 
     #[test]
     fn priorities_are_named_and_unknown_ones_refused() {
-        let p = |s| parse(RawSendOptions { priority: Some(s), ..Default::default() });
+        let p = |s| {
+            parse(RawSendOptions {
+                priority: Some(s),
+                ..Default::default()
+            })
+        };
         assert_eq!(p("high").unwrap().priority, Priority::High);
         assert_eq!(p("low").unwrap().priority, Priority::Low);
         assert_eq!(
@@ -253,7 +277,11 @@ mod tests {
     #[test]
     fn the_label_tells_different_options_apart() {
         let a = parse(RawSendOptions::default()).unwrap();
-        let b = parse(RawSendOptions { priority: Some("high"), ..Default::default() }).unwrap();
+        let b = parse(RawSendOptions {
+            priority: Some("high"),
+            ..Default::default()
+        })
+        .unwrap();
         assert_ne!(a.label(), b.label());
     }
 }

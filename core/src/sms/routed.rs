@@ -9,8 +9,8 @@ use super::metrics::SendRoute;
 use super::repo::NewMessage;
 use super::service::{accept, AcceptError, Accepted, NewSend};
 use crate::idempotency::{KeyClaim, PriorSend};
-use crate::quota::QuotaError;
 use crate::outbox::Outbox;
+use crate::quota::QuotaError;
 use crate::sims::repo;
 use crate::sims::service::{SimStatus, OFFLINE_AFTER};
 

@@ -115,8 +115,7 @@ pub async fn accept(
     };
     let mut tx = db.begin().await?;
     let (id, created_at) =
-        repo::insert_message_with_recipients(&mut tx, user_id, &message, &send.recipients)
-            .await?;
+        repo::insert_message_with_recipients(&mut tx, user_id, &message, &send.recipients).await?;
     if let Some(claim) = claim {
         if !claim.record(&mut tx, user_id, id).await? {
             return Err(AcceptError::KeyTaken); // dropping `tx` rolls the message back

@@ -36,7 +36,8 @@ fn user_rate(groups: &[WaitingGroup], priority: Priority, user_id: i64, rate: f6
     let busy = |g: &&WaitingGroup| g.recipients > 0;
     let mut classes: HashSet<Priority> = groups.iter().filter(busy).map(|g| g.priority).collect();
     classes.insert(priority);
-    let class_share = class_weight(priority) / classes.iter().map(|p| class_weight(*p)).sum::<f64>();
+    let class_share =
+        class_weight(priority) / classes.iter().map(|p| class_weight(*p)).sum::<f64>();
     let others: i64 = groups
         .iter()
         .filter(busy)
@@ -113,7 +114,10 @@ pub struct Backlog {
 impl Backlog {
     fn of(groups: &[WaitingGroup], user: Option<i64>) -> Backlog {
         let mut backlog = Backlog::default();
-        for g in groups.iter().filter(|g| user.is_none_or(|u| g.user_id == u)) {
+        for g in groups
+            .iter()
+            .filter(|g| user.is_none_or(|u| g.user_id == u))
+        {
             match g.priority {
                 Priority::High => backlog.high += g.recipients,
                 Priority::Normal => backlog.normal += g.recipients,
@@ -163,7 +167,11 @@ pub async fn queue_status(
     .into_iter()
     .filter(|(_, n)| *n > 0)
     .filter_map(|(p, n)| {
-        finish_at(now, n, user_rate(&groups, p, user_id, rates.for_estimates()))
+        finish_at(
+            now,
+            n,
+            user_rate(&groups, p, user_id, rates.for_estimates()),
+        )
     })
     .max();
     Ok(QueueStatus {
@@ -228,7 +236,10 @@ mod tests {
             group(Priority::Normal, 2, 1, 10),
         ];
         let all = Backlog::of(&groups, None);
-        assert_eq!((all.high, all.normal, all.low, all.total()), (2, 110, 0, 112));
+        assert_eq!(
+            (all.high, all.normal, all.low, all.total()),
+            (2, 110, 0, 112)
+        );
         assert_eq!(Backlog::of(&groups, Some(2)).normal, 10);
     }
 }

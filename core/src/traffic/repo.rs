@@ -55,10 +55,16 @@ pub async fn tally(conn: &mut PgConnection, message_id: i64) -> Result<MessageTa
 
 /// Takes the message out of the release queue, so no more of it is published. First of a
 /// cancel's locks, as it is first of the releaser's expiry.
-pub async fn leave_release_queue(conn: &mut PgConnection, message_id: i64) -> Result<(), sqlx::Error> {
-    sqlx::query!("DELETE FROM message_outbox WHERE message_id = $1", message_id)
-        .execute(conn)
-        .await?;
+pub async fn leave_release_queue(
+    conn: &mut PgConnection,
+    message_id: i64,
+) -> Result<(), sqlx::Error> {
+    sqlx::query!(
+        "DELETE FROM message_outbox WHERE message_id = $1",
+        message_id
+    )
+    .execute(conn)
+    .await?;
     Ok(())
 }
 
@@ -66,7 +72,10 @@ pub async fn leave_release_queue(conn: &mut PgConnection, message_id: i64) -> Re
 /// dispatchers' result writes lock recipients in id order and then their message; taking
 /// them in the same order means a cancel and a result batch never deadlock). Returns how
 /// many it cancelled.
-pub async fn cancel_recipients(conn: &mut PgConnection, message_id: i64) -> Result<i64, sqlx::Error> {
+pub async fn cancel_recipients(
+    conn: &mut PgConnection,
+    message_id: i64,
+) -> Result<i64, sqlx::Error> {
     sqlx::query_scalar!(
         r#"WITH c AS (
              UPDATE recipients SET status = 'cancelled', updated_at = now(),

@@ -79,10 +79,7 @@ pub async fn enqueue_status(
         return Ok(());
     }
     let ids: Vec<i64> = events.iter().map(|e| e.message_id).collect();
-    let payloads: Vec<serde_json::Value> = events
-        .iter()
-        .map(MessageStatusData::to_value)
-        .collect();
+    let payloads: Vec<serde_json::Value> = events.iter().map(MessageStatusData::to_value).collect();
     repo::insert_status_deliveries(tx, &ids, &payloads).await
 }
 

@@ -65,7 +65,9 @@ impl OutboundJob {
     /// Whether the job's validity ran out by `now`.
     pub fn expired_at(&self, now: DateTime<Utc>) -> bool {
         match self {
-            OutboundJob::SendV1 { valid_until, .. } => valid_until.is_some_and(|until| until <= now),
+            OutboundJob::SendV1 { valid_until, .. } => {
+                valid_until.is_some_and(|until| until <= now)
+            }
         }
     }
 

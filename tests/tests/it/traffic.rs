@@ -18,7 +18,8 @@ fn in_secs(secs: i64) -> String {
 }
 
 async fn send(app: &TestApp, token: &str, path: &str, body: Value) -> (StatusCode, Value) {
-    app.request(Method::POST, path, Some(token), Some(body)).await
+    app.request(Method::POST, path, Some(token), Some(body))
+        .await
 }
 
 /// Sends and asserts 202; returns the message id.
@@ -56,7 +57,10 @@ where
 {
     let until = tokio::time::Instant::now() + DEADLINE;
     while !done().await {
-        assert!(tokio::time::Instant::now() < until, "timed out waiting for {what}");
+        assert!(
+            tokio::time::Instant::now() < until,
+            "timed out waiting for {what}"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
@@ -103,9 +107,21 @@ async fn an_unknown_field_is_refused_by_name_and_nothing_is_stored() {
 async fn bad_schedules_validities_and_priorities_are_400_naming_the_field() {
     let app = TestApp::spawn_without_dispatcher().await;
     let cases = [
-        (json!({"send_at": in_secs(-5)}), "INVALID_SEND_AT", "send_at"),
-        (json!({"send_at": in_secs(36 * 86_400)}), "INVALID_SEND_AT", "35 days"),
-        (json!({"send_at": "next tuesday"}), "INVALID_SEND_AT", "RFC 3339"),
+        (
+            json!({"send_at": in_secs(-5)}),
+            "INVALID_SEND_AT",
+            "send_at",
+        ),
+        (
+            json!({"send_at": in_secs(36 * 86_400)}),
+            "INVALID_SEND_AT",
+            "35 days",
+        ),
+        (
+            json!({"send_at": "next tuesday"}),
+            "INVALID_SEND_AT",
+            "RFC 3339",
+        ),
         (json!({"priority": "urgent"}), "INVALID_PRIORITY", "urgent"),
         (json!({"valid_for": 0}), "INVALID_VALIDITY", "valid_for"),
         (
@@ -147,9 +163,16 @@ async fn a_scheduled_bulk_waits_for_its_time_then_goes_out_whole() {
     let message = app.message(id).await;
     assert_eq!(message["status"], "scheduled");
     let stored: DateTime<Utc> = message["send_at"].as_str().unwrap().parse().unwrap();
-    assert!((stored - send_at).num_milliseconds().abs() < 1_000, "{stored} vs {send_at}");
+    assert!(
+        (stored - send_at).num_milliseconds().abs() < 1_000,
+        "{stored} vs {send_at}"
+    );
     tokio::time::sleep(Duration::from_millis(1_000)).await;
-    assert_eq!(gateway_requests(&app, "scheduled hello"), 0, "sent before its time");
+    assert_eq!(
+        gateway_requests(&app, "scheduled hello"),
+        0,
+        "sent before its time"
+    );
 
     let done = app.wait_until_final(id, DEADLINE).await;
     assert_eq!(done["status"], "sent");
@@ -162,7 +185,10 @@ async fn a_scheduled_bulk_waits_for_its_time_then_goes_out_whole() {
         .map(|r| r.received_at)
         .min()
         .unwrap();
-    assert!(first >= send_at, "first request {first} before send_at {send_at}");
+    assert!(
+        first >= send_at,
+        "first request {first} before send_at {send_at}"
+    );
     app.teardown().await;
 }
 
@@ -204,7 +230,10 @@ async fn cancel_stops_a_running_bulk_and_nothing_more_reaches_the_gateway() {
     // Requests already past their last look may still land; nothing released after.
     tokio::time::sleep(Duration::from_millis(1_500)).await;
     let after = gateway_requests(&app, "cancel me");
-    assert!(after <= at_answer + 2, "{at_answer} at the answer, {after} later");
+    assert!(
+        after <= at_answer + 2,
+        "{at_answer} at the answer, {after} later"
+    );
     wait_for("in-flight results to be recorded", || async {
         let m = app.message(id).await;
         m["success_count"].as_i64().unwrap() + m["cancelled_count"].as_i64().unwrap() == 400
@@ -212,12 +241,23 @@ async fn cancel_stops_a_running_bulk_and_nothing_more_reaches_the_gateway() {
     .await;
     let message = app.message(id).await;
     assert_eq!(message["status"], "cancelled");
-    assert_eq!(message["success_count"].as_u64().unwrap() as usize, after, "{message}");
+    assert_eq!(
+        message["success_count"].as_u64().unwrap() as usize,
+        after,
+        "{message}"
+    );
     let statuses = recipient_statuses(&app, id).await;
-    assert!(statuses.iter().all(|s| s == "sent" || s == "cancelled"), "{statuses:?}");
+    assert!(
+        statuses.iter().all(|s| s == "sent" || s == "cancelled"),
+        "{statuses:?}"
+    );
 
     let (status, again) = cancel(&app, &app.token, id).await;
-    assert_eq!(status, StatusCode::OK, "a second cancel is harmless: {again}");
+    assert_eq!(
+        status,
+        StatusCode::OK,
+        "a second cancel is harmless: {again}"
+    );
     assert_eq!(again["cancelled_now"], 0);
     assert_eq!(again["success_count"], message["success_count"]);
     app.teardown().await;
@@ -249,7 +289,10 @@ async fn only_the_owner_or_an_admin_cancels_and_a_finished_message_is_409() {
     .fetch_one(&app.db)
     .await
     .unwrap();
-    assert_eq!(audit, 1, "an admin's cancel of another's message is audited");
+    assert_eq!(
+        audit, 1,
+        "an admin's cancel of another's message is audited"
+    );
 
     let done = app.send_sms_as(&alice, "45678901", "alice now").await;
     wait_for("alice's send to finish", || async {
@@ -280,9 +323,15 @@ async fn a_job_whose_validity_ran_out_in_the_queue_expires_unsent() {
     assert_eq!(done["status"], "expired", "{done}");
     assert_eq!(done["expired_count"], 5);
     assert_eq!(gateway_requests(&app, "stale otp"), 0);
-    assert!(recipient_statuses(&app, id).await.iter().all(|s| s == "expired"));
+    assert!(recipient_statuses(&app, id)
+        .await
+        .iter()
+        .all(|s| s == "expired"));
     let scrape = app.dispatcher_metrics().await;
-    assert_eq!(scrape.sum("smsgate_dispatch_jobs_expired_total", &[]), Some(5.0));
+    assert_eq!(
+        scrape.sum("smsgate_dispatch_jobs_expired_total", &[]),
+        Some(5.0)
+    );
     app.teardown().await;
 }
 
@@ -315,7 +364,9 @@ async fn a_users_default_validity_applies_when_a_send_names_none() {
         .execute(&app.db)
         .await
         .unwrap();
-    let id = app.send_sms_as(&token, "56789012", "default validity").await;
+    let id = app
+        .send_sms_as(&token, "56789012", "default validity")
+        .await;
     let message = message_as(&app, &token, id).await;
     assert!(message["valid_until"].is_string(), "{message}");
     tokio::time::sleep(Duration::from_millis(1_500)).await;
@@ -353,7 +404,9 @@ async fn a_high_priority_send_overtakes_a_running_campaign() {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     };
-    let otp_message = tokio::time::timeout(DEADLINE, done).await.expect("the OTP is sent");
+    let otp_message = tokio::time::timeout(DEADLINE, done)
+        .await
+        .expect("the OTP is sent");
     assert_eq!(otp_message["priority"], "high");
     let campaign_now = app.message(campaign).await;
     assert!(
@@ -386,9 +439,18 @@ async fn two_users_share_the_gateway_about_equally_across_two_dispatchers() {
     )
     .await;
     // Skip the first window (released before B's bulk existed), then compare.
-    wait_for("a first window", || async { app.mock.received().len() >= 40 }).await;
-    let (a0, b0) = (gateway_requests(&app, "share a"), gateway_requests(&app, "share b"));
-    wait_for("200 more sends", || async { app.mock.received().len() >= a0 + b0 + 200 }).await;
+    wait_for("a first window", || async {
+        app.mock.received().len() >= 40
+    })
+    .await;
+    let (a0, b0) = (
+        gateway_requests(&app, "share a"),
+        gateway_requests(&app, "share b"),
+    );
+    wait_for("200 more sends", || async {
+        app.mock.received().len() >= a0 + b0 + 200
+    })
+    .await;
     let a1 = gateway_requests(&app, "share a") - a0;
     let b1 = gateway_requests(&app, "share b") - b0;
     let share = a1 as f64 / (a1 + b1) as f64;
@@ -439,7 +501,10 @@ async fn eta_and_queue_status_describe_the_waiting_work() {
     let message = app.message(id).await;
     let eta: DateTime<Utc> = message["eta"].as_str().expect("an eta").parse().unwrap();
     let secs = (eta - before).num_seconds();
-    assert!((45..=55).contains(&secs), "100 recipients at 2/s: eta in {secs} s");
+    assert!(
+        (45..=55).contains(&secs),
+        "100 recipients at 2/s: eta in {secs} s"
+    );
     let (_, later) = app
         .post(
             "/api/sms",
@@ -448,8 +513,15 @@ async fn eta_and_queue_status_describe_the_waiting_work() {
         .await;
     let later = app.message(later["data"]["id"].as_i64().unwrap()).await;
     let send_at: DateTime<Utc> = later["send_at"].as_str().unwrap().parse().unwrap();
-    let eta: DateTime<Utc> = later["eta"].as_str().expect("a scheduled eta").parse().unwrap();
-    assert!(eta > send_at && eta - send_at <= chrono::Duration::seconds(60), "{later}");
+    let eta: DateTime<Utc> = later["eta"]
+        .as_str()
+        .expect("a scheduled eta")
+        .parse()
+        .unwrap();
+    assert!(
+        eta > send_at && eta - send_at <= chrono::Duration::seconds(60),
+        "{later}"
+    );
 
     let (status, queue) = app.get("/api/queue/status").await;
     assert_eq!(status, StatusCode::OK, "{queue}");
@@ -459,7 +531,10 @@ async fn eta_and_queue_status_describe_the_waiting_work() {
     assert_eq!(queue["pending_messages"], 1);
     assert_eq!(queue["scheduled_messages"], 1);
     assert!(queue["oldest_pending_at"].is_string());
-    assert_eq!(queue["backlog"], json!({"high": 0, "normal": 100, "low": 0}));
+    assert_eq!(
+        queue["backlog"],
+        json!({"high": 0, "normal": 100, "low": 0})
+    );
     assert_eq!(queue["mine"]["recipients"], 100);
     assert!(queue["mine"]["eta"].is_string());
 
@@ -478,7 +553,10 @@ async fn webhooks_report_a_cancel_with_its_counters() {
     let app = TestApp::spawn().await;
     let receiver = WebhookReceiver::spawn().await;
     let (status, body) = app
-        .post("/api/webhooks", json!({"url": receiver.url(), "description": "t"}))
+        .post(
+            "/api/webhooks",
+            json!({"url": receiver.url(), "description": "t"}),
+        )
         .await;
     assert_eq!(status, StatusCode::CREATED, "{body}");
     let id = accepted(
@@ -531,7 +609,10 @@ async fn a_cancel_racing_the_release_of_a_scheduled_bulk_sends_each_recipient_at
         assert!(after <= at_answer + 32 * 4, "{at_answer} then {after}");
     }
     wait_for("every recipient to be final", || async {
-        recipient_statuses(&app, id).await.iter().all(|s| s != "pending")
+        recipient_statuses(&app, id)
+            .await
+            .iter()
+            .all(|s| s != "pending")
     })
     .await;
     let sent: Vec<String> = app
@@ -550,7 +631,11 @@ async fn a_cancel_racing_the_release_of_a_scheduled_bulk_sends_each_recipient_at
     .fetch_one(&app.db)
     .await
     .unwrap();
-    assert_eq!(recorded as usize, sent.len(), "every gateway request is recorded sent");
+    assert_eq!(
+        recorded as usize,
+        sent.len(),
+        "every gateway request is recorded sent"
+    );
     app.teardown().await;
 }
 
@@ -597,7 +682,10 @@ async fn a_scheduled_release_is_counted_in_the_metrics() {
     .await;
     app.wait_until_final(id, DEADLINE).await;
     let scrape = app.api_metrics().await;
-    assert_eq!(scrape.sum("smsgate_scheduled_messages_released_total", &[]), Some(1.0));
+    assert_eq!(
+        scrape.sum("smsgate_scheduled_messages_released_total", &[]),
+        Some(1.0)
+    );
     assert_eq!(
         scrape.sum("smsgate_released_jobs_total", &[("priority", "low")]),
         Some(1.0)
@@ -635,7 +723,11 @@ async fn the_daily_limit_refuses_a_send_whole_on_every_send_path() {
     let bulk = |n: u32| json!({"recipients": numbers(3, 4400 + n), "content": "d"});
     accepted(&app, &token, "/api/sms/send-bulk", bulk(0)).await;
     let (status, body) = send(&app, &token, "/api/sms/send-bulk", bulk(1)).await;
-    assert_error((status, &body), StatusCode::TOO_MANY_REQUESTS, "QUOTA_EXCEEDED");
+    assert_error(
+        (status, &body),
+        StatusCode::TOO_MANY_REQUESTS,
+        "QUOTA_EXCEEDED",
+    );
     // The single-send fast path, which batches senders without quotas, charges too.
     for n in ["11112222", "11113333"] {
         app.send_sms_as(&token, n, "d").await;
@@ -649,9 +741,17 @@ async fn the_daily_limit_refuses_a_send_whole_on_every_send_path() {
         .await
         .unwrap();
     assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS);
-    let retry: u64 = response.headers()["retry-after"].to_str().unwrap().parse().unwrap();
+    let retry: u64 = response.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
     assert!((1..=86_400).contains(&retry), "{retry}");
-    assert_eq!(messages_of(&app, id).await, 3, "a refused send stores nothing");
+    assert_eq!(
+        messages_of(&app, id).await,
+        3,
+        "a refused send stores nothing"
+    );
     app.teardown().await;
 }
 
@@ -659,11 +759,20 @@ async fn the_daily_limit_refuses_a_send_whole_on_every_send_path() {
 async fn requests_per_second_and_the_high_allowance_answer_429_and_422() {
     let app = TestApp::spawn_without_dispatcher().await;
     let (id, token) = app.create_user("rate", "rate-pass-12").await;
-    set_limits(&app, id, json!({"requests_per_second": 1, "high_priority_per_minute": 2})).await;
+    set_limits(
+        &app,
+        id,
+        json!({"requests_per_second": 1, "high_priority_per_minute": 2}),
+    )
+    .await;
     let high = |to: &str| json!({"recipient": to, "content": "h", "priority": "high"});
     accepted(&app, &token, "/api/sms", high("22221111")).await;
     let (status, body) = send(&app, &token, "/api/sms", high("22222222")).await;
-    assert_error((status, &body), StatusCode::TOO_MANY_REQUESTS, "RATE_LIMITED");
+    assert_error(
+        (status, &body),
+        StatusCode::TOO_MANY_REQUESTS,
+        "RATE_LIMITED",
+    );
     tokio::time::sleep(Duration::from_millis(1_100)).await;
     accepted(&app, &token, "/api/sms", high("22223333")).await;
     tokio::time::sleep(Duration::from_millis(1_100)).await;
@@ -695,7 +804,10 @@ async fn a_daily_limit_is_exact_across_two_api_instances_racing() {
     let second = smsgate_api::start(app.api_settings()).await.unwrap();
     let (id, token) = app.create_user("racer", "racer-pass-1").await;
     set_limits(&app, id, json!({"daily_recipient_limit": 20})).await;
-    let urls = [app.url("/api/sms"), format!("http://{}/api/sms", second.addr)];
+    let urls = [
+        app.url("/api/sms"),
+        format!("http://{}/api/sms", second.addr),
+    ];
     let sends = (0..40).map(|i| {
         let http = app.http.clone();
         let url = urls[i % 2].clone();
@@ -711,7 +823,10 @@ async fn a_daily_limit_is_exact_across_two_api_instances_racing() {
         }
     });
     let statuses = futures::future::join_all(sends).await;
-    let accepted = statuses.iter().filter(|s| **s == StatusCode::ACCEPTED).count();
+    let accepted = statuses
+        .iter()
+        .filter(|s| **s == StatusCode::ACCEPTED)
+        .count();
     let refused = statuses
         .iter()
         .filter(|s| **s == StatusCode::TOO_MANY_REQUESTS)
