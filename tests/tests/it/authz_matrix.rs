@@ -64,6 +64,11 @@ fn table() -> Vec<Row> {
         Row::api(M::GET, "/api/sms/{id}/recipients")
             .on("message")
             .expect(&[AUTHED, "404 200 404"]),
+        // Cancel: the owner or an admin (a second cancel is harmless, hence the admin's 200).
+        Row::api(M::POST, "/api/sms/{id}/cancel")
+            .on("scheduled-message")
+            .expect(&[AUTHED, "404 200 200"]),
+        Row::api(M::GET, "/api/queue/status").expect(&[AUTHED, "- 200 200"]),
         Row::api(M::GET, "/api/sms/outbox").expect(&[AUTHED, "- 200 200"]),
         Row::api(M::GET, "/api/sms-status").expect(&[AUTHED, "- 200 200"]),
         // ---- JSON API: SIM cards (managed by admins; a user sees the SIMs assigned to them)
