@@ -6,6 +6,7 @@
 
 mod admin_pages;
 mod auth_pages;
+mod chart;
 mod compose;
 mod dashboard;
 mod errors;
