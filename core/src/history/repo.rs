@@ -189,6 +189,7 @@ pub async fn list_recipients(
 }
 
 /// Recipient figures of the messages created since `since`: (sent, failed, pending).
+/// Cancelled and expired recipients are none of the three: they will not be sent.
 pub async fn counts_since(
     db: &PgPool,
     since: DateTime<Utc>,
@@ -197,7 +198,8 @@ pub async fn counts_since(
     let counts = sqlx::query!(
         r#"SELECT coalesce(sum(sent_count), 0)::bigint AS "sent!",
                 coalesce(sum(failed_count), 0)::bigint AS "failed!",
-                coalesce(sum(total_count - sent_count - failed_count), 0)::bigint AS "pending!"
+                coalesce(sum(total_count - sent_count - failed_count - cancelled_count
+                             - expired_count), 0)::bigint AS "pending!"
          FROM messages WHERE created_at >= $1 AND ($2::bigint IS NULL OR user_id = $2)"#,
         since,
         user_id

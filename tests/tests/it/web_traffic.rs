@@ -246,6 +246,13 @@ async fn the_message_page_shows_progress_eta_and_cancel_and_a_second_cancel_is_h
     .await
     .unwrap();
     assert_eq!(cancelled_recipients, 3);
+    // Cancelled recipients are not "pending today" on the dashboard.
+    let dashboard = admin.get("/").await;
+    assert!(
+        dashboard.body.contains(r#"data-testid="today-pending">0<"#),
+        "{}",
+        dashboard.body
+    );
 
     // Again (a second tab, a double click): nothing changes and nothing breaks.
     let token_page = admin.get(&format!("/history/{id}")).await;
