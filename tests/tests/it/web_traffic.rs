@@ -365,3 +365,50 @@ async fn the_dashboard_draws_the_last_days_traffic_as_an_inline_svg() {
     assert!(!page.body.contains("No traffic in the last"));
     app.teardown().await;
 }
+
+#[tokio::test]
+async fn the_scheduled_list_pages_soonest_first() {
+    let app = TestApp::spawn_without_dispatcher().await;
+    let admin = app.panel_login("SMSadmin", ADMIN_PASSWORD).await;
+    // Composed latest first, so the list's order is not the creation order.
+    for n in (1..=26).rev() {
+        let at = local_in(chrono::Duration::hours(1) + chrono::Duration::minutes(n));
+        let sent = compose_with(
+            &admin,
+            &format!("wave {n:02}"),
+            "12345678",
+            &[("send_at", &at)],
+        )
+        .await;
+        assert_eq!(sent.status, StatusCode::SEE_OTHER, "{}", sent.body);
+    }
+    let first = admin.get("/scheduled").await;
+    assert!(first.body.contains("wave 01") && first.body.contains("wave 25"));
+    assert!(!first.body.contains("wave 26"));
+    assert!(first.body.find("wave 01") < first.body.find("wave 02"));
+    assert!(!first.body.contains("← Sooner"));
+    let later = href_before(&first.body, r#"data-testid="later""#);
+    assert!(later.starts_with("/scheduled?after="), "{later}");
+    let second = admin.get(&later).await;
+    assert!(second.body.contains("wave 26") && !second.body.contains("wave 25"));
+    assert!(!second.body.contains(r#"data-testid="later""#));
+    let sooner = href_before(&second.body, r#"rel="prev""#);
+    assert!(sooner.starts_with("/scheduled?before="), "{sooner}");
+    let back = admin.get(&sooner).await;
+    assert!(
+        back.body.contains("wave 25") && !back.body.contains("wave 26"),
+        "{}",
+        back.body
+    );
+    app.teardown().await;
+}
+
+/// The `href` of the link whose tag holds `marker`.
+fn href_before(html: &str, marker: &str) -> String {
+    let end = html.find(marker).expect("the link");
+    let start = html[..end].rfind(r#"href=""#).expect("its href") + r#"href=""#.len();
+    let href = &html[start..];
+    href[..href.find('"').unwrap()]
+        .replace("&amp;", "&")
+        .replace("&#x2F;", "/")
+}
