@@ -30,6 +30,8 @@ const TEMPLATES: &[(&str, &str)] = templates!(
     "compose.html",
     "history.html",
     "message.html",
+    "message_cancel.html",
+    "scheduled.html",
     "sims.html",
     "sim_form.html",
     "sim_delete.html",

@@ -60,12 +60,43 @@
     badge.className = "badge badge-" + status;
   }
 
-  function applyProgress(root, ev) {
-    var fields = { total: ev.total, sent: ev.sent, failed: ev.failed, pending: ev.total - ev.sent - ev.failed };
-    Object.keys(fields).forEach(function (k) {
-      var el = root.querySelector('[data-field="' + k + '"]');
-      if (el) el.textContent = String(fields[k]);
+  function number(root, field) {
+    var el = root.querySelector('[data-field="' + field + '"]');
+    return el ? parseInt(el.textContent, 10) || 0 : 0;
+  }
+
+  // Redraws the progress bar's runs as the server lays them out (history_pages::bar_segments).
+  function drawBar(root, total, counts) {
+    var bar = root.querySelector("[data-progress]");
+    if (!bar) return;
+    var width = parseInt(bar.dataset.barWidth || "1000", 10), x = 0;
+    ["sent", "failed", "cancelled", "expired"].forEach(function (kind) {
+      var rect = bar.querySelector('[data-seg="' + kind + '"]');
+      var n = counts[kind], w = 0;
+      if (total > 0 && n > 0) w = Math.min(Math.max(Math.floor(n * width / total), 1), width - x);
+      if (rect) { rect.setAttribute("x", String(x)); rect.setAttribute("width", String(w)); }
+      x += w;
     });
+  }
+
+  function applyProgress(root, ev) {
+    // cancelled/expired are null when the server could not read them: keep the shown ones.
+    var cancelled = ev.cancelled == null ? number(root, "cancelled") : ev.cancelled;
+    var expired = ev.expired == null ? number(root, "expired") : ev.expired;
+    var fields = {
+      total: ev.total, sent: ev.sent, failed: ev.failed, cancelled: cancelled, expired: expired,
+      pending: Math.max(ev.total - ev.sent - ev.failed - cancelled - expired, 0)
+    };
+    Object.keys(fields).forEach(function (k) {
+      root.querySelectorAll('[data-field="' + k + '"]').forEach(function (el) {
+        el.textContent = String(fields[k]);
+      });
+    });
+    drawBar(root, ev.total, fields);
+    if (ev.final) {
+      // Nothing is left to cancel, and the estimate no longer applies.
+      root.querySelectorAll("[data-cancel], [data-eta]").forEach(function (el) { el.hidden = true; });
+    }
     setStatus(root.querySelector('[data-field="status"]'), ev.status);
     (ev.recipients || []).forEach(function (r) {
       var row = document.querySelector('tr[data-recipient-id="' + r.recipient_id + '"]');
@@ -86,7 +117,7 @@
       var ev = JSON.parse(e.data);
       applyProgress(root, ev);
       if (state) state.textContent = "Live: updated " + new Date().toLocaleTimeString();
-      if (["sent", "failed", "partial", "cancelled"].indexOf(ev.status) >= 0 && ev.final) {
+      if (ev.final) {
         source.close();
         if (state) state.textContent = "Finished.";
       }

@@ -3,7 +3,7 @@
 //! compile time"); every value is a bind parameter. The other statements are macros.
 
 use chrono::{DateTime, Utc};
-use smsgate_shared::domain::{MessageStatus, RecipientStatus};
+use smsgate_shared::domain::{MessageStatus, Priority, RecipientStatus};
 use sqlx::{PgPool, Postgres, QueryBuilder, Transaction};
 
 use crate::outbox::hold_in_outbox;
@@ -36,6 +36,13 @@ pub struct MessageDetailRow {
     pub total_count: i32,
     pub sent_count: i32,
     pub failed_count: i32,
+    pub cancelled_count: i32,
+    pub expired_count: i32,
+    pub priority: Priority,
+    /// `hkt` or `sim.<id>`.
+    pub route: String,
+    pub send_at: Option<DateTime<Utc>>,
+    pub valid_until: Option<DateTime<Utc>>,
     pub created_at: DateTime<Utc>,
     pub completed_at: Option<DateTime<Utc>>,
 }
@@ -132,7 +139,9 @@ pub async fn find_message(db: &PgPool, id: i64) -> Result<Option<MessageDetailRo
         MessageDetailRow,
         r#"SELECT m.id, m.user_id, u.username, m.content, m.encoding, m.segments,
                 m.status AS "status: MessageStatus",
-                m.total_count, m.sent_count, m.failed_count, m.created_at, m.completed_at
+                m.total_count, m.sent_count, m.failed_count, m.cancelled_count, m.expired_count,
+                m.priority AS "priority: Priority", m.route, m.send_at, m.valid_until,
+                m.created_at, m.completed_at
          FROM messages m JOIN users u ON u.id = m.user_id WHERE m.id = $1"#,
         id
     )
@@ -180,6 +189,7 @@ pub async fn list_recipients(
 }
 
 /// Recipient figures of the messages created since `since`: (sent, failed, pending).
+/// Cancelled and expired recipients are none of the three: they will not be sent.
 pub async fn counts_since(
     db: &PgPool,
     since: DateTime<Utc>,
@@ -188,7 +198,8 @@ pub async fn counts_since(
     let counts = sqlx::query!(
         r#"SELECT coalesce(sum(sent_count), 0)::bigint AS "sent!",
                 coalesce(sum(failed_count), 0)::bigint AS "failed!",
-                coalesce(sum(total_count - sent_count - failed_count), 0)::bigint AS "pending!"
+                coalesce(sum(total_count - sent_count - failed_count - cancelled_count
+                             - expired_count), 0)::bigint AS "pending!"
          FROM messages WHERE created_at >= $1 AND ($2::bigint IS NULL OR user_id = $2)"#,
         since,
         user_id
@@ -277,4 +288,123 @@ pub async fn resolve_dead_letters(
     .execute(&mut **tx)
     .await?;
     Ok(())
+}
+
+/// A scheduled message as the scheduled list shows it.
+#[derive(Debug, Clone)]
+pub struct ScheduledRow {
+    pub id: i64,
+    pub user_id: i64,
+    pub username: String,
+    pub preview: String,
+    pub priority: Priority,
+    pub total_count: i32,
+    pub send_at: DateTime<Utc>,
+}
+
+/// Scheduled messages in `(send_at, id)` order after (`Older`: later than) or before
+/// (`Newer`: earlier than, read backwards) the cursor; served by `messages_scheduled_idx`,
+/// which holds only scheduled rows.
+pub async fn list_scheduled(
+    db: &PgPool,
+    user_id: Option<i64>,
+    cursor: Option<(DateTime<Utc>, i64)>,
+    direction: Direction,
+    limit: i64,
+) -> Result<Vec<ScheduledRow>, sqlx::Error> {
+    let (at, id) = cursor.unzip();
+    match direction {
+        Direction::Older => {
+            sqlx::query_as!(
+                ScheduledRow,
+                r#"SELECT m.id, m.user_id, u.username, left(m.content, 160) AS "preview!",
+                        m.priority AS "priority: Priority", m.total_count, m.send_at AS "send_at!"
+                 FROM messages m JOIN users u ON u.id = m.user_id
+                 WHERE m.status = 'scheduled' AND ($1::bigint IS NULL OR m.user_id = $1)
+                   AND ($2::timestamptz IS NULL OR (m.send_at, m.id) > ($2, $3))
+                 ORDER BY m.send_at, m.id LIMIT $4"#,
+                user_id,
+                at,
+                id,
+                limit
+            )
+            .fetch_all(db)
+            .await
+        }
+        Direction::Newer => {
+            sqlx::query_as!(
+                ScheduledRow,
+                r#"SELECT m.id, m.user_id, u.username, left(m.content, 160) AS "preview!",
+                        m.priority AS "priority: Priority", m.total_count, m.send_at AS "send_at!"
+                 FROM messages m JOIN users u ON u.id = m.user_id
+                 WHERE m.status = 'scheduled' AND ($1::bigint IS NULL OR m.user_id = $1)
+                   AND ($2::timestamptz IS NULL OR (m.send_at, m.id) < ($2, $3))
+                 ORDER BY m.send_at DESC, m.id DESC LIMIT $4"#,
+                user_id,
+                at,
+                id,
+                limit
+            )
+            .fetch_all(db)
+            .await
+        }
+    }
+}
+
+/// Gateway results of one minute, summed over the dispatchers' shards.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TrafficMinute {
+    pub minute: DateTime<Utc>,
+    pub sent: i64,
+    pub failed: i64,
+}
+
+/// Per-minute results since `since`, oldest first; minutes without a row had none.
+pub async fn traffic_since(
+    db: &PgPool,
+    since: DateTime<Utc>,
+) -> Result<Vec<TrafficMinute>, sqlx::Error> {
+    sqlx::query_as!(
+        TrafficMinute,
+        r#"SELECT minute, sum(sent)::bigint AS "sent!", sum(failed)::bigint AS "failed!"
+         FROM traffic_minutes WHERE minute >= $1
+         GROUP BY minute ORDER BY minute"#,
+        since
+    )
+    .fetch_all(db)
+    .await
+}
+
+/// Recipients waiting at one minute, as the releaser sampled it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BacklogMinute {
+    pub minute: DateTime<Utc>,
+    pub pending: i64,
+}
+
+/// Backlog samples since `since`, oldest first; a missing minute was not sampled.
+pub async fn backlog_since(
+    db: &PgPool,
+    since: DateTime<Utc>,
+) -> Result<Vec<BacklogMinute>, sqlx::Error> {
+    sqlx::query_as!(
+        BacklogMinute,
+        "SELECT minute, pending FROM backlog_minutes WHERE minute >= $1 ORDER BY minute",
+        since
+    )
+    .fetch_all(db)
+    .await
+}
+
+/// The message's cancelled and expired recipient counters (0, 0 for no such message).
+pub async fn stopped_counts(db: &PgPool, id: i64) -> Result<(i64, i64), sqlx::Error> {
+    let row = sqlx::query!(
+        "SELECT cancelled_count, expired_count FROM messages WHERE id = $1",
+        id
+    )
+    .fetch_optional(db)
+    .await?;
+    Ok(row.map_or((0, 0), |r| {
+        (i64::from(r.cancelled_count), i64::from(r.expired_count))
+    }))
 }

@@ -6,9 +6,14 @@ use smsgate_shared::domain::{MessageStatus, PhoneNumber};
 use sqlx::PgPool;
 use tracing::info;
 
-use super::repo::{self, Direction, Filter, HistoryRow, MessageDetailRow, RecipientRow};
+use super::repo::{
+    self, BacklogMinute, Direction, Filter, HistoryRow, MessageDetailRow, RecipientRow,
+    ScheduledRow, TrafficMinute,
+};
 use crate::admin::audit;
 use crate::outbox::Outbox;
+use crate::settings::CoreSettings;
+use crate::sms::repo::MessageRow;
 
 /// Who is looking: staff see their own messages, admins everyone's.
 #[derive(Debug, Clone, Copy)]
@@ -182,6 +187,136 @@ pub async fn find_message(
 ) -> Result<Option<MessageDetail>, sqlx::Error> {
     let message = repo::find_message(db, id).await?;
     Ok(message.filter(|m| viewer.is_admin || m.user_id == viewer.user_id))
+}
+
+/// When the message is estimated to be done (`traffic::message_eta`); `None` once it is
+/// final, for a SIM route, or when no rate is known.
+pub async fn message_eta(
+    db: &PgPool,
+    settings: &CoreSettings,
+    message: &MessageDetail,
+) -> Result<Option<DateTime<Utc>>, sqlx::Error> {
+    crate::traffic::message_eta(db, settings, &message.as_message_row()).await
+}
+
+impl MessageDetailRow {
+    /// The same message as the sending side reads it, for the estimates that take one.
+    pub fn as_message_row(&self) -> MessageRow {
+        MessageRow {
+            id: self.id,
+            user_id: self.user_id,
+            content: self.content.clone(),
+            encoding: self.encoding.clone(),
+            segments: self.segments,
+            status: self.status,
+            total_count: self.total_count,
+            sent_count: self.sent_count,
+            failed_count: self.failed_count,
+            cancelled_count: self.cancelled_count,
+            expired_count: self.expired_count,
+            priority: self.priority,
+            route: self.route.clone(),
+            send_at: self.send_at,
+            valid_until: self.valid_until,
+            created_at: self.created_at,
+            completed_at: self.completed_at,
+        }
+    }
+
+    /// Recipients with no result yet.
+    pub fn pending(&self) -> i32 {
+        (self.total_count
+            - self.sent_count
+            - self.failed_count
+            - self.cancelled_count
+            - self.expired_count)
+            .max(0)
+    }
+}
+
+/// A position in the scheduled list's `(send_at, id)` order; written like [`Cursor`].
+pub type ScheduledCursor = Cursor;
+
+/// A page of scheduled messages, soonest first, and the cursors of its neighbours.
+#[derive(Debug)]
+pub struct ScheduledPage {
+    pub items: Vec<ScheduledRow>,
+    /// The page before (sooner), if any.
+    pub sooner: Option<ScheduledCursor>,
+    /// The page after (later), if any.
+    pub later: Option<ScheduledCursor>,
+}
+
+/// One page of the scheduled messages `viewer` may see (staff: their own; admins:
+/// everyone's), in the order they will be released.
+#[tracing::instrument(name = "history.scheduled", skip_all, fields(user.id = viewer.user_id))]
+pub async fn list_scheduled(
+    db: &PgPool,
+    viewer: Viewer,
+    page: PageRequest<ScheduledCursor>,
+    limit: i64,
+) -> Result<ScheduledPage, sqlx::Error> {
+    let of = |row: &ScheduledRow| Cursor {
+        at: row.send_at,
+        id: row.id,
+    };
+    let (cursor, direction) = match page {
+        PageRequest::First => (None, Direction::Older),
+        PageRequest::After(c) => (Some((c.at, c.id)), Direction::Older),
+        PageRequest::Before(c) => (Some((c.at, c.id)), Direction::Newer),
+    };
+    let mut items =
+        repo::list_scheduled(db, viewer.scope(None), cursor, direction, limit + 1).await?;
+    let more = items.len() as i64 > limit;
+    items.truncate(limit as usize);
+    if let PageRequest::Before(_) = page {
+        items.reverse();
+        return Ok(ScheduledPage {
+            sooner: if more { items.first().map(of) } else { None },
+            later: items.last().map(of),
+            items,
+        });
+    }
+    Ok(ScheduledPage {
+        later: if more { items.last().map(of) } else { None },
+        sooner: match page {
+            PageRequest::First => None,
+            _ => items.first().map(of),
+        },
+        items,
+    })
+}
+
+/// What the dashboard's traffic chart draws: gateway results per minute and the backlog,
+/// both since `since`.
+#[derive(Debug, Default)]
+pub struct TrafficHistory {
+    pub since: DateTime<Utc>,
+    pub results: Vec<TrafficMinute>,
+    pub backlog: Vec<BacklogMinute>,
+}
+
+/// The whole system's traffic since `since` (it is one gateway, shared by everyone).
+pub async fn traffic_since(
+    db: &PgPool,
+    since: DateTime<Utc>,
+) -> Result<TrafficHistory, sqlx::Error> {
+    let (results, backlog) = tokio::try_join!(
+        repo::traffic_since(db, since),
+        repo::backlog_since(db, since)
+    )?;
+    Ok(TrafficHistory {
+        since,
+        results,
+        backlog,
+    })
+}
+
+/// How many of the message's recipients were cancelled and expired, for live progress
+/// (the status events' figures as the panel reads them carry sent and failed only). The
+/// caller has checked that the viewer may see the message.
+pub async fn stopped_counts(db: &PgPool, message_id: i64) -> Result<(i64, i64), sqlx::Error> {
+    repo::stopped_counts(db, message_id).await
 }
 
 /// A page of recipients in id order and the cursors of its neighbours.

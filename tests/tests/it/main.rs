@@ -30,6 +30,7 @@ mod web_compose;
 mod web_history;
 mod web_history_scale;
 mod web_sims;
+mod web_traffic;
 mod web_webhooks;
 mod webhook_secrets;
 mod webhooks;

@@ -9,19 +9,22 @@ use crate::{Flash, Page, WebError};
 use axum::extract::{Multipart, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
+use chrono::{DateTime, NaiveDateTime, Utc};
 use serde::Serialize;
 use smsgate_shared::domain::{Encoding, MessageBody, MessageBodyError, PhoneNumber};
+
+use crate::view::DisplayTz;
 
 use super::errors::db_error;
 use super::session::{random_token, PanelUser, SignedIn};
 use crate::state::WebState;
 use smsgate_core::idempotency::{IdempotencyKey, KeyClaim};
 use smsgate_core::sms::service::NewSend;
-use smsgate_core::sms::SendOptions;
 use smsgate_core::sms::{
     accept_send_once, echo, Problems, RecipientSet, RouteRequest, SendError, SendKind, SendOnce,
     SendRoute,
 };
+use smsgate_core::sms::{OptionsError, RawSendOptions, SendOptions};
 
 /// One recipient as typed, with where it came from.
 #[derive(Debug, Clone, PartialEq)]
@@ -165,6 +168,105 @@ struct ComposeForm {
     content: String,
     recipients: String,
     csv: Option<String>,
+    priority: String,
+    /// As a `datetime-local` input sends it, in the display zone.
+    send_at: String,
+    /// Whole minutes, or empty.
+    valid_for: String,
+}
+
+/// What is wrong with the traffic options, by form field (`priority`, `send_at`,
+/// `valid_for`).
+#[derive(Debug, Default, Serialize, PartialEq)]
+pub struct OptionErrors {
+    priority: Option<String>,
+    send_at: Option<String>,
+    valid_for: Option<String>,
+}
+
+impl OptionErrors {
+    fn is_empty(&self) -> bool {
+        *self == OptionErrors::default()
+    }
+
+    fn one(field: &str, text: String) -> OptionErrors {
+        let mut errors = OptionErrors::default();
+        match field {
+            "priority" => errors.priority = Some(text),
+            "send_at" => errors.send_at = Some(text),
+            _ => errors.valid_for = Some(text),
+        }
+        errors
+    }
+}
+
+/// A `datetime-local` value (`2026-12-24T09:00`, seconds optional) as an RFC 3339 instant
+/// in `tz`. `Err` names why, in the words the form shows.
+fn local_to_rfc3339(raw: &str, tz: &DisplayTz) -> Result<String, String> {
+    let local = ["%Y-%m-%dT%H:%M", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M"]
+        .iter()
+        .find_map(|f| NaiveDateTime::parse_from_str(raw.trim(), f).ok())
+        .ok_or_else(|| "Enter a date and time, e.g. 2026-12-24 09:00.".to_owned())?;
+    // A time a clock change skips does not exist; one it repeats is taken the first time.
+    let at = local.and_local_timezone(tz.0).earliest().ok_or_else(|| {
+        format!(
+            "That time does not exist in {} (a clock change).",
+            tz.name()
+        )
+    })?;
+    Ok(at.to_rfc3339())
+}
+
+/// The form's words for an options error: the API's messages name JSON fields and
+/// seconds, the form has a schedule and minutes.
+fn option_error_text(error: &OptionsError) -> String {
+    match error {
+        OptionsError::UnknownPriority(_) => "Choose high, normal or low.".to_owned(),
+        OptionsError::NotATime { .. } => "Enter a date and time, e.g. 2026-12-24 09:00.".to_owned(),
+        OptionsError::SendAtPast => "The schedule must be in the future.".to_owned(),
+        OptionsError::SendAtTooFar => "The schedule may be at most 35 days ahead.".to_owned(),
+        OptionsError::ValidForRange => {
+            "Valid for must be between 1 minute and 35 days (50400 minutes).".to_owned()
+        }
+        // The form offers no "valid until"; these cannot come from it, but say something true.
+        other => other.to_string(),
+    }
+}
+
+/// Parses the form's traffic options against `now`.
+fn parse_options(
+    form: &ComposeForm,
+    tz: &DisplayTz,
+    now: DateTime<Utc>,
+) -> Result<SendOptions, OptionErrors> {
+    let send_at = match form.send_at.trim() {
+        "" => None,
+        raw => Some(local_to_rfc3339(raw, tz).map_err(|e| OptionErrors::one("send_at", e))?),
+    };
+    let valid_for = match form.valid_for.trim() {
+        "" => None,
+        raw => Some(
+            raw.parse::<i64>()
+                .ok()
+                .and_then(|minutes| minutes.checked_mul(60))
+                .ok_or_else(|| {
+                    OptionErrors::one("valid_for", "Enter a whole number of minutes.".to_owned())
+                })?,
+        ),
+    };
+    let raw = RawSendOptions {
+        priority: Some(form.priority.as_str()),
+        send_at: send_at.as_deref(),
+        valid_for,
+        valid_until: None,
+    };
+    SendOptions::parse(raw, now).map_err(|e| {
+        let field = match e.field() {
+            "valid_until" => "valid_for",
+            field => field,
+        };
+        OptionErrors::one(field, option_error_text(&e))
+    })
 }
 
 fn compose_page(
@@ -173,12 +275,14 @@ fn compose_page(
     form: &ComposeForm,
     content_error: Option<String>,
     recipient_errors: Problems<InvalidLine>,
+    option_errors: OptionErrors,
 ) -> Page {
-    let status = if content_error.is_some() || !recipient_errors.is_empty() {
-        StatusCode::UNPROCESSABLE_ENTITY
-    } else {
-        StatusCode::OK
-    };
+    let status =
+        if content_error.is_some() || !recipient_errors.is_empty() || !option_errors.is_empty() {
+            StatusCode::UNPROCESSABLE_ENTITY
+        } else {
+            StatusCode::OK
+        };
     Page::new("compose.html", user.layout(app, "compose"))
         .with("idempotency_key", &form.idempotency_key)
         .with("content", &form.content)
@@ -189,6 +293,19 @@ fn compose_page(
         .with("recipient_error_total", recipient_errors.total())
         .with("recipient_errors", recipient_errors.into_shown())
         .with("csv_again", form.csv.is_some())
+        .with(
+            "priority",
+            if form.priority.is_empty() {
+                "normal"
+            } else {
+                form.priority.as_str()
+            },
+        )
+        // Normal first: it is the default, and the select shows the first option.
+        .with("priorities", ["normal", "high", "low"])
+        .with("send_at", &form.send_at)
+        .with("valid_for", &form.valid_for)
+        .with("option_errors", option_errors)
         .status(status)
 }
 
@@ -197,7 +314,14 @@ pub async fn compose_form(State(app): State<WebState>, user: PanelUser) -> Page 
         idempotency_key: random_token(),
         ..Default::default()
     };
-    compose_page(&app, &user, &form, None, Problems::default())
+    compose_page(
+        &app,
+        &user,
+        &form,
+        None,
+        Problems::default(),
+        OptionErrors::default(),
+    )
 }
 
 async fn read_form(mut multipart: Multipart) -> Result<ComposeForm, WebError> {
@@ -217,6 +341,9 @@ async fn read_form(mut multipart: Multipart) -> Result<ComposeForm, WebError> {
             "idempotency_key" => form.idempotency_key = field.text().await.map_err(unreadable)?,
             "content" => form.content = field.text().await.map_err(unreadable)?,
             "recipients" => form.recipients = field.text().await.map_err(unreadable)?,
+            "priority" => form.priority = field.text().await.map_err(unreadable)?,
+            "send_at" => form.send_at = field.text().await.map_err(unreadable)?,
+            "valid_for" => form.valid_for = field.text().await.map_err(unreadable)?,
             _ => {}
         }
     }
@@ -260,24 +387,34 @@ pub async fn send_message(
         problems,
     } = parse_entries(&entries, max);
     drop(entries);
+    let tz = app.panel.display_tz;
+    let (options, option_errors) = match parse_options(&form, &tz, Utc::now()) {
+        Ok(options) => (Some(options), OptionErrors::default()),
+        Err(errors) => (None, errors),
+    };
     if problems.is_empty() && recipients.is_empty() {
-        let page = compose_page(&app, &user, &form, content_error, problems)
+        let page = compose_page(&app, &user, &form, content_error, problems, option_errors)
             .with("recipients_missing", "Add at least one recipient.")
             .status(StatusCode::UNPROCESSABLE_ENTITY);
         return Ok(page.into_response());
     }
     if recipients.overflowed() {
-        return Ok(compose_page(&app, &user, &form, content_error, problems)
-            .with(
-                "recipients_missing",
-                format!("More than {max} recipients; at most {max} per message."),
-            )
-            .status(StatusCode::UNPROCESSABLE_ENTITY)
-            .into_response());
+        return Ok(
+            compose_page(&app, &user, &form, content_error, problems, option_errors)
+                .with(
+                    "recipients_missing",
+                    format!("More than {max} recipients; at most {max} per message."),
+                )
+                .status(StatusCode::UNPROCESSABLE_ENTITY)
+                .into_response(),
+        );
     }
-    if content_error.is_some() || !problems.is_empty() {
-        return Ok(compose_page(&app, &user, &form, content_error, problems).into_response());
-    }
+    let Some(options) = options.filter(|_| content_error.is_none() && problems.is_empty()) else {
+        return Ok(
+            compose_page(&app, &user, &form, content_error, problems, option_errors)
+                .into_response(),
+        );
+    };
     let recipients = recipients.into_numbers();
     let body = body.expect("checked above");
     let total = recipients.len();
@@ -286,7 +423,7 @@ pub async fn send_message(
     let send = NewSend {
         recipients,
         body,
-        options: SendOptions::default(),
+        options,
     };
     let claim = KeyClaim {
         fingerprint: send.fingerprint("panel.compose", "hkt"),
@@ -312,10 +449,14 @@ pub async fn send_message(
     Ok(match outcome {
         Ok(SendOnce::Stored(sent)) => {
             let id = sent.accepted.id;
-            Flash::success(format!(
-                "Message #{id} queued for {total} recipient{}.",
-                if total == 1 { "" } else { "s" }
-            ))
+            let plural = if total == 1 { "" } else { "s" };
+            Flash::success(match options.send_at {
+                Some(at) => format!(
+                    "Message #{id} scheduled for {} to {total} recipient{plural}.",
+                    tz.format(at)
+                ),
+                None => format!("Message #{id} queued for {total} recipient{plural}."),
+            })
             .redirect(&format!("/history/{id}"))
         }
         Ok(SendOnce::Replayed(sent)) => already_sent(sent.accepted.id),
@@ -415,6 +556,61 @@ mod tests {
         assert_eq!(
             counter_text(&"a".repeat(161)),
             "161 characters · GSM-7 · 2 segments"
+        );
+    }
+
+    fn form(priority: &str, send_at: &str, valid_for: &str) -> ComposeForm {
+        ComposeForm {
+            priority: priority.to_owned(),
+            send_at: send_at.to_owned(),
+            valid_for: valid_for.to_owned(),
+            ..Default::default()
+        }
+    }
+
+    fn now() -> DateTime<Utc> {
+        "2026-12-06T10:00:00Z".parse().unwrap()
+    }
+
+    #[test]
+    fn a_schedule_is_read_in_the_display_zone() {
+        let tz = DisplayTz::default();
+        assert_eq!(
+            local_to_rfc3339("2026-12-24T09:00", &tz).unwrap(),
+            "2026-12-24T09:00:00+08:00"
+        );
+        let options = parse_options(&form("high", "2026-12-24T09:00", "90"), &tz, now()).unwrap();
+        assert_eq!(
+            options.send_at,
+            Some("2026-12-24T01:00:00Z".parse().unwrap())
+        );
+        assert_eq!(options.priority.as_str(), "high");
+        assert_eq!(
+            options.validity,
+            smsgate_core::sms::Validity::For(std::time::Duration::from_secs(5400))
+        );
+        assert!(parse_options(&form("", "", ""), &tz, now())
+            .unwrap()
+            .is_default());
+    }
+
+    #[test]
+    fn option_errors_land_on_their_field_in_the_forms_words() {
+        let tz = DisplayTz::default();
+        let err = |f| parse_options(&f, &tz, now()).unwrap_err();
+        // 10:00 UTC is 18:00 in Hong Kong: 17:59 local is past.
+        assert_eq!(
+            err(form("normal", "2026-12-06T17:59", ""))
+                .send_at
+                .as_deref(),
+            Some("The schedule must be in the future.")
+        );
+        assert!(err(form("normal", "tomorrow", "")).send_at.is_some());
+        assert!(err(form("urgent", "", "")).priority.is_some());
+        assert!(err(form("normal", "", "0")).valid_for.is_some());
+        assert_eq!(
+            err(form("normal", "", "ten")).valid_for.as_deref(),
+            Some("Enter a whole number of minutes.")
         );
     }
 }

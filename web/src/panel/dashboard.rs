@@ -1,11 +1,14 @@
-//! `/`: today's figures, the dispatch queue's depth, the latest messages and, once SIM
-//! cards are registered, how many are online, offline and inactive.
+//! `/`: today's figures, the dispatch queue's depth, the last 24 hours' traffic as a chart,
+//! the latest messages and, once SIM cards are registered, how many are online, offline and
+//! inactive.
 
 use crate::{Page, WebError};
 use axum::extract::State;
+use chrono::{Duration, Utc};
 use serde::Serialize;
 use smsgate_shared::queue::Names;
 
+use super::chart::{self, TrafficSeries};
 use super::errors::{db_error, sim_error};
 use super::history_pages::MessageItem;
 use super::session::{PanelUser, SignedIn};
@@ -22,6 +25,8 @@ struct Today {
 }
 
 const RECENT: i64 = 10;
+/// The chart's window: a day, a point a minute.
+const CHART_MINUTES: usize = 24 * 60;
 
 pub async fn show_dashboard(
     State(app): State<WebState>,
@@ -32,12 +37,17 @@ pub async fn show_dashboard(
     let since = tz.start_of_day(tz.today());
     let names = Names::new(&app.core.settings.queue.prefix);
     let no_filter = HistoryFilter::default();
-    let (counts, recent, depth, sim_summary) = tokio::join!(
+    let now = Utc::now();
+    let chart_since = now - Duration::minutes(CHART_MINUTES as i64);
+    let (counts, recent, depth, sim_summary, traffic) = tokio::join!(
         service::counts_since(&app.core.db, viewer, since),
         service::search(&app.core.db, viewer, &no_filter, PageRequest::First, RECENT),
         hkt_queue_depth(&app.core.broker, &names),
         sims::summary(&app.core.db, user.session.user_id),
+        service::traffic_since(&app.core.db, chart_since),
     );
+    let traffic = traffic.map_err(db_error)?;
+    let series = TrafficSeries::from_rows(now, CHART_MINUTES, &traffic.results, &traffic.backlog);
     let sim_summary = sim_summary.map_err(|e| sim_error(e, "/"))?;
     let (sent, failed, pending) = counts.map_err(db_error)?;
     let recent: Vec<MessageItem> = recent
@@ -56,6 +66,8 @@ pub async fn show_dashboard(
             },
         )
         .with("queue_depth", depth)
+        .with("traffic_chart", chart::render(&series, &tz))
+        .with("traffic_empty", series.is_empty())
         .with("sims", (sim_summary.total() > 0).then_some(sim_summary))
         .with("recent", recent)
         .with("show_user", viewer.is_admin))

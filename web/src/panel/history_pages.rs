@@ -1,5 +1,5 @@
-//! `/history` (and `/admin/messages`), `/history/{id}` with its live event stream, and
-//! "retry failed recipients".
+//! `/history` (and `/admin/messages`), `/history/{id}` with its progress bar, ETA and live
+//! event stream, and "retry failed recipients".
 
 use std::convert::Infallible;
 
@@ -11,7 +11,7 @@ use axum::response::Response;
 use chrono::NaiveDate;
 use futures::{Stream, StreamExt};
 use serde::{Deserialize, Serialize};
-use smsgate_shared::domain::{MessageStatus, PhoneNumber};
+use smsgate_shared::domain::{MessageStatus, PhoneNumber, Priority};
 
 use super::errors::{db_error, history_error, user_error};
 use super::forms::{CsrfForm, NoFields};
@@ -264,10 +264,55 @@ struct MessageView {
     total: i32,
     sent: i32,
     failed: i32,
+    cancelled: i32,
+    expired: i32,
     pending: i32,
+    priority: Priority,
+    send_at: Option<String>,
+    send_at_iso: Option<String>,
+    valid_until: Option<String>,
+    eta: Option<String>,
+    eta_iso: Option<String>,
     created: String,
     created_iso: String,
     completed: Option<String>,
+}
+
+/// Width of the progress bar's `viewBox`; segments are laid out in these units.
+const BAR_WIDTH: i64 = 1000;
+
+/// One coloured run of the progress bar.
+#[derive(Debug, Serialize, PartialEq)]
+pub struct BarSegment {
+    kind: &'static str,
+    count: i64,
+    x: i64,
+    width: i64,
+}
+
+/// The progress bar's runs, in the order results are drawn (sent, failed, cancelled,
+/// expired); what is left of the bar is pending. Widths are rounded down and a non-empty
+/// run is at least one unit, so a single failure among 100,000 still shows.
+pub fn bar_segments(total: i64, counts: [(&'static str, i64); 4]) -> Vec<BarSegment> {
+    let mut x = 0;
+    counts
+        .into_iter()
+        .map(|(kind, count)| {
+            let width = if total <= 0 || count <= 0 {
+                0
+            } else {
+                (count * BAR_WIDTH / total).max(1).min(BAR_WIDTH - x)
+            };
+            let segment = BarSegment {
+                kind,
+                count,
+                x,
+                width,
+            };
+            x += width;
+            segment
+        })
+        .collect()
 }
 
 #[derive(Serialize)]
@@ -299,6 +344,21 @@ pub async fn show_message(
     let can_retry = message.failed_count > 0
         && message.status.is_final()
         && message.status != MessageStatus::Cancelled;
+    // Whoever may see the message may cancel it: its owner, or an admin.
+    let can_cancel = !message.status.is_final();
+    let eta = service::message_eta(&app.core.db, &app.core.settings, &message)
+        .await
+        .map_err(db_error)?;
+    let bar = bar_segments(
+        i64::from(message.total_count),
+        [
+            ("sent", i64::from(message.sent_count)),
+            ("failed", i64::from(message.failed_count)),
+            ("cancelled", i64::from(message.cancelled_count)),
+            ("expired", i64::from(message.expired_count)),
+        ],
+    );
+    let pending = message.pending();
     let view = MessageView {
         id: message.id,
         // Staff only ever see their own messages; admins are told whose it is.
@@ -314,7 +374,15 @@ pub async fn show_message(
         total: message.total_count,
         sent: message.sent_count,
         failed: message.failed_count,
-        pending: message.total_count - message.sent_count - message.failed_count,
+        cancelled: message.cancelled_count,
+        expired: message.expired_count,
+        pending,
+        priority: message.priority,
+        send_at: message.send_at.map(|t| tz.format(t)),
+        send_at_iso: message.send_at.map(|t| tz.machine(t)),
+        valid_until: message.valid_until.map(|t| tz.format(t)),
+        eta: eta.map(|t| tz.format(t)),
+        eta_iso: eta.map(|t| tz.machine(t)),
         created: tz.format(message.created_at),
         created_iso: tz.machine(message.created_at),
         completed: message.completed_at.map(|t| tz.format(t)),
@@ -336,6 +404,9 @@ pub async fn show_message(
         .with("msg", view)
         .with("recipients", rows)
         .with("can_retry", can_retry)
+        .with("can_cancel", can_cancel)
+        .with("bar", bar)
+        .with("bar_width", BAR_WIDTH)
         .with(
             "live_url",
             format!("/history/{id}/events{}", query.suffix()),
@@ -348,6 +419,17 @@ pub async fn show_message(
             "next_url",
             recipients.next.map(|c| format!("/history/{id}?after={c}")),
         ))
+}
+
+/// A `progress` event as the page reads it: the live figures plus the recipients cancelled
+/// and expired, which the progress bar draws and `live::Progress` does not carry.
+#[derive(Serialize)]
+struct PageProgress {
+    #[serde(flatten)]
+    progress: live::Progress,
+    /// `None` (null) when they could not be read; the page keeps the ones it shows.
+    cancelled: Option<i64>,
+    expired: Option<i64>,
 }
 
 /// Server-sent events: `progress` events with the message's figures and the recipients of
@@ -365,11 +447,25 @@ pub async fn stream_events(
     let progress = live::watch(&app.core.live, app.core.db.clone(), id, query.page())
         .await
         .map_err(db_error)?;
-    let events = progress.map(|p| {
-        Ok(Event::default()
-            .event("progress")
-            .json_data(&p)
-            .unwrap_or_else(|_| Event::default().comment("unserializable")))
+    let db = app.core.db.clone();
+    // One small primary-key read per event: events come once per result batch, not per
+    // recipient. A failed read sends the event without the two figures (the page keeps
+    // the ones it has) rather than ending the stream.
+    let events = progress.then(move |progress| {
+        let db = db.clone();
+        async move {
+            let stopped = service::stopped_counts(&db, progress.message_id).await.ok();
+            let (cancelled, expired) = stopped.unzip();
+            let page = PageProgress {
+                progress,
+                cancelled,
+                expired,
+            };
+            Ok(Event::default()
+                .event("progress")
+                .json_data(&page)
+                .unwrap_or_else(|_| Event::default().comment("unserializable")))
+        }
     });
     Ok(Sse::new(events).keep_alive(KeepAlive::default()))
 }
@@ -388,5 +484,41 @@ pub async fn retry_failed(
         ))
         .redirect(&back)),
         Err(e) => Err(history_error(e, &back)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bar_segments_follow_each_other_and_leave_pending_empty() {
+        let bar = bar_segments(
+            10,
+            [("sent", 5), ("failed", 1), ("cancelled", 2), ("expired", 0)],
+        );
+        let runs: Vec<(i64, i64)> = bar.iter().map(|s| (s.x, s.width)).collect();
+        assert_eq!(runs, vec![(0, 500), (500, 100), (600, 200), (800, 0)]);
+    }
+
+    #[test]
+    fn a_tiny_share_still_shows_and_nothing_overflows() {
+        let bar = bar_segments(
+            100_000,
+            [
+                ("sent", 99_999),
+                ("failed", 1),
+                ("cancelled", 0),
+                ("expired", 0),
+            ],
+        );
+        assert_eq!(bar[1].width, 1);
+        assert!(bar.iter().map(|s| s.width).sum::<i64>() <= BAR_WIDTH);
+        assert!(bar_segments(
+            0,
+            [("sent", 0), ("failed", 0), ("cancelled", 0), ("expired", 0)]
+        )
+        .iter()
+        .all(|s| s.width == 0));
     }
 }

@@ -1,11 +1,12 @@
 //! The staff web panel's routes. Handlers are thin: they extract (session, CSRF-checked
 //! form, path), call one service shared with the JSON API (`admin`, `history`, `sms`, `sims`,
-//! `webhooks`), and render a `crate::Page` or redirect with a flash. Templates, assets,
+//! `traffic`, `webhooks`), and render a `crate::Page` or redirect with a flash. Templates, assets,
 //! `WebError` and view helpers come from the `smsgate-web` crate; docs/web-panel.md explains
 //! the split.
 
 mod admin_pages;
 mod auth_pages;
+mod chart;
 mod compose;
 mod dashboard;
 mod errors;
@@ -15,6 +16,7 @@ mod inbox_pages;
 pub mod session;
 pub mod settings;
 mod sims_pages;
+mod traffic_pages;
 mod webhook_pages;
 
 use crate::{Page, WebError};
@@ -54,6 +56,12 @@ pub fn router(state: WebState) -> Router {
         .route("/history/{id}", get(history_pages::show_message))
         .route("/history/{id}/events", get(history_pages::stream_events))
         .route("/history/{id}/retry", post(history_pages::retry_failed))
+        // GET confirms, POST cancels: a link alone must never stop a send.
+        .route(
+            "/history/{id}/cancel",
+            get(traffic_pages::confirm_cancel).post(traffic_pages::cancel),
+        )
+        .route("/scheduled", get(traffic_pages::list_scheduled))
         .route("/sims", get(sims_pages::list_sims))
         .route("/sims/state", get(sims_pages::sim_states))
         .route(
