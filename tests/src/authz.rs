@@ -400,23 +400,26 @@ impl Fixtures {
             .send_sms_as(&fx.alice.jwt, "9123 4567", "authz matrix")
             .await;
         fx.set("message", &[message]);
-        let (status, scheduled) = app
-            .request(
-                reqwest::Method::POST,
-                "/api/sms",
-                Some(&fx.alice.jwt),
-                Some(serde_json::json!({
-                    "recipient": "9123 4568",
-                    "content": "authz matrix, later",
-                    "send_at": (chrono::Utc::now() + chrono::Duration::hours(1)).to_rfc3339(),
-                })),
-            )
-            .await;
-        assert_eq!(status, reqwest::StatusCode::ACCEPTED, "{scheduled}");
-        fx.set(
-            "scheduled-message",
-            &[scheduled["data"]["id"].as_i64().expect("a message id")],
-        );
+        // Scheduled messages of alice's to cancel: one for the API's row, one for the panel's.
+        for name in ["scheduled-message", "panel-scheduled-message"] {
+            let (status, scheduled) = app
+                .request(
+                    reqwest::Method::POST,
+                    "/api/sms",
+                    Some(&fx.alice.jwt),
+                    Some(serde_json::json!({
+                        "recipient": "9123 4568",
+                        "content": "authz matrix, later",
+                        "send_at": (chrono::Utc::now() + chrono::Duration::hours(1)).to_rfc3339(),
+                    })),
+                )
+                .await;
+            assert_eq!(status, reqwest::StatusCode::ACCEPTED, "{scheduled}");
+            fx.set(
+                name,
+                &[scheduled["data"]["id"].as_i64().expect("a message id")],
+            );
+        }
         for name in ["dead-letter", "dead-letter-to-abandon"] {
             let id: i64 = sqlx::query_scalar(
                 "INSERT INTO dead_letters (recipient_id, message_id, reason, attempts, payload)

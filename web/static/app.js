@@ -80,7 +80,7 @@
   }
 
   function applyProgress(root, ev) {
-    // cancelled/expired are null when the server could not read them: keep the shown ones.
+    // Events of a server older than the cancelled/expired figures lack them: keep the shown ones.
     var cancelled = ev.cancelled == null ? number(root, "cancelled") : ev.cancelled;
     var expired = ev.expired == null ? number(root, "expired") : ev.expired;
     var fields = {

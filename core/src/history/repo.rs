@@ -395,16 +395,3 @@ pub async fn backlog_since(
     .fetch_all(db)
     .await
 }
-
-/// The message's cancelled and expired recipient counters (0, 0 for no such message).
-pub async fn stopped_counts(db: &PgPool, id: i64) -> Result<(i64, i64), sqlx::Error> {
-    let row = sqlx::query!(
-        "SELECT cancelled_count, expired_count FROM messages WHERE id = $1",
-        id
-    )
-    .fetch_optional(db)
-    .await?;
-    Ok(row.map_or((0, 0), |r| {
-        (i64::from(r.cancelled_count), i64::from(r.expired_count))
-    }))
-}

@@ -312,13 +312,6 @@ pub async fn traffic_since(
     })
 }
 
-/// How many of the message's recipients were cancelled and expired, for live progress
-/// (the status events' figures as the panel reads them carry sent and failed only). The
-/// caller has checked that the viewer may see the message.
-pub async fn stopped_counts(db: &PgPool, message_id: i64) -> Result<(i64, i64), sqlx::Error> {
-    repo::stopped_counts(db, message_id).await
-}
-
 /// A page of recipients in id order and the cursors of its neighbours.
 #[derive(Debug)]
 pub struct RecipientPage {

@@ -27,6 +27,8 @@ pub struct Progress {
     pub total: i64,
     pub sent: i64,
     pub failed: i64,
+    pub cancelled: i64,
+    pub expired: i64,
     /// No further change is expected (the page may stop listening).
     #[serde(rename = "final")]
     pub is_final: bool,
@@ -42,14 +44,17 @@ impl From<&StatusEvent> for Progress {
                 total,
                 sent,
                 failed,
+                cancelled,
+                expired,
                 recipients,
-                ..
             } => Progress {
                 message_id: *message_id,
                 status: *status,
                 total: *total,
                 sent: *sent,
                 failed: *failed,
+                cancelled: *cancelled,
+                expired: *expired,
                 is_final: status.is_final(),
                 recipients: recipients
                     .iter()
@@ -84,6 +89,8 @@ pub async fn snapshot(
         total: i64::from(message.total_count),
         sent: i64::from(message.sent_count),
         failed: i64::from(message.failed_count),
+        cancelled: i64::from(message.cancelled_count),
+        expired: i64::from(message.expired_count),
         is_final: message.status.is_final(),
         recipients: recipients
             .items

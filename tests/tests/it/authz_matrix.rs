@@ -170,6 +170,14 @@ fn table() -> Vec<Row> {
         Row::panel(M::POST, "/history/{id}/retry")
             .on("message")
             .expect(&[FORM, "404 303 303"]),
+        // Cancel: the owner or an admin; the confirmation page first, then the form.
+        Row::panel(M::GET, "/scheduled").expect(&[PAGE, "- 200 200"]),
+        Row::panel(M::GET, "/history/{id}/cancel")
+            .on("panel-scheduled-message")
+            .expect(&[PAGE, "404 200 200"]),
+        Row::panel(M::POST, "/history/{id}/cancel")
+            .on("panel-scheduled-message")
+            .expect(&[FORM, "404 303 303"]),
         // ---- Panel: SIM cards and the inbox
         Row::panel(M::GET, "/sims").expect(&[PAGE, "- 200 200"]),
         Row::panel(M::GET, "/sims/state").expect(&[PAGE, "- 200 200"]),

@@ -421,17 +421,6 @@ pub async fn show_message(
         ))
 }
 
-/// A `progress` event as the page reads it: the live figures plus the recipients cancelled
-/// and expired, which the progress bar draws and `live::Progress` does not carry.
-#[derive(Serialize)]
-struct PageProgress {
-    #[serde(flatten)]
-    progress: live::Progress,
-    /// `None` (null) when they could not be read; the page keeps the ones it shows.
-    cancelled: Option<i64>,
-    expired: Option<i64>,
-}
-
 /// Server-sent events: `progress` events with the message's figures and the recipients of
 /// the open page, as they change.
 pub async fn stream_events(
@@ -447,25 +436,11 @@ pub async fn stream_events(
     let progress = live::watch(&app.core.live, app.core.db.clone(), id, query.page())
         .await
         .map_err(db_error)?;
-    let db = app.core.db.clone();
-    // One small primary-key read per event: events come once per result batch, not per
-    // recipient. A failed read sends the event without the two figures (the page keeps
-    // the ones it has) rather than ending the stream.
-    let events = progress.then(move |progress| {
-        let db = db.clone();
-        async move {
-            let stopped = service::stopped_counts(&db, progress.message_id).await.ok();
-            let (cancelled, expired) = stopped.unzip();
-            let page = PageProgress {
-                progress,
-                cancelled,
-                expired,
-            };
-            Ok(Event::default()
-                .event("progress")
-                .json_data(&page)
-                .unwrap_or_else(|_| Event::default().comment("unserializable")))
-        }
+    let events = progress.map(|progress| {
+        Ok(Event::default()
+            .event("progress")
+            .json_data(&progress)
+            .unwrap_or_else(|_| Event::default().comment("unserializable")))
     });
     Ok(Sse::new(events).keep_alive(KeepAlive::default()))
 }
