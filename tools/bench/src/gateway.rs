@@ -589,3 +589,47 @@ async fn run_schedule(
         .with_note(&format!("{in_window} requests")),
     ])
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A campaign that ran out inside its scenario would leave the gateway idle and the
+    /// figures meaningless (and `priority` would fail on it), at either size.
+    #[test]
+    fn campaigns_outlast_their_scenarios_at_the_gateway_rate() {
+        for sizes in [GatewaySizes::full(), GatewaySizes::smoke()] {
+            let lasts =
+                |n: usize, share: f64| Duration::from_secs_f64(n as f64 / (GATEWAY_RATE * share));
+            let margin = Duration::from_secs(5);
+            let high_sends = sizes.high_every * sizes.high_sends as u32;
+            assert!(
+                lasts(sizes.campaign, 1.0) > high_sends + margin,
+                "{sizes:?}"
+            );
+            assert!(
+                lasts(sizes.fair_campaign, 0.5) > sizes.fair_window + margin,
+                "{sizes:?}"
+            );
+            assert!(
+                lasts(sizes.campaign, 1.0) > sizes.cancel_after + margin,
+                "{sizes:?}"
+            );
+            assert!(
+                lasts(sizes.campaign, 1.0) > sizes.schedule_window + margin,
+                "{sizes:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn campaign_numbers_are_distinct_hong_kong_numbers() {
+        let n = numbers(8, 100_000);
+        assert_eq!(n[0], "+85280000000");
+        assert_eq!(n[99_999], "+85280099999");
+        assert_eq!(
+            n.iter().collect::<std::collections::HashSet<_>>().len(),
+            n.len()
+        );
+    }
+}
