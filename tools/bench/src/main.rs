@@ -3,6 +3,7 @@
 use std::path::PathBuf;
 
 use anyhow::Context;
+use smsgate_bench::gateway;
 use smsgate_bench::report::{self, Figure, Timeline};
 use smsgate_bench::scenarios::{self, Sizes};
 use smsgate_bench::stack::Stack;
@@ -10,15 +11,28 @@ use smsgate_bench::stack::Stack;
 const USAGE: &str = "\
 usage: bench [--smoke] [--only SCENARIO[,SCENARIO...]]
 
-Starts its own stack of release binaries, runs the scenarios of issue #5, prints a table
-(figure, target, measured, pass/fail) and writes docs/benchmarks.md and docs/bench-e2e.svg.
+Starts its own stack of release binaries, runs the scenarios of issue #5 and the
+gateway-limited ones of issue #14 (HKT_RATE_LIMIT=50), prints a table (figure, target,
+measured, pass/fail) and writes docs/benchmarks.md and docs/bench-e2e.svg.
 
   --smoke      tiny sizes, to keep the harness working (CI); writes under target/bench-smoke
   --only LIST  run only these scenarios, while tuning; nothing is written
-               (idle, bulk, rate, scaling, single, tables)
+               (idle, bulk, rate, scaling, single, tables,
+               priority, fairshare, cancel, schedule)
   --help       this text";
 
-const SCENARIOS: [&str; 6] = ["idle", "bulk", "rate", "scaling", "single", "tables"];
+const SCENARIOS: [&str; 10] = [
+    "idle",
+    "bulk",
+    "rate",
+    "scaling",
+    "single",
+    "tables",
+    "priority",
+    "fairshare",
+    "cancel",
+    "schedule",
+];
 
 /// What the command line asked for.
 struct Args {
@@ -123,6 +137,33 @@ async fn main() -> anyhow::Result<()> {
             "Large tables",
             scenarios::large_tables(&mut stack, &sizes).await,
         );
+    }
+    if gateway::SCENARIOS.iter().any(|name| wanted(name)) {
+        match gateway::start(&mut stack).await {
+            Ok(users) => {
+                let g = &sizes.gateway;
+                if wanted("priority") {
+                    let result = gateway::priority(&stack, &users, g).await;
+                    run(&mut figures, "Priority", result);
+                }
+                if wanted("fairshare") {
+                    let result = gateway::fair_share(&stack, &users, g).await;
+                    run(&mut figures, "Fair share", result);
+                }
+                if wanted("cancel") {
+                    let result = gateway::cancel(&stack, &users, g).await;
+                    run(&mut figures, "Cancel", result);
+                }
+                if wanted("schedule") {
+                    let result = gateway::schedule(&stack, &users, g).await;
+                    run(&mut figures, "Schedule", result);
+                }
+            }
+            Err(e) => figures.push(Figure::failed("Gateway-limited scenarios", &e)),
+        }
+        if let Err(e) = gateway::finish(&mut stack).await {
+            eprintln!("after the gateway-limited scenarios: {e:#}");
+        }
     }
     stack.shutdown().await;
 

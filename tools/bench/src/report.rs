@@ -50,6 +50,23 @@ impl Figure {
         }
     }
 
+    /// A figure that must land in `low..=high` (a share, where "± n %" would read as relative).
+    pub fn between(
+        name: &str,
+        value: f64,
+        low: f64,
+        high: f64,
+        fmt: impl Fn(f64) -> String,
+    ) -> Figure {
+        Figure {
+            name: name.into(),
+            target: format!("{} – {}", fmt(low), fmt(high)),
+            measured: fmt(value),
+            pass: Some((low..=high).contains(&value)),
+            note: String::new(),
+        }
+    }
+
     pub fn not_measured(name: &str, target: &str, why: &str) -> Figure {
         Figure {
             name: name.into(),
@@ -303,6 +320,14 @@ mod tests {
         );
         assert_eq!(
             Figure::within("x", 530.0, 500.0, 0.05, |v| v.to_string()).verdict(),
+            "FAIL"
+        );
+        assert_eq!(
+            Figure::between("x", 60.0, 40.0, 60.0, |v| v.to_string()).verdict(),
+            "pass"
+        );
+        assert_eq!(
+            Figure::between("x", 39.9, 40.0, 60.0, |v| v.to_string()).verdict(),
             "FAIL"
         );
     }

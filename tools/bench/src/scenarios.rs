@@ -5,6 +5,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use serde_json::{json, Value};
 
+use crate::gateway::GatewaySizes;
 use crate::load::Pace;
 use crate::report::{Figure, Timeline};
 use crate::stack::Stack;
@@ -21,6 +22,8 @@ pub struct Sizes {
     pub rate_limit: f64,
     pub rate_window_secs: u64,
     pub scaling_per_dispatcher: usize,
+    /// The gateway-limited scenarios of issue #14.
+    pub gateway: GatewaySizes,
 }
 
 impl Sizes {
@@ -36,6 +39,7 @@ impl Sizes {
             rate_limit: 50.0,
             rate_window_secs: 10,
             scaling_per_dispatcher: 1_500,
+            gateway: GatewaySizes::full(),
         }
     }
 
@@ -49,6 +53,7 @@ impl Sizes {
             rate_limit: 20.0,
             rate_window_secs: 2,
             scaling_per_dispatcher: 100,
+            gateway: GatewaySizes::smoke(),
         }
     }
 }
@@ -232,7 +237,7 @@ pub async fn single_send(stack: &mut Stack, sizes: &Sizes) -> anyhow::Result<Vec
 }
 
 /// Drops the jobs a scenario left queued, so the next scenario starts from an empty queue.
-async fn purge_hkt_queue(stack: &Stack) -> anyhow::Result<()> {
+pub(crate) async fn purge_hkt_queue(stack: &Stack) -> anyhow::Result<()> {
     let broker = smsgate_shared::queue::Broker::new(&smsgate_tests::app::test_amqp_url());
     let channel = broker.channel().await?;
     let names = smsgate_shared::queue::Names::new(&stack.prefix);

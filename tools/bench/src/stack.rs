@@ -254,6 +254,59 @@ impl Stack {
             .context("login failed")
     }
 
+    /// Stops the API and starts it again on the same address with `extra` environment on
+    /// top of the common one (e.g. `HKT_RATE_LIMIT`, which its releaser paces to). Logins
+    /// and API tokens stay valid: the secrets and the database are the same.
+    pub async fn restart_api(&mut self, extra: &[(&str, String)]) -> anyhow::Result<()> {
+        if let Some(api) = self.api.take() {
+            api.stop().await;
+        }
+        let bind = self
+            .api_url
+            .strip_prefix("http://")
+            .context("api_url is not http")?
+            .to_owned();
+        let mut env = vec![("BIND_ADDR", bind)];
+        env.extend(extra.iter().cloned());
+        self.api = Some(self.spawn("smsgate-api", &["serve"], &env)?);
+        self.wait_http(&format!("{}/health/ready", self.api_url))
+            .await
+    }
+
+    /// Creates a (non-admin) user through the admin API and issues it an API token.
+    pub async fn create_user(&self, username: &str) -> anyhow::Result<String> {
+        let created = self
+            .http
+            .post(format!("{}/api/admin/users", self.api_url))
+            .bearer_auth(&self.token)
+            .json(&json!({"username": username, "password": "Bench-user#1-pass"}))
+            .send()
+            .await?;
+        let status = created.status();
+        let user: Value = created.json().await?;
+        anyhow::ensure!(
+            status == 201,
+            "creating {username} answered {status}: {user}"
+        );
+        let id = user["id"].as_i64().context("user id")?;
+        let issued = self
+            .http
+            .post(format!("{}/api/admin/users/{id}/tokens", self.api_url))
+            .bearer_auth(&self.token)
+            .send()
+            .await?;
+        let status = issued.status();
+        let token: Value = issued.json().await?;
+        anyhow::ensure!(
+            status == 201,
+            "a token for {username} answered {status}: {token}"
+        );
+        token["token"]
+            .as_str()
+            .map(str::to_owned)
+            .context("no token in the answer")
+    }
+
     pub fn admin_password(&self) -> &str {
         &self.admin_password
     }
