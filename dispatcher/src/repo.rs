@@ -29,6 +29,19 @@ pub struct ResultRow {
     pub response: Option<String>,
 }
 
+/// The results as the UNNEST of a result write takes them: ids, statuses, errors, responses.
+#[allow(clippy::type_complexity)]
+fn result_columns(
+    rows: &[ResultRow],
+) -> (Vec<i64>, Vec<&str>, Vec<Option<&str>>, Vec<Option<&str>>) {
+    (
+        rows.iter().map(|r| r.recipient_id).collect(),
+        rows.iter().map(|r| r.status.as_str()).collect(),
+        rows.iter().map(|r| r.error.as_deref()).collect(),
+        rows.iter().map(|r| r.response.as_deref()).collect(),
+    )
+}
+
 /// A recipient row a write actually changed (a result batch, a SIM result, a delivery
 /// report).
 #[derive(Debug)]
@@ -98,10 +111,7 @@ pub async fn update_recipients(
     tx: &mut Transaction<'_, Postgres>,
     rows: &[ResultRow],
 ) -> Result<Vec<ChangedRecipient>, sqlx::Error> {
-    let ids: Vec<i64> = rows.iter().map(|r| r.recipient_id).collect();
-    let statuses: Vec<&str> = rows.iter().map(|r| r.status.as_str()).collect();
-    let errors: Vec<Option<&str>> = rows.iter().map(|r| r.error.as_deref()).collect();
-    let responses: Vec<Option<&str>> = rows.iter().map(|r| r.response.as_deref()).collect();
+    let (ids, statuses, errors, responses) = result_columns(rows);
     sqlx::query_as!(
         ChangedRecipient,
         r#"UPDATE recipients r SET
@@ -144,10 +154,7 @@ pub async fn record_in_flight_at_cancel(
     tx: &mut Transaction<'_, Postgres>,
     rows: &[ResultRow],
 ) -> Result<Vec<ChangedRecipient>, sqlx::Error> {
-    let ids: Vec<i64> = rows.iter().map(|r| r.recipient_id).collect();
-    let statuses: Vec<&str> = rows.iter().map(|r| r.status.as_str()).collect();
-    let errors: Vec<Option<&str>> = rows.iter().map(|r| r.error.as_deref()).collect();
-    let responses: Vec<Option<&str>> = rows.iter().map(|r| r.response.as_deref()).collect();
+    let (ids, statuses, errors, responses) = result_columns(rows);
     sqlx::query_as!(
         ChangedRecipient,
         r#"UPDATE recipients r SET
