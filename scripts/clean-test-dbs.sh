@@ -11,6 +11,21 @@ set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 readonly URL=${TEST_DATABASE_URL:-postgres://postgres@127.0.0.1:5432/postgres}
+readonly BROKER_ADMIN=${TEST_BROKER_ADMIN_URL:-http://guest:guest@127.0.0.1:15672}
+
+# Each test SIM gets a broker user named <test prefix>.sim.<id> (test prefixes are
+# t + 16 hex digits); they would pile up run after run.
+drop_test_sim_users() {
+    have curl || { note "curl missing: leftover test SIM broker users are kept"; return 0; }
+    local users user deleted=0
+    users=$(curl -sf "$BROKER_ADMIN/api/users?columns=name" 2>/dev/null |
+        grep -oE '"name":"t[0-9a-f]{16}\.sim\.[0-9]+"' | cut -d'"' -f4) || return 0
+    while read -r user; do
+        [[ -n $user ]] || continue
+        curl -sf -X DELETE "$BROKER_ADMIN/api/users/$user" >/dev/null && deleted=$((deleted + 1))
+    done <<<"$users"
+    info "deleted $deleted leftover test SIM broker user(s)"
+}
 
 main() {
     local names name dropped=0
@@ -26,6 +41,7 @@ main() {
         dropped=$((dropped + 1))
     done <<<"$names"
     info "dropped $dropped leftover test database(s)"
+    drop_test_sim_users
 }
 
 main "$@"

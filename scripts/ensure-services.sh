@@ -23,6 +23,9 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 readonly PG_HOST=127.0.0.1 PG_PORT=5432
 readonly MQ_HOST=127.0.0.1 MQ_PORT=5672
+# RabbitMQ's management API: the API creates each SIM agent's broker user there
+# (BROKER_ADMIN_URL), and the tests check what those users may do.
+readonly MQ_ADMIN_PORT=15672
 readonly PG_WAIT_SECS=60 MQ_WAIT_SECS=60 # RabbitMQ takes 10-30 s to boot; PG's first initdb in Docker too
 readonly RUN_DIR="$REPO_ROOT/.run"
 readonly START_LOG="$RUN_DIR/ensure-services.log"
@@ -78,6 +81,26 @@ pg_reachable() {
 }
 
 mq_reachable() { tcp_open "$MQ_HOST" "$MQ_PORT"; }
+mq_admin_reachable() { tcp_open "$MQ_HOST" "$MQ_ADMIN_PORT"; }
+
+# The management plugin, enabled where the broker is ours to change (a local
+# installation; the compose file's image has it already).
+ensure_rabbitmq_management() {
+    if mq_admin_reachable; then
+        did "RabbitMQ's management API is reachable on $MQ_HOST:$MQ_ADMIN_PORT"
+        return
+    fi
+    local plugins=rabbitmq-plugins
+    have "$plugins" || plugins=/usr/sbin/rabbitmq-plugins
+    [[ -x $(command -v "$plugins" || true) ]] ||
+        die "RabbitMQ's management API is not on $MQ_HOST:$MQ_ADMIN_PORT and rabbitmq-plugins is missing: enable the rabbitmq_management plugin on the broker"
+    info "enabling RabbitMQ's management plugin"
+    as_root "$plugins" enable rabbitmq_management </dev/null >>"$START_LOG" 2>&1 ||
+        die "could not enable rabbitmq_management; see $START_LOG"
+    wait_until 60 "RabbitMQ's management API" mq_admin_reachable ||
+        die "RabbitMQ's management API did not come up on $MQ_HOST:$MQ_ADMIN_PORT; see $START_LOG"
+    did "enabled RabbitMQ's management plugin ($MQ_HOST:$MQ_ADMIN_PORT)"
+}
 
 # Logs in the way the app's default DATABASE_URL does: user postgres, no
 # password, over TCP. PGPASSWORD and ~/.pgpass are ignored on purpose so that a
@@ -287,6 +310,7 @@ main() {
     ensure_toolchain
     ensure_build_tools
     ensure_services
+    ensure_rabbitmq_management
     ensure_pg_login
     info "services ready:"
     printf '    - %s\n' "${ACTIONS[@]}" >&2

@@ -51,6 +51,12 @@ create_env_file() {
             info "adding a random WEBHOOK_SECRET_KEYS to $ENV_FILE"
             dotenv_set "$ENV_FILE" WEBHOOK_SECRET_KEYS "$(new_webhook_key)"
         fi
+        # Registering a SIM creates its agent's broker user through the management API
+        # (enabled by ensure-services.sh); a .env from before that gets the local one.
+        if [[ -z $(setting BROKER_ADMIN_URL) ]]; then
+            info "adding BROKER_ADMIN_URL (the local broker's management API) to $ENV_FILE"
+            dotenv_set "$ENV_FILE" BROKER_ADMIN_URL "http://guest:guest@127.0.0.1:15672"
+        fi
         return
     fi
     [[ -f .env.example ]] || die ".env.example is missing"

@@ -264,6 +264,7 @@ impl From<SimError> for ApiError {
                 code: "SIM_HAS_QUEUED_JOBS",
                 message,
             },
+            SimError::BrokerUsers(e) => ApiError::Unavailable(e.into()),
             SimError::Database(e) => e.into(),
         }
     }

@@ -46,6 +46,7 @@ use crate::state::{AppState, Services};
 use smsgate_core::auth::service::{ensure_default_admin, DefaultAdmin};
 use smsgate_core::auth::{JwtKeys, PasswordGate, TokenOwners};
 use smsgate_core::outbox::Outbox;
+use smsgate_core::sims::broker_users::SimBrokerUsers;
 use smsgate_core::sms::AcceptBatcher;
 use smsgate_core::Core;
 use smsgate_web::WebState;
@@ -283,8 +284,15 @@ pub async fn start(settings: Settings) -> anyhow::Result<RunningApi> {
         outbox: outbox.clone(),
         live,
         sends: metrics.sends.clone(),
+        sim_users: SimBrokerUsers::new(
+            core_settings.broker_admin.clone(),
+            Names::new(&core_settings.queue.prefix),
+        ),
         settings: core_settings.clone(),
     });
+    if !core.sim_users.is_configured() {
+        warn!("BROKER_ADMIN_URL is not set: registering a SIM creates no broker user for its agent (deploy/rabbitmq/sim-user.sh does it by hand)");
+    }
     let state = AppState::new(Services {
         core,
         settings: settings.clone(),

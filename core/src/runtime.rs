@@ -12,6 +12,7 @@ use crate::auth::{JwtKeys, PasswordGate, TokenOwners};
 use crate::live::LiveHub;
 use crate::outbox::Outbox;
 use crate::settings::CoreSettings;
+use crate::sims::broker_users::SimBrokerUsers;
 use crate::sms::{AcceptBatcher, SendMetrics};
 
 /// What the domain's services need from the process: its database pool, broker, keys,
@@ -31,6 +32,8 @@ pub struct Core {
     pub live: LiveHub,
     /// Accepted sends by route and entry point (`smsgate_messages_accepted_total`).
     pub sends: SendMetrics,
+    /// The SIM agents' broker users (RabbitMQ's management API).
+    pub sim_users: SimBrokerUsers,
     pub settings: Arc<CoreSettings>,
 }
 

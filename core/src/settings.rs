@@ -9,6 +9,7 @@ use smsgate_shared::secret_box::{self, SecretBox};
 
 use crate::auth::LoginSettings;
 use crate::outbox::ReleaseSettings;
+use crate::sims::broker_users::BrokerAdminSettings;
 
 /// The domain's settings, shared by the JSON API and the panel.
 #[derive(Debug, Clone)]
@@ -30,6 +31,10 @@ pub struct CoreSettings {
     pub webhook_secret_keys: SecretBox,
     /// Login throttling and password-hashing limits, shared by the panel and the API.
     pub login: LoginSettings,
+    /// RabbitMQ's management API (BROKER_ADMIN_URL), where each SIM's broker user is
+    /// created, restricted and deleted. Without it SIMs still register, and an operator
+    /// creates their users with `deploy/rabbitmq/sim-user.sh`.
+    pub broker_admin: Option<BrokerAdminSettings>,
 }
 
 impl CoreSettings {
@@ -48,6 +53,7 @@ impl CoreSettings {
             )?,
             webhook_secret_keys: secret_box::webhook_keys_from_env()?,
             login: LoginSettings::from_env()?,
+            broker_admin: broker_admin()?,
         })
     }
 
@@ -69,8 +75,19 @@ impl CoreSettings {
                 password_hash_wait: Duration::from_secs(30),
                 ..LoginSettings::default()
             },
+            broker_admin: None,
         }
     }
+}
+
+fn broker_admin() -> Result<Option<BrokerAdminSettings>, ConfigError> {
+    let Some(admin_url) = config::var("BROKER_ADMIN_URL").filter(|v| !v.trim().is_empty()) else {
+        return Ok(None);
+    };
+    let amqp_url = config::string_or("AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/%2f");
+    BrokerAdminSettings::parse(admin_url.trim(), &amqp_url)
+        .map(Some)
+        .map_err(|e| ConfigError::new("BROKER_ADMIN_URL", e))
 }
 
 /// How long idempotency keys are honoured: 24 h unless set; zero would make every key

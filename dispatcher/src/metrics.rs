@@ -77,6 +77,7 @@ pub struct DispatcherMetrics {
     /// Time a send waited for its slot of the global rate limit.
     pub rate_limit_wait: Histogram,
     edge_events: [IntCounter; 4],
+    edge_events_rejected: [IntCounter; 4],
     webhook_attempts: [IntCounter; 3],
     /// Time to POST a webhook delivery, whatever the answer.
     pub webhook_request: Histogram,
@@ -167,6 +168,12 @@ impl DispatcherMetrics {
                 "kind",
                 ["sim_send_result", "delivery_report", "inbound_sms", "heartbeat"],
             ),
+            edge_events_rejected: registry.counters(
+                "smsgate_edge_events_rejected_total",
+                "Modem agent events refused, by reason: no_publisher (no user_id), wrong_publisher (not the SIM's own broker user), not_routed_here, not_pending (a send result for a recipient that is not the SIM's to report).",
+                "reason",
+                crate::ingest::Rejection::REASONS,
+            ),
             webhook_attempts: registry.counters(
                 "smsgate_webhook_attempts_total",
                 "Webhook delivery attempts by how they ended: delivered, retry (due again later) or failed (for good).",
@@ -199,6 +206,10 @@ impl DispatcherMetrics {
 
     pub fn edge_event(&self, kind: EdgeEventKind) {
         self.edge_events[kind as usize].inc();
+    }
+
+    pub fn edge_event_rejected(&self, rejection: &crate::ingest::Rejection) {
+        self.edge_events_rejected[rejection.index()].inc();
     }
 
     pub fn webhook_attempt(&self, outcome: WebhookOutcome) {

@@ -18,14 +18,15 @@ use std::time::Duration;
 use chrono::Utc;
 use futures::StreamExt;
 use lapin::message::Delivery;
-use lapin::options::{BasicAckOptions, BasicConsumeOptions, BasicQosOptions};
+use lapin::options::{
+    BasicAckOptions, BasicConsumeOptions, BasicQosOptions, BasicRejectOptions,
+    ExchangeDeclareOptions, QueueDeclareOptions,
+};
 use lapin::types::FieldTable;
 use secrecy::ExposeSecret;
+use smsgate_shared::queue::edge::ingest_queue;
 use smsgate_shared::queue::edge::{EdgeEvent, SimSendOutcome};
-use smsgate_shared::queue::{
-    attempt_of, bury_in_dead_queue, declare_edge_ingest, declare_sim_queue, declare_topology,
-    routing, with_attempt, Broker, BrokerError, Names, OutboundJob, OutgoingMessage,
-};
+use smsgate_shared::queue::{attempt_of, Broker, BrokerError, Names, OutboundJob, OutgoingMessage};
 use smsgate_shared::telemetry;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
@@ -47,6 +48,8 @@ use crate::spool::Spool;
 pub enum StartError {
     #[error("cannot use the spool directory {0}")]
     Spool(PathBuf, #[source] std::io::Error),
+    #[error("AMQP_URL must name this SIM's broker user (amqp://<user>:<password>@host/vhost; the API shows the login when the SIM is registered)")]
+    NoBrokerUser,
 }
 
 /// Longest a publish may wait for the broker's confirm: a half-open connection (a flaky
@@ -80,19 +83,46 @@ struct Ctx {
     settings: Settings,
     names: Names,
     broker: Broker,
-    /// Cleared after a failed publish so the next one re-declares: the broker may have
+    /// The broker user this agent connects as: every event carries it as `user_id`, which
+    /// RabbitMQ checks and the ingest compares with the SIM the event names.
+    broker_user: String,
+    /// Cleared after a failed publish so the next one checks again: the broker may have
     /// come back without our queues.
     topology_ready: AtomicBool,
 }
 
 impl Ctx {
+    /// Checks that the SIM's queue, the edge exchange and the ingest queue exist. Passive
+    /// declares only: the agent's broker user may configure nothing (the API declares
+    /// them when the SIM is registered, the dispatchers at every start), and an event
+    /// published before the ingest queue is bound would be confirmed and lost.
     async fn ensure_topology(&self) -> Result<(), BrokerError> {
         if !self.topology_ready.load(Ordering::Relaxed) {
             let channel = self.broker.channel().await?;
-            declare_topology(&channel, &self.settings.queue).await?;
-            declare_sim_queue(&channel, &self.settings.queue, self.settings.sim_id).await?;
-            declare_edge_ingest(&channel, &self.settings.queue).await?;
-            let _ = channel.close(200, "topology declared").await;
+            let passive = QueueDeclareOptions {
+                passive: true,
+                ..Default::default()
+            };
+            for queue in [
+                self.names.sim_queue(self.settings.sim_id),
+                ingest_queue(&self.names),
+            ] {
+                channel
+                    .queue_declare(&queue, passive, FieldTable::default())
+                    .await?;
+            }
+            channel
+                .exchange_declare(
+                    &self.names.edge_exchange(),
+                    lapin::ExchangeKind::Topic,
+                    ExchangeDeclareOptions {
+                        passive: true,
+                        ..Default::default()
+                    },
+                    FieldTable::default(),
+                )
+                .await?;
+            let _ = channel.close(200, "topology checked").await;
             self.topology_ready.store(true, Ordering::Relaxed);
         }
         Ok(())
@@ -105,7 +135,8 @@ impl Ctx {
             let mut headers = FieldTable::default();
             telemetry::inject_current_context(&mut headers);
             self.broker
-                .publisher(self.names.events_exchange())
+                .publisher(self.names.edge_exchange())
+                .with_user_id(self.broker_user.clone())
                 .publish_one(OutgoingMessage {
                     routing_key: event.routing_key(),
                     payload: event.to_json(),
@@ -153,10 +184,19 @@ pub async fn start<P: ModemPort>(settings: Settings, port: P) -> Result<RunningA
         .load()
         .map_err(|e| StartError::Spool(settings.spool_dir.clone(), e))?;
     let broker = Broker::new(&settings.queue.amqp_url);
+    let broker_user = broker.username().ok_or(StartError::NoBrokerUser)?;
+    let names = Names::new(&settings.queue.prefix);
+    let expected = smsgate_shared::queue::edge::sim_broker_user(&names, settings.sim_id);
+    if broker_user != expected {
+        // Not fatal: a test or a migration may run with another user; the ingest refuses
+        // its events, and this line says why.
+        warn!(user = %broker_user, expected = %expected, "AMQP_URL's user is not this SIM's broker user: the central side will refuse every event");
+    }
     let ctx = Arc::new(Ctx {
-        names: Names::new(&settings.queue.prefix),
+        names,
         settings,
         broker: broker.clone(),
+        broker_user,
         topology_ready: AtomicBool::new(false),
     });
     let sim_id = ctx.settings.sim_id;
@@ -692,8 +732,14 @@ async fn process(
     let job = match OutboundJob::from_json(&delivery.data) {
         Ok(job) => job,
         Err(e) => {
-            error!(error = %e, "unparseable job moved to the dead queue");
-            bury_in_dead_queue(&ctx.broker, &ctx.names, delivery).await?;
+            // Jobs come from the releaser only, so this is a version mismatch. The agent
+            // may write nowhere but the edge exchange, so the job is dropped, not buried;
+            // its recipient stays pending, where `GET /api/sms/{id}` shows it.
+            error!(error = %e, "unparseable job dropped; is this agent older than the servers?");
+            delivery
+                .acker
+                .reject(BasicRejectOptions { requeue: false })
+                .await?;
             return Ok(());
         }
     };
@@ -729,15 +775,21 @@ async fn process(
                 let Ok(outcome) = outcome.await else {
                     return Ok(());
                 };
-                let Some(event) = result_event(ctx, &job, attempt, outcome, &delivery).await?
-                else {
-                    delivery.acker.ack(BasicAckOptions::default()).await?;
-                    return Ok(());
-                };
-                if recent.len() == RECENT_RESULTS {
-                    recent.pop_front();
+                let event = result_event(ctx, &job, attempt, outcome);
+                // Only final results: the retry of a transient failure comes back as the
+                // same recipient's job and must be sent, not answered from here.
+                if !matches!(
+                    event,
+                    EdgeEvent::SimSendResultV1 {
+                        outcome: SimSendOutcome::Retry,
+                        ..
+                    }
+                ) {
+                    if recent.len() == RECENT_RESULTS {
+                        recent.pop_front();
+                    }
+                    recent.push_back((job.recipient_id(), event.clone()));
                 }
-                recent.push_back((job.recipient_id(), event.clone()));
                 event
             }
         };
@@ -749,68 +801,34 @@ async fn process(
     .await
 }
 
-/// The result event of an attempt, or `None` when the job went to a retry queue.
-async fn result_event(
-    ctx: &Ctx,
-    job: &OutboundJob,
-    attempt: u32,
-    outcome: Outcome,
-    delivery: &Delivery,
-) -> Result<Option<EdgeEvent>, ConsumeError> {
-    let sim_id = ctx.settings.sim_id;
-    let failed = |error: String| EdgeEvent::SimSendResultV1 {
-        sim_id,
-        recipient_id: job.recipient_id(),
-        message_id: job.message_id(),
-        outcome: SimSendOutcome::Failed,
-        references: Vec::new(),
-        error: Some(error),
-        attempts: attempt,
-        at: Utc::now(),
-    };
-    Ok(Some(match outcome {
+/// The result event of an attempt. A transient failure is reported as
+/// [`SimSendOutcome::Retry`]: the central side schedules the next attempt (the agent may
+/// not publish to the retry queues, which lead to every route).
+fn result_event(ctx: &Ctx, job: &OutboundJob, attempt: u32, outcome: Outcome) -> EdgeEvent {
+    let (outcome, references, error) = match outcome {
         Outcome::Sent { references } => {
             info!(parts = references.len(), "sent");
-            EdgeEvent::SimSendResultV1 {
-                sim_id,
-                recipient_id: job.recipient_id(),
-                message_id: job.message_id(),
-                outcome: SimSendOutcome::Sent,
-                references,
-                error: None,
-                attempts: attempt,
-                at: Utc::now(),
-            }
+            (SimSendOutcome::Sent, references, None)
         }
         Outcome::Permanent { error } => {
             warn!(error = %error, "send failed permanently");
-            failed(error)
+            (SimSendOutcome::Failed, Vec::new(), Some(error))
         }
         Outcome::Transient { error } => {
-            let steps = ctx.settings.queue.retry_schedule.len();
-            match job::retry_step(attempt, steps) {
-                Some(step) => {
-                    warn!(error = %error, attempt, "send failed; retrying later");
-                    // The retry queue dead-letters back to the outbound exchange with this
-                    // routing key, i.e. into this SIM's queue.
-                    let retry = OutgoingMessage {
-                        routing_key: routing::sim(sim_id),
-                        payload: delivery.data.clone(),
-                        headers: with_attempt(delivery.properties.headers().as_ref(), attempt + 1),
-                    };
-                    ctx.broker
-                        .publisher(ctx.names.retry(step))
-                        .publish_one(retry)
-                        .await?;
-                    return Ok(None);
-                }
-                None => {
-                    warn!(error = %error, attempt, "send failed; retries exhausted");
-                    failed(format!("gave up after {attempt} attempts: {error}"))
-                }
-            }
+            warn!(error = %error, attempt, "send failed; reporting it for a retry");
+            (SimSendOutcome::Retry, Vec::new(), Some(error))
         }
-    }))
+    };
+    EdgeEvent::SimSendResultV1 {
+        sim_id: ctx.settings.sim_id,
+        recipient_id: job.recipient_id(),
+        message_id: job.message_id(),
+        outcome,
+        references,
+        error,
+        attempts: attempt,
+        at: Utc::now(),
+    }
 }
 
 // ---------------------------------------------------------------------------------------

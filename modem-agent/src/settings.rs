@@ -11,8 +11,8 @@ use smsgate_shared::domain::PhoneNumber;
 /// Everything one agent (one modem, one SIM) needs.
 #[derive(Debug, Clone)]
 pub struct Settings {
-    /// Broker, prefix and retry schedule: the same values as the servers', or the agent's
-    /// retry queues would not match theirs.
+    /// Broker (logged in as this SIM's own user) and the servers' queue prefix. The agent
+    /// declares nothing, so the retry schedule and queue type are the servers' business.
     pub queue: QueueSettings,
     /// The SIM's id in the API (`GET /api/sim-cards`).
     pub sim_id: i64,
@@ -41,8 +41,9 @@ Configuration (environment or .env):
   SERIAL_DEVICE           modem AT port, e.g. /dev/serial/by-id/usb-...-if02-port0 (required)
   SERIAL_BAUD             default 115200
   SIM_PIN                 only if the SIM asks for one
-  AMQP_URL, QUEUE_PREFIX, RETRY_SCHEDULE, QUORUM_QUEUES
-                          same values as the smsgate servers
+  AMQP_URL                this SIM's own broker user: amqps://<prefix>.sim.<SIM_ID>:<password>@host/vhost
+                          (the API shows the login when the SIM is registered)
+  QUEUE_PREFIX            the servers' value
   HEARTBEAT_INTERVAL      default 30s
   AT_COMMAND_TIMEOUT      default 5s
   AT_SEND_TIMEOUT         default 60s

@@ -65,6 +65,24 @@ pub fn test_amqp_url() -> String {
         .unwrap_or_else(|_| "amqp://guest:guest@127.0.0.1:5672/%2f".into())
 }
 
+/// RabbitMQ's management API, where the API creates each SIM's broker user
+/// (TEST_BROKER_ADMIN_URL; the plugin is enabled by scripts/ensure-services.sh).
+pub fn test_broker_admin() -> smsgate_core::sims::broker_users::BrokerAdminSettings {
+    let url = std::env::var("TEST_BROKER_ADMIN_URL")
+        .unwrap_or_else(|_| "http://guest:guest@127.0.0.1:15672".into());
+    smsgate_core::sims::broker_users::BrokerAdminSettings::parse(&url, &test_amqp_url())
+        .expect("TEST_BROKER_ADMIN_URL is a management API URL with credentials")
+}
+
+/// `amqp_url` with the given user and password instead of its own.
+pub fn amqp_url_as(amqp_url: &str, user: &str, password: &str) -> String {
+    let mut url = reqwest::Url::parse(amqp_url).expect("an AMQP URL");
+    url.set_username(user).expect("AMQP URLs have a user");
+    url.set_password(Some(password))
+        .expect("AMQP URLs have a password");
+    url.to_string()
+}
+
 /// Replaces the database name in a PostgreSQL URL.
 pub fn with_database(url: &str, name: &str) -> String {
     let (base, query) = url
@@ -130,6 +148,7 @@ impl TestApp {
         );
         api_settings.core.queue.retry_schedule = options.retry_schedule.clone();
         api_settings.core.webhook_allow_internal_targets = options.allow_internal_webhooks;
+        api_settings.core.broker_admin = Some(test_broker_admin());
         api_settings.core.release =
             smsgate_core::outbox::ReleaseSettings::for_rate(options.hkt_rate_limit);
         api_settings.metrics_token = options
@@ -182,6 +201,7 @@ impl TestApp {
             ApiSettings::for_tests(&self.database_url, &test_amqp_url(), &self.prefix);
         settings.core.queue.retry_schedule = self.options.retry_schedule.clone();
         settings.core.webhook_allow_internal_targets = self.options.allow_internal_webhooks;
+        settings.core.broker_admin = Some(test_broker_admin());
         settings.core.release =
             smsgate_core::outbox::ReleaseSettings::for_rate(self.options.hkt_rate_limit);
         settings

@@ -35,6 +35,7 @@ const TEMPLATES: &[(&str, &str)] = templates!(
     "sims.html",
     "sim_form.html",
     "sim_delete.html",
+    "sim_credentials.html",
     "inbox.html",
     "webhooks.html",
     "webhook.html",

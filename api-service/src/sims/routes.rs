@@ -9,7 +9,7 @@
 
 use axum::extract::State;
 use axum::http::StatusCode;
-use axum::routing::{get, put};
+use axum::routing::{get, post, put};
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 use smsgate_shared::domain::PhoneNumber;
@@ -19,6 +19,7 @@ use crate::error::ApiError;
 use crate::extract::{ApiJson, ApiQuery, IdPath, PageNumber};
 use crate::state::AppState;
 use crate::wire::rfc3339;
+use smsgate_core::sims::broker_users::SimBrokerCredentials;
 use smsgate_core::sims::repo::{InboundRow, OutgoingRow, SimRow};
 use smsgate_core::sims::service::{self, Assignee, Assignees, NewSim, SimChanges, SimStatus};
 
@@ -28,6 +29,10 @@ pub fn router() -> Router<AppState> {
         .route(
             "/api/sim-cards/{id}",
             put(update_sim).delete(delete_sim).get(get_sim),
+        )
+        .route(
+            "/api/sim-cards/{id}/broker-credentials",
+            post(rotate_broker_credentials),
         )
         .route("/api/sms/inbox", get(list_inbox))
         .route("/api/sms/outbox", get(list_outbox))
@@ -169,11 +174,43 @@ struct CreateSimRequest {
     assignees: Option<serde_json::Value>,
 }
 
+/// A SIM just registered: the SIM, and its agent's broker login when the API manages broker
+/// users (`BROKER_ADMIN_URL`). The password is shown this once.
+#[derive(Serialize)]
+struct CreatedSimView {
+    #[serde(flatten)]
+    sim: SimView,
+    broker: Option<BrokerLoginView>,
+}
+
+/// What a SIM's agent needs in its env file besides the broker's address.
+#[derive(Serialize)]
+struct BrokerLoginView {
+    username: String,
+    password: String,
+    /// Where its jobs wait (it may read only this queue).
+    queue: String,
+    /// Where it publishes (it may write only here, under its own SIM's routing keys).
+    exchange: String,
+}
+
+impl BrokerLoginView {
+    fn new(app: &AppState, sim_id: i64, credentials: SimBrokerCredentials) -> BrokerLoginView {
+        let names = smsgate_shared::queue::Names::new(&app.core.settings.queue.prefix);
+        BrokerLoginView {
+            username: credentials.username,
+            password: credentials.password,
+            queue: names.sim_queue(sim_id),
+            exchange: names.edge_exchange(),
+        }
+    }
+}
+
 async fn create_sim(
     State(app): State<AppState>,
     AdminUser(user): AdminUser,
     ApiJson(req): ApiJson<CreateSimRequest>,
-) -> Result<(StatusCode, Json<SimView>), ApiError> {
+) -> Result<(StatusCode, Json<CreatedSimView>), ApiError> {
     let sim = NewSim {
         number: parse_number(&req.number)?,
         label: req.label.unwrap_or_default().trim().to_owned(),
@@ -190,16 +227,39 @@ async fn create_sim(
             .transpose()?
             .unwrap_or(Assignees::All),
     };
-    let row = service::create(
+    let created = service::create(
         &app.core.db,
         &app.core.broker,
         &app.core.settings.queue,
+        &app.core.sim_users,
         user.id,
         sim,
     )
     .await?;
-    let mut views = sim_views(&app, &user, vec![row]).await?;
-    Ok((StatusCode::CREATED, Json(views.remove(0))))
+    let id = created.sim.id;
+    let mut views = sim_views(&app, &user, vec![created.sim]).await?;
+    let broker = created
+        .credentials
+        .map(|credentials| BrokerLoginView::new(&app, id, credentials));
+    Ok((
+        StatusCode::CREATED,
+        Json(CreatedSimView {
+            sim: views.remove(0),
+            broker,
+        }),
+    ))
+}
+
+/// `POST /api/sim-cards/{id}/broker-credentials`: a new broker password for the SIM's
+/// agent; the old one stops working and the agent is disconnected.
+async fn rotate_broker_credentials(
+    State(app): State<AppState>,
+    AdminUser(user): AdminUser,
+    IdPath(id): IdPath,
+) -> Result<Json<BrokerLoginView>, ApiError> {
+    let credentials =
+        service::rotate_credentials(&app.core.db, &app.core.sim_users, user.id, id).await?;
+    Ok(Json(BrokerLoginView::new(&app, id, credentials)))
 }
 
 #[derive(Deserialize)]
@@ -227,7 +287,7 @@ async fn update_sim(
         status: req.status.as_deref().map(SimStatus::parse).transpose()?,
         assignees: req.assignees.as_ref().map(parse_assignees).transpose()?,
     };
-    let row = service::update(&app.core.db, user.id, id, changes).await?;
+    let row = service::update(&app.core.db, &app.core.sim_users, user.id, id, changes).await?;
     let mut views = sim_views(&app, &user, vec![row]).await?;
     Ok(Json(views.remove(0)))
 }
@@ -255,6 +315,7 @@ async fn delete_sim(
         &app.core.db,
         &app.core.broker,
         &app.core.settings.queue,
+        &app.core.sim_users,
         user.id,
         id,
         query.force,

@@ -12,6 +12,7 @@ use smsgate_shared::queue::{declare_sim_queue, routing, Broker, Names};
 use sqlx::{PgPool, Postgres, Transaction};
 use tracing::{info, warn};
 
+use super::broker_users::{BrokerAdminError, SimBrokerCredentials, SimBrokerUsers};
 use super::repo::{self, SimRow};
 use crate::admin::audit;
 use crate::sms::service::Page;
@@ -33,6 +34,10 @@ pub enum SimError {
         "{pending} SMS are still queued for this SIM card; delete with ?force=true to fail them"
     )]
     HasQueuedJobs { pending: i64 },
+    /// The broker's management API could not create, restrict or delete the SIM's broker
+    /// user; nothing was changed.
+    #[error(transparent)]
+    BrokerUsers(#[from] BrokerAdminError),
     #[error("database")]
     Database(#[from] sqlx::Error),
 }
@@ -219,16 +224,27 @@ fn unknown_users(ids: &[i64]) -> SimError {
     SimError::UnknownUsers(ids.to_vec())
 }
 
-/// Registers a SIM and declares its queue, so jobs routed to it wait there even before its
-/// agent first connects. A broker that is down only delays that: the outbox declares the
-/// queue again before it publishes to it, and so does the agent when it starts.
+/// A SIM just registered, with its agent's broker login when one was provisioned (shown
+/// once: RabbitMQ keeps only a hash of the password).
+pub struct Created {
+    pub sim: SimRow,
+    pub credentials: Option<SimBrokerCredentials>,
+}
+
+/// Registers a SIM, creates its agent's broker user and declares its queue, so jobs routed
+/// to it wait there even before its agent first connects. The user is created before the
+/// SIM commits: a management API that refuses rolls the SIM back
+/// ([`SimError::BrokerUsers`]); without BROKER_ADMIN_URL the SIM registers without one.
+/// A broker that is down for the queue only delays it: the releaser declares the queue
+/// again before it publishes to it.
 pub async fn create(
     db: &PgPool,
     broker: &Broker,
     queue: &QueueSettings,
+    users: &SimBrokerUsers,
     actor: i64,
     sim: NewSim,
-) -> Result<SimRow, SimError> {
+) -> Result<Created, SimError> {
     let mut tx = db.begin().await?;
     let row = repo::insert_sim(
         &mut tx,
@@ -245,12 +261,46 @@ pub async fn create(
     };
     let details = json!({ "assignees": sim.assignees.to_json() });
     audit_sim(&mut tx, actor, "sim.create", &row, details).await?;
-    tx.commit().await?;
+    // The queue first: the user's permissions name it, and an agent given its login at
+    // once should find it.
     if let Err(e) = declare_queue(broker, queue, row.id).await {
         warn!(error = %e, sim.id = row.id, "SIM queue not declared yet; it will be at first use");
     }
+    let active = sim.status == SimStatus::Active;
+    let credentials = optional(users.provision(row.id, active).await)?;
+    tx.commit().await?;
     info!(sim.id = row.id, "SIM card registered");
-    Ok(row)
+    Ok(Created {
+        sim: row,
+        credentials,
+    })
+}
+
+/// A new broker login for SIM `id`'s agent (a Pi replaced or stolen): the old password
+/// stops working and the agent's connections are closed. Admins only; audited.
+pub async fn rotate_credentials(
+    db: &PgPool,
+    users: &SimBrokerUsers,
+    actor: i64,
+    id: i64,
+) -> Result<SimBrokerCredentials, SimError> {
+    let sim = find(db, id).await?;
+    let mut tx = db.begin().await?;
+    audit_sim(&mut tx, actor, "sim.credentials", &sim, json!({})).await?;
+    let credentials = users
+        .provision(id, sim.status == SimStatus::Active.as_str())
+        .await?;
+    tx.commit().await?;
+    Ok(credentials)
+}
+
+/// A broker user call's result, where having no management API configured is no error.
+fn optional<T>(result: Result<T, BrokerAdminError>) -> Result<Option<T>, SimError> {
+    match result {
+        Ok(value) => Ok(Some(value)),
+        Err(BrokerAdminError::NotConfigured) => Ok(None),
+        Err(e) => Err(e.into()),
+    }
 }
 
 async fn declare_queue(
@@ -260,13 +310,20 @@ async fn declare_queue(
 ) -> Result<(), smsgate_shared::queue::BrokerError> {
     let channel = broker.channel().await?;
     smsgate_shared::queue::declare_topology(&channel, queue).await?;
+    // The edge exchange too: the agent, with no configure permission, only checks that
+    // it exists, and may start before any dispatcher declared it.
+    smsgate_shared::queue::declare_edge_ingest(&channel, queue).await?;
     declare_sim_queue(&channel, queue, sim_id).await?;
     let _ = channel.close(200, "declared").await;
     Ok(())
 }
 
+/// Changes a SIM. Deactivating it takes its agent's broker permissions away (and closes
+/// its connections); activating gives them back. Both happen before the change commits, so
+/// a management API that refuses leaves the SIM as it was.
 pub async fn update(
     db: &PgPool,
+    users: &SimBrokerUsers,
     actor: i64,
     id: i64,
     changes: SimChanges,
@@ -306,6 +363,11 @@ pub async fn update(
         json!({ "changed": changed }),
     )
     .await?;
+    match changes.status {
+        Some(SimStatus::Active) => optional(users.grant(id).await)?,
+        Some(SimStatus::Inactive) => optional(users.revoke(id).await)?,
+        None => None,
+    };
     tx.commit().await?;
     Ok(row)
 }
@@ -354,6 +416,7 @@ pub async fn delete(
     db: &PgPool,
     broker: &Broker,
     queue: &QueueSettings,
+    users: &SimBrokerUsers,
     actor: i64,
     id: i64,
     force: bool,
@@ -371,7 +434,12 @@ pub async fn delete(
     }
     let details = json!({ "forced": force, "failed_recipients": failed });
     audit_sim(&mut tx, actor, "sim.delete", &sim, details).await?;
+    // Permissions go before the SIM does (a refusal keeps both); the user itself after.
+    optional(users.revoke(id).await)?;
     tx.commit().await?;
+    if let Err(e) = optional(users.remove(id).await) {
+        warn!(error = %e, sim.id = id, "the deleted SIM's broker user is left behind, without permissions");
+    }
     let names = Names::new(&queue.prefix);
     match broker.channel().await {
         Ok(channel) => {

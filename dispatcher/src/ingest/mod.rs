@@ -10,6 +10,7 @@
 //! changes nothing twice.
 
 mod repo;
+mod verify;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -19,17 +20,21 @@ use lapin::message::Delivery;
 use lapin::options::{BasicAckOptions, BasicConsumeOptions, BasicQosOptions};
 use lapin::types::FieldTable;
 use smsgate_shared::domain::RecipientStatus;
+use smsgate_shared::domain::{MessageBody, PhoneNumber};
 use smsgate_shared::queue::edge::{ingest_queue, EdgeEvent, SimSendOutcome};
 use smsgate_shared::queue::{
-    bury_in_dead_queue, declare_edge_ingest, declare_topology, routing, OutgoingMessage,
-    RecipientUpdate, StatusEvent,
+    bury_in_dead_queue, declare_edge_ingest, declare_topology, job_headers, routing, OutboundJob,
+    OutgoingMessage, RecipientUpdate, StatusEvent,
 };
 use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, info, info_span, warn, Instrument};
 
 use crate::metrics::{DeadReason, EdgeEventKind};
+use crate::retry::{NextStep, RetryPolicy};
 use crate::{webhooks, Context};
+use verify::AuditThrottle;
+pub use verify::Rejection;
 
 /// Events taken from the broker ahead of the one being written. They are written one at
 /// a time, so a small window is enough to hide the broker round trip.
@@ -77,6 +82,7 @@ async fn session(
         .await?;
     *backoff = Duration::from_millis(500);
     info!(queue = %queue, "ingesting edge events");
+    let mut audit = AuditThrottle::default();
     loop {
         let next = tokio::select! {
             _ = shutdown.cancelled() => return Ok(()),
@@ -87,13 +93,14 @@ async fn session(
             Some(delivery) => delivery?,
             None => anyhow::bail!("the broker closed the consumer"),
         };
-        ingest_one(ctx, delivery, kill).await?;
+        ingest_one(ctx, delivery, &mut audit, kill).await?;
     }
 }
 
 async fn ingest_one(
     ctx: &Context,
     delivery: Delivery,
+    audit: &mut AuditThrottle,
     kill: &CancellationToken,
 ) -> anyhow::Result<()> {
     let event = match EdgeEvent::from_json(&delivery.data) {
@@ -107,9 +114,22 @@ async fn ingest_one(
         }
     };
     let span = info_span!("ingest.edge_event", sim.id = event.sim_id());
+    let publisher = delivery
+        .properties
+        .user_id()
+        .as_ref()
+        .map(|u| u.to_string());
+    if let Err(rejection) = verify::check_publisher(&ctx.names, publisher.as_deref(), &event) {
+        refuse(ctx, audit, publisher.as_deref(), &event, &rejection).await;
+        delivery.acker.ack(BasicAckOptions::default()).await?;
+        return Ok(());
+    }
     let mut retry = Duration::from_millis(100);
     let effect = loop {
-        match handle(&ctx.db, &event).instrument(span.clone()).await {
+        match handle(&ctx.db, &ctx.retry_policy, &event)
+            .instrument(span.clone())
+            .await
+        {
             Ok(effect) => break effect,
             Err(e) => {
                 // The event stays unacked while PostgreSQL is away; prefetch stops the flow.
@@ -122,12 +142,39 @@ async fn ingest_one(
             }
         }
     };
+    match effect {
+        Effect::Nothing => {}
+        Effect::Progress(status) => publish_status(ctx, status),
+        Effect::Rejected(rejection) => {
+            refuse(ctx, audit, publisher.as_deref(), &event, &rejection).await;
+            delivery.acker.ack(BasicAckOptions::default()).await?;
+            return Ok(());
+        }
+        // Committed first: a publish that fails leaves the event unacked, and its
+        // redelivery publishes the retry again (at least once, as every job).
+        Effect::Retry { step, job } => {
+            ctx.broker
+                .publisher(ctx.names.retry(step))
+                .publish_one(job)
+                .instrument(span)
+                .await?;
+            ctx.metrics.retry_scheduled(step);
+        }
+    }
     delivery.acker.ack(BasicAckOptions::default()).await?;
     ctx.metrics.edge_event(kind_of(&event));
-    if let Effect::Progress(event) = effect {
-        publish_status(ctx, event);
-    }
     Ok(())
+}
+
+async fn refuse(
+    ctx: &Context,
+    audit: &mut AuditThrottle,
+    publisher: Option<&str>,
+    event: &EdgeEvent,
+    rejection: &Rejection,
+) {
+    ctx.metrics.edge_event_rejected(rejection);
+    audit.record(&ctx.db, publisher, event, rejection).await;
 }
 
 /// What writing one event changed, beyond the database.
@@ -136,11 +183,23 @@ pub enum Effect {
     Nothing,
     /// A message's progress changed: its status event to publish.
     Progress(StatusEvent),
+    /// The event is not the publisher's to make; nothing was written.
+    Rejected(Rejection),
+    /// A SIM job failed transiently: its next attempt, to publish to retry queue `step`.
+    Retry {
+        step: usize,
+        job: OutgoingMessage,
+    },
 }
 
-/// Writes one event. Idempotent: handling the same event twice changes nothing the second
-/// time. No broker in here, so it is tested against a database alone.
-pub async fn handle(db: &PgPool, event: &EdgeEvent) -> Result<Effect, sqlx::Error> {
+/// Writes one event whose publisher was checked ([`verify::check_publisher`]). Idempotent:
+/// handling the same event twice changes nothing the second time. No broker in here, so it
+/// is tested against a database alone.
+pub async fn handle(
+    db: &PgPool,
+    retries: &RetryPolicy,
+    event: &EdgeEvent,
+) -> Result<Effect, sqlx::Error> {
     match event {
         EdgeEvent::SimSendResultV1 {
             sim_id,
@@ -152,19 +211,53 @@ pub async fn handle(db: &PgPool, event: &EdgeEvent) -> Result<Effect, sqlx::Erro
             attempts,
             ..
         } => {
-            let status = match outcome {
-                SimSendOutcome::Sent => RecipientStatus::Sent,
-                SimSendOutcome::Failed => RecipientStatus::Failed,
+            let mut tx = db.begin().await?;
+            crate::repo::lock_messages(&mut tx, &[*message_id]).await?;
+            let Some(job) = repo::lock_sim_job(&mut tx, *recipient_id).await? else {
+                return Ok(Effect::Rejected(Rejection::NotRoutedHere {
+                    recipient_id: *recipient_id,
+                }));
+            };
+            // Routed here: the recipient's message goes through this SIM. A result for any
+            // other recipient would let one Pi report for another SIM's, or HKT's, sends.
+            if job.message_id != *message_id || job.route != routing::sim(*sim_id) {
+                return Ok(Effect::Rejected(Rejection::NotRoutedHere {
+                    recipient_id: *recipient_id,
+                }));
+            }
+            if job.status != RecipientStatus::Pending {
+                return Ok(Effect::Rejected(Rejection::NotPending {
+                    recipient_id: *recipient_id,
+                }));
+            }
+            let attempts_i32 = i32::try_from(*attempts).unwrap_or(i32::MAX);
+            let reason = error.as_deref().unwrap_or("transient modem error");
+            let (status, error) = match outcome {
+                SimSendOutcome::Sent => (RecipientStatus::Sent, None),
+                SimSendOutcome::Failed => (RecipientStatus::Failed, error.clone()),
+                SimSendOutcome::Retry => match retries.after_failure(*attempts, None) {
+                    NextStep::RetryIn { step, attempt } => {
+                        let next = retry_job(*sim_id, *recipient_id, &job, attempt);
+                        repo::note_sim_retry(&mut tx, *recipient_id, attempts_i32, reason).await?;
+                        tx.commit().await?;
+                        return Ok(match next {
+                            Some(job) => Effect::Retry { step, job },
+                            None => Effect::Nothing,
+                        });
+                    }
+                    NextStep::GiveUp => (
+                        RecipientStatus::Failed,
+                        Some(format!("gave up after {attempts} attempts: {reason}")),
+                    ),
+                },
             };
             let response = (*outcome == SimSendOutcome::Sent)
                 .then(|| format!("SIM {sim_id}: message references {references:?}"));
-            let mut tx = db.begin().await?;
-            crate::repo::lock_messages(&mut tx, &[*message_id]).await?;
             let changed = repo::record_sim_result(
                 &mut tx,
                 *recipient_id,
                 status,
-                i32::try_from(*attempts).unwrap_or(i32::MAX),
+                attempts_i32,
                 error.as_deref(),
                 response.as_deref(),
             )
@@ -291,6 +384,31 @@ pub async fn handle(db: &PgPool, event: &EdgeEvent) -> Result<Effect, sqlx::Erro
             Ok(Effect::Nothing)
         }
     }
+}
+
+/// The next attempt of a SIM job, rebuilt from the database (the agent's copy is not
+/// trusted), for the SIM's own queue. `None` when the stored message no longer parses.
+fn retry_job(
+    sim_id: i64,
+    recipient_id: i64,
+    job: &repo::SimJobState,
+    attempt: u32,
+) -> Option<OutgoingMessage> {
+    // Bodies in the table passed the segment limit when they were accepted.
+    let body = MessageBody::parse(&job.content, u32::MAX).ok()?;
+    let to = PhoneNumber::parse(&job.phone).ok()?;
+    let next = OutboundJob::SendV1 {
+        recipient_id,
+        message_id: job.message_id,
+        to,
+        body,
+        valid_until: job.valid_until,
+    };
+    Some(OutgoingMessage {
+        routing_key: routing::sim(sim_id),
+        payload: next.to_json(),
+        headers: job_headers(attempt),
+    })
 }
 
 fn kind_of(event: &EdgeEvent) -> EdgeEventKind {

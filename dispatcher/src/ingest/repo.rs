@@ -194,3 +194,68 @@ pub async fn message_progress(
     .fetch_optional(&mut **tx)
     .await
 }
+
+/// Where a SIM job's recipient stands, locked until the transaction ends: its message, its
+/// status, the message's route (`sim.<id>` for single-SIM sends) and what a retry needs.
+pub struct SimJobState {
+    pub message_id: i64,
+    pub status: RecipientStatus,
+    pub route: String,
+    pub phone: String,
+    pub content: String,
+    pub valid_until: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+pub async fn lock_sim_job(
+    tx: &mut Transaction<'_, Postgres>,
+    recipient_id: i64,
+) -> Result<Option<SimJobState>, sqlx::Error> {
+    sqlx::query_as!(
+        SimJobState,
+        r#"SELECT r.message_id, r.status AS "status: RecipientStatus", m.route, r.phone,
+                  m.content, m.valid_until
+         FROM recipients r JOIN messages m ON m.id = r.message_id
+         WHERE r.id = $1
+         FOR UPDATE OF r"#,
+        recipient_id
+    )
+    .fetch_optional(&mut **tx)
+    .await
+}
+
+/// Notes a transient failure of a SIM job whose next attempt was scheduled: the recipient
+/// stays pending, with the attempt count and the reason for `GET /api/sms/{id}`.
+pub async fn note_sim_retry(
+    tx: &mut Transaction<'_, Postgres>,
+    recipient_id: i64,
+    attempts: i32,
+    error: &str,
+) -> Result<(), sqlx::Error> {
+    sqlx::query!(
+        "UPDATE recipients SET attempts = GREATEST(attempts, $2), last_error = $3, updated_at = now()
+         WHERE id = $1 AND status = 'pending'",
+        recipient_id,
+        attempts,
+        error
+    )
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+/// An edge event the ingest refused, in the audit log (actor: the system).
+pub async fn audit_rejection(
+    db: &PgPool,
+    target: &str,
+    details: serde_json::Value,
+) -> Result<(), sqlx::Error> {
+    sqlx::query!(
+        "INSERT INTO audit_log (actor_id, action, target, details)
+         VALUES (NULL, 'edge.event_rejected', $1, $2)",
+        target,
+        details
+    )
+    .execute(db)
+    .await?;
+    Ok(())
+}

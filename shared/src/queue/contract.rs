@@ -41,9 +41,16 @@ impl Names {
         format!("{}.outbound", self.prefix)
     }
 
-    /// Topic exchange for `status.*`, `inbound.*` and `heartbeat.*` events.
+    /// Topic exchange for `status.*` events, published by the dispatchers only.
     pub fn events_exchange(&self) -> String {
         format!("{}.events", self.prefix)
+    }
+
+    /// Topic exchange the modem agents publish their events to (`sim-report.<id>`,
+    /// `inbound.<id>`, `heartbeat.<id>`). Separate from the events exchange so that the
+    /// broker can let an agent write here, under its own SIM's keys only, and nowhere else.
+    pub fn edge_exchange(&self) -> String {
+        format!("{}.edge", self.prefix)
     }
 
     /// The queue the dispatchers consume, bound to `hkt`.

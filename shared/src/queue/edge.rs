@@ -1,21 +1,90 @@
 //! Events of the edge gateway: what a modem agent tells the central side about its SIM.
 //!
-//! Agents publish them on the events exchange; the dispatcher's ingest consumes them from
+//! Agents publish them on the edge exchange; the dispatcher's ingest consumes them from
 //! one durable queue and writes PostgreSQL. Like every payload they carry a `type` tag
 //! naming a versioned variant; evolve by adding optional fields or variants.
 //!
 //! Routing keys: `sim-report.<sim>` for send results and delivery reports, `inbound.<sim>`
-//! for received SMS and `heartbeat.<sim>` for heartbeats. Send results deliberately do not
-//! use `status.*`: that pattern carries [`super::StatusEvent`]s, which the ingest publishes
-//! once a result is committed.
+//! for received SMS and `heartbeat.<sim>` for heartbeats.
+//!
+//! **Trust.** A modem agent runs on a Raspberry Pi in somebody's office: the central side
+//! treats what it says as claims. Each SIM's agent connects as its own broker user
+//! ([`sim_broker_user`]) whose permissions ([`SimGrants`]) let it read its SIM's queue and
+//! publish to the edge exchange under its own SIM's routing keys, nothing else; every event
+//! carries the AMQP `user_id` property, which RabbitMQ checks against the connection's user.
+//! The ingest then checks that the user is the SIM the event names, and that a send result
+//! is for a pending recipient routed to that SIM.
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use super::contract::Names;
 
-/// Binding patterns of the ingest queue on the events exchange.
+/// Binding patterns of the ingest queue on the edge exchange. Before per-SIM broker users
+/// the queue was bound with the same patterns on the events exchange; the topology removes
+/// those bindings (see `declare_edge_ingest`).
 pub const INGEST_BINDINGS: [&str; 3] = ["sim-report.*", "inbound.*", "heartbeat.*"];
+
+/// The broker user a SIM's agent connects as: the name of its queue, so the two are read
+/// together in the management UI. Carries the prefix: several deployments (and the tests)
+/// share one broker.
+pub fn sim_broker_user(names: &Names, sim_id: i64) -> String {
+    names.sim_queue(sim_id)
+}
+
+/// The SIM a broker user name belongs to under `names`, `None` for any other user.
+pub fn sim_of_broker_user(names: &Names, user: &str) -> Option<i64> {
+    let id = user.strip_prefix(names.prefix())?.strip_prefix(".sim.")?;
+    // `sim_queue` writes ids in plain decimal; anything else is another user.
+    let sim_id: i64 = id.parse().ok()?;
+    (sim_id.to_string() == id).then_some(sim_id)
+}
+
+/// What one SIM's broker user may do, as RabbitMQ permission regexes (a user's
+/// configure/write/read permissions on the vhost, plus topic permissions on the edge
+/// exchange). Least privilege: no configure at all (the agent only checks that its queue
+/// and the edge exchange exist, with passive declares, which need no permission), write on
+/// the edge exchange only and there only under its own SIM's keys, read on its own queue.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SimGrants {
+    pub configure: String,
+    pub write: String,
+    pub read: String,
+    /// The exchange the topic permissions below apply to.
+    pub topic_exchange: String,
+    pub topic_write: String,
+    pub topic_read: String,
+}
+
+impl SimGrants {
+    pub fn for_sim(names: &Names, sim_id: i64) -> SimGrants {
+        SimGrants {
+            configure: NOTHING.to_owned(),
+            write: exactly(&names.edge_exchange()),
+            read: exactly(&names.sim_queue(sim_id)),
+            topic_exchange: names.edge_exchange(),
+            topic_write: format!("^(sim-report|inbound|heartbeat)\\.{sim_id}$"),
+            topic_read: NOTHING.to_owned(),
+        }
+    }
+}
+
+/// RabbitMQ reads an empty permission as "nothing" too, but says so less plainly.
+const NOTHING: &str = "^$";
+
+/// A regex matching exactly `name`. Prefixes are letters, digits, `-`, `_` and `.`
+/// (`QueueSettings`), so escaping the dots is enough; anything else is escaped as well.
+fn exactly(name: &str) -> String {
+    let mut regex = String::from("^");
+    for c in name.chars() {
+        if !c.is_ascii_alphanumeric() && c != '-' && c != '_' {
+            regex.push('\\');
+        }
+        regex.push(c);
+    }
+    regex.push('$');
+    regex
+}
 
 /// The durable queue the central side consumes every edge event from.
 pub fn ingest_queue(names: &Names) -> String {
@@ -30,6 +99,11 @@ pub enum SimSendOutcome {
     Sent,
     /// A permanent error, or transient ones until the retry schedule ran out.
     Failed,
+    /// A transient error (no network, congestion, a modem that hung): the central side
+    /// schedules the next attempt through the retry queues, or fails the recipient once
+    /// the schedule ran out. Agents may not publish to the retry queues themselves: those
+    /// lead to every route, the paid HKT gateway included.
+    Retry,
 }
 
 /// Network registration as `AT+CREG?` reports it (3GPP TS 27.007 §7.2).
@@ -81,7 +155,7 @@ impl Registration {
 #[serde(tag = "type")]
 pub enum EdgeEvent {
     /// The result of one SIM job. `references` are the TP-MRs the modem gave each part (in
-    /// part order); delivery reports name them.
+    /// part order); delivery reports name them. `attempts` counts this attempt.
     SimSendResultV1 {
         sim_id: i64,
         recipient_id: i64,
@@ -213,6 +287,34 @@ mod tests {
         assert_eq!(report.routing_key(), "sim-report.7");
         assert!(!report.routing_key().starts_with("status."));
         assert_eq!(ingest_queue(&Names::new("t1")), "t1.edge-ingest");
+    }
+
+    #[test]
+    fn sim_broker_users_name_their_sim_and_nothing_else() {
+        let names = Names::new("sg.prod");
+        assert_eq!(sim_broker_user(&names, 12), "sg.prod.sim.12");
+        assert_eq!(sim_of_broker_user(&names, "sg.prod.sim.12"), Some(12));
+        for other in [
+            "guest",
+            "sg.prod.sim.",
+            "sg.prod.sim.012",
+            "sg.prod.sim.1x",
+            "sg.other.sim.1",
+            "sg.prodx.sim.1",
+        ] {
+            assert_eq!(sim_of_broker_user(&names, other), None, "{other}");
+        }
+    }
+
+    #[test]
+    fn sim_grants_are_anchored_regexes_for_one_sim() {
+        let grants = SimGrants::for_sim(&Names::new("sg.prod"), 12);
+        assert_eq!(grants.configure, "^$");
+        assert_eq!(grants.write, r"^sg\.prod\.edge$");
+        assert_eq!(grants.read, r"^sg\.prod\.sim\.12$");
+        assert_eq!(grants.topic_exchange, "sg.prod.edge");
+        assert_eq!(grants.topic_write, r"^(sim-report|inbound|heartbeat)\.12$");
+        assert_eq!(grants.topic_read, "^$");
     }
 
     #[test]

@@ -143,23 +143,46 @@ pub async fn declare_sim_queue(
         .await
 }
 
-/// Declares the queue the central side ingests edge events from, bound to the events
-/// exchange. Agents declare it too before they publish: an event published before anyone
-/// declared it would be unroutable, confirmed, and lost.
+/// Declares the edge exchange and the queue the central side ingests edge events from,
+/// bound to it. Only the central side declares them: agents have no configure permission
+/// and check with passive declares that both exist before they publish (an event published
+/// before the queue was bound would be unroutable, confirmed, and lost).
 pub async fn declare_edge_ingest(
     channel: &Channel,
     settings: &QueueSettings,
 ) -> Result<(), lapin::Error> {
     let names = Names::new(&settings.prefix);
+    channel
+        .exchange_declare(
+            &names.edge_exchange(),
+            ExchangeKind::Topic,
+            ExchangeDeclareOptions {
+                durable: true,
+                ..Default::default()
+            },
+            FieldTable::default(),
+        )
+        .await?;
     let queue = edge::ingest_queue(&names);
     declare_work_queue(channel, settings, &queue).await?;
     for pattern in edge::INGEST_BINDINGS {
         channel
             .queue_bind(
                 &queue,
-                &names.events_exchange(),
+                &names.edge_exchange(),
                 pattern,
                 QueueBindOptions::default(),
+                FieldTable::default(),
+            )
+            .await?;
+        // Before per-SIM broker users, agents published on the events exchange. Those
+        // bindings would let anyone who may write there (dispatchers, API) pass for an
+        // agent; unbinding one that does not exist is a no-op.
+        channel
+            .queue_unbind(
+                &queue,
+                &names.events_exchange(),
+                pattern,
                 FieldTable::default(),
             )
             .await?;

@@ -12,7 +12,40 @@ use smsgate_shared::config::QueueSettings;
 use smsgate_shared::domain::PhoneNumber;
 
 use super::ModemSim;
-use crate::app::{test_amqp_url, TestApp};
+use crate::app::{amqp_url_as, test_amqp_url, TestApp};
+
+/// A SIM agent's broker login: (user, password).
+type Login = (String, String);
+
+/// The broker logins the API gave each test SIM when it was registered, by (queue prefix,
+/// SIM id): the password is shown once, and agents started later need it.
+static SIM_LOGINS: std::sync::Mutex<Option<std::collections::HashMap<(String, i64), Login>>> =
+    std::sync::Mutex::new(None);
+
+/// Remembers SIM `sim_id`'s broker login from a `POST /api/sim-cards` (or rotation) answer.
+pub fn remember_sim_login(prefix: &str, sim_id: i64, broker: &Value) {
+    let (Some(user), Some(password)) = (broker["username"].as_str(), broker["password"].as_str())
+    else {
+        panic!("the API answered no broker login for SIM {sim_id}: {broker}");
+    };
+    SIM_LOGINS
+        .lock()
+        .unwrap()
+        .get_or_insert_with(Default::default)
+        .insert(
+            (prefix.to_owned(), sim_id),
+            (user.to_owned(), password.to_owned()),
+        );
+}
+
+/// SIM `sim_id`'s broker login, as remembered.
+pub fn sim_login(prefix: &str, sim_id: i64) -> Option<Login> {
+    SIM_LOGINS
+        .lock()
+        .unwrap()
+        .as_ref()
+        .and_then(|logins| logins.get(&(prefix.to_owned(), sim_id)).cloned())
+}
 
 /// Polls `check` every 100 ms until it returns `Some`, or panics with `what` at `deadline`.
 pub async fn eventually<T, F, Fut>(deadline: Duration, what: &str, mut check: F) -> T
@@ -38,7 +71,8 @@ where
 pub trait EdgeApp {
     /// `POST /api/sim-cards`; asserts 201 and returns the SIM's id.
     async fn create_sim(&self, number: &str) -> i64;
-    /// The agent's settings for SIM `sim_id`, matching this stack's queue settings.
+    /// The agent's settings for SIM `sim_id`, matching this stack's queue settings, logged
+    /// in as the SIM's own broker user (through `amqp_url`'s host when given: a proxy).
     fn agent_settings(&self, sim_id: i64, number: &str, amqp_url: Option<&str>) -> AgentSettings;
     /// Starts the real modem agent in-process against `modem`.
     async fn start_agent(&self, sim_id: i64, number: &str, modem: &ModemSim) -> RunningAgent;
@@ -60,18 +94,25 @@ impl EdgeApp for TestApp {
             .post("/api/sim-cards", json!({"number": number, "label": "test"}))
             .await;
         assert_eq!(status, StatusCode::CREATED, "{body}");
-        body["id"].as_i64().unwrap()
+        let id = body["id"].as_i64().unwrap();
+        remember_sim_login(&self.prefix, id, &body["broker"]);
+        id
     }
 
     fn agent_settings(&self, sim_id: i64, number: &str, amqp_url: Option<&str>) -> AgentSettings {
         // The same arguments as the API's and the dispatcher's, or the broker refuses the
         // agent's declarations.
+        let (user, password) = sim_login(&self.prefix, sim_id).unwrap_or_else(|| {
+            panic!("SIM {sim_id} was not registered through create_sim: no broker login")
+        });
+        let url = amqp_url_as(
+            &amqp_url.map_or_else(test_amqp_url, str::to_owned),
+            &user,
+            &password,
+        );
         let queue = QueueSettings {
             retry_schedule: self.options.retry_schedule.clone(),
-            ..QueueSettings::for_tests(
-                &amqp_url.map_or_else(test_amqp_url, str::to_owned),
-                &self.prefix,
-            )
+            ..QueueSettings::for_tests(&url, &self.prefix)
         };
         let spool: PathBuf =
             std::env::temp_dir().join(format!("smsgate-spool-{}-{sim_id}", self.prefix));

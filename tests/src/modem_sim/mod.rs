@@ -9,7 +9,7 @@
 
 mod harness;
 
-pub use harness::{eventually, EdgeApp};
+pub use harness::{eventually, remember_sim_login, sim_login, EdgeApp};
 
 use std::collections::{BTreeMap, VecDeque};
 use std::io;

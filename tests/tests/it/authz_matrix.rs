@@ -86,6 +86,10 @@ fn table() -> Vec<Row> {
         Row::api(M::DELETE, "/api/sim-cards/{id}")
             .on("sim-to-delete")
             .expect(&[AUTHED, "403 403 200"]),
+        // A new broker password for the SIM's agent (shown once): admins only.
+        Row::api(M::POST, "/api/sim-cards/{id}/broker-credentials")
+            .on("sim")
+            .expect(&[AUTHED, "403 403 200"]),
         Row::api(M::GET, "/api/sms/inbox").expect(&[AUTHED, "- 200 200"]),
         // ---- JSON API: webhooks (personal: an admin gets 404 on another user's)
         Row::api(M::GET, "/api/webhooks").expect(&[AUTHED, "- 200 200"]),
@@ -190,7 +194,8 @@ fn table() -> Vec<Row> {
                     ("status", "active".to_owned()),
                 ]
             })
-            .expect(&[FORM, "- 403 303"]),
+            // 200: the page showing the agent's broker login once.
+            .expect(&[FORM, "- 403 200"]),
         Row::panel(M::GET, "/sims/{id}/edit")
             .on("sim")
             .expect(&[PAGE, "403 403 200"]),
@@ -208,6 +213,9 @@ fn table() -> Vec<Row> {
         Row::panel(M::POST, "/sims/{id}/toggle")
             .on("sim")
             .expect(&[FORM, "403 403 303"]),
+        Row::panel(M::POST, "/sims/{id}/broker-credentials")
+            .on("sim")
+            .expect(&[FORM, "403 403 200"]),
         Row::panel(M::GET, "/sims/{id}/delete")
             .on("panel-sim-to-delete")
             .expect(&[PAGE, "403 403 200"]),

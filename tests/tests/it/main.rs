@@ -12,6 +12,7 @@ mod deploy_files;
 mod edge_agent;
 mod edge_api;
 mod edge_system;
+mod edge_trust;
 mod idempotency;
 mod login_throttle;
 mod metrics;

@@ -538,7 +538,7 @@ async fn the_panel_shows_users_only_their_sims_and_admins_set_assignees_in_the_f
             ],
         )
         .await;
-    assert_eq!(created.status, StatusCode::SEE_OTHER, "{}", created.body);
+    assert_eq!(created.status, StatusCode::OK, "{}", created.body);
     let id: i64 = sqlx::query_scalar("SELECT id FROM sim_cards WHERE number = '+85261110901'")
         .fetch_one(&app.db)
         .await

@@ -175,10 +175,24 @@ async fn an_admin_adds_edits_disables_and_deletes_a_sim() {
             ],
         )
         .await;
-    assert_eq!(added.status, StatusCode::SEE_OTHER, "{}", added.body);
-    assert_eq!(added.location(), Some("/sims"));
+    // The agent's broker login, shown once on the page the form answers with.
+    assert_eq!(added.status, StatusCode::OK, "{}", added.body);
+    assert!(
+        added.body.contains("SIM card added: +85261110003"),
+        "{}",
+        added.body
+    );
+    assert!(
+        added.body.contains(&format!("{}.sim.", app.prefix)),
+        "{}",
+        added.body
+    );
+    assert!(
+        added.body.contains("Copy the password now"),
+        "{}",
+        added.body
+    );
     let list = admin.get("/sims").await;
-    assert!(list.body.contains("SIM card +85261110003 added."));
     assert!(list.body.contains("Pi &lt;b&gt;one&lt;&#x2F;b&gt;"));
     assert!(!list.body.contains("<b>one</b>"));
     let id: i64 = sqlx::query_scalar("SELECT id FROM sim_cards")
@@ -188,6 +202,27 @@ async fn an_admin_adds_edits_disables_and_deletes_a_sim() {
     // The JSON API sees what the panel made, and the other way round.
     let sim = app.sim(id).await;
     assert_eq!(sim["label"], "Pi <b>one</b>");
+    // A new broker password from the SIM's page, shown once, audited.
+    let rotated = admin
+        .submit(
+            &format!("/sims/{id}/edit"),
+            &format!("/sims/{id}/broker-credentials"),
+            &[],
+        )
+        .await;
+    assert_eq!(rotated.status, StatusCode::OK, "{}", rotated.body);
+    assert!(
+        rotated.body.contains("New broker login"),
+        "{}",
+        rotated.body
+    );
+    assert!(rotated.body.contains("previous password no longer works"));
+    let audited: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM audit_log WHERE action = 'sim.credentials'")
+            .fetch_one(&app.db)
+            .await
+            .unwrap();
+    assert_eq!(audited, 1);
 
     let taken = admin
         .submit(
@@ -282,6 +317,7 @@ async fn an_admin_adds_edits_disables_and_deletes_a_sim() {
             "sim.update",
             "sim.update",
             "sim.update",
+            "sim.credentials",
             "sim.create"
         ],
         "{logs}"

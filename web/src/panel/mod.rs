@@ -74,6 +74,10 @@ pub fn router(state: WebState) -> Router {
         )
         .route("/sims/{id}/toggle", post(sims_pages::toggle_sim))
         .route(
+            "/sims/{id}/broker-credentials",
+            post(sims_pages::rotate_broker_credentials),
+        )
+        .route(
             "/sims/{id}/delete",
             get(sims_pages::confirm_delete).post(sims_pages::delete_sim),
         )

@@ -21,6 +21,7 @@ use super::forms::{CsrfForm, NoFields};
 use super::session::{AdminUser, PanelUser, SignedIn};
 use super::{invalid, PanelId};
 use crate::state::WebState;
+use smsgate_core::sims::broker_users::SimBrokerCredentials;
 use smsgate_core::sims::repo::SimRow;
 use smsgate_core::sims::service::{
     self, Assignee, Assignees, NewSim, SimChanges, SimError, SimStatus,
@@ -275,12 +276,16 @@ pub async fn create_sim(
         &app.core.db,
         &app.core.broker,
         &app.core.settings.queue,
+        &app.core.sim_users,
         admin.session.user_id,
         new,
     )
     .await
     {
-        Ok(sim) => Ok(Flash::success(format!("SIM card {} added.", sim.number)).redirect(SIMS)),
+        Ok(created) => {
+            let sim = created.sim;
+            Ok(credentials_page(&app, &admin, &sim, created.credentials, false).into_response())
+        }
         Err(e @ SimError::NumberTaken) => invalid(page(json!({ "number": e.to_string() })).await?),
         Err(e @ SimError::UnknownUsers(_)) => {
             invalid(page(json!({ "assign": e.to_string() })).await?)
@@ -335,13 +340,65 @@ pub async fn update_sim(
         assignees,
         ..SimChanges::default()
     };
-    match service::update(&app.core.db, admin.session.user_id, id, changes).await {
+    match service::update(
+        &app.core.db,
+        &app.core.sim_users,
+        admin.session.user_id,
+        id,
+        changes,
+    )
+    .await
+    {
         Ok(saved) => Ok(Flash::success(format!("SIM card {} saved.", saved.number)).redirect(SIMS)),
         Err(e @ SimError::UnknownUsers(_)) => {
             invalid(page(json!({ "assign": e.to_string() })).await?)
         }
         Err(e) => Err(sim_error(e, SIMS)),
     }
+}
+
+/// Shows a SIM's broker login once (after adding the SIM, or a new password).
+fn credentials_page(
+    app: &WebState,
+    admin: &AdminUser,
+    sim: &SimRow,
+    credentials: Option<SimBrokerCredentials>,
+    rotated: bool,
+) -> Page {
+    let names = smsgate_shared::queue::Names::new(&app.core.settings.queue.prefix);
+    let broker = credentials.map(|c| {
+        json!({
+            "username": c.username,
+            "password": c.password,
+            "queue": names.sim_queue(sim.id),
+            "exchange": names.edge_exchange(),
+        })
+    });
+    Page::new("sim_credentials.html", admin.layout(app, "sims"))
+        .with("sim", json!({"id": sim.id, "number": sim.number}))
+        .with("broker", broker)
+        .with("rotated", rotated)
+}
+
+/// A new broker password for the SIM's agent (a Pi replaced or stolen).
+pub async fn rotate_broker_credentials(
+    State(app): State<WebState>,
+    PanelId(id): PanelId,
+    CsrfForm { user: admin, .. }: CsrfForm<AdminUser, NoFields>,
+) -> Result<Page, WebError> {
+    let back = |e| sim_error(e, SIMS);
+    let sim = service::find(&app.core.db, id).await.map_err(back)?;
+    let credentials =
+        service::rotate_credentials(&app.core.db, &app.core.sim_users, admin.session.user_id, id)
+            .await
+            .map_err(back)?;
+    Ok(credentials_page(
+        &app,
+        &admin,
+        &sim,
+        Some(credentials),
+        true,
+    ))
 }
 
 pub async fn toggle_sim(
@@ -361,9 +418,15 @@ pub async fn toggle_sim(
         status: Some(status),
         ..SimChanges::default()
     };
-    let sim = service::update(&app.core.db, admin.session.user_id, id, changes)
-        .await
-        .map_err(|e| sim_error(e, SIMS))?;
+    let sim = service::update(
+        &app.core.db,
+        &app.core.sim_users,
+        admin.session.user_id,
+        id,
+        changes,
+    )
+    .await
+    .map_err(|e| sim_error(e, SIMS))?;
     let text = match status {
         SimStatus::Active => format!("SIM card {} enabled.", sim.number),
         SimStatus::Inactive => format!(
@@ -418,6 +481,7 @@ pub async fn delete_sim(
         &app.core.db,
         &app.core.broker,
         &app.core.settings.queue,
+        &app.core.sim_users,
         admin.session.user_id,
         id,
         force,
