@@ -9,6 +9,7 @@
 //! `pending` recipients change, parts and inbound SMS are unique), so a redelivered event
 //! changes nothing twice.
 
+mod inbound;
 mod repo;
 
 use std::sync::Arc;
@@ -18,6 +19,7 @@ use futures::StreamExt;
 use lapin::message::Delivery;
 use lapin::options::{BasicAckOptions, BasicConsumeOptions, BasicQosOptions};
 use lapin::types::FieldTable;
+use smsgate_core::optout::Keywords;
 use smsgate_shared::domain::RecipientStatus;
 use smsgate_shared::queue::edge::{ingest_queue, EdgeEvent, SimSendOutcome};
 use smsgate_shared::queue::{
@@ -109,7 +111,10 @@ async fn ingest_one(
     let span = info_span!("ingest.edge_event", sim.id = event.sim_id());
     let mut retry = Duration::from_millis(100);
     let effect = loop {
-        match handle(&ctx.db, &event).instrument(span.clone()).await {
+        match handle(&ctx.db, &ctx.settings.opt_out_keywords, &event)
+            .instrument(span.clone())
+            .await
+        {
             Ok(effect) => break effect,
             Err(e) => {
                 // The event stays unacked while PostgreSQL is away; prefetch stops the flow.
@@ -139,8 +144,13 @@ pub enum Effect {
 }
 
 /// Writes one event. Idempotent: handling the same event twice changes nothing the second
-/// time. No broker in here, so it is tested against a database alone.
-pub async fn handle(db: &PgPool, event: &EdgeEvent) -> Result<Effect, sqlx::Error> {
+/// time. No broker in here, so it is tested against a database alone. `keywords` are what
+/// a received SMS must say to opt its sender out (or back in).
+pub async fn handle(
+    db: &PgPool,
+    keywords: &Keywords,
+    event: &EdgeEvent,
+) -> Result<Effect, sqlx::Error> {
     match event {
         EdgeEvent::SimSendResultV1 {
             sim_id,
@@ -249,20 +259,16 @@ pub async fn handle(db: &PgPool, event: &EdgeEvent) -> Result<Effect, sqlx::Erro
             sent_at,
             received_at,
         } => {
-            let new = repo::insert_inbound(
-                db,
-                *sim_id,
+            let sms = inbound::Received {
+                sim_id: *sim_id,
                 key,
                 sender,
                 text,
-                i16::try_from(*parts).unwrap_or(i16::MAX),
-                *sent_at,
-                *received_at,
-            )
-            .await?;
-            if !new {
-                debug!("received SMS already stored");
-            }
+                parts: *parts,
+                sent_at: *sent_at,
+                received_at: *received_at,
+            };
+            inbound::store(db, keywords, sms).await?;
             Ok(Effect::Nothing)
         }
         EdgeEvent::HeartbeatV1 {
