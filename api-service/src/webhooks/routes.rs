@@ -1,5 +1,6 @@
-//! `/api/webhooks`: register endpoints for status and received-SMS events, rotate their secrets, send a test
-//! event, and read (and re-queue) their deliveries.
+//! `/api/webhooks`: register endpoints for status and received-SMS events (their
+//! subscriptions), rotate their secrets, send a test event, and read (and re-queue) their
+//! deliveries.
 
 use axum::extract::State;
 use axum::http::StatusCode;
