@@ -10,6 +10,7 @@ pub mod db;
 pub mod history;
 pub mod idempotency;
 pub mod live;
+pub mod optout;
 pub mod outbox;
 pub mod params;
 pub mod progress;

@@ -68,6 +68,7 @@ pub struct MessageProgress {
     pub failed_count: i32,
     pub cancelled_count: i32,
     pub expired_count: i32,
+    pub opted_out_count: i32,
     /// Whether its owner has an active webhook: events are serialised only for those.
     pub has_webhooks: bool,
 }
@@ -83,6 +84,7 @@ impl MessageProgress {
             failed: i64::from(self.failed_count),
             cancelled: i64::from(self.cancelled_count),
             expired: i64::from(self.expired_count),
+            opted_out: i64::from(self.opted_out_count),
             recipients,
         }
     }
@@ -224,18 +226,19 @@ pub async fn update_message_counters(
              cancelled_count = m.cancelled_count - d.uncancelled,
              status = message_status_of(m.status, m.total_count, m.sent_count + d.sent,
                  m.failed_count + d.failed, m.cancelled_count - d.uncancelled,
-                 m.expired_count + d.expired),
+                 m.expired_count + d.expired, m.opted_out_count),
              completed_at = CASE
                  WHEN m.status = 'cancelled' THEN m.completed_at
                  WHEN m.sent_count + d.sent + m.failed_count + d.failed + m.cancelled_count
-                      - d.uncancelled + m.expired_count + d.expired >= m.total_count
+                      - d.uncancelled + m.expired_count + d.expired + m.opted_out_count
+                      >= m.total_count
                      THEN COALESCE(m.completed_at, now())
                  ELSE NULL END
          FROM unnest($1::bigint[], $2::int[], $3::int[], $4::int[], $5::int[])
               AS d(id, sent, failed, expired, uncancelled)
          WHERE m.id = d.id
          RETURNING m.id, m.status AS "status: MessageStatus", m.total_count, m.sent_count,
-                   m.failed_count, m.cancelled_count, m.expired_count,
+                   m.failed_count, m.cancelled_count, m.expired_count, m.opted_out_count,
                    EXISTS (SELECT 1 FROM webhooks w WHERE w.user_id = m.user_id AND w.is_active)
                        AS "has_webhooks!""#,
         message_ids,

@@ -3,6 +3,7 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use smsgate_core::optout::{self, Keywords};
 use smsgate_shared::config::{self, ConfigError, QueueSettings};
 use smsgate_shared::metrics::MetricsToken;
 use smsgate_shared::secret_box::{self, SecretBox};
@@ -32,6 +33,10 @@ pub struct Settings {
     pub metrics_token: Option<MetricsToken>,
     /// How webhook deliveries are made.
     pub webhooks: WebhookSettings,
+    /// OPT_OUT_KEYWORDS and OPT_IN_KEYWORDS (comma-separated): a received SMS that says
+    /// one of them, and nothing else, puts its sender on the global opt-out list (or takes
+    /// a reply's opt-out off it).
+    pub opt_out_keywords: Keywords,
 }
 
 /// How this dispatcher delivers webhooks.
@@ -167,6 +172,7 @@ impl Settings {
             metrics_bind: metrics_bind(config::var("METRICS_BIND").as_deref())?,
             metrics_token: MetricsToken::from_env()?,
             webhooks: WebhookSettings::from_env()?,
+            opt_out_keywords: opt_out_keywords()?,
         };
         require_token_off_loopback(settings.metrics_bind, settings.metrics_token.as_ref())?;
         Ok(settings)
@@ -198,6 +204,7 @@ impl Settings {
             metrics_bind: Some(SocketAddr::from(([127, 0, 0, 1], 0))),
             metrics_token: None,
             webhooks: WebhookSettings::for_tests(),
+            opt_out_keywords: Keywords::default(),
         }
     }
 }
@@ -236,6 +243,18 @@ fn require_token_off_loopback(
         )),
         _ => Ok(()),
     }
+}
+
+fn opt_out_keywords() -> Result<Keywords, ConfigError> {
+    let opt_out = config::string_or("OPT_OUT_KEYWORDS", optout::DEFAULT_OPT_OUT);
+    let opt_in = std::env::var("OPT_IN_KEYWORDS").unwrap_or_else(|_| optout::DEFAULT_OPT_IN.into());
+    Keywords::parse(&opt_out, &opt_in).map_err(|e| {
+        let key = match e {
+            optout::KeywordError::Empty => "OPT_OUT_KEYWORDS",
+            optout::KeywordError::Both(_) => "OPT_IN_KEYWORDS",
+        };
+        ConfigError::new(key, e.to_string())
+    })
 }
 
 fn at_least_one(key: &'static str, default: usize) -> Result<usize, ConfigError> {

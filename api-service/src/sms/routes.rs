@@ -370,6 +370,8 @@ struct MessageView {
     failed_count: i32,
     cancelled_count: i32,
     expired_count: i32,
+    /// Recipients whose number was on the opt-out list at accept; never sent.
+    opted_out_count: i32,
     pending_count: i64,
     priority: &'static str,
     /// When a scheduled message is released.
@@ -397,6 +399,7 @@ impl From<MessageRow> for MessageView {
             failed_count: m.failed_count,
             cancelled_count: m.cancelled_count,
             expired_count: m.expired_count,
+            opted_out_count: m.opted_out_count,
             pending_count: m.tally().pending(),
             priority: m.priority.as_str(),
             send_at: m.send_at.map(rfc3339),

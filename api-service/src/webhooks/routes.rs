@@ -1,5 +1,6 @@
-//! `/api/webhooks`: register endpoints for status events, rotate their secrets, send a test
-//! event, and read (and re-queue) their deliveries.
+//! `/api/webhooks`: register endpoints for status and received-SMS events (their
+//! subscriptions), rotate their secrets, send a test event, and read (and re-queue) their
+//! deliveries.
 
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -14,7 +15,7 @@ use crate::state::AppState;
 use crate::wire::rfc3339;
 use smsgate_core::webhooks::repo::{DeliveryRow, WebhookRow};
 use smsgate_core::webhooks::service::{self, NewWebhook, WebhookChanges, WebhookError};
-use smsgate_core::webhooks::{WebhookUrl, WebhookUrlError};
+use smsgate_core::webhooks::{WebhookEvents, WebhookUrl, WebhookUrlError};
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -38,6 +39,8 @@ struct WebhookView {
     url: String,
     description: String,
     is_active: bool,
+    /// The events it subscribes to.
+    events: Vec<String>,
     created_at: String,
     updated_at: String,
     /// Only in the answers that create it or rotate it: it is not shown again.
@@ -52,11 +55,21 @@ impl From<WebhookRow> for WebhookView {
             url: w.url,
             description: w.description,
             is_active: w.is_active,
+            events: w.events,
             created_at: rfc3339(w.created_at),
             updated_at: rfc3339(w.updated_at),
             secret: None,
         }
     }
+}
+
+/// The subscription list of a request; `None` when it gave none.
+fn parse_events(raw: Option<Vec<String>>) -> Result<Option<WebhookEvents>, ApiError> {
+    raw.map(|names| {
+        WebhookEvents::parse(&names)
+            .map_err(|e| ApiError::validation("INVALID_WEBHOOK_EVENTS", e.to_string()))
+    })
+    .transpose()
 }
 
 fn parse_url(app: &AppState, raw: &str) -> Result<WebhookUrl, ApiError> {
@@ -69,6 +82,9 @@ struct CreateWebhookRequest {
     url: String,
     #[serde(default)]
     description: Option<String>,
+    /// Defaults to `["message.status"]`, what webhooks received before subscriptions.
+    #[serde(default)]
+    events: Option<Vec<String>>,
 }
 
 async fn create_webhook(
@@ -79,6 +95,7 @@ async fn create_webhook(
     let new = NewWebhook {
         url: parse_url(&app, &req.url)?,
         description: req.description.unwrap_or_default().trim().to_owned(),
+        events: parse_events(req.events)?.unwrap_or_else(WebhookEvents::status_only),
     };
     let created = service::create(
         &app.core.db,
@@ -124,6 +141,8 @@ struct UpdateWebhookRequest {
     description: Option<String>,
     #[serde(default)]
     is_active: Option<bool>,
+    #[serde(default)]
+    events: Option<Vec<String>>,
 }
 
 async fn update_webhook(
@@ -136,6 +155,7 @@ async fn update_webhook(
         url: req.url.as_deref().map(|u| parse_url(&app, u)).transpose()?,
         description: req.description.map(|d| d.trim().to_owned()),
         is_active: req.is_active,
+        events: parse_events(req.events)?,
     };
     Ok(Json(
         service::update(&app.core.db, user.id, id, changes)

@@ -38,6 +38,7 @@ pub struct MessageDetailRow {
     pub failed_count: i32,
     pub cancelled_count: i32,
     pub expired_count: i32,
+    pub opted_out_count: i32,
     pub priority: Priority,
     /// `hkt` or `sim.<id>`.
     pub route: String,
@@ -140,6 +141,7 @@ pub async fn find_message(db: &PgPool, id: i64) -> Result<Option<MessageDetailRo
         r#"SELECT m.id, m.user_id, u.username, m.content, m.encoding, m.segments,
                 m.status AS "status: MessageStatus",
                 m.total_count, m.sent_count, m.failed_count, m.cancelled_count, m.expired_count,
+                m.opted_out_count,
                 m.priority AS "priority: Priority", m.route, m.send_at, m.valid_until,
                 m.created_at, m.completed_at
          FROM messages m JOIN users u ON u.id = m.user_id WHERE m.id = $1"#,
@@ -199,7 +201,7 @@ pub async fn counts_since(
         r#"SELECT coalesce(sum(sent_count), 0)::bigint AS "sent!",
                 coalesce(sum(failed_count), 0)::bigint AS "failed!",
                 coalesce(sum(total_count - sent_count - failed_count - cancelled_count
-                             - expired_count), 0)::bigint AS "pending!"
+                             - expired_count - opted_out_count), 0)::bigint AS "pending!"
          FROM messages WHERE created_at >= $1 AND ($2::bigint IS NULL OR user_id = $2)"#,
         since,
         user_id

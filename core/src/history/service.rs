@@ -214,6 +214,7 @@ impl MessageDetailRow {
             failed_count: self.failed_count,
             cancelled_count: self.cancelled_count,
             expired_count: self.expired_count,
+            opted_out_count: self.opted_out_count,
             priority: self.priority,
             route: self.route.clone(),
             send_at: self.send_at,
@@ -229,7 +230,8 @@ impl MessageDetailRow {
             - self.sent_count
             - self.failed_count
             - self.cancelled_count
-            - self.expired_count)
+            - self.expired_count
+            - self.opted_out_count)
             .max(0)
     }
 }

@@ -29,6 +29,7 @@ pub struct Progress {
     pub failed: i64,
     pub cancelled: i64,
     pub expired: i64,
+    pub opted_out: i64,
     /// No further change is expected (the page may stop listening).
     #[serde(rename = "final")]
     pub is_final: bool,
@@ -46,6 +47,7 @@ impl From<&StatusEvent> for Progress {
                 failed,
                 cancelled,
                 expired,
+                opted_out,
                 recipients,
             } => Progress {
                 message_id: *message_id,
@@ -55,6 +57,7 @@ impl From<&StatusEvent> for Progress {
                 failed: *failed,
                 cancelled: *cancelled,
                 expired: *expired,
+                opted_out: *opted_out,
                 is_final: status.is_final(),
                 recipients: recipients
                     .iter()
@@ -91,6 +94,7 @@ pub async fn snapshot(
         failed: i64::from(message.failed_count),
         cancelled: i64::from(message.cancelled_count),
         expired: i64::from(message.expired_count),
+        opted_out: i64::from(message.opted_out_count),
         is_final: message.status.is_final(),
         recipients: recipients
             .items

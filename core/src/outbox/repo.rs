@@ -47,7 +47,7 @@ pub async fn release_due_scheduled(
         r#"UPDATE messages m SET status = 'pending'
          WHERE m.status = 'scheduled' AND m.send_at <= now()
          RETURNING m.id, m.status AS "status: MessageStatus", m.total_count, m.sent_count,
-                   m.failed_count, m.cancelled_count, m.expired_count,
+                   m.failed_count, m.cancelled_count, m.expired_count, m.opted_out_count,
                    EXISTS (SELECT 1 FROM webhooks w WHERE w.user_id = m.user_id AND w.is_active)
                        AS "has_webhooks!""#
     )
@@ -74,14 +74,16 @@ pub async fn expire_unreleased(conn: &mut PgConnection) -> Result<Vec<MessageTal
          UPDATE messages m SET
              expired_count = m.expired_count + c.n,
              status = message_status_of(m.status, m.total_count, m.sent_count, m.failed_count,
-                                        m.cancelled_count, m.expired_count + c.n),
+                                        m.cancelled_count, m.expired_count + c.n,
+                                        m.opted_out_count),
              completed_at = CASE
                  WHEN m.sent_count + m.failed_count + m.cancelled_count + m.expired_count + c.n
+                      + m.opted_out_count
                       >= m.total_count THEN COALESCE(m.completed_at, now())
                  ELSE m.completed_at END
          FROM counts c WHERE m.id = c.message_id AND m.status <> 'cancelled'
          RETURNING m.id, m.status AS "status: MessageStatus", m.total_count, m.sent_count,
-                   m.failed_count, m.cancelled_count, m.expired_count,
+                   m.failed_count, m.cancelled_count, m.expired_count, m.opted_out_count,
                    EXISTS (SELECT 1 FROM webhooks w WHERE w.user_id = m.user_id AND w.is_active)
                        AS "has_webhooks!""#
     )
@@ -225,7 +227,8 @@ pub async fn sample_backlog(conn: &mut PgConnection) -> Result<(), sqlx::Error> 
     sqlx::query!(
         "WITH waiting AS (
              SELECT priority,
-                    total_count - sent_count - failed_count - cancelled_count - expired_count AS n
+                    total_count - sent_count - failed_count - cancelled_count - expired_count
+                        - opted_out_count AS n
              FROM messages WHERE status IN ('scheduled', 'pending', 'sending')),
          old_traffic AS (DELETE FROM traffic_minutes WHERE minute < now() - interval '2 days'),
          old_backlog AS (DELETE FROM backlog_minutes WHERE minute < now() - interval '2 days')

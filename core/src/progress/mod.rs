@@ -43,6 +43,7 @@ fn webhook_data(m: &MessageTally) -> MessageStatusData<'static> {
         failed: m.failed_count,
         cancelled: m.cancelled_count,
         expired: m.expired_count,
+        opted_out: m.opted_out_count,
         recipients: Vec::new(),
     }
 }
@@ -57,6 +58,7 @@ pub fn status_event(m: &MessageTally) -> StatusEvent {
         failed: i64::from(m.failed_count),
         cancelled: i64::from(m.cancelled_count),
         expired: i64::from(m.expired_count),
+        opted_out: i64::from(m.opted_out_count),
         recipients: Vec::new(),
     }
 }
@@ -96,6 +98,7 @@ mod tests {
             failed_count: 1,
             cancelled_count: 6,
             expired_count: 0,
+            opted_out_count: 0,
             has_webhooks: true,
         };
         let json = webhook_data(&tally).to_value();

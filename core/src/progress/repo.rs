@@ -14,10 +14,12 @@ pub struct MessageTally {
     pub failed_count: i32,
     pub cancelled_count: i32,
     pub expired_count: i32,
+    pub opted_out_count: i32,
     pub has_webhooks: bool,
 }
 
-/// One `message.status` delivery per (payload, active webhook of the message's owner).
+/// One `message.status` delivery per (payload, active webhook of the message's owner that
+/// subscribes to it).
 pub async fn insert_status_deliveries(
     conn: &mut PgConnection,
     message_ids: &[i64],
@@ -28,7 +30,8 @@ pub async fn insert_status_deliveries(
          SELECT w.id, 'message.status', e.message_id, e.payload
          FROM unnest($1::bigint[], $2::jsonb[]) AS e(message_id, payload)
          JOIN messages m ON m.id = e.message_id
-         JOIN webhooks w ON w.user_id = m.user_id AND w.is_active",
+         JOIN webhooks w ON w.user_id = m.user_id AND w.is_active
+              AND 'message.status' = ANY(w.events)",
         message_ids,
         payloads
     )

@@ -165,7 +165,11 @@ async fn write_batch(
                 w.span.record("message.id", message_id);
                 Ok(Accepted {
                     id: message_id,
-                    status: MessageStatus::Pending,
+                    status: stored
+                        .opted_out
+                        .get(&message_id)
+                        .copied()
+                        .unwrap_or(MessageStatus::Pending),
                     total: w.send.recipients.len(),
                     created_at: stored.created_at,
                 })

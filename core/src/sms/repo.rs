@@ -23,6 +23,7 @@ pub struct MessageRow {
     pub failed_count: i32,
     pub cancelled_count: i32,
     pub expired_count: i32,
+    pub opted_out_count: i32,
     pub priority: Priority,
     /// `hkt` or `sim.<id>`.
     pub route: String,
@@ -40,6 +41,7 @@ impl MessageRow {
             failed: i64::from(self.failed_count),
             cancelled: i64::from(self.cancelled_count),
             expired: i64::from(self.expired_count),
+            opted_out: i64::from(self.opted_out_count),
         }
     }
 }
@@ -197,6 +199,8 @@ pub enum SmallOutcome {
 pub struct StoredSmall {
     pub created_at: DateTime<Utc>,
     pub outcomes: Vec<SmallOutcome>,
+    /// The status of each stored message that had recipients on the opt-out list.
+    pub opted_out: std::collections::BTreeMap<i64, MessageStatus>,
 }
 
 /// Stores many small sends in one statement: a message per send whose sender's account is
@@ -233,6 +237,8 @@ pub async fn insert_small_messages(
             phones.push(*phone);
         }
     }
+    // The opt-out marking must commit with the messages, hence the transaction.
+    let mut tx = db.begin().await?;
     let row = sqlx::query_as!(
         SmallInsertRow,
         r#"WITH input AS (
@@ -278,9 +284,14 @@ pub async fn insert_small_messages(
         &phones as &[&str],
         &traceparents as &[Option<&str>]
     )
-    .fetch_one(db)
+    .fetch_one(&mut *tx)
     .await?;
-    Ok(row.into_outcomes())
+    let stored: Vec<i64> = row.message_ids.iter().flatten().copied().collect();
+    let opted_out = crate::optout::mark_accepted_small(&mut tx, &stored).await?;
+    tx.commit().await?;
+    let mut stored = row.into_outcomes();
+    stored.opted_out = opted_out;
+    Ok(stored)
 }
 
 struct SmallInsertRow {
@@ -306,6 +317,7 @@ impl SmallInsertRow {
         StoredSmall {
             created_at: self.created_at,
             outcomes,
+            opted_out: Default::default(),
         }
     }
 }
@@ -319,7 +331,7 @@ pub async fn list_messages(
     sqlx::query_as!(
         MessageRow,
         r#"SELECT id, user_id, content, encoding, segments, status AS "status: MessageStatus",
-                total_count, sent_count, failed_count, cancelled_count, expired_count,
+                total_count, sent_count, failed_count, cancelled_count, expired_count, opted_out_count,
                 priority AS "priority: Priority", route, send_at, valid_until, created_at,
                 completed_at
          FROM messages WHERE user_id = $1
@@ -353,7 +365,7 @@ pub async fn find_own_message(
     sqlx::query_as!(
         MessageRow,
         r#"SELECT id, user_id, content, encoding, segments, status AS "status: MessageStatus",
-                total_count, sent_count, failed_count, cancelled_count, expired_count,
+                total_count, sent_count, failed_count, cancelled_count, expired_count, opted_out_count,
                 priority AS "priority: Priority", route, send_at, valid_until, created_at,
                 completed_at
          FROM messages WHERE id = $1 AND user_id = $2"#,

@@ -230,6 +230,7 @@ async fn accept_via_sim(
     let mut tx = db.begin().await?;
     let (id, created_at) = super::repo::insert_message(&mut tx, user_id, &message, total).await?;
     repo::insert_sim_recipients(&mut tx, id, &phones).await?;
+    let opted_out = crate::optout::mark_accepted(&mut tx, id, user_id, total).await?;
     if let Some(claim) = claim {
         if !claim.record(&mut tx, user_id, id).await? {
             return Err(AcceptError::KeyTaken); // dropping `tx` rolls the message back
@@ -241,7 +242,7 @@ async fn accept_via_sim(
     outbox.wake();
     Ok(Accepted {
         id,
-        status: send.options.initial_status(),
+        status: opted_out.unwrap_or_else(|| send.options.initial_status()),
         total,
         created_at,
     })

@@ -116,6 +116,7 @@ pub async fn accept(
     let mut tx = db.begin().await?;
     let (id, created_at) =
         repo::insert_message_with_recipients(&mut tx, user_id, &message, &send.recipients).await?;
+    let opted_out = crate::optout::mark_accepted(&mut tx, id, user_id, total).await?;
     if let Some(claim) = claim {
         if !claim.record(&mut tx, user_id, id).await? {
             return Err(AcceptError::KeyTaken); // dropping `tx` rolls the message back
@@ -127,7 +128,7 @@ pub async fn accept(
     outbox.wake();
     Ok(Accepted {
         id,
-        status: send.options.initial_status(),
+        status: opted_out.unwrap_or_else(|| send.options.initial_status()),
         total,
         created_at,
     })

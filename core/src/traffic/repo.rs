@@ -43,7 +43,7 @@ pub async fn tally(conn: &mut PgConnection, message_id: i64) -> Result<MessageTa
     sqlx::query_as!(
         MessageTally,
         r#"SELECT m.id, m.status AS "status: MessageStatus", m.total_count, m.sent_count,
-                m.failed_count, m.cancelled_count, m.expired_count,
+                m.failed_count, m.cancelled_count, m.expired_count, m.opted_out_count,
                 EXISTS (SELECT 1 FROM webhooks w WHERE w.user_id = m.user_id AND w.is_active)
                     AS "has_webhooks!"
          FROM messages m WHERE m.id = $1"#,
@@ -124,7 +124,7 @@ pub async fn waiting_groups(db: &PgPool) -> Result<Vec<WaitingGroup>, sqlx::Erro
         WaitingGroup,
         r#"SELECT m.priority AS "priority: Priority", m.user_id, u.share_weight AS weight,
                 sum(m.total_count - m.sent_count - m.failed_count - m.cancelled_count
-                    - m.expired_count)::bigint AS "recipients!"
+                    - m.expired_count - m.opted_out_count)::bigint AS "recipients!"
          FROM messages m JOIN users u ON u.id = m.user_id
          WHERE m.status IN ('pending', 'sending') AND m.route = 'hkt'
          GROUP BY 1, 2, 3"#
@@ -143,7 +143,7 @@ pub async fn waiting_through(
 ) -> Result<i64, sqlx::Error> {
     sqlx::query_scalar!(
         r#"SELECT COALESCE(sum(total_count - sent_count - failed_count - cancelled_count
-                            - expired_count), 0)::bigint AS "n!"
+                            - expired_count - opted_out_count), 0)::bigint AS "n!"
          FROM messages
          WHERE user_id = $1 AND priority = $2 AND id <= $3 AND route = 'hkt'
            AND status IN ('pending', 'sending')"#,

@@ -1,13 +1,15 @@
-//! Delivery webhooks, the API's side: users register endpoints (`/api/webhooks`), and the
-//! dispatchers POST every committed status change of the users' messages there, signed with
-//! the endpoint's secret (`dispatcher/src/webhooks/`). `docs/webhooks.md` is the contract
+//! Delivery webhooks, the API's side: users register endpoints (`/api/webhooks`) with the
+//! events they want (`message.status`, `message.received`), and the dispatchers POST those
+//! events there, signed with the endpoint's secret (`dispatcher/src/webhooks/`). `docs/webhooks.md` is the contract
 //! receivers code against. Secrets are stored encrypted (`smsgate_shared::secret_box`,
 //! WEBHOOK_SECRET_KEYS), sealed to their webhook's id.
 
+mod events;
 pub mod repo;
 pub mod service;
 mod url;
 
+pub use events::{WebhookEvent, WebhookEvents, WebhookEventsError};
 pub use repo::{DeliveryRow, WebhookRow};
 pub use url::{WebhookUrl, WebhookUrlError};
 

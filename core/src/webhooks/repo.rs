@@ -11,6 +11,8 @@ pub struct WebhookRow {
     pub url: String,
     pub description: String,
     pub is_active: bool,
+    /// The events it subscribes to (`message.status`, `message.received`).
+    pub events: Vec<String>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }
@@ -51,16 +53,19 @@ pub async fn insert(
     url: &str,
     sealed_secret: &str,
     description: &str,
+    events: &[String],
 ) -> Result<WebhookRow, sqlx::Error> {
     sqlx::query_as!(
         WebhookRow,
-        "INSERT INTO webhooks (id, user_id, url, secret, description) VALUES ($1, $2, $3, $4, $5)
-         RETURNING id, url, description, is_active, created_at, updated_at",
+        "INSERT INTO webhooks (id, user_id, url, secret, description, events)
+         VALUES ($1, $2, $3, $4, $5, $6)
+         RETURNING id, url, description, is_active, events, created_at, updated_at",
         id,
         user_id,
         url,
         sealed_secret,
-        description
+        description,
+        events
     )
     .fetch_one(&mut **tx)
     .await
@@ -69,7 +74,7 @@ pub async fn insert(
 pub async fn list(db: &PgPool, user_id: i64) -> Result<Vec<WebhookRow>, sqlx::Error> {
     sqlx::query_as!(
         WebhookRow,
-        "SELECT id, url, description, is_active, created_at, updated_at
+        "SELECT id, url, description, is_active, events, created_at, updated_at
          FROM webhooks WHERE user_id = $1 ORDER BY id",
         user_id
     )
@@ -80,7 +85,7 @@ pub async fn list(db: &PgPool, user_id: i64) -> Result<Vec<WebhookRow>, sqlx::Er
 pub async fn find(db: &PgPool, user_id: i64, id: i64) -> Result<Option<WebhookRow>, sqlx::Error> {
     sqlx::query_as!(
         WebhookRow,
-        "SELECT id, url, description, is_active, created_at, updated_at
+        "SELECT id, url, description, is_active, events, created_at, updated_at
          FROM webhooks WHERE id = $1 AND user_id = $2",
         id,
         user_id
@@ -97,6 +102,7 @@ pub async fn update(
     url: Option<&str>,
     description: Option<&str>,
     is_active: Option<bool>,
+    events: Option<&[String]>,
 ) -> Result<Option<WebhookRow>, sqlx::Error> {
     sqlx::query_as!(
         WebhookRow,
@@ -104,14 +110,16 @@ pub async fn update(
              url = COALESCE($3, url),
              description = COALESCE($4, description),
              is_active = COALESCE($5, is_active),
+             events = COALESCE($6, events),
              updated_at = now()
          WHERE id = $1 AND user_id = $2
-         RETURNING id, url, description, is_active, created_at, updated_at",
+         RETURNING id, url, description, is_active, events, created_at, updated_at",
         id,
         user_id,
         url,
         description,
-        is_active
+        is_active,
+        events
     )
     .fetch_optional(&mut **tx)
     .await

@@ -6,6 +6,7 @@ use serde_json::json;
 use smsgate_shared::secret_box::{webhook_secret_context, OpenError, SecretBox};
 use sqlx::PgPool;
 
+use super::events::WebhookEvents;
 use super::repo::{self, DeliveryRow, WebhookRow};
 use super::url::WebhookUrl;
 use crate::admin::audit;
@@ -17,6 +18,7 @@ pub const MAX_DESCRIPTION: usize = 200;
 pub struct NewWebhook {
     pub url: WebhookUrl,
     pub description: String,
+    pub events: WebhookEvents,
 }
 
 /// What an update changes; `None` keeps a field.
@@ -25,6 +27,7 @@ pub struct WebhookChanges {
     pub url: Option<WebhookUrl>,
     pub description: Option<String>,
     pub is_active: Option<bool>,
+    pub events: Option<WebhookEvents>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -89,6 +92,7 @@ pub async fn create(
         new.url.as_str(),
         &sealed,
         &new.description,
+        &new.events.names(),
     )
     .await?;
     let target = format!("webhook:{}", webhook.id);
@@ -97,7 +101,7 @@ pub async fn create(
         Some(user_id),
         "webhook.create",
         &target,
-        json!({"url": webhook.url}),
+        json!({"url": webhook.url, "events": webhook.events}),
     )
     .await?;
     tx.commit().await?;
@@ -131,10 +135,12 @@ pub async fn update(
         changes.url.as_ref().map(WebhookUrl::as_str),
         changes.description.as_deref(),
         changes.is_active,
+        changes.events.as_ref().map(WebhookEvents::names).as_deref(),
     )
     .await?
     .ok_or(WebhookError::NotFound)?;
-    let details = json!({"url": webhook.url, "is_active": webhook.is_active});
+    let details =
+        json!({"url": webhook.url, "is_active": webhook.is_active, "events": webhook.events});
     audit::record(
         &mut *tx,
         Some(user_id),

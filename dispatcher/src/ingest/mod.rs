@@ -9,6 +9,7 @@
 //! `pending` recipients change, parts and inbound SMS are unique), so a redelivered event
 //! changes nothing twice.
 
+mod inbound;
 mod repo;
 mod verify;
 
@@ -19,6 +20,7 @@ use futures::StreamExt;
 use lapin::message::Delivery;
 use lapin::options::{BasicAckOptions, BasicConsumeOptions, BasicQosOptions};
 use lapin::types::FieldTable;
+use smsgate_core::optout::Keywords;
 use smsgate_shared::domain::RecipientStatus;
 use smsgate_shared::domain::{MessageBody, PhoneNumber};
 use smsgate_shared::queue::edge::{ingest_queue, EdgeEvent, SimSendOutcome};
@@ -126,9 +128,14 @@ async fn ingest_one(
     }
     let mut retry = Duration::from_millis(100);
     let effect = loop {
-        match handle(&ctx.db, &ctx.retry_policy, &event)
-            .instrument(span.clone())
-            .await
+        match handle(
+            &ctx.db,
+            &ctx.retry_policy,
+            &ctx.settings.opt_out_keywords,
+            &event,
+        )
+        .instrument(span.clone())
+        .await
         {
             Ok(effect) => break effect,
             Err(e) => {
@@ -194,10 +201,13 @@ pub enum Effect {
 
 /// Writes one event whose publisher was checked ([`verify::check_publisher`]). Idempotent:
 /// handling the same event twice changes nothing the second time. No broker in here, so it
-/// is tested against a database alone.
+/// is tested against a database alone. `retries` decides a transiently failed SIM job's
+/// next attempt; `keywords` are what a received SMS must say to opt its sender out (or
+/// back in).
 pub async fn handle(
     db: &PgPool,
     retries: &RetryPolicy,
+    keywords: &Keywords,
     event: &EdgeEvent,
 ) -> Result<Effect, sqlx::Error> {
     match event {
@@ -342,20 +352,16 @@ pub async fn handle(
             sent_at,
             received_at,
         } => {
-            let new = repo::insert_inbound(
-                db,
-                *sim_id,
+            let sms = inbound::Received {
+                sim_id: *sim_id,
                 key,
                 sender,
                 text,
-                i16::try_from(*parts).unwrap_or(i16::MAX),
-                *sent_at,
-                *received_at,
-            )
-            .await?;
-            if !new {
-                debug!("received SMS already stored");
-            }
+                parts: *parts,
+                sent_at: *sent_at,
+                received_at: *received_at,
+            };
+            inbound::store(db, keywords, sms).await?;
             Ok(Effect::Nothing)
         }
         EdgeEvent::HeartbeatV1 {

@@ -124,11 +124,18 @@ pub async fn note_delivery_failure(
     Ok(())
 }
 
-/// Stores a received SMS once per dedupe key. The SIM may have been deleted meanwhile:
-/// the row then keeps no SIM id and an empty number.
+/// A received SMS as stored.
+pub struct StoredInbound {
+    pub id: i64,
+    pub sim_card_id: Option<i64>,
+    pub sim_number: String,
+}
+
+/// Stores a received SMS once per dedupe key; `None` when it was stored before. The SIM
+/// may have been deleted meanwhile: the row then keeps no SIM id and an empty number.
 #[allow(clippy::too_many_arguments)]
 pub async fn insert_inbound(
-    db: &PgPool,
+    tx: &mut Transaction<'_, Postgres>,
     sim_id: i64,
     key: &str,
     sender: &str,
@@ -136,13 +143,15 @@ pub async fn insert_inbound(
     parts: i16,
     sent_at: Option<chrono::DateTime<chrono::Utc>>,
     received_at: chrono::DateTime<chrono::Utc>,
-) -> Result<bool, sqlx::Error> {
-    let inserted = sqlx::query!(
+) -> Result<Option<StoredInbound>, sqlx::Error> {
+    sqlx::query_as!(
+        StoredInbound,
         "INSERT INTO inbound_messages
              (sim_card_id, sim_number, sender, content, parts, sent_at, received_at, dedupe_key)
          SELECT s.id, COALESCE(s.number, ''), $3, $4, $5, $6, $7, $2
          FROM (SELECT 1) AS one LEFT JOIN sim_cards s ON s.id = $1
-         ON CONFLICT (dedupe_key) DO NOTHING",
+         ON CONFLICT (dedupe_key) DO NOTHING
+         RETURNING id, sim_card_id, sim_number",
         sim_id,
         key,
         sender,
@@ -151,9 +160,8 @@ pub async fn insert_inbound(
         sent_at,
         received_at
     )
-    .execute(db)
-    .await?;
-    Ok(inserted.rows_affected() == 1)
+    .fetch_optional(&mut **tx)
+    .await
 }
 
 /// Records a heartbeat; returns the SIM's registered number, `None` for an unknown SIM.
@@ -185,7 +193,7 @@ pub async fn message_progress(
     sqlx::query_as!(
         MessageProgress,
         r#"SELECT m.id, m.status AS "status: MessageStatus", m.total_count, m.sent_count,
-                m.failed_count, m.cancelled_count, m.expired_count,
+                m.failed_count, m.cancelled_count, m.expired_count, m.opted_out_count,
                 EXISTS (SELECT 1 FROM webhooks w WHERE w.user_id = m.user_id AND w.is_active)
                     AS "has_webhooks!"
          FROM messages m WHERE m.id = $1"#,

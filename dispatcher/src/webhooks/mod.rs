@@ -60,6 +60,7 @@ pub fn status_data<'a>(
                 failed: m.failed_count,
                 cancelled: m.cancelled_count,
                 expired: m.expired_count,
+                opted_out: m.opted_out_count,
                 recipients,
             })
         })
@@ -97,6 +98,7 @@ mod tests {
             failed_count: 0,
             cancelled_count: 0,
             expired_count: 0,
+            opted_out_count: 0,
             has_webhooks: true,
         }
     }

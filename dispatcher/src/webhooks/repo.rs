@@ -3,7 +3,8 @@
 use chrono::{DateTime, Utc};
 use sqlx::{PgPool, Postgres, Transaction};
 
-/// Inserts a `message.status` delivery per (event, active webhook of the message's owner).
+/// Inserts a `message.status` delivery per (event, active webhook of the message's owner
+/// that subscribes to it).
 pub async fn insert_status_deliveries(
     tx: &mut Transaction<'_, Postgres>,
     message_ids: &[i64],
@@ -14,13 +15,41 @@ pub async fn insert_status_deliveries(
          SELECT w.id, 'message.status', e.message_id, e.payload
          FROM unnest($1::bigint[], $2::jsonb[]) AS e(message_id, payload)
          JOIN messages m ON m.id = e.message_id
-         JOIN webhooks w ON w.user_id = m.user_id AND w.is_active",
+         JOIN webhooks w ON w.user_id = m.user_id AND w.is_active
+              AND 'message.status' = ANY(w.events)",
         message_ids,
         payloads
     )
     .execute(&mut **tx)
     .await?;
     Ok(())
+}
+
+/// Inserts a `message.received` delivery for every active webhook subscribed to it whose
+/// owner may see SIM `sim_id`: admins, the SIM's assignees, or everyone when the SIM is
+/// assigned to all (the inbox's rule, `core::sims::repo`). A SIM deleted meanwhile is
+/// seen by admins only. Owners whose account is disabled get none.
+pub async fn insert_received_deliveries(
+    tx: &mut Transaction<'_, Postgres>,
+    sim_id: i64,
+    payload: &serde_json::Value,
+) -> Result<u64, sqlx::Error> {
+    Ok(sqlx::query!(
+        "INSERT INTO webhook_deliveries (webhook_id, event_type, payload)
+         SELECT w.id, 'message.received', $2
+         FROM webhooks w JOIN users u ON u.id = w.user_id
+         WHERE w.is_active AND 'message.received' = ANY(w.events) AND u.is_active
+           AND (u.is_admin
+                OR EXISTS (SELECT 1 FROM sim_cards s
+                           WHERE s.id = $1 AND (s.assigned_to_all
+                                 OR EXISTS (SELECT 1 FROM sim_card_assignees a
+                                            WHERE a.sim_card_id = s.id AND a.user_id = w.user_id))))",
+        sim_id,
+        payload
+    )
+    .execute(&mut **tx)
+    .await?
+    .rows_affected())
 }
 
 /// A delivery this dispatcher claimed, with its endpoint.

@@ -86,6 +86,10 @@ text_enum!(
         Cancelled => "cancelled",
         /// Its validity ran out before it was handed to a gateway; it is never sent.
         Expired => "expired",
+        /// Its number is on the opt-out list (everyone's, or the sender's own) at accept
+        /// time; it is never sent.
+        #[serde(rename = "opted_out")]
+        OptedOut => "opted_out",
     }
 );
 
@@ -128,9 +132,11 @@ impl MessageStatus {
     /// whatever its in-flight sends still record, so callers keep that one themselves.
     /// Mirrored in SQL by the dispatcher's counter update.
     pub fn from_tally(t: &Tally) -> MessageStatus {
-        let (sent, failed) = (t.sent, t.failed + t.cancelled);
+        // Opted-out recipients end like cancelled ones: done, and not sent.
+        let (sent, failed) = (t.sent, t.failed + t.cancelled + t.opted_out);
         if sent + failed + t.expired < t.total {
-            if sent + failed == 0 {
+            // Numbers opted out at accept are no progress: the message waits as before.
+            if t.sent + t.failed + t.cancelled == 0 {
                 MessageStatus::Pending
             } else {
                 MessageStatus::Sending
@@ -167,12 +173,14 @@ pub struct Tally {
     pub failed: i64,
     pub cancelled: i64,
     pub expired: i64,
+    pub opted_out: i64,
 }
 
 impl Tally {
     /// Recipients with no result yet.
     pub fn pending(&self) -> i64 {
-        (self.total - self.sent - self.failed - self.cancelled - self.expired).max(0)
+        (self.total - self.sent - self.failed - self.cancelled - self.expired - self.opted_out)
+            .max(0)
     }
 }
 
@@ -234,6 +242,7 @@ mod tests {
             failed,
             cancelled,
             expired,
+            opted_out: 0,
         };
         assert_eq!(
             MessageStatus::from_tally(&tally(0, 0, 0, 4)),
@@ -253,6 +262,34 @@ mod tests {
         );
         assert_eq!(tally(1, 0, 0, 2).pending(), 1);
         assert!(MessageStatus::Expired.is_final());
+    }
+
+    #[test]
+    fn opted_out_recipients_finish_a_message_as_not_sent() {
+        let tally = |sent, opted_out| Tally {
+            total: 3,
+            sent,
+            opted_out,
+            ..Tally::default()
+        };
+        assert_eq!(
+            MessageStatus::from_tally(&tally(0, 3)),
+            MessageStatus::Failed
+        );
+        assert_eq!(
+            MessageStatus::from_tally(&tally(2, 1)),
+            MessageStatus::Partial
+        );
+        assert_eq!(
+            MessageStatus::from_tally(&tally(0, 1)),
+            MessageStatus::Pending
+        );
+        assert_eq!(tally(1, 1).pending(), 1);
+        assert!(RecipientStatus::OptedOut.is_terminal());
+        assert_eq!(
+            serde_json::to_string(&RecipientStatus::OptedOut).unwrap(),
+            "\"opted_out\""
+        );
     }
 
     #[test]

@@ -29,6 +29,9 @@ pub enum StatusEvent {
         cancelled: i64,
         #[serde(default)]
         expired: i64,
+        /// Recipients whose number was on the opt-out list; never sent.
+        #[serde(default)]
+        opted_out: i64,
         recipients: Vec<RecipientUpdate>,
     },
 }

@@ -11,6 +11,7 @@ mod credential_revocation;
 mod deploy_files;
 mod edge_agent;
 mod edge_api;
+mod edge_inbound;
 mod edge_system;
 mod edge_trust;
 mod idempotency;

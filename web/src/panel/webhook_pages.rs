@@ -17,7 +17,7 @@ use super::session::{PanelUser, SignedIn};
 use super::{invalid, older_url, BeforeQuery, PanelId, PanelIdPair};
 use crate::state::WebState;
 use smsgate_core::webhooks::service::{self, NewWebhook, WebhookChanges, WebhookError};
-use smsgate_core::webhooks::{DeliveryRow, WebhookRow, WebhookUrl};
+use smsgate_core::webhooks::{DeliveryRow, WebhookEvent, WebhookEvents, WebhookRow, WebhookUrl};
 
 const WEBHOOKS: &str = "/webhooks";
 /// Deliveries per page of the detail page.
@@ -34,6 +34,7 @@ struct WebhookItem {
     url: String,
     description: String,
     is_active: bool,
+    events: Vec<String>,
     created: String,
     created_iso: String,
     updated: String,
@@ -47,6 +48,7 @@ impl WebhookItem {
             url: webhook.url,
             description: webhook.description,
             is_active: webhook.is_active,
+            events: webhook.events,
             created: tz.format(webhook.created_at),
             created_iso: tz.machine(webhook.created_at),
             updated: tz.format(webhook.updated_at),
@@ -112,6 +114,32 @@ pub struct WebhookForm {
     url: String,
     #[serde(default)]
     description: String,
+    /// The event checkboxes: present (`on`) when ticked.
+    #[serde(default)]
+    event_status: Option<String>,
+    #[serde(default)]
+    event_received: Option<String>,
+    /// Set by the form itself, so that a fresh page (none) ticks `message.status` as the
+    /// default, and a submitted form shows what was ticked.
+    #[serde(default)]
+    submitted: Option<String>,
+}
+
+impl WebhookForm {
+    /// The events ticked; on a fresh page, the default subscription.
+    fn event_names(&self) -> Vec<&'static str> {
+        if self.submitted.is_none() {
+            return vec![WebhookEvent::MessageStatus.as_str()];
+        }
+        [
+            (&self.event_status, WebhookEvent::MessageStatus),
+            (&self.event_received, WebhookEvent::MessageReceived),
+        ]
+        .into_iter()
+        .filter(|(ticked, _)| ticked.is_some())
+        .map(|(_, event)| event.as_str())
+        .collect()
+    }
 }
 
 /// The list with the add form, its values and errors (`url`, `description`, `form`).
@@ -134,6 +162,7 @@ async fn list_page(
         .with("max_description", service::MAX_DESCRIPTION)
         .with("url", &form.url)
         .with("description", &form.description)
+        .with("events", form.event_names())
         .with("errors", errors))
 }
 
@@ -170,8 +199,15 @@ pub async fn create_webhook(
     if let Err(e) = service::check_description(&description) {
         errors.insert("description".into(), e.to_string().into());
     }
-    let new = match url {
-        Some(url) if errors.is_empty() => NewWebhook { url, description },
+    let events = WebhookEvents::parse(&form.event_names())
+        .map_err(|e| errors.insert("events".into(), e.to_string().into()))
+        .ok();
+    let new = match (url, events) {
+        (Some(url), Some(events)) if errors.is_empty() => NewWebhook {
+            url,
+            description,
+            events,
+        },
         _ => return invalid(list_page(&app, &user, &form, errors.into()).await?),
     };
     let limit = app.core.settings.webhooks_per_user;
