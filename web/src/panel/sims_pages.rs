@@ -21,7 +21,7 @@ use super::forms::{CsrfForm, NoFields};
 use super::session::{AdminUser, PanelUser, SignedIn};
 use super::{invalid, PanelId};
 use crate::state::WebState;
-use smsgate_core::sims::repo::SimRow;
+use smsgate_core::sims::repo::{SimRow, SimUsage};
 use smsgate_core::sims::service::{
     self, Assignee, Assignees, NewSim, SimChanges, SimError, SimStatus,
 };
@@ -44,12 +44,46 @@ pub struct SimItem {
     operator: Option<String>,
     /// Admins only: who the SIM is assigned to, as the list shows it.
     assigned_to: Option<String>,
+    /// Jobs given to the SIM in each cap's window, beside the cap (`None`: no cap).
+    usage: [CapUsage; 3],
+    send_interval_secs: Option<i32>,
+}
+
+/// One cap's window: what was sent in it, against the cap.
+#[derive(Serialize)]
+struct CapUsage {
+    window: &'static str,
+    sent: i64,
+    cap: Option<i32>,
 }
 
 impl SimItem {
-    fn new(sim: SimRow, tz: &DisplayTz) -> SimItem {
+    fn new(
+        sim: SimRow,
+        tz: &DisplayTz,
+        offline_after: std::time::Duration,
+        used: SimUsage,
+    ) -> SimItem {
         SimItem {
-            online: service::is_online(&sim),
+            online: service::is_online(&sim, offline_after),
+            usage: [
+                CapUsage {
+                    window: "minute",
+                    sent: used.last_minute,
+                    cap: sim.max_per_minute,
+                },
+                CapUsage {
+                    window: "hour",
+                    sent: used.last_hour,
+                    cap: sim.max_per_hour,
+                },
+                CapUsage {
+                    window: "24 h",
+                    sent: used.last_24h,
+                    cap: sim.max_per_day,
+                },
+            ],
+            send_interval_secs: sim.send_interval_secs,
             signal_percent: service::signal_percent(&sim),
             id: sim.id,
             number: sim.number,
@@ -92,15 +126,25 @@ async fn sim_items(app: &WebState, user: &impl SignedIn) -> Result<Vec<SimItem>,
     } else {
         HashMap::new()
     };
+    let usage = service::usage_of(&app.core.db, &sims)
+        .await
+        .map_err(|e| sim_error(e, "/"))?;
+    let offline_after = app.core.settings.release.sim_offline_after;
     Ok(sims
         .into_iter()
         .map(|sim| {
+            let sim_id = sim.id;
             let assigned_to = assigned
                 .remove(&sim.id)
                 .map(|(assignees, users)| assigned_text(&assignees, &users));
             SimItem {
                 assigned_to,
-                ..SimItem::new(sim, &tz)
+                ..SimItem::new(
+                    sim,
+                    &tz,
+                    offline_after,
+                    usage.get(&sim_id).copied().unwrap_or_default(),
+                )
             }
         })
         .collect())
