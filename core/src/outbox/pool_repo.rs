@@ -129,7 +129,9 @@ pub async fn unassign(conn: &mut PgConnection, recipients: &[i64]) -> Result<(),
 /// Puts the recipients of jobs taken back from SIM `sim_id`'s queue into the release queue:
 /// their SIM is cleared (results from that SIM no longer match them) and each message's
 /// release position moves back to its first one, its row recreated if it had left. Only
-/// recipients still pending and still assigned to that SIM move. Returns how many did.
+/// recipients still pending and assigned to that SIM (or to none: a job published before
+/// SIMs were recorded, or whose placement was undone) move; a job whose recipient has
+/// moved on to another SIM is a duplicate and is dropped. Returns how many moved.
 pub async fn take_back(
     tx: &mut Transaction<'_, Postgres>,
     sim_id: i64,
@@ -138,7 +140,8 @@ pub async fn take_back(
     sqlx::query_scalar!(
         r#"WITH back AS (
              UPDATE recipients r SET sim_card_id = NULL
-             WHERE r.id = ANY($2) AND r.sim_card_id = $1 AND r.status = 'pending'
+             WHERE r.id = ANY($2) AND r.status = 'pending'
+               AND (r.sim_card_id = $1 OR r.sim_card_id IS NULL)
              RETURNING r.message_id, r.id),
          per AS (SELECT message_id, min(id) AS first, count(*)::int AS n
                  FROM back GROUP BY message_id),

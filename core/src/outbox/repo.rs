@@ -57,7 +57,9 @@ pub async fn release_due_scheduled(
 
 /// Messages whose validity ran out: their recipients not yet published become `expired`
 /// and they leave the release queue. (Published ones are the dispatchers': their jobs
-/// carry the validity and expire there.)
+/// carry the validity and expire there. After a SIM's jobs were taken back, recipients
+/// above the position may be queued at other SIMs: those, placed on a SIM, are not
+/// expired here.)
 pub async fn expire_unreleased(conn: &mut PgConnection) -> Result<Vec<MessageTally>, sqlx::Error> {
     sqlx::query_as!(
         MessageTally,
@@ -69,6 +71,7 @@ pub async fn expire_unreleased(conn: &mut PgConnection) -> Result<Vec<MessageTal
                     last_error = 'validity ran out before it could be sent'
              FROM gone g
              WHERE r.message_id = g.message_id AND r.id > g.released_through AND r.status = 'pending'
+               AND r.sim_card_id IS NULL
              RETURNING r.message_id),
          counts AS (SELECT message_id, count(*)::int AS n FROM expired GROUP BY message_id)
          UPDATE messages m SET

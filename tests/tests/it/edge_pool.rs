@@ -8,7 +8,9 @@ use std::time::Duration;
 
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
-use smsgate_tests::app::{assert_error, numbers, TestApp, TestOptions};
+use smsgate_tests::app::{
+    assert_error, hidden_input, numbers, TestApp, TestOptions, ADMIN_PASSWORD,
+};
 use smsgate_tests::modem_sim::{eventually, EdgeApp, ModemSim};
 
 /// Agents in tests heartbeat every second: three seconds of silence is offline.
@@ -397,5 +399,74 @@ async fn fallback_and_caps_are_validated_and_only_admins_change_caps() {
             .any(|e| e["details"].to_string().contains("max_per_day")),
         "{logs}"
     );
+    app.teardown().await;
+}
+
+#[tokio::test]
+async fn the_panel_shows_sends_against_caps_and_admins_edit_the_caps() {
+    let app = TestApp::spawn().await;
+    let (sim, modem, agent) = online_sim(&app, "+85261110061").await;
+    set_caps(&app, sim, json!({"max_per_day": 600})).await;
+    let (id, _) = send_bulk(&app, &numbers(3, 9900), json!({"route": "sim"})).await;
+    wait_all_sent(&app, id, Duration::from_secs(20)).await;
+    assert_eq!(modem.sent().len(), 3);
+
+    let admin = app.panel_login("SMSadmin", ADMIN_PASSWORD).await;
+    let list = admin.get("/sims").await.body;
+    assert!(list.contains("3 / 600 per 24 h"), "{list}");
+
+    let edit = format!("/sims/{sim}/edit");
+    let form = admin.get(&edit).await.body;
+    assert_eq!(hidden_input(&form, "max_per_day").as_deref(), Some("600"));
+    let refused = admin
+        .submit(
+            &edit,
+            &edit,
+            &[
+                ("label", "x"),
+                ("status", "active"),
+                ("max_per_minute", "0"),
+            ],
+        )
+        .await;
+    assert_eq!(refused.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(
+        refused.body.contains("max_per_minute must be"),
+        "{}",
+        refused.body
+    );
+    let saved = admin
+        .submit(
+            &edit,
+            &edit,
+            &[
+                ("label", "x"),
+                ("status", "active"),
+                ("max_per_minute", "4"),
+                ("max_per_hour", ""),
+                ("max_per_day", " 500 "),
+                ("send_interval_secs", "9"),
+            ],
+        )
+        .await;
+    assert_eq!(saved.status, StatusCode::SEE_OTHER, "{}", saved.body);
+    let (_, view) = app.get(&format!("/api/sim-cards/{sim}")).await;
+    assert_eq!(
+        (
+            &view["max_per_minute"],
+            &view["max_per_hour"],
+            &view["max_per_day"],
+            &view["send_interval_secs"]
+        ),
+        (&json!(4), &Value::Null, &json!(500), &json!(9)),
+        "{view}"
+    );
+    let list = admin.get("/sims").await.body;
+    assert!(
+        list.contains("3 / 500 per 24 h") && list.contains("~9 s apart"),
+        "{list}"
+    );
+
+    agent.stop().await;
     app.teardown().await;
 }
