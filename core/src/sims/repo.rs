@@ -517,7 +517,11 @@ pub async fn list_outgoing(
                 r.last_error, r.created_at, r.updated_at, r.sent_at, r.delivered_at
          FROM recipients r
          JOIN messages m ON m.id = r.message_id
-         LEFT JOIN sim_cards s ON m.route = 'sim.' || s.id
+         -- The SIM a job went to; before that (and for jobs released before SIMs were
+         -- recorded) the message's own SIM.
+         LEFT JOIN sim_cards s ON s.id = COALESCE(
+             r.sim_card_id,
+             CASE WHEN m.route LIKE 'sim.%' THEN substr(m.route, 5)::bigint END)
          WHERE ($1::bigint IS NULL OR m.user_id = $1) AND ($2::text IS NULL OR m.route = $2)
          ORDER BY r.id DESC LIMIT $3 OFFSET $4"#,
         user_id,

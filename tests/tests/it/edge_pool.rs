@@ -255,6 +255,20 @@ async fn sends_on_a_spaced_sim_are_spaced_at_random() {
         - gaps.iter().cloned().fold(f64::MAX, f64::min);
     assert!(spread > 0.05, "the gaps vary: {gaps:?}");
 
+    // The outbox names the SIM each pool recipient went through.
+    let (_, outbox) = app.get("/api/sms/outbox").await;
+    let listed: Vec<&Value> = outbox["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|m| m["message_id"] == id)
+        .collect();
+    assert_eq!(listed.len(), 6, "{outbox}");
+    assert!(
+        listed.iter().all(|m| m["sender_sim"] == "+85261110031"),
+        "{outbox}"
+    );
+
     agent.stop().await;
     app.teardown().await;
 }
