@@ -256,6 +256,7 @@ impl From<SimError> for ApiError {
             SimError::NotFound => ApiError::NotFound("SIM card"),
             SimError::InvalidStatus => ApiError::validation("INVALID_SIM_STATUS", message),
             SimError::UnknownUsers(_) => ApiError::validation("UNKNOWN_USERS", message),
+            SimError::InvalidCap(_) => ApiError::validation("INVALID_SIM_CAP", message),
             SimError::NumberTaken => ApiError::Conflict {
                 code: "SIM_NUMBER_TAKEN",
                 message,
@@ -283,7 +284,11 @@ impl From<OptionsError> for ApiError {
 
 impl From<RouteError> for ApiError {
     fn from(err: RouteError) -> ApiError {
-        ApiError::validation("INVALID_ROUTE", err.to_string())
+        let code = match err.field() {
+            "fallback" => "INVALID_FALLBACK",
+            _ => "INVALID_ROUTE",
+        };
+        ApiError::validation(code, err.to_string())
     }
 }
 

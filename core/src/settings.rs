@@ -44,7 +44,10 @@ impl CoreSettings {
             queue: QueueSettings::from_env()?,
             max_bulk_recipients: config::parse_or("MAX_BULK_RECIPIENTS", 100_000)?,
             max_segments: config::parse_or("MAX_SEGMENTS", MessageBody::DEFAULT_MAX_SEGMENTS)?,
-            release: ReleaseSettings::for_rate(config::hkt_rate_limit()?),
+            release: ReleaseSettings {
+                sim_offline_after: sim_offline_after()?,
+                ..ReleaseSettings::for_rate(config::hkt_rate_limit()?)
+            },
             idempotency_key_ttl: idempotency_key_ttl()?,
             webhooks_per_user: config::parse_or("WEBHOOKS_PER_USER", 10)?,
             webhook_allow_internal_targets: config::bool_or(
@@ -88,6 +91,18 @@ fn broker_admin() -> Result<Option<BrokerAdminSettings>, ConfigError> {
     BrokerAdminSettings::parse(admin_url.trim(), &amqp_url)
         .map(Some)
         .map_err(|e| ConfigError::new("BROKER_ADMIN_URL", e))
+}
+
+/// How long a SIM stays online without a heartbeat (SIM_OFFLINE_AFTER_SECS, 90 s unless
+/// set): about three of the agents' heartbeat intervals. The API shows SIMs online by it
+/// and the releaser stops giving a SIM jobs, and moves its queued ones, past it.
+fn sim_offline_after() -> Result<Duration, ConfigError> {
+    const KEY: &str = "SIM_OFFLINE_AFTER_SECS";
+    let default = crate::outbox::DEFAULT_SIM_OFFLINE_AFTER.as_secs();
+    match config::parse_or::<u64>(KEY, default)? {
+        0 => Err(ConfigError::new(KEY, "must be at least 1 second")),
+        secs => Ok(Duration::from_secs(secs)),
+    }
 }
 
 /// How long idempotency keys are honoured: 24 h unless set; zero would make every key

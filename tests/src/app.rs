@@ -35,6 +35,9 @@ pub struct TestOptions {
     pub metrics_token: Option<String>,
     /// HKT_RATE_LIMIT for the API's releaser and the dispatchers; unlimited if `None`.
     pub hkt_rate_limit: Option<f64>,
+    /// SIM_OFFLINE_AFTER_SECS: the agents in tests heartbeat every second, so failover
+    /// tests use a few seconds instead of 90.
+    pub sim_offline_after: Duration,
 }
 
 impl Default for TestOptions {
@@ -51,6 +54,7 @@ impl Default for TestOptions {
             allow_internal_webhooks: true,
             metrics_token: None,
             hkt_rate_limit: None,
+            sim_offline_after: smsgate_core::outbox::DEFAULT_SIM_OFFLINE_AFTER,
         }
     }
 }
@@ -149,8 +153,10 @@ impl TestApp {
         api_settings.core.queue.retry_schedule = options.retry_schedule.clone();
         api_settings.core.webhook_allow_internal_targets = options.allow_internal_webhooks;
         api_settings.core.broker_admin = Some(test_broker_admin());
-        api_settings.core.release =
-            smsgate_core::outbox::ReleaseSettings::for_rate(options.hkt_rate_limit);
+        api_settings.core.release = smsgate_core::outbox::ReleaseSettings {
+            sim_offline_after: options.sim_offline_after,
+            ..smsgate_core::outbox::ReleaseSettings::for_rate(options.hkt_rate_limit)
+        };
         api_settings.metrics_token = options
             .metrics_token
             .as_deref()
@@ -202,8 +208,10 @@ impl TestApp {
         settings.core.queue.retry_schedule = self.options.retry_schedule.clone();
         settings.core.webhook_allow_internal_targets = self.options.allow_internal_webhooks;
         settings.core.broker_admin = Some(test_broker_admin());
-        settings.core.release =
-            smsgate_core::outbox::ReleaseSettings::for_rate(self.options.hkt_rate_limit);
+        settings.core.release = smsgate_core::outbox::ReleaseSettings {
+            sim_offline_after: self.options.sim_offline_after,
+            ..smsgate_core::outbox::ReleaseSettings::for_rate(self.options.hkt_rate_limit)
+        };
         settings
     }
 

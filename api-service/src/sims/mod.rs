@@ -16,12 +16,24 @@ pub fn router() -> Router<AppState> {
     routes::router().merge(compat::router())
 }
 
-/// A send's success body with the two fields the edge gateway's clients read at the top
-/// level: `message_id` and `sender_sim` (the SIM's number, `null` for the HKT route).
+/// A send's success body with the fields the edge gateway's clients read at the top
+/// level: `message_id` and `sender_sim` (the SIM's number; `null` for the HKT route and for
+/// the pool, whose SIM is chosen per recipient as they are released: old clients expect a
+/// number or `null`), and `route`: `"sim"` when SIMs carry it, `"hkt"` otherwise.
 #[derive(Serialize)]
 pub struct WithEdgeFields<T> {
     #[serde(flatten)]
     pub body: T,
     pub message_id: i64,
     pub sender_sim: Option<String>,
+    pub route: &'static str,
+}
+
+/// The `route` a send's response names.
+pub fn route_name(via_sim: bool) -> &'static str {
+    if via_sim {
+        "sim"
+    } else {
+        "hkt"
+    }
 }

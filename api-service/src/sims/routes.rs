@@ -20,8 +20,10 @@ use crate::extract::{ApiJson, ApiQuery, IdPath, PageNumber};
 use crate::state::AppState;
 use crate::wire::rfc3339;
 use smsgate_core::sims::broker_users::SimBrokerCredentials;
-use smsgate_core::sims::repo::{InboundRow, OutgoingRow, SimRow};
-use smsgate_core::sims::service::{self, Assignee, Assignees, NewSim, SimChanges, SimStatus};
+use smsgate_core::sims::repo::{InboundRow, OutgoingRow, SimRow, SimUsage};
+use smsgate_core::sims::service::{
+    self, Assignee, Assignees, Cap, CapChanges, NewSim, SimChanges, SimStatus,
+};
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -56,6 +58,16 @@ pub struct SimView {
     operator: Option<String>,
     created_at: String,
     updated_at: String,
+    /// Carrier caps set by admins (`null`: none): jobs per minute, hour and day, and the
+    /// average spacing between jobs in seconds.
+    max_per_minute: Option<i32>,
+    max_per_hour: Option<i32>,
+    max_per_day: Option<i32>,
+    send_interval_secs: Option<i32>,
+    /// Jobs given to the SIM in each cap's window, as the caps count them.
+    sent_last_minute: i64,
+    sent_last_hour: i64,
+    sent_last_24h: i64,
     /// Admins only: `"all"` or the ids of the users the SIM is assigned to.
     #[serde(skip_serializing_if = "Option::is_none")]
     assignees: Option<serde_json::Value>,
@@ -72,14 +84,20 @@ impl SimView {
     }
 }
 
-/// The SIMs as `user` may see them: with their assignees for an admin.
+/// The SIMs as `user` may see them, with their usage: with their assignees for an admin.
 async fn sim_views(
     app: &AppState,
     user: &AuthUser,
     sims: Vec<SimRow>,
 ) -> Result<Vec<SimView>, ApiError> {
+    let offline_after = app.core.settings.release.sim_offline_after;
+    let usage = service::usage_of(&app.core.db, &sims).await?;
+    let view = |sim: SimRow| {
+        let used = usage.get(&sim.id).copied().unwrap_or_default();
+        SimView::new(sim, offline_after, used)
+    };
     if !user.is_admin {
-        return Ok(sims.into_iter().map(SimView::from).collect());
+        return Ok(sims.into_iter().map(view).collect());
     }
     let mut assignees = service::assignees_of(&app.core.db, &sims).await?;
     Ok(sims
@@ -88,15 +106,15 @@ async fn sim_views(
             let of_sim = assignees
                 .remove(&sim.id)
                 .unwrap_or((Assignees::All, Vec::new()));
-            SimView::from(sim).with_assignees(of_sim)
+            view(sim).with_assignees(of_sim)
         })
         .collect())
 }
 
-impl From<SimRow> for SimView {
-    fn from(sim: SimRow) -> SimView {
+impl SimView {
+    fn new(sim: SimRow, offline_after: std::time::Duration, used: SimUsage) -> SimView {
         SimView {
-            online: service::is_online(&sim),
+            online: service::is_online(&sim, offline_after),
             signal_percent: service::signal_percent(&sim),
             id: sim.id,
             number: sim.number,
@@ -108,6 +126,13 @@ impl From<SimRow> for SimView {
             operator: sim.operator,
             created_at: rfc3339(sim.created_at),
             updated_at: rfc3339(sim.updated_at),
+            max_per_minute: sim.max_per_minute,
+            max_per_hour: sim.max_per_hour,
+            max_per_day: sim.max_per_day,
+            send_interval_secs: sim.send_interval_secs,
+            sent_last_minute: used.last_minute,
+            sent_last_hour: used.last_hour,
+            sent_last_24h: used.last_24h,
             assignees: None,
             assignee_users: None,
         }
@@ -273,6 +298,35 @@ struct UpdateSimRequest {
     /// `"all"` or a list of user ids; absent keeps them.
     #[serde(default)]
     assignees: Option<serde_json::Value>,
+    /// Caps: a positive number sets one, `null` clears it, absent keeps it.
+    #[serde(default, deserialize_with = "present")]
+    max_per_minute: Option<serde_json::Value>,
+    #[serde(default, deserialize_with = "present")]
+    max_per_hour: Option<serde_json::Value>,
+    #[serde(default, deserialize_with = "present")]
+    max_per_day: Option<serde_json::Value>,
+    #[serde(default, deserialize_with = "present")]
+    send_interval_secs: Option<serde_json::Value>,
+}
+
+/// A field that is present, even as `null` (absent fields take the default, `None`).
+fn present<'de, D: serde::Deserializer<'de>>(de: D) -> Result<Option<serde_json::Value>, D::Error> {
+    serde_json::Value::deserialize(de).map(Some)
+}
+
+/// A cap as sent: `null` clears it, a positive whole number sets it.
+fn parse_cap(
+    field: &'static str,
+    raw: Option<&serde_json::Value>,
+) -> Result<Option<Option<Cap>>, ApiError> {
+    let Some(raw) = raw else {
+        return Ok(None);
+    };
+    if raw.is_null() {
+        return Ok(Some(None));
+    }
+    let n = raw.as_i64().ok_or(service::SimError::InvalidCap(field))?;
+    Ok(Some(Some(Cap::parse(field, n)?)))
 }
 
 async fn update_sim(
@@ -286,6 +340,12 @@ async fn update_sim(
         label: req.label.map(|l| l.trim().to_owned()),
         status: req.status.as_deref().map(SimStatus::parse).transpose()?,
         assignees: req.assignees.as_ref().map(parse_assignees).transpose()?,
+        caps: CapChanges {
+            max_per_minute: parse_cap("max_per_minute", req.max_per_minute.as_ref())?,
+            max_per_hour: parse_cap("max_per_hour", req.max_per_hour.as_ref())?,
+            max_per_day: parse_cap("max_per_day", req.max_per_day.as_ref())?,
+            send_interval_secs: parse_cap("send_interval_secs", req.send_interval_secs.as_ref())?,
+        },
     };
     let row = service::update(&app.core.db, &app.core.sim_users, user.id, id, changes).await?;
     let mut views = sim_views(&app, &user, vec![row]).await?;

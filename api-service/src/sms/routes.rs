@@ -14,7 +14,7 @@ use crate::error::ApiError;
 use crate::extract::IdempotencyHeader;
 use crate::extract::{ApiJson, ApiQuery, IdPath, PageNumber};
 use crate::metrics::SendKind;
-use crate::sims::WithEdgeFields;
+use crate::sims::{route_name, WithEdgeFields};
 use crate::state::AppState;
 use crate::wire::rfc3339;
 use smsgate_core::auth::confirm_sender;
@@ -93,9 +93,13 @@ struct SendSmsRequest {
     /// Edge gateway routing (issue #4): through this SIM card…
     #[serde(default)]
     sim_card_id: Option<i64>,
-    /// …or `"sim"` for any online SIM, `"hkt"` (the default) for the HKT gateway.
+    /// …or `"sim"` for the pool of online SIMs, `"hkt"` (the default) for the HKT gateway.
     #[serde(default)]
     route: Option<String>,
+    /// SIM routes only: `"hkt"` lets work no SIM can take go to HKT, `"none"` makes a pool
+    /// send wait for a SIM even when none is online as it is accepted.
+    #[serde(default)]
+    fallback: Option<String>,
     /// `high`, `normal` (default) or `low`.
     #[serde(default)]
     priority: Option<String>,
@@ -127,7 +131,11 @@ async fn send_sms(
     key: Option<IdempotencyHeader>,
     ApiJson(req): ApiJson<SendSmsRequest>,
 ) -> Result<Response, ApiError> {
-    let route = RouteRequest::parse(req.sim_card_id, req.route.as_deref())?;
+    let route = RouteRequest::parse(
+        req.sim_card_id,
+        req.route.as_deref(),
+        req.fallback.as_deref(),
+    )?;
     let to = PhoneNumber::parse(&req.recipient)
         .map_err(|e| ApiError::validation("INVALID_PHONE_NUMBER", format!("recipient: {e}")))?;
     let body = parse_body(&app, &req.content)?;
@@ -148,6 +156,7 @@ async fn send_sms(
                 Ok(accepted) => SendOnce::Stored(RoutedAccepted {
                     accepted,
                     sender_sim: None,
+                    via_sim: false,
                 }),
                 // A sender with quotas is charged in a transaction of its own.
                 Err(SmallSendError::Limited(send)) => {
@@ -197,6 +206,7 @@ async fn send_sms(
             body: success(data, Some("SMS queued for sending")).0,
             message_id: accepted.id,
             sender_sim: routed.sender_sim,
+            route: route_name(routed.via_sim),
         },
     ))
 }
@@ -209,11 +219,14 @@ struct SendBulkRequest {
     recipients: Box<serde_json::value::RawValue>,
     #[serde(alias = "message")]
     content: String,
-    /// The same routing as `POST /api/sms`; one SIM carries the whole bulk.
+    /// The same routing as `POST /api/sms`; `"route": "sim"` spreads the bulk over the
+    /// pool of SIMs.
     #[serde(default)]
     sim_card_id: Option<i64>,
     #[serde(default)]
     route: Option<String>,
+    #[serde(default)]
+    fallback: Option<String>,
     /// The same traffic options as `POST /api/sms`.
     #[serde(default)]
     priority: Option<String>,
@@ -240,7 +253,11 @@ async fn send_bulk(
     key: Option<IdempotencyHeader>,
     ApiJson(req): ApiJson<SendBulkRequest>,
 ) -> Result<Response, ApiError> {
-    let route = RouteRequest::parse(req.sim_card_id, req.route.as_deref())?;
+    let route = RouteRequest::parse(
+        req.sim_card_id,
+        req.route.as_deref(),
+        req.fallback.as_deref(),
+    )?;
     let body = parse_body(&app, &req.content)?;
     let options = send_options(
         req.priority.as_deref(),
@@ -296,6 +313,7 @@ async fn send_bulk(
             body: success(data, Some("Bulk SMS queued for sending")).0,
             message_id: accepted.id,
             sender_sim: routed.sender_sim,
+            route: route_name(routed.via_sim),
         },
     ))
 }

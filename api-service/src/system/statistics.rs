@@ -179,7 +179,7 @@ async fn compute(app: &AppState, owner: Option<i64>) -> Result<Statistics, ApiEr
 
 /// Usage of the SIMs user `owner` may use (assigned to them or to all), or of every SIM.
 async fn sim_figures(app: &AppState, owner: Option<i64>) -> Result<SimFigures, ApiError> {
-    let (cards, sent, received) = tokio::try_join!(
+    let (cards, sent, pooled, received) = tokio::try_join!(
         async {
             match owner {
                 Some(user) => sims::list_usable_by(&app.core.db, user).await,
@@ -187,19 +187,27 @@ async fn sim_figures(app: &AppState, owner: Option<i64>) -> Result<SimFigures, A
             }
         },
         async { Ok(repo::sent_per_sim_route(&app.core.db).await?) },
+        async { Ok(repo::sent_per_sim_in_pool(&app.core.db).await?) },
         async { Ok(repo::received_per_sim(&app.core.db).await?) },
     )?;
     let sent: HashMap<String, (i64, i64)> = sent
         .into_iter()
         .map(|(route, sent, failed)| (route, (sent, failed)))
         .collect();
+    let pooled: HashMap<i64, (i64, i64)> = pooled
+        .into_iter()
+        .map(|(sim, sent, failed)| (sim, (sent, failed)))
+        .collect();
     let received: HashMap<i64, i64> = received.into_iter().collect();
+    let offline_after = app.core.settings.release.sim_offline_after;
     let cards: Vec<SimUsage> = cards
         .into_iter()
         .map(|sim| {
             let (sent, failed) = sent.get(&routing::sim(sim.id)).copied().unwrap_or((0, 0));
+            let (pool_sent, pool_failed) = pooled.get(&sim.id).copied().unwrap_or((0, 0));
+            let (sent, failed) = (sent + pool_sent, failed + pool_failed);
             SimUsage {
-                online: sims::is_online(&sim),
+                online: sims::is_online(&sim, offline_after),
                 received: received.get(&sim.id).copied().unwrap_or(0),
                 id: sim.id,
                 number: sim.number,

@@ -239,14 +239,15 @@ pub async fn lock_message(
     .await
 }
 
-/// Puts failed recipients back to `pending` (all of the message's, or only `only`).
+/// Puts failed recipients back to `pending` (all of the message's, or only `only`), with
+/// no SIM: the releaser places them again, as it skips recipients already placed.
 pub async fn reset_failed(
     tx: &mut Transaction<'_, Postgres>,
     message_id: i64,
     only: Option<&[i64]>,
 ) -> Result<Vec<(i64, String)>, sqlx::Error> {
     let reset = sqlx::query!(
-        "UPDATE recipients SET status = 'pending', updated_at = now()
+        "UPDATE recipients SET status = 'pending', updated_at = now(), sim_card_id = NULL
          WHERE message_id = $1 AND status = 'failed' AND ($2::bigint[] IS NULL OR id = ANY($2))
          RETURNING id, phone",
         message_id,

@@ -58,6 +58,8 @@ pub struct PriorSend {
     pub created_at: DateTime<Utc>,
     pub total: usize,
     pub sender_sim: Option<String>,
+    /// The message's route: `hkt`, `sim.<id>` or `sim` (the pool).
+    pub route: String,
     /// Whether that request asked for exactly what this one asks for.
     pub same_request: bool,
 }
@@ -71,6 +73,7 @@ impl KeyClaim {
             created_at: row.created_at,
             total: usize::try_from(row.total_count).unwrap_or_default(),
             sender_sim: row.sender_sim,
+            route: row.route,
             same_request: row.fingerprint == self.fingerprint.0,
         }))
     }

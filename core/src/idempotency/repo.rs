@@ -12,6 +12,8 @@ pub struct PriorRow {
     pub total_count: i32,
     /// The SIM card's number when the message went out through one.
     pub sender_sim: Option<String>,
+    /// `hkt`, `sim.<id>` or `sim` (the pool).
+    pub route: String,
 }
 
 /// The message `key` produced within the last `ttl_secs`, if any.
@@ -24,7 +26,7 @@ pub async fn find_live(
     sqlx::query_as!(
         PriorRow,
         r#"SELECT k.fingerprint, m.id AS message_id, m.created_at, m.total_count,
-                s.number AS "sender_sim?"
+                s.number AS "sender_sim?", m.route
          FROM idempotency_keys k
          JOIN messages m ON m.id = k.message_id
          LEFT JOIN sim_cards s ON m.route = 'sim.' || s.id

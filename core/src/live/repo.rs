@@ -23,7 +23,11 @@ pub async fn recipient_context(
                 s.number AS "sender_sim?", r.updated_at AS "updated_at!"
          FROM recipients r
          JOIN messages m ON m.id = r.message_id
-         LEFT JOIN sim_cards s ON m.route = 'sim.' || s.id
+         -- The SIM a job went to; before that (and for jobs released before SIMs were
+         -- recorded) the message's own SIM.
+         LEFT JOIN sim_cards s ON s.id = COALESCE(
+             r.sim_card_id,
+             CASE WHEN m.route LIKE 'sim.%' THEN substr(m.route, 5)::bigint END)
          WHERE r.id = ANY($1)"#,
         ids
     )

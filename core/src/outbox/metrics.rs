@@ -1,7 +1,7 @@
 //! What the releaser counts.
 
 use smsgate_shared::domain::Priority;
-use smsgate_shared::metrics::{IntCounter, IntGauge, MetricsRegistry};
+use smsgate_shared::metrics::{IntCounter, IntCounterVec, IntGauge, MetricsRegistry};
 
 /// The release queue's metrics. Cheap to clone.
 #[derive(Clone)]
@@ -17,6 +17,12 @@ pub struct OutboxMetrics {
     pub scheduled_released: IntCounter,
     /// 1 while this process is the releaser.
     pub leading: IntGauge,
+    /// Jobs placed on each SIM.
+    sim_released: IntCounterVec,
+    /// Recipients taken back from the queue of an unavailable SIM into the release queue.
+    pub sim_jobs_requeued: IntCounter,
+    /// Recipients of SIM messages moved to HKT (`fallback: hkt`, no SIM available).
+    pub sim_jobs_to_hkt: IntCounter,
 }
 
 impl OutboxMetrics {
@@ -28,7 +34,20 @@ impl OutboxMetrics {
             "outcome",
             ["confirmed", "failed"],
         );
+        let [sim_jobs_requeued, sim_jobs_to_hkt] = registry.counters(
+            "smsgate_sim_jobs_moved_total",
+            "SIM work moved away from SIMs that went offline or inactive: back to the release queue (other SIMs, or the same one later), or to HKT.",
+            "to",
+            ["release_queue", "hkt"],
+        );
         OutboxMetrics {
+            sim_released: registry.counter_vec(
+                "smsgate_sim_jobs_released_total",
+                "Jobs the releaser placed on each SIM card (counted against its caps).",
+                &["sim"],
+            ),
+            sim_jobs_requeued,
+            sim_jobs_to_hkt,
             jobs_confirmed,
             jobs_failed,
             released: registry.counters(
@@ -59,5 +78,11 @@ impl OutboxMetrics {
             Priority::Low => 2,
         };
         self.released[i].inc_by(jobs);
+    }
+
+    pub fn sim_released(&self, sim_id: i64) {
+        self.sim_released
+            .with_label_values(&[&sim_id.to_string()])
+            .inc();
     }
 }

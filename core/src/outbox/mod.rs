@@ -9,8 +9,12 @@
 //! 2. expires the unreleased recipients of messages whose validity ran out;
 //! 3. measures the room on each route (how far the queue is below its target depth: about
 //!    half a second of the gateway's rate for HKT, a few jobs for a SIM);
-//! 4. fills that room by priority and fair share ([`plan`]), publishes the jobs with
-//!    confirms, and then records how far each message got.
+//! 4. fills that room by priority and fair share ([`plan`]), places SIM jobs on SIMs
+//!    within their carrier caps ([`pool`]), publishes the jobs with confirms, and then
+//!    records how far each message got.
+//!
+//! Once a second it also empties the queues of SIMs gone offline back into the release
+//! queue, and moves SIM work that may fall back to HKT there when no SIM can take it.
 //!
 //! So the broker holds only a short window of work: an OTP sent behind a 100,000-recipient
 //! campaign waits for that window, not for the campaign, and a cancel or expiry reaches
@@ -20,11 +24,13 @@
 
 mod metrics;
 pub mod plan;
+pub mod pool;
+mod pool_repo;
 mod release;
 mod repo;
 
 pub use metrics::OutboxMetrics;
-pub use release::ReleaseSettings;
+pub use release::{ReleaseSettings, DEFAULT_SIM_OFFLINE_AFTER};
 
 /// For writers that put a message back in the release queue inside their own transaction.
 pub use repo::hold as hold_in_outbox;

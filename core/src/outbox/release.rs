@@ -17,7 +17,8 @@ use tokio_util::sync::CancellationToken;
 use tracing::{info, info_span, warn, Instrument};
 
 use super::plan::{FairShare, Group, Pending, Take};
-use super::{repo, Outbox};
+use super::pool::{self, SimRooms};
+use super::{pool_repo, repo, Outbox};
 use crate::progress::{self, MessageTally};
 
 /// How the releaser paces itself.
@@ -32,6 +33,9 @@ pub struct ReleaseSettings {
     /// Between rounds while there is work, and while there is none.
     pub busy_tick: Duration,
     pub idle_tick: Duration,
+    /// A SIM whose agent has not sent a heartbeat for this long is offline
+    /// (SIM_OFFLINE_AFTER_SECS): it takes no jobs, and those in its queue move.
+    pub sim_offline_after: Duration,
 }
 
 /// The HKT queue's depth when the gateway is not rate-limited: enough to keep every
@@ -41,6 +45,11 @@ const UNLIMITED_HKT_DEPTH: u32 = 20_000;
 const BACKLOG_SAMPLE_EVERY: Duration = Duration::from_secs(20);
 /// Messages per (route, priority, user) considered in a round.
 const MESSAGES_PER_GROUP: i64 = 32;
+/// An agent heartbeats every 30 s; by default a SIM is offline after three missed ones.
+pub const DEFAULT_SIM_OFFLINE_AFTER: Duration = Duration::from_secs(90);
+/// How often the queues of offline SIMs are looked at (each look asks the broker once per
+/// such SIM).
+const FAILOVER_EVERY: Duration = Duration::from_secs(1);
 
 impl ReleaseSettings {
     pub fn for_rate(hkt_rate_limit: Option<f64>) -> ReleaseSettings {
@@ -50,6 +59,7 @@ impl ReleaseSettings {
             sim_depth: 5,
             busy_tick: Duration::from_millis(20),
             idle_tick: Duration::from_millis(200),
+            sim_offline_after: DEFAULT_SIM_OFFLINE_AFTER,
         }
     }
 
@@ -103,6 +113,7 @@ async fn lead(outbox: &Outbox, shutdown: &CancellationToken) -> anyhow::Result<(
         templates: HashMap::new(),
         sim_queues: HashSet::new(),
         sampled_at: None,
+        failover_at: None,
     };
     let mut busy = true;
     loop {
@@ -142,6 +153,8 @@ struct Round {
     sim_queues: HashSet<i64>,
     /// When the backlog was last sampled for the dashboard.
     sampled_at: Option<tokio::time::Instant>,
+    /// When the queues of offline SIMs were last looked at.
+    failover_at: Option<tokio::time::Instant>,
 }
 
 impl Round {
@@ -162,15 +175,34 @@ impl Round {
             info!(messages = expired, "expired unreleased recipients");
         }
 
+        self.failover(outbox).await?;
+
         let candidates = repo::candidates(&mut self.conn, MESSAGES_PER_GROUP).await?;
         if candidates.is_empty() {
             self.templates.clear();
             return Ok(false);
         }
+        let mut sims = if candidates.iter().any(|c| c.route.starts_with("sim")) {
+            self.sim_rooms(outbox, &candidates).await?
+        } else {
+            SimRooms::default()
+        };
+        let pool_users: Vec<i64> = candidates
+            .iter()
+            .filter(|c| c.route == pool::POOL_ROUTE)
+            .map(|c| c.user_id)
+            .collect();
+        let owners: HashMap<i64, i64> = candidates
+            .iter()
+            .map(|c| (c.message_id, c.user_id))
+            .collect();
         let mut rooms = HashMap::new();
         for route in candidates.iter().map(|c| c.route.as_str()) {
             if !rooms.contains_key(route) {
-                let room = self.room(outbox, route).await?;
+                let room = match sims.route_room(route, &pool_users) {
+                    Some(room) => room,
+                    None => self.room(outbox, route).await?,
+                };
                 rooms.insert(route.to_owned(), room);
             }
         }
@@ -178,7 +210,7 @@ impl Round {
         if takes.is_empty() {
             return Ok(true);
         }
-        self.publish(outbox, &takes).await?;
+        self.publish(outbox, &takes, &mut sims, &owners).await?;
         Ok(true)
     }
 
@@ -196,24 +228,23 @@ impl Round {
         Ok(changed.len())
     }
 
-    /// How many jobs `route`'s queue can take now: its target depth minus what is ready.
+    /// How many jobs the HKT queue can take now: its target depth minus what is ready.
+    /// (SIM routes are weighed by [`Round::sim_rooms`].)
     async fn room(&mut self, outbox: &Outbox, route: &str) -> anyhow::Result<u32> {
-        let settings = &outbox.inner.settings;
-        let (queue, depth) = if route == routing::HKT {
-            (self.names.hkt_queue(), settings.hkt_depth())
-        } else if let Some(sim_id) = route.strip_prefix("sim.").and_then(|id| id.parse().ok()) {
-            if self.sim_queues.insert(sim_id) {
-                declare_sim_queue(&self.channel, &outbox.inner.queue, sim_id).await?;
-            }
-            (self.names.sim_queue(sim_id), settings.sim_depth)
-        } else {
+        if route != routing::HKT {
             warn!(route, "messages with an unknown route are not released");
             return Ok(0);
-        };
+        }
+        let ready = self.ready(&self.names.hkt_queue()).await?;
+        Ok(outbox.inner.settings.hkt_depth().saturating_sub(ready))
+    }
+
+    /// Jobs ready in `queue` (declared already).
+    async fn ready(&self, queue: &str) -> anyhow::Result<u32> {
         let declared = self
             .channel
             .queue_declare(
-                &queue,
+                queue,
                 QueueDeclareOptions {
                     passive: true,
                     ..Default::default()
@@ -221,11 +252,88 @@ impl Round {
                 FieldTable::default(),
             )
             .await?;
-        Ok(depth.saturating_sub(declared.message_count()))
+        Ok(declared.message_count())
     }
 
-    /// Publishes the takes' recipients and records how far each message got.
-    async fn publish(&mut self, outbox: &Outbox, takes: &[Take]) -> anyhow::Result<()> {
+    /// Declares SIM `sim_id`'s queue once per lead (a job routed to a missing queue would
+    /// be confirmed and dropped) and returns its name.
+    async fn sim_queue(&mut self, outbox: &Outbox, sim_id: i64) -> anyhow::Result<String> {
+        if self.sim_queues.insert(sim_id) {
+            declare_sim_queue(&self.channel, &outbox.inner.queue, sim_id).await?;
+        }
+        Ok(self.names.sim_queue(sim_id))
+    }
+
+    /// What every SIM can take this round: its state and caps from the database, its ready
+    /// jobs from the broker (online, active SIMs only: the others take nothing), and which
+    /// SIMs the owners of pool messages may use.
+    async fn sim_rooms(
+        &mut self,
+        outbox: &Outbox,
+        candidates: &[repo::Candidate],
+    ) -> anyhow::Result<SimRooms> {
+        let settings = &outbox.inner.settings;
+        let offline = settings.sim_offline_after.as_secs_f64();
+        let states = pool_repo::sim_states(&mut self.conn, offline).await?;
+        let mut ready = HashMap::new();
+        for sim in states.iter().filter(|s| s.active && s.online) {
+            let queue = self.sim_queue(outbox, sim.id).await?;
+            ready.insert(sim.id, self.ready(&queue).await?);
+        }
+        let mut users: Vec<i64> = candidates
+            .iter()
+            .filter(|c| c.route == pool::POOL_ROUTE)
+            .map(|c| c.user_id)
+            .collect();
+        users.sort_unstable();
+        users.dedup();
+        let usable = if users.is_empty() {
+            Vec::new()
+        } else {
+            pool_repo::usable_sims(&mut self.conn, &users).await?
+        };
+        Ok(SimRooms::new(&states, &ready, usable, settings.sim_depth))
+    }
+
+    /// At most every [`FAILOVER_EVERY`]: empties the queues of SIMs that are offline or
+    /// inactive back into the release queue, and moves work no SIM can take to HKT where
+    /// its message allows it.
+    async fn failover(&mut self, outbox: &Outbox) -> anyhow::Result<()> {
+        if self
+            .failover_at
+            .is_some_and(|at| at.elapsed() < FAILOVER_EVERY)
+        {
+            return Ok(());
+        }
+        self.failover_at = Some(tokio::time::Instant::now());
+        let metrics = &outbox.inner.metrics;
+        let offline = outbox.inner.settings.sim_offline_after.as_secs_f64();
+        let states = pool_repo::sim_states(&mut self.conn, offline).await?;
+        for sim in states.iter().filter(|s| !s.active || !s.online) {
+            let queue = self.sim_queue(outbox, sim.id).await?;
+            if self.ready(&queue).await? > 0 {
+                let moved = pool::drain(&self.channel, &mut self.conn, &queue, sim.id).await?;
+                metrics.sim_jobs_requeued.inc_by(moved as u64);
+            }
+        }
+        let to_hkt = pool_repo::fall_back_to_hkt(&mut self.conn, offline).await?;
+        if to_hkt > 0 {
+            info!(recipients = to_hkt, "SIM work with fallback moved to HKT");
+            metrics.sim_jobs_to_hkt.inc_by(to_hkt as u64);
+        }
+        Ok(())
+    }
+
+    /// Publishes the takes' recipients and records how far each message got. A job for a
+    /// SIM route is placed on a SIM first (`sims`); a message's release stops at its first
+    /// recipient no SIM has room for. Placements are committed before anything is published.
+    async fn publish(
+        &mut self,
+        outbox: &Outbox,
+        takes: &[Take],
+        sims: &mut SimRooms,
+        owners: &HashMap<i64, i64>,
+    ) -> anyhow::Result<()> {
         let ids: Vec<i64> = takes.iter().map(|t| t.message_id).collect();
         let after: Vec<i64> = takes.iter().map(|t| t.released_through).collect();
         let limits: Vec<i32> = takes.iter().map(|t| t.count as i32).collect();
@@ -239,47 +347,76 @@ impl Round {
                 .or_default()
                 .push((r.id, r.phone));
         }
+        // Single-SIM work first: it can only go to its SIM, pool work to any.
+        let mut order: Vec<usize> = (0..takes.len()).collect();
+        order.sort_by_key(|i| pool::single_sim(&takes[*i].route).is_none());
         let mut outgoing = Vec::new();
-        let mut through = Vec::with_capacity(takes.len());
-        let mut published = Vec::with_capacity(takes.len());
-        let mut exhausted = Vec::with_capacity(takes.len());
-        for take in takes {
+        let mut assigned: Vec<(i64, i64)> = Vec::new();
+        let mut through = vec![0; takes.len()];
+        let mut published = vec![0; takes.len()];
+        let mut exhausted = vec![false; takes.len()];
+        for i in order {
+            let take = &takes[i];
             let rows = by_message.remove(&take.message_id).unwrap_or_default();
-            through.push(rows.last().map_or(take.released_through, |(id, _)| *id));
-            published.push(rows.len() as i32);
-            exhausted.push(rows.len() < take.count as usize);
-            outbox
-                .inner
-                .metrics
-                .released(take.priority, rows.len() as u64);
-            let Some(template) = self.templates.get(&take.message_id) else {
-                continue;
-            };
+            let fetched = rows.len();
+            let to_sim = take.route.starts_with("sim");
+            let owner = owners.get(&take.message_id).copied().unwrap_or_default();
             // A stored body that no longer parses can't be sent; its rows are passed over.
-            let Some(body) = &template.body else {
-                continue;
-            };
+            let template = self.templates.get(&take.message_id);
+            let body = template.and_then(|t| t.body.as_ref());
+            let mut last = take.released_through;
+            let mut taken: usize = 0;
+            let mut cut = false;
             for (recipient_id, phone) in rows {
-                let Ok(to) = PhoneNumber::parse(&phone) else {
-                    continue;
-                };
-                let job = OutboundJob::SendV1 {
-                    recipient_id,
-                    message_id: take.message_id,
-                    to,
-                    body: body.clone(),
-                    valid_until: template.valid_until,
-                };
-                outgoing.push(OutgoingMessage {
-                    routing_key: take.route.clone(),
-                    payload: job.to_json(),
-                    headers: job_headers_for(template.traceparent.as_deref()),
-                });
+                let to = body.and_then(|_| PhoneNumber::parse(&phone).ok());
+                if let (Some(body), Some(to), Some(template)) = (body, to, template) {
+                    let routing_key = if to_sim {
+                        let Some(sim) = sims.place(&take.route, owner) else {
+                            cut = true;
+                            break;
+                        };
+                        assigned.push((recipient_id, sim));
+                        routing::sim(sim)
+                    } else {
+                        take.route.clone()
+                    };
+                    let job = OutboundJob::SendV1 {
+                        recipient_id,
+                        message_id: take.message_id,
+                        to,
+                        body: body.clone(),
+                        valid_until: template.valid_until,
+                    };
+                    outgoing.push(OutgoingMessage {
+                        routing_key,
+                        payload: job.to_json(),
+                        headers: job_headers_for(template.traceparent.as_deref()),
+                    });
+                }
+                last = recipient_id;
+                taken += 1;
+            }
+            through[i] = last;
+            published[i] = taken as i32;
+            exhausted[i] = !cut && fetched < take.count as usize;
+            outbox.inner.metrics.released(take.priority, taken as u64);
+        }
+        let placed: Vec<i64> = assigned.iter().map(|(r, _)| *r).collect();
+        if !assigned.is_empty() {
+            let to: Vec<i64> = assigned.iter().map(|(_, s)| *s).collect();
+            let (spaced, gaps) = sims.gaps(&mut rand::thread_rng());
+            pool_repo::assign(&mut self.conn, &placed, &to, &spaced, &gaps).await?;
+            for sim in to {
+                outbox.inner.metrics.sim_released(sim);
             }
         }
         let jobs = outgoing.len() as u64;
         if let Err(e) = self.publisher.publish_all(outgoing).await {
             outbox.inner.metrics.jobs_failed.inc_by(jobs);
+            // Never queued: released again next round (to whichever SIM has room then).
+            if let Err(undo) = pool_repo::unassign(&mut self.conn, &placed).await {
+                warn!(error = %undo, "SIM placements of unpublished jobs were not undone");
+            }
             return Err(e.into());
         }
         outbox.inner.metrics.jobs_confirmed.inc_by(jobs);

@@ -57,7 +57,9 @@ pub async fn release_due_scheduled(
 
 /// Messages whose validity ran out: their recipients not yet published become `expired`
 /// and they leave the release queue. (Published ones are the dispatchers': their jobs
-/// carry the validity and expire there.)
+/// carry the validity and expire there. After a SIM's jobs were taken back, recipients
+/// above the position may be queued at other SIMs: those, placed on a SIM, are not
+/// expired here.)
 pub async fn expire_unreleased(conn: &mut PgConnection) -> Result<Vec<MessageTally>, sqlx::Error> {
     sqlx::query_as!(
         MessageTally,
@@ -69,6 +71,7 @@ pub async fn expire_unreleased(conn: &mut PgConnection) -> Result<Vec<MessageTal
                     last_error = 'validity ran out before it could be sent'
              FROM gone g
              WHERE r.message_id = g.message_id AND r.id > g.released_through AND r.status = 'pending'
+               AND r.sim_card_id IS NULL
              RETURNING r.message_id),
          counts AS (SELECT message_id, count(*)::int AS n FROM expired GROUP BY message_id)
          UPDATE messages m SET
@@ -136,7 +139,8 @@ pub struct Released {
 }
 
 /// Up to `limits[i]` pending recipients of `message_ids[i]` with ids above `after[i]`, in
-/// id order.
+/// id order. Recipients already placed on a SIM are skipped: after a SIM's jobs were taken
+/// back the position moves back, and the jobs still queued at other SIMs must not go twice.
 pub async fn next_recipients(
     conn: &mut PgConnection,
     message_ids: &[i64],
@@ -150,6 +154,7 @@ pub async fn next_recipients(
          CROSS JOIN LATERAL (
              SELECT id, phone FROM recipients
              WHERE message_id = t.message_id AND id > t.after AND status = 'pending'
+               AND sim_card_id IS NULL
              ORDER BY id LIMIT t.lim) r"#,
         message_ids,
         after,
@@ -222,7 +227,8 @@ pub async fn advance(
 }
 
 /// Samples the backlog (recipients waiting, scheduled included) into this minute's row of
-/// `backlog_minutes`, and drops traffic rows older than two days: the dashboard shows 24 h.
+/// `backlog_minutes`, and drops traffic rows older than two days: the dashboard shows 24 h
+/// (and SIM caps look back 24 h at most).
 pub async fn sample_backlog(conn: &mut PgConnection) -> Result<(), sqlx::Error> {
     sqlx::query!(
         "WITH waiting AS (
@@ -231,7 +237,9 @@ pub async fn sample_backlog(conn: &mut PgConnection) -> Result<(), sqlx::Error> 
                         - opted_out_count AS n
              FROM messages WHERE status IN ('scheduled', 'pending', 'sending')),
          old_traffic AS (DELETE FROM traffic_minutes WHERE minute < now() - interval '2 days'),
-         old_backlog AS (DELETE FROM backlog_minutes WHERE minute < now() - interval '2 days')
+         old_backlog AS (DELETE FROM backlog_minutes WHERE minute < now() - interval '2 days'),
+         old_sim_usage AS (
+             DELETE FROM sim_usage_minutes WHERE minute < now() - interval '2 days')
          INSERT INTO backlog_minutes (minute, pending, high, normal, low)
          SELECT date_trunc('minute', now()), COALESCE(sum(n), 0),
                 COALESCE(sum(n) FILTER (WHERE priority = 'high'), 0),

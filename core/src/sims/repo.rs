@@ -20,21 +20,29 @@ pub struct SimRow {
     pub operator: Option<String>,
     /// Usable by every user; otherwise only by its assignees (and admins).
     pub assigned_to_all: bool,
+    /// Carrier caps: jobs released per minute, hour and day; `None`: no cap.
+    pub max_per_minute: Option<i32>,
+    pub max_per_hour: Option<i32>,
+    pub max_per_day: Option<i32>,
+    /// Average spacing between jobs, seconds; `None`: none.
+    pub send_interval_secs: Option<i32>,
 }
 
 // Who may use a SIM: SIM `s` is usable by a viewer when it is assigned to all, or to them,
 // or they are an admin. The admin flag is read in the same statement, so the API and the
 // panel apply one rule and a role change applies to the next request. The query macros take
 // literal SQL only, so the rule is written out in every statement that applies it:
-// `list_sims_usable_by`, `find_sim_usable_by`, `take_next_online_sim`, `list_inbound`,
-// `count_inbound` here and `system::repo`'s `totals` and `daily`; change them together.
+// `list_sims_usable_by`, `find_sim_usable_by`, `any_online_sim_usable_by`, `list_inbound`,
+// `count_inbound` here, `system::repo`'s `totals` and `daily`, and `outbox::pool_repo`'s
+// `usable_sims` and `fall_back_to_hkt`; change them together.
 
 /// Every SIM card, whoever it is assigned to: for admins' views and aggregate counts.
 pub async fn list_sims(db: &PgPool) -> Result<Vec<SimRow>, sqlx::Error> {
     sqlx::query_as!(
         SimRow,
         "SELECT id, number, label, status, created_at, updated_at, last_heartbeat_at,
-                signal, registration, operator, assigned_to_all
+                signal, registration, operator, assigned_to_all,
+                max_per_minute, max_per_hour, max_per_day, send_interval_secs
          FROM sim_cards ORDER BY id"
     )
     .fetch_all(db)
@@ -46,7 +54,8 @@ pub async fn list_sims_usable_by(db: &PgPool, viewer: i64) -> Result<Vec<SimRow>
     sqlx::query_as!(
         SimRow,
         "SELECT id, number, label, status, created_at, updated_at, last_heartbeat_at,
-                signal, registration, operator, assigned_to_all
+                signal, registration, operator, assigned_to_all,
+                max_per_minute, max_per_hour, max_per_day, send_interval_secs
          FROM sim_cards s
          WHERE (s.assigned_to_all
                  OR EXISTS (SELECT 1 FROM sim_card_assignees a
@@ -69,7 +78,8 @@ pub async fn find_sim_usable_by(
     sqlx::query_as!(
         SimRow,
         "SELECT id, number, label, status, created_at, updated_at, last_heartbeat_at,
-                signal, registration, operator, assigned_to_all
+                signal, registration, operator, assigned_to_all,
+                max_per_minute, max_per_hour, max_per_day, send_interval_secs
          FROM sim_cards s
          WHERE id = $1
            AND (s.assigned_to_all
@@ -173,7 +183,8 @@ pub async fn find_sim(db: &PgPool, id: i64) -> Result<Option<SimRow>, sqlx::Erro
     sqlx::query_as!(
         SimRow,
         "SELECT id, number, label, status, created_at, updated_at, last_heartbeat_at,
-                signal, registration, operator, assigned_to_all
+                signal, registration, operator, assigned_to_all,
+                max_per_minute, max_per_hour, max_per_day, send_interval_secs
          FROM sim_cards WHERE id = $1",
         id
     )
@@ -193,7 +204,8 @@ pub async fn insert_sim(
         SimRow,
         "INSERT INTO sim_cards (number, label, status) VALUES ($1, $2, $3)
          RETURNING id, number, label, status, created_at, updated_at, last_heartbeat_at,
-                   signal, registration, operator, assigned_to_all",
+                   signal, registration, operator, assigned_to_all,
+                max_per_minute, max_per_hour, max_per_day, send_interval_secs",
         number,
         label,
         status
@@ -216,13 +228,82 @@ pub async fn update_sim(
              status = COALESCE($4, status), updated_at = now()
          WHERE id = $1
          RETURNING id, number, label, status, created_at, updated_at, last_heartbeat_at,
-                   signal, registration, operator, assigned_to_all",
+                   signal, registration, operator, assigned_to_all,
+                max_per_minute, max_per_hour, max_per_day, send_interval_secs",
         id,
         number,
         label,
         status
     )
     .fetch_optional(&mut **tx)
+    .await
+}
+
+/// Sets the caps whose `set_*` flag is true to the value beside it (`None` clears it).
+#[allow(clippy::too_many_arguments)] // four optional columns, each with its flag
+pub async fn update_caps(
+    tx: &mut Transaction<'_, Postgres>,
+    id: i64,
+    set_minute: bool,
+    minute: Option<i32>,
+    set_hour: bool,
+    hour: Option<i32>,
+    set_day: bool,
+    day: Option<i32>,
+    set_interval: bool,
+    interval: Option<i32>,
+) -> Result<(), sqlx::Error> {
+    sqlx::query!(
+        "UPDATE sim_cards SET
+             max_per_minute = CASE WHEN $2 THEN $3 ELSE max_per_minute END,
+             max_per_hour = CASE WHEN $4 THEN $5 ELSE max_per_hour END,
+             max_per_day = CASE WHEN $6 THEN $7 ELSE max_per_day END,
+             send_interval_secs = CASE WHEN $8 THEN $9 ELSE send_interval_secs END,
+             -- A cleared or changed spacing applies from the next job on.
+             next_release_at = CASE WHEN $8 THEN NULL ELSE next_release_at END,
+             updated_at = now()
+         WHERE id = $1",
+        id,
+        set_minute,
+        minute,
+        set_hour,
+        hour,
+        set_day,
+        day,
+        set_interval,
+        interval
+    )
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+/// Jobs released to a SIM in the caps' windows.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SimUsage {
+    pub sim_card_id: i64,
+    pub last_minute: i64,
+    pub last_hour: i64,
+    pub last_24h: i64,
+}
+
+/// What each of `ids` was given in the caps' windows, counted as the releaser counts them
+/// (whole minutes overlapping each window; see `outbox::pool_repo::sim_states`).
+pub async fn sim_usage(db: &PgPool, ids: &[i64]) -> Result<Vec<SimUsage>, sqlx::Error> {
+    sqlx::query_as!(
+        SimUsage,
+        r#"SELECT sim_card_id,
+                COALESCE(sum(released) FILTER (
+                    WHERE minute > now() - interval '2 minutes'), 0)::bigint AS "last_minute!",
+                COALESCE(sum(released) FILTER (
+                    WHERE minute > now() - interval '61 minutes'), 0)::bigint AS "last_hour!",
+                COALESCE(sum(released), 0)::bigint AS "last_24h!"
+         FROM sim_usage_minutes
+         WHERE sim_card_id = ANY($1) AND minute > now() - interval '1441 minutes'
+         GROUP BY sim_card_id"#,
+        ids
+    )
+    .fetch_all(db)
     .await
 }
 
@@ -278,47 +359,44 @@ pub async fn delete_sim(tx: &mut Transaction<'_, Postgres>, id: i64) -> Result<b
     Ok(done.rows_affected() == 1)
 }
 
-/// Takes the active SIM heard from within `online_secs` that was used longest ago and
-/// marks it used: round-robin that holds across API instances. SKIP LOCKED lets two
-/// concurrent sends take two different SIMs instead of waiting for each other.
-/// Only SIMs usable by `viewer` take part.
-pub async fn take_next_online_sim(
+/// Whether any active SIM heard from within `online_secs` is usable by `viewer`: a pool
+/// send with no such SIM goes to HKT unless it asked to wait.
+pub async fn any_online_sim_usable_by(
     db: &PgPool,
     online_secs: f64,
     viewer: i64,
-) -> Result<Option<(i64, String)>, sqlx::Error> {
-    let sim = sqlx::query!(
-        "UPDATE sim_cards SET last_used_at = now()
-         WHERE id = (
-             SELECT id FROM sim_cards s
+) -> Result<bool, sqlx::Error> {
+    sqlx::query_scalar!(
+        r#"SELECT EXISTS (
+             SELECT 1 FROM sim_cards s
              WHERE status = 'active' AND last_heartbeat_at > now() - make_interval(secs => $1)
                AND (s.assigned_to_all
                      OR EXISTS (SELECT 1 FROM sim_card_assignees a
                                 WHERE a.sim_card_id = s.id AND a.user_id = $2)
                      OR EXISTS (SELECT 1 FROM users u WHERE u.id = $2 AND u.is_admin))
-             ORDER BY last_used_at NULLS FIRST, id
-             LIMIT 1 FOR UPDATE SKIP LOCKED)
-         RETURNING id, number",
+         ) AS "any!""#,
         online_secs,
         viewer
     )
-    .fetch_optional(db)
-    .await?;
-    Ok(sim.map(|s| (s.id, s.number)))
+    .fetch_one(db)
+    .await
 }
 
-pub async fn touch_sim(db: &PgPool, id: i64) -> Result<(), sqlx::Error> {
-    sqlx::query!(
-        "UPDATE sim_cards SET last_used_at = now() WHERE id = $1",
-        id
-    )
-    .execute(db)
-    .await?;
+/// Lets the SIM work of message `id` move to HKT when no SIM can take it (`fallback: hkt`).
+pub async fn allow_hkt_fallback(
+    tx: &mut Transaction<'_, Postgres>,
+    id: i64,
+) -> Result<(), sqlx::Error> {
+    sqlx::query!("UPDATE messages SET fallback = 'hkt' WHERE id = $1", id)
+        .execute(&mut **tx)
+        .await?;
     Ok(())
 }
 
 /// Inserts the recipients of a message routed through a SIM (a few, in request order), in
-/// the caller's transaction; the message and its release row are already there.
+/// the caller's transaction; the message and its release row are already there. Their SIM
+/// (`sim_card_id`) is left for the releaser to set as it publishes each job, for single-SIM
+/// and pool messages alike, so it stays right when jobs move.
 pub async fn insert_sim_recipients(
     tx: &mut Transaction<'_, Postgres>,
     message_id: i64,
@@ -439,7 +517,11 @@ pub async fn list_outgoing(
                 r.last_error, r.created_at, r.updated_at, r.sent_at, r.delivered_at
          FROM recipients r
          JOIN messages m ON m.id = r.message_id
-         LEFT JOIN sim_cards s ON m.route = 'sim.' || s.id
+         -- The SIM a job went to; before that (and for jobs released before SIMs were
+         -- recorded) the message's own SIM.
+         LEFT JOIN sim_cards s ON s.id = COALESCE(
+             r.sim_card_id,
+             CASE WHEN m.route LIKE 'sim.%' THEN substr(m.route, 5)::bigint END)
          WHERE ($1::bigint IS NULL OR m.user_id = $1) AND ($2::text IS NULL OR m.route = $2)
          ORDER BY r.id DESC LIMIT $3 OFFSET $4"#,
         user_id,

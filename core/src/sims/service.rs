@@ -29,6 +29,9 @@ pub enum SimError {
     NumberTaken,
     #[error("assignees: no user with id {}", join_ids(.0))]
     UnknownUsers(Vec<i64>),
+    /// A cap that is not a positive whole number (or null, to clear it); names the field.
+    #[error("{0} must be a whole number above 0, or null for no cap")]
+    InvalidCap(&'static str),
     /// A plain delete of a SIM that still has jobs waiting for it.
     #[error(
         "{pending} SMS are still queued for this SIM card; delete with ?force=true to fail them"
@@ -48,9 +51,6 @@ fn join_ids(ids: &[i64]) -> String {
         .collect::<Vec<_>>()
         .join(", ")
 }
-
-/// An agent heartbeats every 30 s; a SIM is offline after three missed heartbeats.
-pub const OFFLINE_AFTER: Duration = Duration::from_secs(90);
 
 /// Whether a SIM takes new sends. Set by people; whether its agent is online is separate.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -118,13 +118,79 @@ pub struct SimChanges {
     pub label: Option<String>,
     pub status: Option<SimStatus>,
     pub assignees: Option<Assignees>,
+    pub caps: CapChanges,
 }
 
-/// True when the SIM's agent sent a heartbeat within [`OFFLINE_AFTER`].
-pub fn is_online(sim: &SimRow) -> bool {
-    let window = chrono::Duration::from_std(OFFLINE_AFTER).expect("small duration");
+/// A carrier cap (jobs per minute, hour or day) or a spacing in seconds: above 0 and
+/// small enough for its column.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Cap(i32);
+
+impl Cap {
+    /// `field` names the cap in the error.
+    pub fn parse(field: &'static str, raw: i64) -> Result<Cap, SimError> {
+        match i32::try_from(raw) {
+            Ok(n) if n > 0 => Ok(Cap(n)),
+            _ => Err(SimError::InvalidCap(field)),
+        }
+    }
+
+    pub fn get(&self) -> i32 {
+        self.0
+    }
+}
+
+/// Changes to a SIM's caps: `None` keeps one, `Some(None)` clears it.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct CapChanges {
+    pub max_per_minute: Option<Option<Cap>>,
+    pub max_per_hour: Option<Option<Cap>>,
+    pub max_per_day: Option<Option<Cap>>,
+    pub send_interval_secs: Option<Option<Cap>>,
+}
+
+impl CapChanges {
+    pub fn is_empty(&self) -> bool {
+        *self == CapChanges::default()
+    }
+
+    /// How the audit log records them: each changed cap, `null` when cleared.
+    fn to_json(self) -> serde_json::Value {
+        let mut changed = serde_json::Map::new();
+        for (name, change) in [
+            ("max_per_minute", self.max_per_minute),
+            ("max_per_hour", self.max_per_hour),
+            ("max_per_day", self.max_per_day),
+            ("send_interval_secs", self.send_interval_secs),
+        ] {
+            if let Some(value) = change {
+                changed.insert(name.to_owned(), json!(value.map(|c| c.get())));
+            }
+        }
+        serde_json::Value::Object(changed)
+    }
+}
+
+/// True when the SIM's agent sent a heartbeat within `offline_after`
+/// (SIM_OFFLINE_AFTER_SECS, the releaser's notion of online too).
+pub fn is_online(sim: &SimRow, offline_after: Duration) -> bool {
+    let window = chrono::Duration::from_std(offline_after).expect("small duration");
     sim.last_heartbeat_at
         .is_some_and(|at| chrono::Utc::now() - at < window)
+}
+
+/// What each SIM was given in its caps' windows (last minute, hour, 24 h), by SIM id;
+/// SIMs given nothing are absent.
+pub async fn usage_of(
+    db: &PgPool,
+    sims: &[SimRow],
+) -> Result<HashMap<i64, repo::SimUsage>, SimError> {
+    let ids: Vec<i64> = sims.iter().map(|s| s.id).collect();
+    Ok(repo::sim_usage(db, &ids)
+        .await?
+        .into_iter()
+        .map(|u| (u.sim_card_id, u))
+        .collect())
 }
 
 /// The SIM's last `+CSQ` signal (rssi 0..=31, about -113 to -51 dBm) as a share of that
@@ -349,11 +415,40 @@ pub async fn update(
         }
         None => row,
     };
+    let caps = changes.caps;
+    let row = if caps.is_empty() {
+        row
+    } else {
+        let value = |c: Option<Option<Cap>>| c.flatten().map(|c| c.get());
+        repo::update_caps(
+            &mut tx,
+            id,
+            caps.max_per_minute.is_some(),
+            value(caps.max_per_minute),
+            caps.max_per_hour.is_some(),
+            value(caps.max_per_hour),
+            caps.max_per_day.is_some(),
+            value(caps.max_per_day),
+            caps.send_interval_secs.is_some(),
+            value(caps.send_interval_secs),
+        )
+        .await?;
+        SimRow {
+            max_per_minute: caps.max_per_minute.map_or(row.max_per_minute, value_of),
+            max_per_hour: caps.max_per_hour.map_or(row.max_per_hour, value_of),
+            max_per_day: caps.max_per_day.map_or(row.max_per_day, value_of),
+            send_interval_secs: caps
+                .send_interval_secs
+                .map_or(row.send_interval_secs, value_of),
+            ..row
+        }
+    };
     let changed = json!({
         "number": changes.number.as_ref().map(PhoneNumber::as_str),
         "label": changes.label,
         "status": changes.status.map(|s| s.as_str()),
         "assignees": changes.assignees.as_ref().map(Assignees::to_json),
+        "caps": (!caps.is_empty()).then(|| caps.to_json()),
     });
     audit_sim(
         &mut tx,
@@ -370,6 +465,10 @@ pub async fn update(
     };
     tx.commit().await?;
     Ok(row)
+}
+
+fn value_of(cap: Option<Cap>) -> Option<i32> {
+    cap.map(|c| c.get())
 }
 
 /// A taken number is the caller's conflict; anything else is the database's.
@@ -466,7 +565,7 @@ pub async fn queued_jobs(db: &PgPool, id: i64) -> Result<i64, SimError> {
 }
 
 /// SIM cards by state, for the dashboard: active and online, active but offline (no
-/// heartbeat within [`OFFLINE_AFTER`]), and inactive whatever their agent does.
+/// heartbeat within the offline window), and inactive whatever their agent does.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
 pub struct SimSummary {
     pub online: usize,
@@ -482,13 +581,17 @@ impl SimSummary {
 
 /// How the SIMs `viewer` may use stand (all SIMs for an admin): other users' SIMs are not
 /// even counted.
-pub async fn summary(db: &PgPool, viewer: i64) -> Result<SimSummary, SimError> {
+pub async fn summary(
+    db: &PgPool,
+    viewer: i64,
+    offline_after: Duration,
+) -> Result<SimSummary, SimError> {
     // A handful of SIMs, one per modem: counting the list keeps one notion of online.
     let mut summary = SimSummary::default();
     for sim in repo::list_sims_usable_by(db, viewer).await? {
         if sim.status != SimStatus::Active.as_str() {
             summary.inactive += 1;
-        } else if is_online(&sim) {
+        } else if is_online(&sim, offline_after) {
             summary.online += 1;
         } else {
             summary.offline += 1;
@@ -542,5 +645,14 @@ mod tests {
         assert_eq!(SimStatus::parse("Active").unwrap(), SimStatus::Active);
         assert_eq!(SimStatus::parse("inactive").unwrap(), SimStatus::Inactive);
         assert!(SimStatus::parse("online").is_err());
+    }
+
+    #[test]
+    fn caps_are_positive_and_fit_their_column() {
+        assert_eq!(Cap::parse("max_per_day", 600).unwrap().get(), 600);
+        for bad in [0, -1, i64::from(i32::MAX) + 1] {
+            let err = Cap::parse("max_per_day", bad).unwrap_err();
+            assert!(err.to_string().starts_with("max_per_day"), "{err}");
+        }
     }
 }

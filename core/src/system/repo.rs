@@ -97,6 +97,25 @@ pub async fn sent_per_sim_route(db: &PgPool) -> Result<Vec<(String, i64, i64)>, 
         .collect())
 }
 
+/// Recipients of pool messages (route `sim`) sent and failed per SIM, all time: a pool
+/// message's recipients go out through several SIMs, each recorded on the recipient.
+pub async fn sent_per_sim_in_pool(db: &PgPool) -> Result<Vec<(i64, i64, i64)>, sqlx::Error> {
+    let sims = sqlx::query!(
+        r#"SELECT r.sim_card_id AS "sim_card_id!",
+                count(*) FILTER (WHERE r.status IN ('sent', 'delivered')) AS "sent!",
+                count(*) FILTER (WHERE r.status = 'failed') AS "failed!"
+         FROM recipients r JOIN messages m ON m.id = r.message_id
+         WHERE r.sim_card_id IS NOT NULL AND m.route = 'sim'
+         GROUP BY r.sim_card_id"#
+    )
+    .fetch_all(db)
+    .await?;
+    Ok(sims
+        .into_iter()
+        .map(|r| (r.sim_card_id, r.sent, r.failed))
+        .collect())
+}
+
 /// SMS received per SIM card, all time.
 pub async fn received_per_sim(db: &PgPool) -> Result<Vec<(i64, i64)>, sqlx::Error> {
     let sims = sqlx::query!(

@@ -228,9 +228,9 @@ pub async fn handle(
                     recipient_id: *recipient_id,
                 }));
             };
-            // Routed here: the recipient's message goes through this SIM. A result for any
-            // other recipient would let one Pi report for another SIM's, or HKT's, sends.
-            if job.message_id != *message_id || job.route != routing::sim(*sim_id) {
+            // Routed here: the releaser gave this recipient's job to this SIM. A result for
+            // any other recipient would let one Pi report for another SIM's, or HKT's, sends.
+            if job.message_id != *message_id || job.sim_card_id != Some(*sim_id) {
                 return Ok(Effect::Rejected(Rejection::NotRoutedHere {
                     recipient_id: *recipient_id,
                 }));

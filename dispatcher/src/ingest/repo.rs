@@ -204,11 +204,12 @@ pub async fn message_progress(
 }
 
 /// Where a SIM job's recipient stands, locked until the transaction ends: its message, its
-/// status, the message's route (`sim.<id>` for single-SIM sends) and what a retry needs.
+/// status, the SIM its job was released to (the releaser records it before publishing) and
+/// what a retry needs.
 pub struct SimJobState {
     pub message_id: i64,
     pub status: RecipientStatus,
-    pub route: String,
+    pub sim_card_id: Option<i64>,
     pub phone: String,
     pub content: String,
     pub valid_until: Option<chrono::DateTime<chrono::Utc>>,
@@ -220,7 +221,7 @@ pub async fn lock_sim_job(
 ) -> Result<Option<SimJobState>, sqlx::Error> {
     sqlx::query_as!(
         SimJobState,
-        r#"SELECT r.message_id, r.status AS "status: RecipientStatus", m.route, r.phone,
+        r#"SELECT r.message_id, r.status AS "status: RecipientStatus", r.sim_card_id, r.phone,
                   m.content, m.valid_until
          FROM recipients r JOIN messages m ON m.id = r.message_id
          WHERE r.id = $1

@@ -28,6 +28,8 @@ use tokio_serial::{ClearBuffer, SerialPort, SerialPortBuilderExt, SerialStream};
 pub struct SentPart {
     pub reference: u8,
     pub submit: Submit,
+    /// When the simulated network accepted it (spacing tests measure the gaps).
+    pub at: std::time::Instant,
 }
 
 #[derive(Debug)]
@@ -379,6 +381,10 @@ fn submit(state: &Mutex<State>, hex: &str, urcs: &mpsc::UnboundedSender<String>)
             let _ = urcs.send(urc);
         });
     }
-    s.sent.push(SentPart { reference, submit });
+    s.sent.push(SentPart {
+        reference,
+        submit,
+        at: std::time::Instant::now(),
+    });
     format!("\r\n+CMGS: {reference}\r\n{OK}")
 }

@@ -12,6 +12,7 @@ mod deploy_files;
 mod edge_agent;
 mod edge_api;
 mod edge_inbound;
+mod edge_pool;
 mod edge_system;
 mod edge_trust;
 mod idempotency;

@@ -376,8 +376,8 @@ async fn users_see_and_send_through_only_the_sims_assigned_to_them() {
         .await;
     assert_eq!(status, StatusCode::ACCEPTED, "{body}");
 
-    // "Any online SIM" picks only among the caller's: with only Bob's SIM online, Alice's
-    // send falls back to HKT and Bob's goes through his SIM.
+    // "Any online SIM" counts only the caller's: with only Bob's SIM online, Alice's
+    // send falls back to HKT and Bob's goes to the SIM pool.
     sqlx::query(
         "UPDATE sim_cards SET last_heartbeat_at = CASE WHEN id = $1 THEN now() ELSE NULL END",
     )
@@ -393,6 +393,7 @@ async fn users_see_and_send_through_only_the_sims_assigned_to_them() {
     .await;
     assert_eq!(status, StatusCode::ACCEPTED, "{body}");
     assert!(body["sender_sim"].is_null(), "{body}");
+    assert_eq!(body["route"], "hkt");
     let (status, body) = send(
         &bob_token,
         "/api/sms",
@@ -400,7 +401,9 @@ async fn users_see_and_send_through_only_the_sims_assigned_to_them() {
     )
     .await;
     assert_eq!(status, StatusCode::ACCEPTED, "{body}");
-    assert_eq!(body["sender_sim"], "+85261110603");
+    // Bob's goes to the pool (his SIM is the one online he may use), which names no SIM.
+    assert!(body["sender_sim"].is_null(), "{body}");
+    assert_eq!(body["route"], "sim");
 
     // The SIM usage in the statistics lists only the caller's SIMs.
     let (status, stats) = as_user(&app, &alice_token, Method::GET, "/api/statistics", None).await;

@@ -43,7 +43,11 @@ pub async fn show_dashboard(
         service::counts_since(&app.core.db, viewer, since),
         service::search(&app.core.db, viewer, &no_filter, PageRequest::First, RECENT),
         hkt_queue_depth(&app.core.broker, &names),
-        sims::summary(&app.core.db, user.session.user_id),
+        sims::summary(
+            &app.core.db,
+            user.session.user_id,
+            app.core.settings.release.sim_offline_after
+        ),
         service::traffic_since(&app.core.db, chart_since),
     );
     let traffic = traffic.map_err(db_error)?;

@@ -22,9 +22,9 @@ use super::session::{AdminUser, PanelUser, SignedIn};
 use super::{invalid, PanelId};
 use crate::state::WebState;
 use smsgate_core::sims::broker_users::SimBrokerCredentials;
-use smsgate_core::sims::repo::SimRow;
+use smsgate_core::sims::repo::{SimRow, SimUsage};
 use smsgate_core::sims::service::{
-    self, Assignee, Assignees, NewSim, SimChanges, SimError, SimStatus,
+    self, Assignee, Assignees, Cap, CapChanges, NewSim, SimChanges, SimError, SimStatus,
 };
 
 const SIMS: &str = "/sims";
@@ -45,12 +45,46 @@ pub struct SimItem {
     operator: Option<String>,
     /// Admins only: who the SIM is assigned to, as the list shows it.
     assigned_to: Option<String>,
+    /// Jobs given to the SIM in each cap's window, beside the cap (`None`: no cap).
+    usage: [CapUsage; 3],
+    send_interval_secs: Option<i32>,
+}
+
+/// One cap's window: what was sent in it, against the cap.
+#[derive(Serialize)]
+struct CapUsage {
+    window: &'static str,
+    sent: i64,
+    cap: Option<i32>,
 }
 
 impl SimItem {
-    fn new(sim: SimRow, tz: &DisplayTz) -> SimItem {
+    fn new(
+        sim: SimRow,
+        tz: &DisplayTz,
+        offline_after: std::time::Duration,
+        used: SimUsage,
+    ) -> SimItem {
         SimItem {
-            online: service::is_online(&sim),
+            online: service::is_online(&sim, offline_after),
+            usage: [
+                CapUsage {
+                    window: "minute",
+                    sent: used.last_minute,
+                    cap: sim.max_per_minute,
+                },
+                CapUsage {
+                    window: "hour",
+                    sent: used.last_hour,
+                    cap: sim.max_per_hour,
+                },
+                CapUsage {
+                    window: "24 h",
+                    sent: used.last_24h,
+                    cap: sim.max_per_day,
+                },
+            ],
+            send_interval_secs: sim.send_interval_secs,
             signal_percent: service::signal_percent(&sim),
             id: sim.id,
             number: sim.number,
@@ -93,15 +127,25 @@ async fn sim_items(app: &WebState, user: &impl SignedIn) -> Result<Vec<SimItem>,
     } else {
         HashMap::new()
     };
+    let usage = service::usage_of(&app.core.db, &sims)
+        .await
+        .map_err(|e| sim_error(e, "/"))?;
+    let offline_after = app.core.settings.release.sim_offline_after;
     Ok(sims
         .into_iter()
         .map(|sim| {
+            let sim_id = sim.id;
             let assigned_to = assigned
                 .remove(&sim.id)
                 .map(|(assignees, users)| assigned_text(&assignees, &users));
             SimItem {
                 assigned_to,
-                ..SimItem::new(sim, &tz)
+                ..SimItem::new(
+                    sim,
+                    &tz,
+                    offline_after,
+                    usage.get(&sim_id).copied().unwrap_or_default(),
+                )
             }
         })
         .collect())
@@ -153,6 +197,16 @@ pub struct SimForm {
     /// `all`, or `users` for the ticked `user_<id>` boxes.
     #[serde(default)]
     assign: String,
+    /// Carrier caps (edit form): a whole number above 0, or empty for none; absent (a form
+    /// from before caps existed) keeps them.
+    #[serde(default)]
+    max_per_minute: Option<String>,
+    #[serde(default)]
+    max_per_hour: Option<String>,
+    #[serde(default)]
+    max_per_day: Option<String>,
+    #[serde(default)]
+    send_interval_secs: Option<String>,
     /// The ticked `user_<id>` boxes (and the other fields, unread).
     #[serde(flatten)]
     rest: HashMap<String, String>,
@@ -180,6 +234,37 @@ impl SimForm {
             "users" => Ok(Some(Assignees::Users(self.ticked_users()))),
             _ => Err(()),
         }
+    }
+
+    /// The caps as typed: each set, or cleared when empty; the error names the first one
+    /// that is not a whole number above 0.
+    fn caps(&self) -> Result<CapChanges, SimError> {
+        let cap =
+            |field: &'static str, raw: &Option<String>| -> Result<Option<Option<Cap>>, SimError> {
+                let Some(raw) = raw.as_deref().map(str::trim) else {
+                    return Ok(None);
+                };
+                if raw.is_empty() {
+                    return Ok(Some(None));
+                }
+                let n = raw.parse().map_err(|_| SimError::InvalidCap(field))?;
+                Ok(Some(Some(Cap::parse(field, n)?)))
+            };
+        Ok(CapChanges {
+            max_per_minute: cap("max_per_minute", &self.max_per_minute)?,
+            max_per_hour: cap("max_per_hour", &self.max_per_hour)?,
+            max_per_day: cap("max_per_day", &self.max_per_day)?,
+            send_interval_secs: cap("send_interval_secs", &self.send_interval_secs)?,
+        })
+    }
+
+    fn with_caps(mut self, sim: &SimRow) -> SimForm {
+        let text = |cap: Option<i32>| Some(cap.map(|c| c.to_string()).unwrap_or_default());
+        self.max_per_minute = text(sim.max_per_minute);
+        self.max_per_hour = text(sim.max_per_hour);
+        self.max_per_day = text(sim.max_per_day);
+        self.send_interval_secs = text(sim.send_interval_secs);
+        self
     }
 
     fn with_assignees(mut self, assignees: &Assignees) -> SimForm {
@@ -233,6 +318,15 @@ async fn sim_form_page(
         .with("label", &form.label)
         .with("status", &form.status)
         .with("assign", &form.assign)
+        .with(
+            "caps",
+            json!({
+                "max_per_minute": form.max_per_minute,
+                "max_per_hour": form.max_per_hour,
+                "max_per_day": form.max_per_day,
+                "send_interval_secs": form.send_interval_secs,
+            }),
+        )
         .with("users", users)
         .with("errors", errors))
 }
@@ -313,11 +407,12 @@ pub async fn edit_sim_form(
         status: sim.status.clone(),
         ..SimForm::default()
     }
+    .with_caps(&sim)
     .with_assignees(&assignees);
     sim_form_page(&app, &admin, Some(&sim), &form, json!({})).await
 }
 
-/// Changes the label, status and assignees; the number stays (an agent is configured with
+/// Changes the label, status, assignees and caps; the number stays (an agent is configured with
 /// it).
 pub async fn update_sim(
     State(app): State<WebState>,
@@ -334,10 +429,15 @@ pub async fn update_sim(
     let Ok(assignees) = form.assignees() else {
         return invalid(page(assign_error()).await?);
     };
+    let caps = match form.caps() {
+        Ok(caps) => caps,
+        Err(e) => return invalid(page(json!({ "caps": e.to_string() })).await?),
+    };
     let changes = SimChanges {
         label: Some(form.label.trim().to_owned()),
         status: Some(status),
         assignees,
+        caps,
         ..SimChanges::default()
     };
     match service::update(
