@@ -137,8 +137,7 @@ impl<R: AsyncRead + Unpin> LineReader<R> {
                 return Err(AtError::Closed);
             }
             self.buf.extend_from_slice(&chunk[..n]);
-            if self.buf.len() > MAX_LINE && !self.buf.iter().any(|b| *b == b'\r' || *b == b'\n')
-            {
+            if self.buf.len() > MAX_LINE && !self.buf.iter().any(|b| *b == b'\r' || *b == b'\n') {
                 debug!("dropping an overlong line of modem output");
                 self.buf.clear();
                 self.overlong = true;
@@ -533,7 +532,10 @@ mod tests {
             for _ in 0..1024 {
                 modem.write_all(&noise).await.unwrap();
             }
-            modem.write_all(b"TAIL\r\n+CSQ: 9,99\r\nOK\r\n").await.unwrap();
+            modem
+                .write_all(b"TAIL\r\n+CSQ: 9,99\r\nOK\r\n")
+                .await
+                .unwrap();
             modem
         });
         // 1 MiB with no line end, then a real answer: the tail of the long line is not

@@ -11,6 +11,7 @@ mod credential_revocation;
 mod deploy_files;
 mod edge_agent;
 mod edge_api;
+mod edge_radio;
 mod edge_system;
 mod idempotency;
 mod login_throttle;
