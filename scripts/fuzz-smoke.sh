@@ -46,22 +46,22 @@ main() {
     cargo fetch --locked --manifest-path fuzz/Cargo.toml
     info "cargo fuzz build -s none (stable toolchain, SanitizerCoverage, no sanitizer)"
     cargo fuzz build -s none
-    local scratch target status=0
-    scratch=$(mktemp -d)
-    trap 'rm -rf "$scratch"' EXIT
+    local target status=0
+    SCRATCH=$(mktemp -d)
+    trap 'rm -rf "$SCRATCH"' EXIT
     for target in "${TARGETS[@]}"; do
         info "fuzzing $target for ${SECONDS_EACH}s (at most $RUNS_EACH inputs)"
-        mkdir -p "$scratch/$target"
-        if ! cargo fuzz run -s none "$target" "$scratch/$target" "fuzz/corpus/$target" -- \
+        mkdir -p "$SCRATCH/$target"
+        if ! cargo fuzz run -s none "$target" "$SCRATCH/$target" "fuzz/corpus/$target" -- \
             -max_total_time="$SECONDS_EACH" -runs="$RUNS_EACH" \
             -timeout=10 -rss_limit_mb=1024 -print_final_stats=1 \
-            >"$scratch/$target.log" 2>&1; then
-            tail -n 60 "$scratch/$target.log" >&2
+            >"$SCRATCH/$target.log" 2>&1; then
+            tail -n 60 "$SCRATCH/$target.log" >&2
             warn "fuzz target $target failed: see modem-agent/fuzz/artifacts/$target/"
             status=1
             continue
         fi
-        note "$(grep -E '^#[0-9]+ +DONE' "$scratch/$target.log" | tail -n 1)"
+        note "$(grep -E '^#[0-9]+[[:space:]]+DONE' "$SCRATCH/$target.log" | tail -n 1)"
     done
     return "$status"
 }
