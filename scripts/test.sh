@@ -59,6 +59,7 @@ main() {
     "$REPO_ROOT/scripts/sqlx-prepare.sh" --check
     info "cargo test --workspace --locked $*"
     cargo test --workspace --locked "$@"
+    "$REPO_ROOT/scripts/fuzz-smoke.sh"
     # The benchmark harness is not run for its figures here (those come from `make bench`
     # on a quiet machine); a tiny smoke run keeps it working.
     info "benchmark harness smoke run"

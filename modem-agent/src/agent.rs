@@ -202,7 +202,7 @@ pub async fn start<P: ModemPort>(settings: Settings, port: P) -> Result<RunningA
     let sim_id = ctx.settings.sim_id;
 
     // What an earlier run left in the spool is published first.
-    let mut reassembler = Reassembler::default();
+    let mut reassembler = Reassembler::new(ctx.settings.incomplete_sms);
     let mut initial: Vec<Pending> = spooled
         .events
         .into_iter()
@@ -214,9 +214,10 @@ pub async fn start<P: ModemPort>(settings: Settings, port: P) -> Result<RunningA
     for (path, raw) in spooled.pdus {
         match pdu::decode_deliver(&raw) {
             Ok(part) => {
-                if let Some(done) =
-                    reassembler.add(sim_id, PartSource::Spool(path), part, Utc::now())
+                let now = std::time::Instant::now();
+                for done in reassembler.add(sim_id, PartSource::Spool(path), part, Utc::now(), now)
                 {
+                    log_released(&done, &reassembler);
                     initial.push(pending_of(done));
                 }
             }
@@ -266,6 +267,22 @@ pub async fn start<P: ModemPort>(settings: Settings, port: P) -> Result<RunningA
         broker,
         tasks,
     })
+}
+
+/// An incomplete SMS given up is worth a warning (a flood of fragments shows up here);
+/// complete ones are routine.
+fn log_released(done: &Assembled, reassembler: &Reassembler) {
+    match done.incomplete {
+        None => info!(parts = done.sources.len(), "received an SMS"),
+        Some(incomplete) => warn!(
+            reason = incomplete.reason.as_str(),
+            received = incomplete.received,
+            total = incomplete.total,
+            given_up_total = reassembler.given_up(),
+            waiting_parts = reassembler.waiting(),
+            "gave up waiting for the missing parts of an SMS; publishing what arrived"
+        ),
+    }
 }
 
 fn pending_of(done: Assembled) -> Pending {
@@ -332,6 +349,8 @@ enum Wake {
     Request(ModemRequest),
     Urc(Result<Urc, AtError>),
     Quiet,
+    /// The oldest incomplete SMS reached its age limit.
+    Expire,
 }
 
 async fn run_modem<P: ModemPort>(
@@ -373,17 +392,24 @@ async fn run_modem<P: ModemPort>(
         let mut last_heard = Instant::now();
         loop {
             let quiet_at = last_heard + settings.silence_timeout;
+            let expiry = task.reassembler.next_expiry();
             let wake = tokio::select! {
                 _ = shutdown.cancelled() => Wake::Stop,
                 request = requests.recv() => request.map_or(Wake::Stop, Wake::Request),
                 urc = modem.next_urc() => Wake::Urc(urc),
                 _ = tokio::time::sleep_until(quiet_at) => Wake::Quiet,
+                _ = sleep_until_some(expiry) => Wake::Expire,
             };
             let step = match wake {
                 Wake::Stop => break 'connect,
                 Wake::Request(request) => task.serve(request, &mut modem).await,
                 Wake::Urc(Ok(urc)) => task.on_urc(urc, &mut modem).await,
                 Wake::Urc(Err(e)) => Step::Reset(e.to_string()),
+                // Not the modem speaking: the silence timer runs on.
+                Wake::Expire => {
+                    task.release_expired();
+                    continue;
+                }
                 // Silence is normal on a quiet SIM; a probe tells it from a hung modem.
                 Wake::Quiet => match modem.probe().await {
                     Ok(()) => Step::Done,
@@ -398,6 +424,14 @@ async fn run_modem<P: ModemPort>(
                 }
             }
         }
+    }
+}
+
+/// Sleeps until `at`, or for ever without one.
+async fn sleep_until_some(at: Option<std::time::Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at.into()).await,
+        None => std::future::pending().await,
     }
 }
 
@@ -564,11 +598,25 @@ impl ModemTask {
             self.handed_off.insert(index);
         }
         let sim_id = self.ctx.settings.sim_id;
-        if let Some(done) = self.reassembler.add(sim_id, source, part, Utc::now()) {
-            info!(parts = done.sources.len(), "received an SMS");
-            let pending = pending_of(done);
-            self.hand_off(pending.event, pending.sources);
+        let now = std::time::Instant::now();
+        for done in self.reassembler.add(sim_id, source, part, Utc::now(), now) {
+            self.release(done);
         }
+    }
+
+    fn release_expired(&mut self) {
+        let sim_id = self.ctx.settings.sim_id;
+        let now = std::time::Instant::now();
+        for done in self.reassembler.expire(sim_id, Utc::now(), now) {
+            self.release(done);
+        }
+    }
+
+    /// Publishes a (possibly incomplete) SMS; its parts leave the SIM once confirmed.
+    fn release(&self, done: Assembled) {
+        log_released(&done, &self.reassembler);
+        let pending = pending_of(done);
+        self.hand_off(pending.event, pending.sources);
     }
 
     fn report_event(&self, report: &pdu::StatusReport) -> EdgeEvent {

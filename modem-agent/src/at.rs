@@ -80,22 +80,36 @@ enum Line {
     Prompt,
 }
 
+/// Longest line kept. The longest the dialect has is a PDU line: a 176-octet TPDU and its
+/// SMSC address in hex, under 400 characters. A modem at the wrong baud rate (or line
+/// noise) can send bytes with no line end at all; past this they are dropped, so memory
+/// stays bounded whatever comes over the link.
+pub(crate) const MAX_LINE: usize = 4096;
+
 /// Splits the modem's byte stream into lines. Reading is cancel-safe: bytes read but not yet
 /// a full line stay in the buffer, so `select!` can wait for URCs and drop the wait.
-struct LineReader<R> {
+pub(crate) struct LineReader<R> {
     inner: R,
     buf: Vec<u8>,
+    /// Inside a line longer than [`MAX_LINE`]: dropping bytes up to its end.
+    overlong: bool,
 }
 
 impl<R: AsyncRead + Unpin> LineReader<R> {
-    fn new(inner: R) -> Self {
+    pub(crate) fn new(inner: R) -> Self {
         LineReader {
             inner,
             buf: Vec::with_capacity(512),
+            overlong: false,
         }
     }
 
     fn extract(&mut self) -> Option<Line> {
+        if self.overlong {
+            let end = self.buf.iter().position(|b| *b == b'\r' || *b == b'\n');
+            self.buf.drain(..end.unwrap_or(self.buf.len()));
+            self.overlong = end.is_none();
+        }
         let start = self
             .buf
             .iter()
@@ -123,7 +137,18 @@ impl<R: AsyncRead + Unpin> LineReader<R> {
                 return Err(AtError::Closed);
             }
             self.buf.extend_from_slice(&chunk[..n]);
+            if self.buf.len() > MAX_LINE && !self.buf.iter().any(|b| *b == b'\r' || *b == b'\n') {
+                debug!("dropping an overlong line of modem output");
+                self.buf.clear();
+                self.overlong = true;
+            }
         }
+    }
+
+    /// Bytes buffered towards the next line.
+    #[cfg(test)]
+    fn buffered(&self) -> usize {
+        self.buf.len()
     }
 }
 
@@ -496,6 +521,30 @@ mod tests {
                 ..
             })
         ));
+    }
+
+    #[tokio::test]
+    async fn an_endless_line_is_dropped_and_memory_stays_bounded() {
+        let (ours, mut modem) = duplex(64 * 1024);
+        let mut s = AtSession::new(ours);
+        let feed = tokio::spawn(async move {
+            let noise = vec![b'A'; 1024];
+            for _ in 0..1024 {
+                modem.write_all(&noise).await.unwrap();
+            }
+            modem
+                .write_all(b"TAIL\r\n+CSQ: 9,99\r\nOK\r\n")
+                .await
+                .unwrap();
+            modem
+        });
+        // 1 MiB with no line end, then a real answer: the tail of the long line is not
+        // taken for a line of its own.
+        let lines = s.command("AT+CSQ", Duration::from_secs(5)).await.unwrap();
+        assert_eq!(lines, vec!["+CSQ: 9,99"]);
+        assert!(s.reader.buffered() <= MAX_LINE);
+        assert!(s.reader.buf.capacity() <= 2 * MAX_LINE + 256);
+        drop(feed.await.unwrap());
     }
 
     #[tokio::test]

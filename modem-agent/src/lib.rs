@@ -8,6 +8,8 @@
 
 mod agent;
 pub mod at;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod inbound;
 pub mod job;
 pub mod modem;

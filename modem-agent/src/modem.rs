@@ -142,18 +142,7 @@ impl<L: AsyncRead + AsyncWrite + Send + 'static> Modem<L> {
             .session
             .command("AT+CMGL=4", self.timeouts.command)
             .await?;
-        let mut stored = Vec::new();
-        let mut lines = lines.into_iter();
-        while let Some(line) = lines.next() {
-            let Some(header) = line.strip_prefix("+CMGL:") else {
-                continue;
-            };
-            let index = header.split(',').next().and_then(|i| i.trim().parse().ok());
-            if let (Some(index), Some(pdu)) = (index, lines.next()) {
-                stored.push(StoredPdu { index, pdu });
-            }
-        }
-        Ok(stored)
+        Ok(parse_cmgl(lines))
     }
 
     pub async fn delete(&mut self, index: u32) -> Result<(), AtError> {
@@ -206,7 +195,23 @@ fn rand_ref() -> u8 {
     (nanos >> 8) as u8
 }
 
-fn pdu_after_header(lines: &[String], header: &str) -> Option<String> {
+/// `+CMGL: <index>,<stat>,[<alpha>],<length>` lines, each followed by its PDU line.
+pub(crate) fn parse_cmgl(lines: Vec<String>) -> Vec<StoredPdu> {
+    let mut stored = Vec::new();
+    let mut lines = lines.into_iter();
+    while let Some(line) = lines.next() {
+        let Some(header) = line.strip_prefix("+CMGL:") else {
+            continue;
+        };
+        let index = header.split(',').next().and_then(|i| i.trim().parse().ok());
+        if let (Some(index), Some(pdu)) = (index, lines.next()) {
+            stored.push(StoredPdu { index, pdu });
+        }
+    }
+    stored
+}
+
+pub(crate) fn pdu_after_header(lines: &[String], header: &str) -> Option<String> {
     let at = lines.iter().position(|l| l.starts_with(header))?;
     lines.get(at + 1).filter(|l| !l.is_empty()).cloned()
 }

@@ -8,6 +8,8 @@ use secrecy::SecretString;
 use smsgate_shared::config::{self, ConfigError, QueueSettings};
 use smsgate_shared::domain::PhoneNumber;
 
+use crate::inbound::Limits;
+
 /// Everything one agent (one modem, one SIM) needs.
 #[derive(Debug, Clone)]
 pub struct Settings {
@@ -29,6 +31,9 @@ pub struct Settings {
     pub delivery_reports: bool,
     /// Received SMS and delivery reports that are on no SIM wait here for the broker.
     pub spool_dir: PathBuf,
+    /// How long and how many parts of incomplete concatenated SMS are kept waiting for
+    /// their siblings before what arrived is published with markers for what did not.
+    pub incomplete_sms: Limits,
 }
 
 /// Printed by `--help`.
@@ -50,6 +55,12 @@ Configuration (environment or .env):
   MODEM_SILENCE_TIMEOUT   default 60s
   DELIVERY_REPORTS        default true
   SPOOL_DIR               default /var/lib/smsgate-modem-agent
+  INCOMPLETE_SMS_MAX_AGE  default 24h: a concatenated SMS missing parts this long is
+                          published as received, with a marker for each missing part
+  INCOMPLETE_SMS_MAX_PARTS
+                          default 16: most parts of incomplete SMS kept (on the SIM) at
+                          once; past it the oldest incomplete SMS is published so. Keep it
+                          below the SIM's message capacity
 ";
 
 impl Settings {
@@ -83,6 +94,7 @@ impl Settings {
                 "SPOOL_DIR",
                 "/var/lib/smsgate-modem-agent",
             )),
+            incomplete_sms: incomplete_sms_limits()?,
         })
     }
 
@@ -106,6 +118,22 @@ impl Settings {
             silence_timeout: Duration::from_secs(2),
             delivery_reports: true,
             spool_dir,
+            incomplete_sms: Limits::default(),
         }
     }
+}
+
+fn incomplete_sms_limits() -> Result<Limits, ConfigError> {
+    let defaults = Limits::default();
+    let max_parts: usize = config::parse_or("INCOMPLETE_SMS_MAX_PARTS", defaults.max_parts)?;
+    if max_parts == 0 {
+        return Err(ConfigError::new(
+            "INCOMPLETE_SMS_MAX_PARTS",
+            "must be at least 1 (a concatenated SMS arrives one part at a time)",
+        ));
+    }
+    Ok(Limits {
+        max_age: config::duration_or("INCOMPLETE_SMS_MAX_AGE", defaults.max_age)?,
+        max_parts,
+    })
 }

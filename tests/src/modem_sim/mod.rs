@@ -176,6 +176,27 @@ impl ModemSim {
         }
     }
 
+    /// The network delivers raw SMS-DELIVER PDUs, stored and announced as `receive_sms`
+    /// stores its parts: for what no whole SMS produces, such as a part whose siblings
+    /// never come.
+    pub fn receive_pdus(&self, pdus: &[String]) {
+        let (indices, silent) = {
+            let mut state = self.state.lock().unwrap();
+            let mut indices = Vec::new();
+            for pdu in pdus {
+                let index = (0..).find(|i| !state.storage.contains_key(i)).unwrap();
+                state.storage.insert(index, pdu.clone());
+                indices.push(index);
+            }
+            (indices, state.silent)
+        };
+        if !silent {
+            for index in indices {
+                let _ = self.urcs.send(format!("\r\n+CMTI: \"SM\",{index}\r\n"));
+            }
+        }
+    }
+
     /// The network reports part `reference` delivered (`+CDS`).
     pub fn report_delivered(&self, reference: u8) {
         let to = {

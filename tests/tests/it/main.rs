@@ -13,6 +13,7 @@ mod edge_agent;
 mod edge_api;
 mod edge_inbound;
 mod edge_pool;
+mod edge_radio;
 mod edge_system;
 mod edge_trust;
 mod idempotency;
