@@ -76,6 +76,8 @@ async fn a_received_sms_reaches_the_subscribed_webhooks_of_users_who_may_see_the
         .await;
     assert_eq!(status, StatusCode::CREATED, "{sim}");
     let sim_id = sim["id"].as_i64().unwrap();
+    // The agent below logs in as the SIM's own broker user.
+    smsgate_tests::modem_sim::remember_sim_login(&app.prefix, sim_id, &sim["broker"]);
 
     // Subscriptions are validated, listed and changed through the API.
     let (status, body) = app
