@@ -1,6 +1,7 @@
 //! SQL of SIM release ([`super::pool`]): each SIM's caps and usage, who may use which SIM,
 //! recording which SIM each job went to, and putting jobs back when a SIM goes away.
 
+use chrono::{DateTime, Utc};
 use sqlx::{PgConnection, Postgres, Transaction};
 
 /// A SIM as the releaser weighs it: its state, caps and what it was given recently.
@@ -77,10 +78,11 @@ pub async fn usable_sims(
     .await
 }
 
-/// Records that each `recipients[i]` goes to SIM `sims[i]`, counts them in this minute's
-/// usage row, and sets the next release time of each `spaced[j]` SIM `gaps[j]` seconds
-/// from now: one statement, committed before the jobs are published, so a SIM's send
-/// result always finds its recipient assigned to it.
+/// Records that each `recipients[i]` goes to SIM `sims[i]` (and that its job is not yet
+/// confirmed: `sim_jobs_unconfirmed`), counts them in this minute's usage row, and sets the
+/// next release time of each `spaced[j]` SIM `gaps[j]` seconds from now: one statement,
+/// committed before the jobs are published, so a SIM's send result always finds its
+/// recipient assigned to it.
 pub async fn assign(
     conn: &mut PgConnection,
     recipients: &[i64],
@@ -94,6 +96,11 @@ pub async fn assign(
          assigned AS (
              UPDATE recipients r SET sim_card_id = a.sim_card_id
              FROM a WHERE r.id = a.recipient_id),
+         unconfirmed AS (
+             INSERT INTO sim_jobs_unconfirmed (recipient_id, sim_card_id)
+             SELECT recipient_id, sim_card_id FROM a
+             ON CONFLICT (recipient_id) DO UPDATE SET sim_card_id = EXCLUDED.sim_card_id,
+                                                      placed_at = now()),
          counted AS (
              INSERT INTO sim_usage_minutes (sim_card_id, minute, released)
              SELECT sim_card_id, date_trunc('minute', now()), count(*)::int FROM a
@@ -118,12 +125,59 @@ pub async fn assign(
 /// next round releases them again. Their usage stays counted (erring towards the caps).
 pub async fn unassign(conn: &mut PgConnection, recipients: &[i64]) -> Result<(), sqlx::Error> {
     sqlx::query!(
-        "UPDATE recipients SET sim_card_id = NULL WHERE id = ANY($1) AND status = 'pending'",
+        "WITH done AS (DELETE FROM sim_jobs_unconfirmed WHERE recipient_id = ANY($1))
+         UPDATE recipients SET sim_card_id = NULL WHERE id = ANY($1) AND status = 'pending'",
         recipients
     )
     .execute(conn)
     .await?;
     Ok(())
+}
+
+/// The broker confirmed these recipients' jobs: their placements are no longer in doubt.
+pub async fn confirm(conn: &mut PgConnection, recipients: &[i64]) -> Result<(), sqlx::Error> {
+    sqlx::query!(
+        "DELETE FROM sim_jobs_unconfirmed WHERE recipient_id = ANY($1)",
+        recipients
+    )
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// A SIM job whose placement a previous releaser committed but whose publish it never saw
+/// confirmed, with what it takes to publish it again.
+#[derive(Debug)]
+pub struct UnconfirmedJob {
+    pub recipient_id: i64,
+    pub message_id: i64,
+    pub sim_card_id: i64,
+    pub phone: String,
+    pub content: String,
+    pub valid_until: Option<DateTime<Utc>>,
+}
+
+/// Every unconfirmed placement whose recipient is still pending on that SIM; the others
+/// (answered, cancelled, moved since) are forgotten in the same statement.
+pub async fn unconfirmed_jobs(conn: &mut PgConnection) -> Result<Vec<UnconfirmedJob>, sqlx::Error> {
+    sqlx::query!(
+        "DELETE FROM sim_jobs_unconfirmed u
+         WHERE NOT EXISTS (SELECT 1 FROM recipients r
+                           WHERE r.id = u.recipient_id AND r.status = 'pending'
+                             AND r.sim_card_id = u.sim_card_id)"
+    )
+    .execute(&mut *conn)
+    .await?;
+    sqlx::query_as!(
+        UnconfirmedJob,
+        "SELECT u.recipient_id, r.message_id, u.sim_card_id, r.phone, m.content, m.valid_until
+         FROM sim_jobs_unconfirmed u
+         JOIN recipients r ON r.id = u.recipient_id
+         JOIN messages m ON m.id = r.message_id
+         ORDER BY u.recipient_id"
+    )
+    .fetch_all(conn)
+    .await
 }
 
 /// Puts the recipients of jobs taken back from SIM `sim_id`'s queue into the release queue:
@@ -143,6 +197,8 @@ pub async fn take_back(
              WHERE r.id = ANY($2) AND r.status = 'pending'
                AND (r.sim_card_id = $1 OR r.sim_card_id IS NULL)
              RETURNING r.message_id, r.id),
+         forgotten AS (
+             DELETE FROM sim_jobs_unconfirmed u USING back WHERE u.recipient_id = back.id),
          per AS (SELECT message_id, min(id) AS first, count(*)::int AS n
                  FROM back GROUP BY message_id),
          held AS (

@@ -115,6 +115,10 @@ async fn lead(outbox: &Outbox, shutdown: &CancellationToken) -> anyhow::Result<(
         sampled_at: None,
         failover_at: None,
     };
+    round
+        .publish_unconfirmed(outbox)
+        .instrument(info_span!("outbox.republish_unconfirmed"))
+        .await?;
     let mut busy = true;
     loop {
         let tick = if busy {
@@ -420,6 +424,9 @@ impl Round {
             return Err(e.into());
         }
         outbox.inner.metrics.jobs_confirmed.inc_by(jobs);
+        if !placed.is_empty() {
+            pool_repo::confirm(&mut self.conn, &placed).await?;
+        }
         repo::advance(
             &mut self.conn,
             &ids,
@@ -429,6 +436,53 @@ impl Round {
             &exhausted,
         )
         .await?;
+        Ok(())
+    }
+
+    /// Publishes again the SIM jobs whose placement an earlier releaser committed but whose
+    /// publish it never saw confirmed (it died in between): otherwise their recipients stay
+    /// placed on a SIM, pending and in no queue. At least once: a job that did reach its
+    /// queue goes there twice, and its SIM's agent sends it once (it answers a recipient it
+    /// has just handled from its recent results; the ingest takes one result).
+    async fn publish_unconfirmed(&mut self, outbox: &Outbox) -> anyhow::Result<()> {
+        let jobs = pool_repo::unconfirmed_jobs(&mut self.conn).await?;
+        if jobs.is_empty() {
+            return Ok(());
+        }
+        let mut outgoing = Vec::with_capacity(jobs.len());
+        let mut ids = Vec::with_capacity(jobs.len());
+        for job in &jobs {
+            // Stored bodies passed the segment limit when they were accepted.
+            let (Ok(body), Ok(to)) = (
+                MessageBody::parse(&job.content, u32::MAX),
+                PhoneNumber::parse(&job.phone),
+            ) else {
+                continue;
+            };
+            if self.sim_queues.insert(job.sim_card_id) {
+                declare_sim_queue(&self.channel, &outbox.inner.queue, job.sim_card_id).await?;
+            }
+            let next = OutboundJob::SendV1 {
+                recipient_id: job.recipient_id,
+                message_id: job.message_id,
+                to,
+                body,
+                valid_until: job.valid_until,
+            };
+            outgoing.push(OutgoingMessage {
+                routing_key: routing::sim(job.sim_card_id),
+                payload: next.to_json(),
+                headers: job_headers_for(None),
+            });
+            ids.push(job.recipient_id);
+        }
+        let count = outgoing.len();
+        self.publisher.publish_all(outgoing).await?;
+        pool_repo::confirm(&mut self.conn, &ids).await?;
+        warn!(
+            jobs = count,
+            "published again SIM jobs an earlier releaser had not seen confirmed"
+        );
         Ok(())
     }
 

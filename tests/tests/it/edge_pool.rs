@@ -484,3 +484,52 @@ async fn the_panel_shows_sends_against_caps_and_admins_edit_the_caps() {
     agent.stop().await;
     app.teardown().await;
 }
+
+#[tokio::test]
+async fn a_sim_job_a_dead_releaser_placed_but_never_published_is_published_by_the_next() {
+    let mut app = TestApp::spawn().await;
+    let number = "+85261118801";
+    let sim_id = app.create_sim(number).await;
+    // The SIM has never been online: its send waits in the release queue, unplaced.
+    let (status, body) = app
+        .post(
+            "/api/sms",
+            json!({"recipient": "91238801", "content": "placed, never published", "sim_card_id": sim_id}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    let message_id = body["message_id"].as_i64().unwrap();
+    let recipient_id: i64 = sqlx::query_scalar("SELECT id FROM recipients WHERE message_id = $1")
+        .bind(message_id)
+        .fetch_one(&app.db)
+        .await
+        .unwrap();
+    // What a releaser killed between committing the placement and the broker's confirm
+    // leaves behind: placed on the SIM, recorded as unconfirmed, in no queue.
+    sqlx::query("UPDATE recipients SET sim_card_id = $2 WHERE id = $1")
+        .bind(recipient_id)
+        .bind(sim_id)
+        .execute(&app.db)
+        .await
+        .unwrap();
+    sqlx::query("INSERT INTO sim_jobs_unconfirmed (recipient_id, sim_card_id) VALUES ($1, $2)")
+        .bind(recipient_id)
+        .bind(sim_id)
+        .execute(&app.db)
+        .await
+        .unwrap();
+
+    // The next releaser (a restarted API) publishes it again; the agent sends it once.
+    app.restart_api().await;
+    let modem = ModemSim::start().unwrap();
+    let agent = app.start_agent(sim_id, number, &modem).await;
+    app.wait_recipient(message_id, "sent").await;
+    assert_eq!(modem.sent().len(), 1);
+    let left: i64 = sqlx::query_scalar("SELECT count(*) FROM sim_jobs_unconfirmed")
+        .fetch_one(&app.db)
+        .await
+        .unwrap();
+    assert_eq!(left, 0, "confirmed placements are forgotten");
+    agent.stop().await;
+    app.teardown().await;
+}
