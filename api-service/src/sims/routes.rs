@@ -140,7 +140,7 @@ impl SimView {
 }
 
 fn parse_number(raw: &str) -> Result<PhoneNumber, ApiError> {
-    PhoneNumber::parse(raw)
+    PhoneNumber::parse_dialable(raw)
         .map_err(|e| ApiError::validation("INVALID_PHONE_NUMBER", format!("number: {e}")))
 }
 

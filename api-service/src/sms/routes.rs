@@ -136,7 +136,7 @@ async fn send_sms(
         req.route.as_deref(),
         req.fallback.as_deref(),
     )?;
-    let to = PhoneNumber::parse(&req.recipient)
+    let to = PhoneNumber::parse_dialable(&req.recipient)
         .map_err(|e| ApiError::validation("INVALID_PHONE_NUMBER", format!("recipient: {e}")))?;
     let body = parse_body(&app, &req.content)?;
     let options = send_options(

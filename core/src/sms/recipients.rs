@@ -98,7 +98,7 @@ impl RecipientSet {
 
     /// Parses one entry; a number seen before (in any spelling) is dropped.
     pub fn add(&mut self, raw: &str) -> Result<(), PhoneNumberError> {
-        let number = PhoneNumber::parse(raw)?;
+        let number = PhoneNumber::parse_dialable(raw)?;
         if self.overflowed || self.seen.contains(&number) {
             return Ok(());
         }

@@ -55,6 +55,15 @@ pub enum PhoneNumberError {
         /// How many digits followed the `+`.
         digits: usize,
     },
+    /// An international number that no numbering plan has: `+852` and seven digits, say.
+    #[error("phone number is not a valid number for country code +{country_code}: check its digits after the country code; {EXPECTED}")]
+    NotInNumberingPlan {
+        /// The country calling code the number starts with.
+        country_code: u16,
+    },
+    /// An international number whose country calling code no plan has.
+    #[error("phone number starts with no known country calling code; {EXPECTED}")]
+    UnknownCountryCode,
 }
 
 impl PhoneNumber {
@@ -81,6 +90,30 @@ impl PhoneNumber {
     pub fn hkt_digits(&self) -> &str {
         // The constructor guarantees a leading ASCII `+`, so byte 1 is a char boundary.
         &self.0[1..]
+    }
+}
+
+#[cfg(feature = "numbering-plan")]
+impl PhoneNumber {
+    /// Parses a number a person typed: as [`PhoneNumber::parse`], and an international
+    /// number must also be a valid number of its country's numbering plan
+    /// (libphonenumber's metadata), in its canonical E.164 form. A Hong Kong local number
+    /// (8 digits) keeps the replaced panel's rule: any 8 digits.
+    pub fn parse_dialable(raw: &str) -> Result<Self, PhoneNumberError> {
+        let number = PhoneNumber::parse(raw)?;
+        if !raw.trim_start().starts_with('+') {
+            return Ok(number);
+        }
+        let parsed = phonenumber::parse(None, number.as_str())
+            .map_err(|_| PhoneNumberError::UnknownCountryCode)?;
+        if !phonenumber::is_valid(&parsed) {
+            return Err(PhoneNumberError::NotInNumberingPlan {
+                country_code: parsed.code().value(),
+            });
+        }
+        Ok(PhoneNumber(
+            parsed.format().mode(phonenumber::Mode::E164).to_string(),
+        ))
     }
 }
 
@@ -144,6 +177,65 @@ impl From<PhoneNumber> for String {
     /// The E.164 form, e.g. `+85212345678`.
     fn from(number: PhoneNumber) -> Self {
         number.0
+    }
+}
+
+#[cfg(all(test, feature = "numbering-plan"))]
+mod numbering_plan_tests {
+    use super::*;
+
+    #[test]
+    fn international_numbers_must_be_in_their_numbering_plan() {
+        // +852 and seven digits: no Hong Kong number is that short.
+        assert_eq!(
+            PhoneNumber::parse_dialable("+8529043628"),
+            Err(PhoneNumberError::NotInNumberingPlan { country_code: 852 })
+        );
+        let reason = PhoneNumber::parse_dialable("+8529043628")
+            .unwrap_err()
+            .to_string();
+        assert!(reason.contains("+852"), "{reason}");
+        for valid in [
+            "+85291234567",
+            "+85261110001",
+            "+447911123456",
+            "+8613912345678",
+            "+14155552671",
+        ] {
+            assert_eq!(PhoneNumber::parse_dialable(valid).unwrap().as_str(), valid);
+        }
+        // A country code that does not exist.
+        assert!(PhoneNumber::parse_dialable("+99912345678").is_err());
+    }
+
+    /// Not a benchmark (timed assertions have no place in tests): prints what a check
+    /// costs, for `cargo test --release -p smsgate-shared --features numbering-plan -- --ignored --nocapture`.
+    #[test]
+    #[ignore]
+    fn print_the_cost_of_a_numbering_plan_check() {
+        let numbers: Vec<String> = (0..100_000)
+            .map(|i| format!("+8529{:07}", 1_000_000 + i))
+            .collect();
+        let _ = PhoneNumber::parse_dialable("+85291234567"); // loads the metadata
+        let started = std::time::Instant::now();
+        let valid = numbers
+            .iter()
+            .filter(|n| PhoneNumber::parse_dialable(n).is_ok())
+            .count();
+        println!("{valid} of 100000 valid in {:?}", started.elapsed());
+    }
+
+    #[test]
+    fn hong_kong_local_numbers_keep_the_old_panels_rule() {
+        // Any 8 digits, as the replaced panel accepted, even where the plan has no numbers.
+        assert_eq!(
+            PhoneNumber::parse_dialable("1234 5678").unwrap().as_str(),
+            "+85212345678"
+        );
+        assert_eq!(
+            PhoneNumber::parse_dialable("9043628"),
+            Err(PhoneNumberError::WrongLength { digits: 7 })
+        );
     }
 }
 

@@ -157,7 +157,8 @@ async fn every_accepted_number_form_is_answered_in_e164() {
     let forms = [
         ("1234 5678", "+85212345678"),
         ("12345678", "+85212345678"),
-        ("+85212345678", "+85212345678"),
+        // International input is checked against the plan (+852 1… is no HK number).
+        ("+85291234567", "+85291234567"),
         ("+447911123456", "+447911123456"),
     ];
     for (given, e164) in forms {
@@ -248,6 +249,63 @@ async fn content_of_exactly_ten_segments_is_accepted() {
 }
 
 #[tokio::test]
+async fn international_numbers_outside_their_numbering_plan_are_refused_with_the_reason() {
+    let app = TestApp::spawn_without_dispatcher().await;
+    // +852 and seven digits: the right length for E.164, but no Hong Kong number.
+    let (status, body) = app
+        .post(
+            "/api/sms",
+            json!({"recipient": "+8529043628", "content": "hello"}),
+        )
+        .await;
+    let message = assert_error(
+        (status, &body),
+        StatusCode::BAD_REQUEST,
+        "INVALID_PHONE_NUMBER",
+    );
+    assert!(
+        message.contains("recipient") && message.contains("+852"),
+        "{message}"
+    );
+    let (status, body) = app
+        .post(
+            "/api/sms/send-bulk",
+            json!({"recipients": ["+85291234567", "+8529043628", "+99912345678", "1234 5678"], "content": "hi"}),
+        )
+        .await;
+    assert_error(
+        (status, &body),
+        StatusCode::BAD_REQUEST,
+        "INVALID_RECIPIENTS",
+    );
+    let details = body["error"]["details"].as_array().unwrap();
+    let refused: Vec<i64> = details
+        .iter()
+        .map(|d| d["index"].as_i64().unwrap())
+        .collect();
+    assert_eq!(refused, [1, 2], "{body}");
+    assert_eq!(app.message_count().await, 0);
+    // A SIM card's number is checked the same way.
+    let (status, body) = app
+        .post("/api/sim-cards", json!({"number": "+8529043628"}))
+        .await;
+    assert_error(
+        (status, &body),
+        StatusCode::BAD_REQUEST,
+        "INVALID_PHONE_NUMBER",
+    );
+    // Valid international numbers and the old panel's local rule still go through.
+    let (status, body) = app
+        .post(
+            "/api/sms/send-bulk",
+            json!({"recipients": ["+85291234567", "+447911123456", "1234 5678"], "content": "hi"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    app.teardown().await;
+}
+
+#[tokio::test]
 async fn bulk_send_lists_every_invalid_number_and_stores_nothing() {
     let app = TestApp::spawn_without_dispatcher().await;
     let (status, body) = app
@@ -305,7 +363,7 @@ async fn bulk_send_with_no_recipients_is_400_empty_recipients() {
 #[tokio::test]
 async fn bulk_send_collapses_duplicate_spellings_of_one_number() {
     let app = TestApp::spawn_without_dispatcher().await;
-    let recipients = json!(["12345678", "1234 5678", "+85212345678", "87654321"]);
+    let recipients = json!(["91234567", "9123 4567", "+85291234567", "87654321"]);
     let (status, body) = app
         .post(
             "/api/sms/send-bulk",
@@ -321,7 +379,7 @@ async fn bulk_send_collapses_duplicate_spellings_of_one_number() {
         .into_iter()
         .map(|(phone, _, _)| phone)
         .collect();
-    assert_eq!(phones, vec!["+85212345678", "+85287654321"]);
+    assert_eq!(phones, vec!["+85291234567", "+85287654321"]);
     app.teardown().await;
 }
 

@@ -73,7 +73,8 @@ async fn concurrent_single_sends_of_two_users_each_get_their_own_message_sent_on
         };
         let app = &app;
         async move {
-            let body = json!({"recipient": format!("+8526{i:07}"), "content": format!("send {i}")});
+            let body =
+                json!({"recipient": format!("+85261{i:06}"), "content": format!("send {i}")});
             let (status, body) = app
                 .request(reqwest::Method::POST, "/api/sms", Some(&token), Some(body))
                 .await;
@@ -97,7 +98,7 @@ async fn concurrent_single_sends_of_two_users_each_get_their_own_message_sent_on
         );
         let rows = app.recipient_rows(*id).await;
         assert_eq!(rows.len(), 1, "send {i}");
-        assert_eq!(rows[0].0, format!("+8526{i:07}"));
+        assert_eq!(rows[0].0, format!("+85261{i:06}"));
     }
     let until = tokio::time::Instant::now() + DEADLINE;
     while app.mock.stats().total < SENDS as u64 && tokio::time::Instant::now() < until {
@@ -110,7 +111,7 @@ async fn concurrent_single_sends_of_two_users_each_get_their_own_message_sent_on
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
         assert_eq!(
-            app.mock.received_for(&format!("8526{i:07}")).len(),
+            app.mock.received_for(&format!("85261{i:06}")).len(),
             1,
             "send {i} posted once"
         );

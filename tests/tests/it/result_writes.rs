@@ -105,7 +105,7 @@ async fn a_bulk_whose_recipients_cannot_all_be_stored_leaves_nothing_behind() {
     sqlx::raw_sql(
         "CREATE FUNCTION refuse_marked_number() RETURNS trigger LANGUAGE plpgsql AS $$
          BEGIN
-             IF NEW.phone = '+85299999999' THEN RAISE EXCEPTION 'refused for the test'; END IF;
+             IF NEW.phone = '+85298888888' THEN RAISE EXCEPTION 'refused for the test'; END IF;
              RETURN NEW;
          END $$;
          CREATE TRIGGER refuse_marked_number BEFORE INSERT ON recipients
@@ -115,7 +115,7 @@ async fn a_bulk_whose_recipients_cannot_all_be_stored_leaves_nothing_behind() {
     .await
     .unwrap();
     let mut recipients = numbers(9_000, 6213);
-    recipients.push("+85299999999".into());
+    recipients.push("+85298888888".into());
 
     let (status, body) = app
         .post(

@@ -59,7 +59,7 @@ local n = 0
 local base = tonumber(tostring({}):match("0x(%x+)"), 16) % 1000 * 10000
 request = function()
   n = n + 1
-  local body = string.format('{"recipient":"+8529%07d","content":"load"}', (base + n) % 10000000)
+  local body = string.format('{"recipient":"9%07d","content":"load"}', (base + n) % 10000000)
   return wrk.format(nil, nil, nil, body)
 end
 "#;
@@ -212,7 +212,7 @@ async fn built_in(
                     if let Some(ticker) = ticker.as_mut() {
                         ticker.tick().await;
                     }
-                    let recipient = format!("+8529{:07}", (worker * 100_000 + i) % 10_000_000);
+                    let recipient = format!("9{:07}", (worker * 100_000 + i) % 10_000_000);
                     let body = json!({"recipient": recipient, "content": "load"});
                     let t = Instant::now();
                     match http.post(&url).bearer_auth(&token).json(&body).send().await {

@@ -93,9 +93,9 @@ pub async fn idle_memory(stack: &mut Stack) -> anyhow::Result<Vec<Figure>> {
     ])
 }
 
-/// `n` distinct E.164 Hong Kong numbers.
+/// `n` distinct Hong Kong local numbers (the old panel's rule: no numbering-plan check).
 fn numbers(n: usize) -> Vec<String> {
-    (0..n).map(|i| format!("+8526{:07}", i)).collect()
+    (0..n).map(|i| format!("6{:07}", i)).collect()
 }
 
 async fn post_bulk(
@@ -338,7 +338,7 @@ pub async fn global_rate_limit(stack: &mut Stack, sizes: &Sizes) -> anyhow::Resu
         .await?;
     let window = sizes.rate_window_secs as f64;
     let recipients: Vec<String> = (0..(rate * window * 2.0) as usize)
-        .map(|i| format!("+8527{:07}", i))
+        .map(|i| format!("7{:07}", i))
         .collect();
     post_bulk(stack, &recipients, "rate limited").await?;
     let until = Instant::now() + Duration::from_secs(30);
@@ -385,9 +385,7 @@ pub async fn horizontal_scaling(stack: &mut Stack, sizes: &Sizes) -> anyhow::Res
             )
             .await?;
         let total = sizes.scaling_per_dispatcher * n;
-        let recipients: Vec<String> = (0..total)
-            .map(|i| format!("+8525{round}{:06}", i))
-            .collect();
+        let recipients: Vec<String> = (0..total).map(|i| format!("5{round}{:06}", i)).collect();
         let started = Instant::now();
         let (id, _) = post_bulk(stack, &recipients, "scaling").await?;
         let timeline = follow(stack, id, total, started, Duration::from_secs(120)).await?;

@@ -350,7 +350,7 @@ pub async fn create_sim(
     CsrfForm { user: admin, form }: CsrfForm<AdminUser, SimForm>,
 ) -> Result<Response, WebError> {
     let page = |errors| sim_form_page(&app, &admin, None, &form, errors);
-    let number = match PhoneNumber::parse(&form.number) {
+    let number = match PhoneNumber::parse_dialable(&form.number) {
         Ok(number) => number,
         Err(e) => return invalid(page(json!({"number": e.to_string()})).await?),
     };
