@@ -263,16 +263,17 @@ mod tests {
 
     #[test]
     fn duplicates_collapse_across_spellings_keeping_first_order() {
+        // (International input is checked against the plan: +852 1… is no HK number.)
         let raw = json!([
-            "1234 5678",
-            "+85212345678",
-            "12345678",
+            "9123 4567",
+            "+85291234567",
+            "91234567",
             "87654321",
-            12345678
+            91234567
         ]);
         let numbers = parse(raw, 10).unwrap();
         let e164: Vec<&str> = numbers.iter().map(|n| n.as_str()).collect();
-        assert_eq!(e164, vec!["+85212345678", "+85287654321"]);
+        assert_eq!(e164, vec!["+85291234567", "+85287654321"]);
     }
 
     #[test]

@@ -524,7 +524,7 @@ mod tests {
         assert_eq!(invalid.total(), 2);
         let first = &invalid.shown()[0];
         assert_eq!((first.line, first.value.as_str()), (3, "1234-5678"));
-        let ok = parse_entries(&entries_from_text("1234 5678\n+85212345678"), 10);
+        let ok = parse_entries(&entries_from_text("9123 4567\n+85291234567"), 10);
         assert!(ok.problems.is_empty());
         assert_eq!(ok.recipients.len(), 1);
     }
