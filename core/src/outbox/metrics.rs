@@ -1,7 +1,13 @@
 //! What the releaser counts.
 
 use smsgate_shared::domain::Priority;
-use smsgate_shared::metrics::{IntCounter, IntCounterVec, IntGauge, MetricsRegistry};
+use smsgate_shared::metrics::{IntCounter, IntCounterVec, IntGauge, IntGaugeVec, MetricsRegistry};
+
+use super::pool_repo::SimState;
+use super::repo::Waiting;
+
+/// The priority classes, in the order of the per-class arrays below.
+const PRIORITIES: [&str; 3] = ["high", "normal", "low"];
 
 /// The release queue's metrics. Cheap to clone.
 #[derive(Clone)]
@@ -23,6 +29,12 @@ pub struct OutboxMetrics {
     pub sim_jobs_requeued: IntCounter,
     /// Recipients of SIM messages moved to HKT (`fallback: hkt`, no SIM available).
     pub sim_jobs_to_hkt: IntCounter,
+    // Set by the releaser only (every 20 s for the backlog, every second for the SIMs): in a
+    // process that is not the releaser they stay at 0 / absent, so dashboards take `max`.
+    backlog: [IntGauge; 3],
+    oldest_waiting: [IntGauge; 3],
+    sims_online: IntGaugeVec,
+    sim_signal: IntGaugeVec,
 }
 
 impl OutboxMetrics {
@@ -68,6 +80,67 @@ impl OutboxMetrics {
                 "smsgate_releaser_leading",
                 "1 while this process is the releaser of its database.",
             ),
+            backlog: registry.gauges(
+                "smsgate_backlog_recipients",
+                "Recipients waiting to be sent (scheduled included), by priority. Set by the releaser; 0 elsewhere.",
+                "priority",
+                PRIORITIES,
+            ),
+            oldest_waiting: registry.gauges(
+                "smsgate_backlog_oldest_seconds",
+                "Age of the oldest due message with recipients waiting, by priority (0: none). Set by the releaser; 0 elsewhere.",
+                "priority",
+                PRIORITIES,
+            ),
+            sims_online: registry.gauge_vec(
+                "smsgate_sim_online",
+                "1 when an active SIM's agent sent a heartbeat within SIM_OFFLINE_AFTER_SECS, else 0; by SIM id (inactive SIMs are absent). Set by the releaser.",
+                &["sim"],
+            ),
+            sim_signal: registry.gauge_vec(
+                "smsgate_sim_signal_rssi",
+                "An active SIM's last +CSQ signal, rssi 0..=31 (about -113 to -51 dBm); absent until its agent reports one. Set by the releaser.",
+                &["sim"],
+            ),
+        }
+    }
+
+    /// The backlog gauges from one sample of [`super::repo::waiting`].
+    pub(crate) fn backlog(&self, waiting: &[Waiting]) {
+        for w in waiting {
+            if let Some(i) = PRIORITIES.iter().position(|p| *p == w.priority) {
+                self.backlog[i].set(w.recipients);
+                self.oldest_waiting[i].set(w.oldest_secs as i64);
+            }
+        }
+    }
+
+    /// Clears what only the releaser knows, when this process stops being it: the new
+    /// releaser's figures are the current ones.
+    pub(crate) fn stood_down(&self) {
+        self.leading.set(0);
+        for gauge in self.backlog.iter().chain(&self.oldest_waiting) {
+            gauge.set(0);
+        }
+        self.sims_online.reset();
+        self.sim_signal.reset();
+    }
+
+    /// The SIM gauges from the releaser's look at every SIM. Rebuilt whole each time, so a
+    /// SIM that is deleted or made inactive disappears rather than alerting as offline.
+    pub(crate) fn sims(&self, states: &[SimState]) {
+        self.sims_online.reset();
+        self.sim_signal.reset();
+        for sim in states.iter().filter(|s| s.active) {
+            let id = sim.id.to_string();
+            self.sims_online
+                .with_label_values(&[&id])
+                .set(i64::from(sim.online));
+            if let Some(rssi) = sim.signal {
+                self.sim_signal
+                    .with_label_values(&[&id])
+                    .set(i64::from(rssi));
+            }
         }
     }
 

@@ -232,6 +232,7 @@ mod tests {
             id,
             active: true,
             online: true,
+            signal: None,
             max_per_minute: None,
             max_per_hour: None,
             max_per_day: None,

@@ -11,6 +11,8 @@ pub struct SimState {
     pub active: bool,
     /// A heartbeat within the offline window.
     pub online: bool,
+    /// The agent's last `+CSQ` rssi (0..=31); `None` until it reports one.
+    pub signal: Option<i16>,
     pub max_per_minute: Option<i32>,
     pub max_per_hour: Option<i32>,
     pub max_per_day: Option<i32>,
@@ -33,6 +35,7 @@ pub async fn sim_states(
         SimState,
         r#"SELECT s.id, s.status = 'active' AS "active!",
                 COALESCE(s.last_heartbeat_at > now() - make_interval(secs => $1), false) AS "online!",
+                s.signal,
                 s.max_per_minute, s.max_per_hour, s.max_per_day, s.send_interval_secs,
                 (s.next_release_at IS NULL OR s.next_release_at <= now()) AS "spacing_due!",
                 COALESCE(sum(u.released) FILTER (

@@ -41,7 +41,8 @@ pub struct ReleaseSettings {
 /// The HKT queue's depth when the gateway is not rate-limited: enough to keep every
 /// dispatcher busy while the next round is published.
 const UNLIMITED_HKT_DEPTH: u32 = 20_000;
-/// How often the backlog is sampled for the dashboard's chart (a row per minute).
+/// How often the backlog is sampled for the dashboard's chart (a row per minute) and the
+/// backlog gauges.
 const BACKLOG_SAMPLE_EVERY: Duration = Duration::from_secs(20);
 /// Messages per (route, priority, user) considered in a round.
 const MESSAGES_PER_GROUP: i64 = 32;
@@ -78,7 +79,7 @@ pub(super) async fn run(outbox: Outbox, shutdown: CancellationToken) {
         if let Err(e) = lead(&outbox, &shutdown).await {
             warn!(error = %e, "releaser stopped; standing by");
         }
-        outbox.inner.metrics.leading.set(0);
+        outbox.inner.metrics.stood_down();
         tokio::select! {
             _ = shutdown.cancelled() => break,
             _ = tokio::time::sleep(Duration::from_secs(1)) => {}
@@ -169,7 +170,9 @@ impl Round {
             .sampled_at
             .is_none_or(|at| at.elapsed() >= BACKLOG_SAMPLE_EVERY)
         {
-            repo::sample_backlog(&mut self.conn).await?;
+            let waiting = repo::waiting(&mut self.conn).await?;
+            repo::sample_backlog(&mut self.conn, &waiting).await?;
+            metrics.backlog(&waiting);
             self.sampled_at = Some(tokio::time::Instant::now());
         }
         let due = self.change(Change::ReleaseDueScheduled).await?;
@@ -313,6 +316,7 @@ impl Round {
         let metrics = &outbox.inner.metrics;
         let offline = outbox.inner.settings.sim_offline_after.as_secs_f64();
         let states = pool_repo::sim_states(&mut self.conn, offline).await?;
+        metrics.sims(&states);
         for sim in states.iter().filter(|s| !s.active || !s.online) {
             let queue = self.sim_queue(outbox, sim.id).await?;
             if self.ready(&queue).await? > 0 {

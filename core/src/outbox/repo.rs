@@ -226,29 +226,65 @@ pub async fn advance(
     Ok(())
 }
 
-/// Samples the backlog (recipients waiting, scheduled included) into this minute's row of
-/// `backlog_minutes`, and drops traffic rows older than two days: the dashboard shows 24 h
-/// (and SIM caps look back 24 h at most).
-pub async fn sample_backlog(conn: &mut PgConnection) -> Result<(), sqlx::Error> {
-    sqlx::query!(
-        "WITH waiting AS (
-             SELECT priority,
+/// Recipients waiting in one priority class (scheduled included), and how long the
+/// oldest due message with any has waited (0 when none).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Waiting {
+    pub priority: String,
+    pub recipients: i64,
+    pub oldest_secs: f64,
+}
+
+/// The backlog now, one row per priority class (classes with nothing waiting included):
+/// what the metrics' gauges show and the dashboard's chart samples. A message is due from
+/// its `send_at` (scheduled) or its creation.
+pub async fn waiting(conn: &mut PgConnection) -> Result<Vec<Waiting>, sqlx::Error> {
+    sqlx::query_as!(
+        Waiting,
+        r#"WITH waiting AS (
+             SELECT priority, COALESCE(send_at, created_at) AS due_at,
                     total_count - sent_count - failed_count - cancelled_count - expired_count
                         - opted_out_count AS n
-             FROM messages WHERE status IN ('scheduled', 'pending', 'sending')),
-         old_traffic AS (DELETE FROM traffic_minutes WHERE minute < now() - interval '2 days'),
+             FROM messages WHERE status IN ('scheduled', 'pending', 'sending'))
+         SELECT p.priority AS "priority!",
+                COALESCE(sum(w.n), 0)::bigint AS "recipients!",
+                COALESCE(EXTRACT(EPOCH FROM now() - min(w.due_at)
+                    FILTER (WHERE w.n > 0 AND w.due_at <= now())), 0)::float8 AS "oldest_secs!"
+         FROM (VALUES ('high'), ('normal'), ('low')) AS p (priority)
+         LEFT JOIN waiting w ON w.priority = p.priority
+         GROUP BY p.priority"#
+    )
+    .fetch_all(conn)
+    .await
+}
+
+/// Writes `waiting` (from [`waiting`]) into this minute's row of `backlog_minutes`, and
+/// drops traffic rows older than two days: the dashboard shows 24 h (and SIM caps look back
+/// 24 h at most).
+pub async fn sample_backlog(
+    conn: &mut PgConnection,
+    waiting: &[Waiting],
+) -> Result<(), sqlx::Error> {
+    let of = |priority: &str| {
+        waiting
+            .iter()
+            .filter(|w| w.priority == priority)
+            .map(|w| w.recipients)
+            .sum::<i64>()
+    };
+    sqlx::query!(
+        "WITH old_traffic AS (DELETE FROM traffic_minutes WHERE minute < now() - interval '2 days'),
          old_backlog AS (DELETE FROM backlog_minutes WHERE minute < now() - interval '2 days'),
          old_sim_usage AS (
              DELETE FROM sim_usage_minutes WHERE minute < now() - interval '2 days')
          INSERT INTO backlog_minutes (minute, pending, high, normal, low)
-         SELECT date_trunc('minute', now()), COALESCE(sum(n), 0),
-                COALESCE(sum(n) FILTER (WHERE priority = 'high'), 0),
-                COALESCE(sum(n) FILTER (WHERE priority = 'normal'), 0),
-                COALESCE(sum(n) FILTER (WHERE priority = 'low'), 0)
-         FROM waiting
+         VALUES (date_trunc('minute', now()), $1::bigint + $2::bigint + $3::bigint, $1, $2, $3)
          ON CONFLICT (minute) DO UPDATE
              SET pending = EXCLUDED.pending, high = EXCLUDED.high, normal = EXCLUDED.normal,
-                 low = EXCLUDED.low"
+                 low = EXCLUDED.low",
+        of("high"),
+        of("normal"),
+        of("low")
     )
     .execute(conn)
     .await?;
