@@ -57,6 +57,7 @@ main() {
     [[ -f Cargo.lock ]] || die "Cargo.lock is missing: run 'cargo generate-lockfile' and commit it"
     "$REPO_ROOT/scripts/deny.sh"
     "$REPO_ROOT/scripts/sqlx-prepare.sh" --check
+    "$REPO_ROOT/scripts/check-observability.sh" # also installs the prometheus the tests run
     info "cargo test --workspace --locked $*"
     cargo test --workspace --locked "$@"
     "$REPO_ROOT/scripts/fuzz-smoke.sh"

@@ -20,6 +20,7 @@ mod idempotency;
 mod login_throttle;
 mod metrics;
 mod pipeline;
+mod prometheus_scrape;
 mod provisioning;
 mod quotas;
 mod rate_limit;
