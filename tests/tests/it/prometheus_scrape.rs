@@ -351,3 +351,48 @@ async fn prometheus_scrapes_every_smsgate_series_the_dashboards_and_alerts_use()
     agent.stop().await;
     app.teardown().await;
 }
+
+/// The backlog gauges (set by the releaser, every 20 s) count waiting recipients by
+/// priority, scheduled ones included, and age only what is due: with no dispatcher running,
+/// released recipients stay pending.
+#[tokio::test]
+async fn the_backlog_gauges_count_waiting_recipients_by_priority() {
+    let app = TestApp::spawn_without_dispatcher().await;
+    let in_an_hour = (chrono::Utc::now() + chrono::Duration::hours(1)).to_rfc3339();
+    for body in [
+        json!({"recipients": ["12345678", "23456789"], "content": "due", "priority": "high"}),
+        json!({"recipients": ["34567890", "45678901", "56789012"], "content": "later",
+               "priority": "low", "send_at": in_an_hour}),
+    ] {
+        let (status, body) = app.post("/api/sms/send-bulk", body).await;
+        assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    }
+    let gauge = |page: &smsgate_tests::scrape::Scrape, name: &str, priority: &str| {
+        page.sum(name, &[("priority", priority)])
+    };
+    let until = tokio::time::Instant::now() + DEADLINE;
+    let page = loop {
+        let page = app.api_metrics().await;
+        let sampled = gauge(&page, "smsgate_backlog_recipients", "low") == Some(3.0)
+            && gauge(&page, "smsgate_backlog_oldest_seconds", "high") > Some(0.0);
+        if sampled || tokio::time::Instant::now() >= until {
+            break page;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
+    let recipients = |p| gauge(&page, "smsgate_backlog_recipients", p);
+    let oldest = |p| gauge(&page, "smsgate_backlog_oldest_seconds", p);
+    assert_eq!(recipients("high"), Some(2.0), "{}", page.text);
+    assert_eq!(recipients("normal"), Some(0.0), "{}", page.text);
+    assert_eq!(recipients("low"), Some(3.0), "{}", page.text);
+    // Waited since it was accepted (at least one sample period: the first came before it).
+    assert!(
+        oldest("high").is_some_and(|s| (1.0..60.0).contains(&s)),
+        "{}",
+        page.text
+    );
+    // Scheduled for later: not due, so not waiting yet.
+    assert_eq!(oldest("low"), Some(0.0), "{}", page.text);
+    assert_eq!(oldest("normal"), Some(0.0), "{}", page.text);
+    app.teardown().await;
+}
