@@ -9,7 +9,7 @@
 #      deploy/prometheus/alerts.test.yml, pass (`promtool test rules`): each alert fires on
 #      a synthetic series and stays quiet on a healthy one;
 #   4. the Grafana dashboards are JSON (their queries are checked against a running stack
-#      by tests/tests/it/prometheus_scrape.rs).
+#      by tests/tests/it/prometheus_scrape.rs), the collector's and Grafana's files YAML.
 #
 # promtool (package prometheus, which the integration test's real Prometheus also needs) and
 # docker-compose are installed with apt when missing, non-interactively (CI=true works).
@@ -49,6 +49,14 @@ main() {
         python3 -m json.tool "$dashboard" >/dev/null || die "$dashboard is not valid JSON"
     done
     note "ok: the Grafana dashboards are valid JSON"
+    # No collector or Grafana binary is installable here: their files are checked as YAML
+    # (PyYAML comes with docker-compose).
+    local file
+    for file in deploy/otel/*.yaml deploy/grafana/provisioning/*/*.yaml; do
+        python3 -c 'import sys, yaml; yaml.safe_load(open(sys.argv[1]))' "$file" ||
+            die "$file is not valid YAML"
+    done
+    note "ok: the collector's and Grafana's provisioning files are valid YAML"
 }
 
 main "$@"
