@@ -5,7 +5,8 @@ use smsgate_api::settings::Settings;
 /// runtime's worker threads, and glibc's arenas spent about a fifth of the API's CPU on it
 /// under single-send load (perf; docs/benchmarks.md). Blocks of 8 MiB and more (argon2's
 /// 19 MiB per password hash) go to jemalloc's oversize arena, which returns them to the
-/// kernel at once, so idle memory stays low after logins.
+/// kernel at once, so idle memory stays low after logins. Its options (a background thread
+/// that returns freed pages after about a second) are built in from `.cargo/config.toml`.
 #[global_allocator]
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 

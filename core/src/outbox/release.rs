@@ -41,6 +41,11 @@ pub struct ReleaseSettings {
 /// The HKT queue's depth when the gateway is not rate-limited: enough to keep every
 /// dispatcher busy while the next round is published.
 const UNLIMITED_HKT_DEPTH: u32 = 20_000;
+/// Jobs one round publishes at most. A job costs the API a few KiB while it is built,
+/// published and awaiting its confirm, so the first round of an unlimited bulk (the whole
+/// 20,000-job depth at once) took ~35 MB more than rounds of this size; the queue still
+/// fills in a few rounds of [`ReleaseSettings::busy_tick`].
+const MAX_JOBS_PER_ROUND: u32 = 4_000;
 /// How often the backlog is sampled for the dashboard's chart (a row per minute) and the
 /// backlog gauges.
 const BACKLOG_SAMPLE_EVERY: Duration = Duration::from_secs(20);
@@ -243,7 +248,8 @@ impl Round {
             return Ok(0);
         }
         let ready = self.ready(&self.names.hkt_queue()).await?;
-        Ok(outbox.inner.settings.hkt_depth().saturating_sub(ready))
+        let room = outbox.inner.settings.hkt_depth().saturating_sub(ready);
+        Ok(room.min(MAX_JOBS_PER_ROUND))
     }
 
     /// Jobs ready in `queue` (declared already).

@@ -6,6 +6,7 @@
 
 pub mod gateway;
 pub mod load;
+pub mod memory;
 pub mod report;
 pub mod scenarios;
 pub mod stack;

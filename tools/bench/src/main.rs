@@ -3,10 +3,10 @@
 use std::path::PathBuf;
 
 use anyhow::Context;
-use smsgate_bench::gateway;
 use smsgate_bench::report::{self, Figure, Timeline};
 use smsgate_bench::scenarios::{self, Sizes};
 use smsgate_bench::stack::Stack;
+use smsgate_bench::{gateway, memory};
 
 const USAGE: &str = "\
 usage: bench [--smoke] [--only SCENARIO[,SCENARIO...]]
@@ -17,13 +17,15 @@ measured, pass/fail) and writes docs/benchmarks.md and docs/bench-e2e.svg.
 
   --smoke      tiny sizes, to keep the harness working (CI); writes under target/bench-smoke
   --only LIST  run only these scenarios, while tuning; nothing is written
-               (idle, bulk, rate, scaling, single, tables,
-               priority, fairshare, cancel, schedule)
+               (idle, bulk, memory, memory-limited, rate, scaling, single,
+               tables, priority, fairshare, cancel, schedule)
   --help       this text";
 
-const SCENARIOS: [&str; 10] = [
+const SCENARIOS: [&str; 12] = [
     "idle",
     "bulk",
+    "memory",
+    "memory-limited",
     "rate",
     "scaling",
     "single",
@@ -109,6 +111,15 @@ async fn main() -> anyhow::Result<()> {
             }
             Err(e) => figures.push(Figure::failed("Bulk / end to end", &e)),
         }
+    }
+    if wanted("memory") {
+        let result = memory::api_memory(&mut stack, &sizes, None).await;
+        run(&mut figures, "API memory", result);
+    }
+    if wanted("memory-limited") {
+        let rate = Some(sizes.memory_rate_limit);
+        let result = memory::api_memory(&mut stack, &sizes, rate).await;
+        run(&mut figures, "API memory, limited gateway", result);
     }
     if wanted("rate") {
         run(

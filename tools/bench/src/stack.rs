@@ -64,7 +64,8 @@ impl Process {
     }
 }
 
-fn proc_status_kib(pid: u32, field: &str) -> f64 {
+/// A field of `/proc/<pid>/status` in KiB (0 when the process or field is gone).
+pub fn proc_status_kib(pid: u32, field: &str) -> f64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
         .ok()
         .and_then(|s| {
@@ -74,6 +75,13 @@ fn proc_status_kib(pid: u32, field: &str) -> f64 {
                 .and_then(|v| v.parse().ok())
         })
         .unwrap_or(0.0)
+}
+
+/// Resets the process's peak RSS (`VmHWM`) to its current RSS (`clear_refs` value 5,
+/// Linux 4.0 and later), so that the next reading is the peak of what follows.
+pub fn reset_peak_rss(pid: u32) -> anyhow::Result<()> {
+    std::fs::write(format!("/proc/{pid}/clear_refs"), "5")
+        .with_context(|| format!("resetting VmHWM of {pid}"))
 }
 
 /// A whole stack on its own database and queue prefix.
@@ -204,6 +212,11 @@ impl Stack {
             .env("PATH", std::env::var("PATH").unwrap_or_default());
         for (k, v) in self.common_env() {
             command.env(k, v);
+        }
+        // jemalloc's options are built in (.cargo/config.toml); the harness's own
+        // `_RJEM_MALLOC_CONF`, when set, overrides them, to compare settings without a build.
+        if let Ok(conf) = std::env::var("_RJEM_MALLOC_CONF") {
+            command.env("_RJEM_MALLOC_CONF", conf);
         }
         for (k, v) in extra {
             command.env(k, v);
@@ -397,6 +410,18 @@ impl Stack {
         .bind(message_id)
         .fetch_one(&self.db)
         .await?)
+    }
+
+    /// Whether a message still has recipients the releaser has not published.
+    pub async fn in_outbox(&self, message_id: i64) -> anyhow::Result<bool> {
+        Ok(
+            sqlx::query_scalar(
+                "SELECT EXISTS (SELECT 1 FROM message_outbox WHERE message_id = $1)",
+            )
+            .bind(message_id)
+            .fetch_one(&self.db)
+            .await?,
+        )
     }
 
     pub async fn shutdown(mut self) {
