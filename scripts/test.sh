@@ -56,6 +56,7 @@ main() {
     # --locked: the tests build exactly the dependency versions in Cargo.lock.
     [[ -f Cargo.lock ]] || die "Cargo.lock is missing: run 'cargo generate-lockfile' and commit it"
     "$REPO_ROOT/scripts/deny.sh"
+    "$REPO_ROOT/scripts/check-deploy.sh"
     "$REPO_ROOT/scripts/sqlx-prepare.sh" --check
     "$REPO_ROOT/scripts/check-observability.sh" # also installs the prometheus the tests run
     info "cargo test --workspace --locked $*"
