@@ -32,7 +32,7 @@ use axum::response::IntoResponse;
 use axum::serve::ListenerExt;
 use axum::Router;
 use secrecy::ExposeSecret;
-use smsgate_shared::queue::{declare_topology, Broker, Names};
+use smsgate_shared::queue::{declare_central, Broker, Names};
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
@@ -244,9 +244,9 @@ pub async fn start(settings: Settings) -> anyhow::Result<RunningApi> {
 
     let broker = Broker::new(&settings.core.queue.amqp_url);
     match broker.channel().await {
-        Ok(channel) => declare_topology(&channel, &settings.core.queue)
-            .await
-            .context("declaring the queue topology")?,
+        // A queue setting changed since the queues were declared fails the start here,
+        // with one line saying what to do, rather than later in a background task.
+        Ok(channel) => declare_central(&channel, &settings.core.queue).await?,
         Err(e) => {
             warn!(error = %e, "broker unreachable at start; sends are stored and published once it is back")
         }

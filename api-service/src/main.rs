@@ -15,7 +15,19 @@ static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 /// `smsgate-api rotate-webhook-secrets` seals every webhook secret under the first key of
 /// WEBHOOK_SECRET_KEYS (as `serve` does at start) and fails if any does not open.
 #[tokio::main]
-async fn main() -> anyhow::Result<()> {
+async fn main() -> std::process::ExitCode {
+    match run().await {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            // One line with the whole cause chain (anyhow's default spreads it over
+            // several): a start refused for a changed queue setting says what to do in it.
+            eprintln!("Error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run() -> anyhow::Result<()> {
     let _telemetry = smsgate_shared::telemetry::init("smsgate-api")
         .context("invalid telemetry configuration")?;
     let settings = Settings::from_env().context("invalid configuration")?;

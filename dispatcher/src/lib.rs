@@ -19,12 +19,13 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use anyhow::Context as _;
-use smsgate_shared::queue::{Broker, Names};
+use smsgate_shared::queue::{declare_central, Broker, Names, TopologyError};
 use sqlx::postgres::PgPoolOptions;
 use sqlx::PgPool;
 use tokio::sync::{mpsc, Semaphore};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
+use tracing::warn;
 
 use crate::gate::SendGate;
 use crate::hkt::HktClient;
@@ -117,6 +118,19 @@ pub async fn start(settings: Settings) -> anyhow::Result<RunningDispatcher> {
         .await
         .context("cannot connect to PostgreSQL (DATABASE_URL)")?;
     let broker = Broker::new(&settings.queue.amqp_url);
+    // A queue setting changed since the queues were declared (QUORUM_QUEUES, ...) fails
+    // the start with one line saying what to do, instead of consumers that warn forever.
+    // An unreachable broker is not an error: the consumers retry in the background.
+    if let Ok(channel) = broker.channel().await {
+        match declare_central(&channel, &settings.queue).await {
+            Err(e @ TopologyError::Mismatch(_)) => return Err(e.into()),
+            Err(e) => {
+                warn!(error = %e, "declaring the queue topology failed; retrying in the background")
+            }
+            Ok(()) => {}
+        }
+        let _ = channel.close(200, "declared").await;
+    }
     let metrics = DispatcherMetrics::new(settings.queue.retry_schedule.len());
     let client = HktClient::new(
         settings.hkt.clone(),

@@ -8,7 +8,19 @@ use smsgate_dispatcher::settings::Settings;
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
 #[tokio::main]
-async fn main() -> anyhow::Result<()> {
+async fn main() -> std::process::ExitCode {
+    match run().await {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            // One line with the whole cause chain, as the API prints it: a start refused
+            // for a changed queue setting says what to do in it.
+            eprintln!("Error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run() -> anyhow::Result<()> {
     let _telemetry = smsgate_shared::telemetry::init("smsgate-dispatcher")
         .context("invalid telemetry configuration")?;
     let settings = Settings::from_env().context("invalid configuration")?;

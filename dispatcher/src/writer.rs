@@ -330,7 +330,7 @@ async fn commit(
     })
 }
 
-/// Publishes retries to their step's exchange and exhausted jobs to the dead queue, with
+/// Publishes retries to the exchange of their step's delay and exhausted jobs to the dead queue, with
 /// confirms. False if any publish failed.
 async fn route_retries_and_dead(
     ctx: &Context,
@@ -342,7 +342,7 @@ async fn route_retries_and_dead(
         let (exchange, routing_key, headers) = match disposition {
             Disposition::Record => continue,
             Disposition::Retry { step, attempt } => (
-                ctx.names.retry(*step),
+                ctx.names.retry_queue(ctx.retry_policy.delay(*step)),
                 completed.routing_key.clone(),
                 with_attempt(completed.headers.as_ref(), *attempt),
             ),

@@ -246,6 +246,38 @@ impl TestApp {
         }
     }
 
+    /// Stops the dispatcher and the API gracefully, as an operator's restart begins; the
+    /// database, the broker's queues and the mock gateway stay.
+    pub async fn stop_processes(&mut self) {
+        if let Some(d) = self.dispatcher.take() {
+            d.stop().await;
+        }
+        if let Some(api) = self.api.take() {
+            api.stop().await;
+        }
+    }
+
+    /// Messages ready in `queue` (passive declare: fails if the queue does not exist).
+    pub async fn queue_depth(&self, queue: &str) -> Result<u32, lapin::Error> {
+        let conn =
+            lapin::Connection::connect(&test_amqp_url(), lapin::ConnectionProperties::default())
+                .await?;
+        let channel = conn.create_channel().await?;
+        let depth = channel
+            .queue_declare(
+                queue,
+                lapin::options::QueueDeclareOptions {
+                    passive: true,
+                    ..Default::default()
+                },
+                Default::default(),
+            )
+            .await
+            .map(|q| q.message_count());
+        let _ = conn.close(200, "depth read").await;
+        depth
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base_url)
     }

@@ -25,8 +25,8 @@ use smsgate_shared::domain::RecipientStatus;
 use smsgate_shared::domain::{MessageBody, PhoneNumber};
 use smsgate_shared::queue::edge::{ingest_queue, EdgeEvent, SimSendOutcome};
 use smsgate_shared::queue::{
-    bury_in_dead_queue, declare_edge_ingest, declare_topology, job_headers, routing, OutboundJob,
-    OutgoingMessage, RecipientUpdate, StatusEvent,
+    bury_in_dead_queue, declare_central, job_headers, routing, OutboundJob, OutgoingMessage,
+    RecipientUpdate, StatusEvent,
 };
 use sqlx::PgPool;
 use tokio_util::sync::CancellationToken;
@@ -68,8 +68,7 @@ async fn session(
     kill: &CancellationToken,
 ) -> anyhow::Result<()> {
     let channel = ctx.broker.channel().await?;
-    declare_topology(&channel, &ctx.settings.queue).await?;
-    declare_edge_ingest(&channel, &ctx.settings.queue).await?;
+    declare_central(&channel, &ctx.settings.queue).await?;
     channel
         .basic_qos(PREFETCH, BasicQosOptions::default())
         .await?;
@@ -161,7 +160,7 @@ async fn ingest_one(
         // redelivery publishes the retry again (at least once, as every job).
         Effect::Retry { step, job } => {
             ctx.broker
-                .publisher(ctx.names.retry(step))
+                .publisher(ctx.names.retry_queue(ctx.retry_policy.delay(step)))
                 .publish_one(job)
                 .instrument(span)
                 .await?;

@@ -11,6 +11,7 @@ pub mod edge;
 mod events;
 mod headers;
 mod jobs;
+mod mismatch;
 mod topology;
 
 pub use broker::{Broker, BrokerError, ConfirmedPublisher, OutgoingMessage};
@@ -22,4 +23,5 @@ pub use headers::{
     TRACEPARENT_HEADER,
 };
 pub use jobs::OutboundJob;
-pub use topology::{declare_edge_ingest, declare_sim_queue, declare_topology};
+pub use mismatch::{QueueMismatch, TopologyError};
+pub use topology::{declare_central, declare_edge_ingest, declare_sim_queue, declare_topology};

@@ -7,11 +7,13 @@ use lapin::{Channel, ExchangeKind};
 
 use super::contract::{routing, Names};
 use super::edge;
+use super::mismatch::TopologyError;
 use crate::config::QueueSettings;
 
-/// Declares exchanges, the HKT dispatch queue, one retry exchange+queue per backoff step
-/// and the dead queue. Changing a queue's type or TTL needs the old queue deleted first:
-/// RabbitMQ refuses to redeclare a queue with different arguments.
+/// Declares exchanges, the HKT dispatch queue, one retry exchange+queue per delay of the
+/// retry schedule and the dead queue. RabbitMQ refuses to redeclare a queue with other
+/// arguments, so every argument here either comes from the queue's name (the retry TTL)
+/// or from a setting whose change [`declare_or_explain`] turns into one clear error.
 pub async fn declare_topology(
     channel: &Channel,
     settings: &QueueSettings,
@@ -49,8 +51,8 @@ pub async fn declare_topology(
         )
         .await?;
 
-    for (step, delay) in settings.retry_schedule.iter().enumerate() {
-        let name = names.retry(step);
+    for &delay in &settings.retry_schedule {
+        let name = names.retry_queue(delay);
         channel
             .exchange_declare(
                 &name,
@@ -94,6 +96,20 @@ pub async fn declare_topology(
 
     declare_work_queue(channel, settings, &names.dead_queue()).await?;
     Ok(())
+}
+
+/// Everything the central processes (API, dispatchers) declare: [`declare_topology`] and
+/// [`declare_edge_ingest`], with a queue whose arguments a changed setting no longer
+/// matches explained in one line (which queue, which setting, what to do).
+pub async fn declare_central(
+    channel: &Channel,
+    settings: &QueueSettings,
+) -> Result<(), TopologyError> {
+    let explain = |e| TopologyError::from_declare(e, settings);
+    declare_topology(channel, settings).await.map_err(explain)?;
+    declare_edge_ingest(channel, settings)
+        .await
+        .map_err(explain)
 }
 
 /// Declares a durable queue that holds jobs (quorum where configured) and binds nothing.

@@ -187,7 +187,16 @@ async fn registering_a_sim_gives_its_agent_a_login_that_reaches_only_its_own_que
         .await
     );
     assert!(!publish(&conn, &names.outbound_exchange(), "hkt", b"{}", Some(&me)).await);
-    assert!(!publish(&conn, &names.retry(0), "hkt", b"{}", Some(&me)).await);
+    assert!(
+        !publish(
+            &conn,
+            &names.retry_queue(app.options.retry_schedule[0]),
+            "hkt",
+            b"{}",
+            Some(&me)
+        )
+        .await
+    );
     assert!(!publish(&conn, "", &names.hkt_queue(), b"{}", Some(&me)).await);
     let _ = conn.close(200, "done").await;
     app.teardown().await;

@@ -445,19 +445,22 @@ impl Stack {
         let names = Names::new(&self.prefix);
         let broker = smsgate_shared::queue::Broker::new(&test_amqp_url());
         let channel = broker.channel().await?;
-        let steps = smsgate_shared::config::default_retry_schedule().len();
+        let retry_queues: Vec<String> = smsgate_shared::config::default_retry_schedule()
+            .into_iter()
+            .map(|delay| names.retry_queue(delay))
+            .collect();
         let mut queues = vec![
             names.hkt_queue(),
             names.dead_queue(),
             names.sim_queue(1),
             ingest_queue(&names),
         ];
-        queues.extend((0..steps).map(|step| names.retry(step)));
+        queues.extend(retry_queues.iter().cloned());
         for queue in &queues {
             channel.queue_delete(queue, Default::default()).await?;
         }
         let mut exchanges = vec![names.outbound_exchange(), names.events_exchange()];
-        exchanges.extend((0..steps).map(|step| names.retry(step)));
+        exchanges.extend(retry_queues);
         for exchange in &exchanges {
             channel
                 .exchange_delete(exchange, Default::default())
