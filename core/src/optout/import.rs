@@ -107,6 +107,21 @@ pub fn numbers_from_csv(text: &str, column: Option<&str>) -> Result<Vec<PhoneNum
         }
     }
 
+    // csv's own line count skips blank lines; an editor's does not. Lines are counted from
+    // each record's byte offset instead, onward from the previous record (records come in
+    // order, so the whole file is scanned once).
+    let mut counted = (0usize, 1u64);
+    let mut line_of = |position: Option<&csv::Position>| -> u64 {
+        let byte = position.map_or(0, |p| p.byte() as usize).min(text.len());
+        let (from, line) = counted;
+        let start = from.min(byte);
+        let more = text.as_bytes()[start..byte]
+            .iter()
+            .filter(|b| **b == b'\n')
+            .count();
+        counted = (byte, line + more as u64);
+        counted.1
+    };
     let mut seen = HashSet::new();
     let mut numbers = Vec::new();
     let mut problems = Problems::default();
@@ -114,9 +129,8 @@ pub fn numbers_from_csv(text: &str, column: Option<&str>) -> Result<Vec<PhoneNum
         let record = match record {
             Ok(record) => record,
             Err(e) => {
-                let line = e.position().map_or(0, csv::Position::line);
                 problems.push(BadLine {
-                    line,
+                    line: line_of(e.position()),
                     value: String::new(),
                     reason: "not readable as CSV text".into(),
                 });
@@ -137,7 +151,7 @@ pub fn numbers_from_csv(text: &str, column: Option<&str>) -> Result<Vec<PhoneNum
                 }
             }
             Err(e) => problems.push(BadLine {
-                line: record.position().map_or(0, csv::Position::line),
+                line: line_of(record.position()),
                 value: echo(value),
                 reason: e.to_string(),
             }),

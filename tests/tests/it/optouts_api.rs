@@ -306,7 +306,7 @@ async fn a_number_listed_through_the_api_ends_opted_out_until_it_is_removed() {
     let message = wait_final_as(&app, &bob, first).await;
     assert_eq!(message["status"], "partial", "{message}");
     assert_eq!(message["opted_out_count"], 2, "{message}");
-    assert_eq!(message["sent_count"], 1, "{message}");
+    assert_eq!(message["success_count"], 1, "{message}");
     let rows = app.recipient_rows(first).await;
     assert_eq!(
         rows.iter().map(|r| r.1.as_str()).collect::<Vec<_>>(),
