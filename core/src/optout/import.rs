@@ -112,7 +112,11 @@ pub fn numbers_from_csv(text: &str, column: Option<&str>) -> Result<Vec<PhoneNum
     // order, so the whole file is scanned once).
     let mut counted = (0usize, 1u64);
     let mut line_of = |position: Option<&csv::Position>| -> u64 {
-        let byte = position.map_or(0, |p| p.byte() as usize).min(text.len());
+        let mut byte = position.map_or(0, |p| p.byte() as usize).min(text.len());
+        // A record's position is where the previous one ended, before any blank lines.
+        while matches!(text.as_bytes().get(byte), Some(b'\n' | b'\r')) {
+            byte += 1;
+        }
         let (from, line) = counted;
         let start = from.min(byte);
         let more = text.as_bytes()[start..byte]
