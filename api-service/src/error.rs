@@ -5,6 +5,7 @@ use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
+use smsgate_core::optout::{CsvError, OptOutError};
 use smsgate_core::quota::QuotaError;
 use smsgate_core::sims::service::SimError;
 pub use smsgate_core::sms::InvalidEntry;
@@ -305,6 +306,27 @@ impl From<SendError> for ApiError {
             SendError::KeyReused { .. } => ApiError::IdempotencyMismatch,
             SendError::Quota(e) => e.into(),
             SendError::Database(e) => e.into(),
+        }
+    }
+}
+
+impl From<OptOutError> for ApiError {
+    fn from(err: OptOutError) -> ApiError {
+        let message = err.to_string();
+        match err {
+            OptOutError::NotAdmin => ApiError::Forbidden {
+                code: "ADMIN_REQUIRED",
+                message: "Only administrators may change the global opt-out list",
+            },
+            OptOutError::NotListed => ApiError::NotFound("Opt-out"),
+            OptOutError::BadScope | OptOutError::BadSearch => {
+                ApiError::validation("INVALID_QUERY", message)
+            }
+            OptOutError::Csv(CsvError::TooManyLines) => {
+                ApiError::validation("TOO_MANY_LINES", message)
+            }
+            OptOutError::Csv(_) => ApiError::validation("INVALID_CSV", message),
+            OptOutError::Database(e) => e.into(),
         }
     }
 }

@@ -13,6 +13,7 @@ mod extract;
 mod health;
 pub mod live;
 pub mod metrics;
+pub mod optouts;
 pub mod settings;
 pub mod sims;
 pub mod sms;
@@ -77,6 +78,7 @@ pub fn build_app(state: AppState) -> Router {
         .merge(sims::router())
         .merge(system::router())
         .merge(webhooks::router())
+        .merge(optouts::router())
         .merge(health::router())
         .merge(admin::router())
         .merge(metrics::router())

@@ -395,6 +395,14 @@ impl Fixtures {
         }
         fx.set("api-key", &[api_key]);
         fx.ids.insert("asset", vec!["app.css".to_owned()]);
+        // Alice's own opt-out; DELETE /api/opt-outs/{number} takes the number, URL-encoded.
+        sqlx::query("INSERT INTO opt_outs (phone, user_id, source) VALUES ($1, $2, 'api')")
+            .bind("+85291239999")
+            .bind(fx.alice.id)
+            .execute(db)
+            .await
+            .unwrap();
+        fx.ids.insert("opt-out", vec!["%2B85291239999".to_owned()]);
 
         let message = app
             .send_sms_as(&fx.alice.jwt, "9123 4567", "authz matrix")

@@ -37,6 +37,7 @@ const TEMPLATES: &[(&str, &str)] = templates!(
     "sim_delete.html",
     "sim_credentials.html",
     "inbox.html",
+    "opt_outs.html",
     "webhooks.html",
     "webhook.html",
     "webhook_secret.html",

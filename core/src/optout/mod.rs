@@ -2,14 +2,19 @@
 //! recipient who replied STOP to one of our SIMs) or from one user. Sends are checked
 //! against it when they are accepted ([`repo::mark_opted_out`]): a listed recipient ends
 //! `opted_out` in the message's own transaction and never reaches a gateway. Replies are
-//! matched by [`Keywords`] in the dispatcher's edge ingest. The opt-out API reuses
-//! [`repo`] (docs/edge-gateway.md, "Inbound SMS: webhooks and opt-out by reply").
+//! matched by [`Keywords`] in the dispatcher's edge ingest (docs/edge-gateway.md, "Inbound
+//! SMS: webhooks and opt-out by reply"). Users and administrators manage the lists through
+//! [`service`], shared by `/api/opt-outs` and the panel's `/opt-outs` (docs/opt-outs.md).
 
+mod import;
 mod keywords;
 pub mod repo;
+pub mod service;
 
+pub use import::{BadLine, CsvError, MAX_IMPORT_BYTES, MAX_IMPORT_LINES};
 pub use keywords::{KeywordError, Keywords, Reply, DEFAULT_OPT_IN, DEFAULT_OPT_OUT};
 pub use repo::OptedOut;
+pub use service::{Actor, DigitSearch, Entry, Imported, OptOutError, Scope};
 
 use std::collections::BTreeMap;
 

@@ -169,3 +169,159 @@ pub async fn mark_listed_in_bulk(
     .fetch_all(conn)
     .await
 }
+
+/// One entry of a list, as the opt-out API and page show it.
+#[derive(Debug, Clone)]
+pub struct ListedRow {
+    pub phone: String,
+    /// None: the global list.
+    pub user_id: Option<i64>,
+    pub source: String,
+    pub created_at: chrono::DateTime<chrono::Utc>,
+}
+
+/// A page of `user_id`'s own list, newest first, of numbers containing `digits` if given.
+pub async fn list_user(
+    db: impl sqlx::PgExecutor<'_>,
+    user_id: i64,
+    digits: Option<&str>,
+    limit: i64,
+    offset: i64,
+) -> Result<Vec<ListedRow>, sqlx::Error> {
+    sqlx::query_as!(
+        ListedRow,
+        "SELECT phone, user_id, source, created_at FROM opt_outs
+         WHERE user_id = $1 AND ($2::text IS NULL OR strpos(phone, $2) > 0)
+         ORDER BY created_at DESC, id DESC LIMIT $3 OFFSET $4",
+        user_id,
+        digits,
+        limit,
+        offset
+    )
+    .fetch_all(db)
+    .await
+}
+
+pub async fn count_user(
+    db: impl sqlx::PgExecutor<'_>,
+    user_id: i64,
+    digits: Option<&str>,
+) -> Result<i64, sqlx::Error> {
+    sqlx::query_scalar!(
+        r#"SELECT count(*) AS "n!" FROM opt_outs
+           WHERE user_id = $1 AND ($2::text IS NULL OR strpos(phone, $2) > 0)"#,
+        user_id,
+        digits
+    )
+    .fetch_one(db)
+    .await
+}
+
+/// A page of the global list, newest first, of numbers containing `digits` if given.
+pub async fn list_global(
+    db: impl sqlx::PgExecutor<'_>,
+    digits: Option<&str>,
+    limit: i64,
+    offset: i64,
+) -> Result<Vec<ListedRow>, sqlx::Error> {
+    sqlx::query_as!(
+        ListedRow,
+        "SELECT phone, user_id, source, created_at FROM opt_outs
+         WHERE user_id IS NULL AND ($1::text IS NULL OR strpos(phone, $1) > 0)
+         ORDER BY created_at DESC, id DESC LIMIT $2 OFFSET $3",
+        digits,
+        limit,
+        offset
+    )
+    .fetch_all(db)
+    .await
+}
+
+pub async fn count_global(
+    db: impl sqlx::PgExecutor<'_>,
+    digits: Option<&str>,
+) -> Result<i64, sqlx::Error> {
+    sqlx::query_scalar!(
+        r#"SELECT count(*) AS "n!" FROM opt_outs
+           WHERE user_id IS NULL AND ($1::text IS NULL OR strpos(phone, $1) > 0)"#,
+        digits
+    )
+    .fetch_one(db)
+    .await
+}
+
+/// Puts `phone` on `user_id`'s list (None: the global one) unless it is there; the new
+/// row, or None when it was listed already.
+pub async fn insert(
+    conn: &mut PgConnection,
+    phone: &str,
+    user_id: Option<i64>,
+    source: &str,
+) -> Result<Option<ListedRow>, sqlx::Error> {
+    sqlx::query_as!(
+        ListedRow,
+        r#"INSERT INTO opt_outs (phone, user_id, source) VALUES ($1, $2, $3)
+           ON CONFLICT ON CONSTRAINT opt_outs_phone_user_key DO NOTHING
+           RETURNING phone, user_id, source, created_at"#,
+        phone,
+        user_id,
+        source
+    )
+    .fetch_optional(conn)
+    .await
+}
+
+/// `phone`'s entry on `user_id`'s list (None: the global one).
+pub async fn find(
+    conn: &mut PgConnection,
+    phone: &str,
+    user_id: Option<i64>,
+) -> Result<Option<ListedRow>, sqlx::Error> {
+    sqlx::query_as!(
+        ListedRow,
+        "SELECT phone, user_id, source, created_at FROM opt_outs
+         WHERE phone = $1 AND user_id IS NOT DISTINCT FROM $2",
+        phone,
+        user_id
+    )
+    .fetch_optional(conn)
+    .await
+}
+
+/// Takes `phone` off `user_id`'s list (None: the global one), whatever put it there; the
+/// removed entry's source, or None when it was not listed.
+pub async fn delete(
+    conn: &mut PgConnection,
+    phone: &str,
+    user_id: Option<i64>,
+) -> Result<Option<String>, sqlx::Error> {
+    sqlx::query_scalar!(
+        "DELETE FROM opt_outs WHERE phone = $1 AND user_id IS NOT DISTINCT FROM $2
+         RETURNING source",
+        phone,
+        user_id
+    )
+    .fetch_optional(conn)
+    .await
+}
+
+/// Puts every number of `phones` on `user_id`'s list (None: the global one) in one
+/// statement; how many were not listed before.
+pub async fn insert_many(
+    conn: &mut PgConnection,
+    phones: &[String],
+    user_id: Option<i64>,
+    source: &str,
+) -> Result<u64, sqlx::Error> {
+    Ok(sqlx::query!(
+        "INSERT INTO opt_outs (phone, user_id, source)
+         SELECT phone, $2, $3 FROM unnest($1::text[]) AS p(phone)
+         ON CONFLICT ON CONSTRAINT opt_outs_phone_user_key DO NOTHING",
+        phones,
+        user_id,
+        source
+    )
+    .execute(conn)
+    .await?
+    .rows_affected())
+}

@@ -71,6 +71,21 @@ fn table() -> Vec<Row> {
         Row::api(M::GET, "/api/queue/status").expect(&[AUTHED, "- 200 200"]),
         Row::api(M::GET, "/api/sms/outbox").expect(&[AUTHED, "- 200 200"]),
         Row::api(M::GET, "/api/sms-status").expect(&[AUTHED, "- 200 200"]),
+        // ---- JSON API: opt-outs (each user's own list; the global list is read by
+        // everyone and changed by admins only)
+        Row::api(M::GET, "/api/opt-outs").expect(&[AUTHED, "- 200 200"]),
+        Row::api(M::POST, "/api/opt-outs")
+            .json(|c| json!({"phone_number": format!("9123 {:04}", c.n)}))
+            .expect(&[AUTHED, "- 201 201"]),
+        // The body is CSV; a JSON string is one quoted CSV cell, so the matrix's JSON body
+        // is a one-number file.
+        Row::api(M::POST, "/api/opt-outs/import")
+            .json(|c| json!(format!("9124{:04}", c.n)))
+            .expect(&[AUTHED, "- 200 200"]),
+        // Alice's number: on no one else's list, not even an admin's own.
+        Row::api(M::DELETE, "/api/opt-outs/{number}")
+            .on("opt-out")
+            .expect(&[AUTHED, "404 204 404"]),
         // ---- JSON API: SIM cards (managed by admins; a user sees the SIMs assigned to them)
         Row::api(M::GET, "/api/sim-cards").expect(&[AUTHED, "- 200 200"]),
         Row::api(M::POST, "/api/sim-cards")
@@ -223,6 +238,17 @@ fn table() -> Vec<Row> {
             .on("panel-sim-to-delete")
             .expect(&[FORM, "403 403 303"]),
         Row::panel(M::GET, "/inbox").expect(&[PAGE, "- 200 200"]),
+        // ---- Panel: opt-outs (as in the API: a refused change is a flash on the list)
+        Row::panel(M::GET, "/opt-outs").expect(&[PAGE, "- 200 200"]),
+        Row::panel(M::POST, "/opt-outs")
+            .form(|c| vec![("phone_number", format!("9125 {:04}", c.n))])
+            .expect(&[FORM, "- 303 303"]),
+        Row::panel(M::POST, "/opt-outs/remove")
+            .form(|c| vec![("phone_number", format!("9125 {:04}", c.n))])
+            .expect(&[FORM, "- 303 303"]),
+        Row::panel(M::POST, "/opt-outs/import")
+            .multipart(|c| vec![("numbers", format!("9126{:04}", c.n))])
+            .expect(&[FORM, "- 303 303"]),
         // ---- Panel: webhooks (personal, as in the API)
         Row::panel(M::GET, "/webhooks").expect(&[PAGE, "- 200 200"]),
         Row::panel(M::POST, "/webhooks")

@@ -13,6 +13,7 @@ mod errors;
 mod forms;
 mod history_pages;
 mod inbox_pages;
+mod optout_pages;
 pub mod session;
 pub mod settings;
 mod sims_pages;
@@ -82,6 +83,12 @@ pub fn router(state: WebState) -> Router {
             get(sims_pages::confirm_delete).post(sims_pages::delete_sim),
         )
         .route("/inbox", get(inbox_pages::list_inbox))
+        .route(
+            "/opt-outs",
+            get(optout_pages::list_opt_outs).post(optout_pages::add_opt_out),
+        )
+        .route("/opt-outs/remove", post(optout_pages::remove_opt_out))
+        .route("/opt-outs/import", post(optout_pages::import_opt_outs))
         .route(
             "/webhooks",
             get(webhook_pages::list_webhooks).post(webhook_pages::create_webhook),
