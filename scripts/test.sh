@@ -57,6 +57,7 @@ main() {
     [[ -f Cargo.lock ]] || die "Cargo.lock is missing: run 'cargo generate-lockfile' and commit it"
     "$REPO_ROOT/scripts/deny.sh"
     "$REPO_ROOT/scripts/sqlx-prepare.sh" --check
+    SCHEMATHESIS_BIN=$("$REPO_ROOT/scripts/ensure-schemathesis.sh") && export SCHEMATHESIS_BIN
     info "cargo test --workspace --locked $*"
     cargo test --workspace --locked "$@"
     "$REPO_ROOT/scripts/fuzz-smoke.sh"

@@ -19,6 +19,7 @@ mod edge_trust;
 mod idempotency;
 mod login_throttle;
 mod metrics;
+mod openapi_contract;
 mod pipeline;
 mod provisioning;
 mod quotas;
