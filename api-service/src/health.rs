@@ -98,7 +98,11 @@ async fn readiness(State(app): State<AppState>) -> (StatusCode, Json<Readiness>)
     (
         status,
         Json(Readiness {
-            status: if status == StatusCode::OK { "ok" } else { "degraded" },
+            status: if status == StatusCode::OK {
+                "ok"
+            } else {
+                "degraded"
+            },
             database: word(database),
             broker: word(broker),
         }),

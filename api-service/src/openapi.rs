@@ -96,7 +96,9 @@ pub fn router() -> Router<AppState> {
     let docs: Router<AppState> = SwaggerUi::new(DOCS_PATH)
         .config(Config::from(DOCUMENT_PATH))
         .into();
-    Router::new().route(DOCUMENT_PATH, get(serve_document)).merge(docs)
+    Router::new()
+        .route(DOCUMENT_PATH, get(serve_document))
+        .merge(docs)
 }
 
 /// The API's OpenAPI 3.1 document (this document).
@@ -108,7 +110,10 @@ pub fn router() -> Router<AppState> {
     responses((status = 200, description = "The OpenAPI 3.1 document", content_type = "application/json", body = Object)),
 )]
 async fn serve_document() -> impl IntoResponse {
-    ([(CONTENT_TYPE, "application/json")], document_json().to_string())
+    (
+        [(CONTENT_TYPE, "application/json")],
+        document_json().to_string(),
+    )
 }
 
 struct SecuritySchemes;
@@ -146,12 +151,9 @@ struct CommonErrors;
 
 impl CommonErrors {
     fn apply(operation: &mut Operation) {
-        let secured = operation
-            .security
-            .as_ref()
-            .is_some_and(|requirements| {
-                !requirements.is_empty() && requirements.iter().all(|r| !is_anonymous(r))
-            });
+        let secured = operation.security.as_ref().is_some_and(|requirements| {
+            !requirements.is_empty() && requirements.iter().all(|r| !is_anonymous(r))
+        });
         if secured {
             add_codes(
                 operation,
@@ -235,10 +237,10 @@ fn add_codes(operation: &mut Operation, status: &str, what: &str, codes: &[&str]
         }
         Some(RefOr::Ref(_)) => {}
         None => {
-            operation
-                .responses
-                .responses
-                .insert(status.to_owned(), RefOr::T(error_response(&format!("{what}: {listed}"))));
+            operation.responses.responses.insert(
+                status.to_owned(),
+                RefOr::T(error_response(&format!("{what}: {listed}"))),
+            );
         }
     }
 }

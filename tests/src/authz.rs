@@ -395,7 +395,8 @@ impl Fixtures {
         }
         fx.set("api-key", &[api_key]);
         fx.ids.insert("asset", vec!["app.css".to_owned()]);
-        fx.ids.insert("docs-asset", vec!["swagger-ui.css".to_owned()]);
+        fx.ids
+            .insert("docs-asset", vec!["swagger-ui.css".to_owned()]);
 
         let message = app
             .send_sms_as(&fx.alice.jwt, "9123 4567", "authz matrix")

@@ -12,8 +12,8 @@ use axum::http::StatusCode;
 use axum::routing::{get, post, put};
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
-use utoipa::{IntoParams, OpenApi, ToSchema};
 use smsgate_shared::domain::PhoneNumber;
+use utoipa::{IntoParams, OpenApi, ToSchema};
 
 use crate::auth::{AdminUser, AuthUser};
 use crate::error::{ApiError, ErrorBody};

@@ -7,15 +7,15 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
-use utoipa::{IntoParams, OpenApi, ToSchema};
 use smsgate_shared::domain::{MessageBody, MessageBodyError, PhoneNumber};
+use utoipa::{IntoParams, OpenApi, ToSchema};
 
 use crate::auth::{AuthSender, AuthUser};
 use crate::error::{ApiError, ErrorBody};
-use crate::openapi::IdempotencyParam;
 use crate::extract::IdempotencyHeader;
 use crate::extract::{ApiJson, ApiQuery, IdPath, PageNumber};
 use crate::metrics::SendKind;
+use crate::openapi::IdempotencyParam;
 use crate::sims::{route_name, WithEdgeFields};
 use crate::state::AppState;
 use crate::wire::rfc3339;

@@ -4,8 +4,8 @@ use axum::extract::State;
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::Serialize;
-use utoipa::{OpenApi, ToSchema};
 use smsgate_core::traffic::{self, Backlog, CancelError, QueueStatus};
+use utoipa::{OpenApi, ToSchema};
 
 use crate::auth::AuthUser;
 use crate::error::{ApiError, ErrorBody};

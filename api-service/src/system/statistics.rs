@@ -13,8 +13,8 @@ use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use chrono::Utc;
 use serde::Serialize;
-use utoipa::{OpenApi, ToSchema};
 use smsgate_shared::queue::{routing, Names};
+use utoipa::{OpenApi, ToSchema};
 
 use crate::auth::AuthUser;
 use crate::error::ApiError;
