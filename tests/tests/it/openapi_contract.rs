@@ -221,7 +221,6 @@ const FUZZER_ID: i64 = 7_340_033;
 ///   authorization matrix (authz_matrix.rs) tests exactly that, route by route;
 /// - the stateful phase: the document declares no links between operations.
 #[tokio::test]
-#[ignore = "not yet run to completion on this branch (deadline): run with --run-ignored, fix findings, then drop this"]
 async fn schemathesis_finds_no_server_error_and_no_answer_outside_the_contract() {
     let bin = schemathesis_bin();
     let mut app = TestApp::spawn_without_dispatcher().await;
