@@ -59,6 +59,7 @@ main() {
     "$REPO_ROOT/scripts/check-deploy.sh"
     "$REPO_ROOT/scripts/sqlx-prepare.sh" --check
     "$REPO_ROOT/scripts/check-observability.sh" # also installs the prometheus the tests run
+    SCHEMATHESIS_BIN=$("$REPO_ROOT/scripts/ensure-schemathesis.sh") && export SCHEMATHESIS_BIN
     info "cargo test --workspace --locked $*"
     cargo test --workspace --locked "$@"
     "$REPO_ROOT/scripts/fuzz-smoke.sh"

@@ -153,16 +153,23 @@ impl ApiError {
 /// How long clients should wait before retrying after a 503.
 const RETRY_AFTER_SECS: &str = "5";
 
-#[derive(Serialize)]
-struct ErrorBody<'a> {
+/// Every error answer of the API: `{"error": {"code", "message"}}`.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct ErrorBody<'a> {
     error: ErrorDetail<'a>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 struct ErrorDetail<'a> {
+    /// A stable machine-readable code (`INVALID_PHONE_NUMBER`, `NOT_FOUND`, …); each
+    /// operation lists the ones it can give.
+    #[schema(value_type = String)]
     code: &'a str,
+    /// Human text; may change between versions.
     message: String,
+    /// `INVALID_RECIPIENTS` only: the first bad entries (at most 100).
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Vec<InvalidEntry>>)]
     details: Option<&'a [InvalidEntry]>,
     /// How many entries were invalid; `details` lists at most the first 100.
     #[serde(skip_serializing_if = "Option::is_none")]

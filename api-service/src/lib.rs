@@ -14,6 +14,7 @@ mod health;
 pub mod live;
 pub mod metrics;
 pub mod optouts;
+pub mod openapi;
 pub mod settings;
 pub mod sims;
 pub mod sms;
@@ -82,6 +83,7 @@ pub fn build_app(state: AppState) -> Router {
         .merge(health::router())
         .merge(admin::router())
         .merge(metrics::router())
+        .merge(openapi::router())
         .with_state(state.clone())
         // The staff panel, on the same listener and under the same middleware.
         .merge(smsgate_web::router(WebState::new(

@@ -403,6 +403,8 @@ impl Fixtures {
             .await
             .unwrap();
         fx.ids.insert("opt-out", vec!["%2B85291239999".to_owned()]);
+        fx.ids
+            .insert("docs-asset", vec!["swagger-ui.css".to_owned()]);
 
         let message = app
             .send_sms_as(&fx.alice.jwt, "9123 4567", "authz matrix")

@@ -8,9 +8,10 @@ use axum::http::StatusCode;
 use axum::routing::{get, post, put};
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
+use utoipa::{OpenApi, ToSchema};
 
 use crate::auth::AdminUser;
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorBody};
 use crate::extract::{ApiJson, IdPath};
 use crate::state::AppState;
 use crate::wire::rfc3339;
@@ -28,7 +29,11 @@ pub fn router() -> Router<AppState> {
         .route("/api/admin/users/{id}/tokens", post(issue_token))
 }
 
-#[derive(Serialize)]
+#[derive(OpenApi)]
+#[openapi(paths(list_users, create_user, update_user, delete_user, issue_token))]
+pub(crate) struct Api;
+
+#[derive(Serialize, ToSchema)]
 struct UserView {
     id: i64,
     username: String,
@@ -100,11 +105,21 @@ impl From<UserAdminError> for ApiError {
     }
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 struct UserList {
     users: Vec<UserView>,
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/admin/users",
+    tag = "admin",
+    security(("bearer" = []), ("api_key" = [])),
+    responses(
+        (status = 200, description = "Every user", body = UserList),
+        (status = 403, description = "`ADMIN_REQUIRED`", body = ErrorBody),
+    ),
+)]
 async fn list_users(
     State(app): State<AppState>,
     _admin: AdminUser,
@@ -115,7 +130,7 @@ async fn list_users(
     }))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct CreateUserRequest {
     username: String,
@@ -124,6 +139,19 @@ struct CreateUserRequest {
     is_admin: bool,
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/admin/users",
+    tag = "admin",
+    request_body = CreateUserRequest,
+    security(("bearer" = []), ("api_key" = [])),
+    responses(
+        (status = 201, description = "Created", body = UserView),
+        (status = 400, description = "`VALIDATION_ERROR`, `UNKNOWN_FIELD`", body = ErrorBody),
+        (status = 403, description = "`ADMIN_REQUIRED`", body = ErrorBody),
+        (status = 409, description = "`USERNAME_TAKEN`", body = ErrorBody),
+    ),
+)]
 async fn create_user(
     State(app): State<AppState>,
     AdminUser(admin): AdminUser,
@@ -138,7 +166,7 @@ async fn create_user(
     Ok((StatusCode::CREATED, Json(user.into())))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct UpdateUserRequest {
     password: Option<String>,
@@ -146,19 +174,41 @@ struct UpdateUserRequest {
     active: Option<bool>,
     #[serde(alias = "is_admin")]
     admin: Option<bool>,
+    /// A limit left out is kept, `null` clears it, a number sets it.
     #[serde(default)]
+    #[schema(value_type = Option<i64>)]
     daily_recipient_limit: Patch<i64>,
     #[serde(default)]
+    #[schema(value_type = Option<i64>)]
     requests_per_second: Patch<i64>,
     #[serde(default)]
+    #[schema(value_type = Option<i64>)]
     high_priority_per_minute: Patch<i64>,
     #[serde(default)]
+    #[schema(value_type = Option<i64>)]
     share_weight: Patch<i64>,
     /// Seconds.
     #[serde(default)]
+    #[schema(value_type = Option<i64>)]
     default_valid_for: Patch<i64>,
 }
 
+/// Changes a user: password, active, admin, and sending limits.
+#[utoipa::path(
+    put,
+    path = "/api/admin/users/{id}",
+    tag = "admin",
+    params(("id" = i64, Path, minimum = 1, description = "The user id")),
+    request_body = UpdateUserRequest,
+    security(("bearer" = []), ("api_key" = [])),
+    responses(
+        (status = 200, description = "The user as changed", body = UserView),
+        (status = 400, description = "`VALIDATION_ERROR`, `UNKNOWN_FIELD`", body = ErrorBody),
+        (status = 403, description = "`ADMIN_REQUIRED`, `SELF_ACTION`", body = ErrorBody),
+        (status = 404, description = "`NOT_FOUND`", body = ErrorBody),
+        (status = 409, description = "`LAST_ADMIN`", body = ErrorBody),
+    ),
+)]
 async fn update_user(
     State(app): State<AppState>,
     AdminUser(admin): AdminUser,
@@ -181,6 +231,19 @@ async fn update_user(
     Ok(Json(user.into()))
 }
 
+#[utoipa::path(
+    delete,
+    path = "/api/admin/users/{id}",
+    tag = "admin",
+    params(("id" = i64, Path, minimum = 1, description = "The user id")),
+    security(("bearer" = []), ("api_key" = [])),
+    responses(
+        (status = 204, description = "Deleted"),
+        (status = 403, description = "`ADMIN_REQUIRED`, `SELF_ACTION`", body = ErrorBody),
+        (status = 404, description = "`NOT_FOUND`", body = ErrorBody),
+        (status = 409, description = "`LAST_ADMIN`", body = ErrorBody),
+    ),
+)]
 async fn delete_user(
     State(app): State<AppState>,
     AdminUser(admin): AdminUser,
@@ -190,13 +253,26 @@ async fn delete_user(
     Ok(StatusCode::NO_CONTENT)
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 struct IssuedToken {
     user_id: i64,
     /// Shown once: only its hash is stored.
     token: String,
 }
 
+/// A new API token for the user, shown once; the user's earlier tokens are revoked.
+#[utoipa::path(
+    post,
+    path = "/api/admin/users/{id}/tokens",
+    tag = "admin",
+    params(("id" = i64, Path, minimum = 1, description = "The user id")),
+    security(("bearer" = []), ("api_key" = [])),
+    responses(
+        (status = 201, description = "Issued", body = IssuedToken),
+        (status = 403, description = "`ADMIN_REQUIRED`", body = ErrorBody),
+        (status = 404, description = "`NOT_FOUND`", body = ErrorBody),
+    ),
+)]
 async fn issue_token(
     State(app): State<AppState>,
     AdminUser(admin): AdminUser,

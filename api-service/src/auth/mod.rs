@@ -6,3 +6,8 @@ mod routes;
 
 pub use extract::{bearer_token, tcp_peer, AdminUser, AuthSender, AuthUser, ClientAddress};
 pub use routes::router;
+
+/// This module's part of the OpenAPI document (see `crate::openapi`).
+pub(crate) fn openapi() -> utoipa::openapi::OpenApi {
+    <routes::Api as utoipa::OpenApi>::openapi()
+}

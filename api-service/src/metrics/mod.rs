@@ -99,6 +99,27 @@ pub fn router() -> Router<AppState> {
     Router::new().route("/metrics", get(render_metrics))
 }
 
+/// This module's part of the OpenAPI document (see `crate::openapi`).
+pub(crate) fn openapi() -> utoipa::openapi::OpenApi {
+    <Api as utoipa::OpenApi>::openapi()
+}
+
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(render_metrics))]
+struct Api;
+
+/// Prometheus metrics. Public unless `METRICS_TOKEN` is set; then only with
+/// `Authorization: Bearer <METRICS_TOKEN>` (not a user's token).
+#[utoipa::path(
+    get,
+    path = "/metrics",
+    tag = "system",
+    security((), ("bearer" = [])),
+    responses(
+        (status = 200, description = "The Prometheus text format", content_type = "text/plain", body = String),
+        (status = 401, description = "`UNAUTHORIZED`, `INVALID_TOKEN`: `METRICS_TOKEN` is set and was not sent", body = crate::error::ErrorBody),
+    ),
+)]
 async fn render_metrics(State(app): State<AppState>, _: MetricsReader) -> impl IntoResponse {
     ([(CONTENT_TYPE, shared::CONTENT_TYPE)], app.metrics.render())
 }

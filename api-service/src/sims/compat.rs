@@ -9,9 +9,10 @@ use axum::http::HeaderMap;
 use axum::routing::{delete, get, post};
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
+use utoipa::{OpenApi, ToSchema};
 
 use crate::auth::{AuthUser, ClientAddress};
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorBody};
 use crate::extract::{ApiJson, IdPath};
 use crate::state::AppState;
 use crate::wire::rfc3339;
@@ -26,13 +27,17 @@ pub fn router() -> Router<AppState> {
         .route("/api/api-keys/{id}", delete(revoke_api_key))
 }
 
-#[derive(Deserialize)]
+#[derive(OpenApi)]
+#[openapi(paths(authenticate, generate_api_key, list_api_keys, revoke_api_key))]
+pub(crate) struct Api;
+
+#[derive(Deserialize, ToSchema)]
 struct AuthRequest {
     username: String,
     password: String,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 struct AuthResponse {
     token: String,
     username: String,
@@ -46,6 +51,21 @@ struct AuthResponse {
 /// this many are revoked, so repeated logins cannot pile up live keys.
 pub const LOGIN_KEYS_KEPT: i64 = 5;
 
+/// The edge gateway's login: a JWT and a new API key for this client.
+#[utoipa::path(
+    post,
+    path = "/api/auth",
+    tag = "auth",
+    request_body = AuthRequest,
+    security(()),
+    responses(
+        (status = 200, description = "Logged in; `api_key` is shown once", body = AuthResponse),
+        (status = 400, description = "`PASSWORD_TOO_LONG`", body = ErrorBody),
+        (status = 401, description = "`INVALID_CREDENTIALS`", body = ErrorBody),
+        (status = 403, description = "`ACCOUNT_DISABLED`, `PASSWORD_CHANGE_REQUIRED`", body = ErrorBody),
+        (status = 429, description = "`TOO_MANY_ATTEMPTS`; see `Retry-After`", body = ErrorBody),
+    ),
+)]
 async fn authenticate(
     State(app): State<AppState>,
     ClientAddress(address): ClientAddress,
@@ -75,13 +95,23 @@ fn has_valid_jwt(headers: &HeaderMap, app: &AppState) -> bool {
         .is_some_and(|token| app.core.jwt.verify(token.trim()).is_some())
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 struct NewKey {
     api_key: String,
 }
 
 /// JWT only, as in the replaced gateway: an API key must not mint its own successor, or a
 /// leaked key could never be shut out by rotating.
+#[utoipa::path(
+    post,
+    path = "/api/generate-api-key",
+    tag = "auth",
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The new key, shown once; the caller's earlier keys are revoked", body = NewKey),
+        (status = 401, description = "`JWT_REQUIRED`: an API key cannot mint its successor", body = ErrorBody),
+    ),
+)]
 async fn generate_api_key(
     State(app): State<AppState>,
     user: AuthUser,
@@ -99,7 +129,7 @@ async fn generate_api_key(
     Ok(Json(NewKey { api_key }))
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 struct KeyView {
     id: i64,
     label: String,
@@ -109,11 +139,19 @@ struct KeyView {
     revoked_at: Option<String>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 struct KeyList {
     api_keys: Vec<KeyView>,
 }
 
+/// The caller's API keys (never the keys themselves: they are stored hashed).
+#[utoipa::path(
+    get,
+    path = "/api/api-keys",
+    tag = "auth",
+    security(("bearer" = []), ("api_key" = [])),
+    responses((status = 200, description = "The caller's keys", body = KeyList)),
+)]
 async fn list_api_keys(
     State(app): State<AppState>,
     user: AuthUser,
@@ -134,12 +172,23 @@ async fn list_api_keys(
     }))
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 struct Revoked {
     revoked: bool,
     id: i64,
 }
 
+#[utoipa::path(
+    delete,
+    path = "/api/api-keys/{id}",
+    tag = "auth",
+    params(("id" = i64, Path, minimum = 1, description = "The key's id")),
+    security(("bearer" = []), ("api_key" = [])),
+    responses(
+        (status = 200, description = "Revoked", body = Revoked),
+        (status = 404, description = "`NOT_FOUND`: no such key of the caller", body = ErrorBody),
+    ),
+)]
 async fn revoke_api_key(
     State(app): State<AppState>,
     user: AuthUser,

@@ -20,12 +20,13 @@ pub fn router() -> Router<AppState> {
 /// level: `message_id` and `sender_sim` (the SIM's number; `null` for the HKT route and for
 /// the pool, whose SIM is chosen per recipient as they are released: old clients expect a
 /// number or `null`), and `route`: `"sim"` when SIMs carry it, `"hkt"` otherwise.
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct WithEdgeFields<T> {
     #[serde(flatten)]
     pub body: T,
     pub message_id: i64,
     pub sender_sim: Option<String>,
+    /// `"sim"` or `"hkt"`.
     pub route: &'static str,
 }
 
@@ -36,4 +37,12 @@ pub fn route_name(via_sim: bool) -> &'static str {
     } else {
         "hkt"
     }
+}
+
+/// This module's part of the OpenAPI document (see `crate::openapi`).
+pub(crate) fn openapi() -> utoipa::openapi::OpenApi {
+    use utoipa::OpenApi;
+    let mut doc = routes::Api::openapi();
+    doc.merge(compat::Api::openapi());
+    doc
 }

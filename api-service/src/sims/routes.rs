@@ -13,9 +13,10 @@ use axum::routing::{get, post, put};
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 use smsgate_shared::domain::PhoneNumber;
+use utoipa::{IntoParams, OpenApi, ToSchema};
 
 use crate::auth::{AdminUser, AuthUser};
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorBody};
 use crate::extract::{ApiJson, ApiQuery, IdPath, PageNumber};
 use crate::state::AppState;
 use crate::wire::rfc3339;
@@ -41,8 +42,22 @@ pub fn router() -> Router<AppState> {
         .route("/api/sms-status", get(list_statuses))
 }
 
+#[derive(OpenApi)]
+#[openapi(paths(
+    list_sims,
+    create_sim,
+    get_sim,
+    update_sim,
+    delete_sim,
+    rotate_broker_credentials,
+    list_inbox,
+    list_outbox,
+    list_statuses
+))]
+pub(crate) struct Api;
+
 /// A SIM card with its agent's state, as the API and the panel show it.
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 pub struct SimView {
     id: i64,
     number: String,
@@ -70,6 +85,7 @@ pub struct SimView {
     sent_last_24h: i64,
     /// Admins only: `"all"` or the ids of the users the SIM is assigned to.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<AssigneeList>)]
     assignees: Option<serde_json::Value>,
     /// Admins only, beside `assignees`: those users' names.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -144,6 +160,17 @@ fn parse_number(raw: &str) -> Result<PhoneNumber, ApiError> {
         .map_err(|e| ApiError::validation("INVALID_PHONE_NUMBER", format!("number: {e}")))
 }
 
+/// Who may use a SIM card: `"all"` or a list of user ids (its schema; the value is
+/// read by [`parse_assignees`]).
+#[derive(Deserialize, ToSchema)]
+#[allow(dead_code)] // describes the JSON only
+#[serde(untagged)]
+enum AssigneeList {
+    #[schema(example = "all")]
+    All(String),
+    Users(Vec<i64>),
+}
+
 /// `"all"`, or a list of user ids (possibly empty: admins only), as the API takes it.
 fn parse_assignees(raw: &serde_json::Value) -> Result<Assignees, ApiError> {
     let invalid = || {
@@ -169,6 +196,13 @@ fn parse_assignees(raw: &serde_json::Value) -> Result<Assignees, ApiError> {
 
 /// The replaced gateway answered a bare list; its clients iterate over it. A user sees the
 /// SIMs assigned to them or to all; an admin every SIM, with its assignees.
+#[utoipa::path(
+    get,
+    path = "/api/sim-cards",
+    tag = "sim-cards",
+    security(("bearer" = []), ("api_key" = [])),
+    responses((status = 200, description = "A bare list, as the edge gateway answered", body = Vec<SimView>)),
+)]
 async fn list_sims(
     State(app): State<AppState>,
     user: AuthUser,
@@ -177,6 +211,18 @@ async fn list_sims(
     Ok(Json(sim_views(&app, &user, sims).await?))
 }
 
+/// A SIM card the caller may use.
+#[utoipa::path(
+    get,
+    path = "/api/sim-cards/{id}",
+    tag = "sim-cards",
+    params(("id" = i64, Path, minimum = 1, description = "The SIM card id")),
+    security(("bearer" = []), ("api_key" = [])),
+    responses(
+        (status = 200, description = "The SIM card", body = SimView),
+        (status = 404, description = "`NOT_FOUND` (also for a SIM not assigned to the caller)", body = ErrorBody),
+    ),
+)]
 async fn get_sim(
     State(app): State<AppState>,
     user: AuthUser,
@@ -187,7 +233,7 @@ async fn get_sim(
     Ok(Json(views.remove(0)))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 struct CreateSimRequest {
     number: String,
     #[serde(default)]
@@ -196,12 +242,13 @@ struct CreateSimRequest {
     status: Option<String>,
     /// `"all"` (the default) or a list of user ids.
     #[serde(default)]
+    #[schema(value_type = Option<AssigneeList>)]
     assignees: Option<serde_json::Value>,
 }
 
 /// A SIM just registered: the SIM, and its agent's broker login when the API manages broker
 /// users (`BROKER_ADMIN_URL`). The password is shown this once.
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 struct CreatedSimView {
     #[serde(flatten)]
     sim: SimView,
@@ -209,7 +256,7 @@ struct CreatedSimView {
 }
 
 /// What a SIM's agent needs in its env file besides the broker's address.
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 struct BrokerLoginView {
     username: String,
     password: String,
@@ -231,6 +278,20 @@ impl BrokerLoginView {
     }
 }
 
+/// Registers a SIM card (admins).
+#[utoipa::path(
+    post,
+    path = "/api/sim-cards",
+    tag = "sim-cards",
+    request_body = CreateSimRequest,
+    security(("bearer" = []), ("api_key" = [])),
+    responses(
+        (status = 201, description = "Registered; `broker` is its agent's login, shown once", body = CreatedSimView),
+        (status = 400, description = "`INVALID_PHONE_NUMBER`, `INVALID_SIM_STATUS`, `INVALID_ASSIGNEES`, `UNKNOWN_USERS`", body = ErrorBody),
+        (status = 403, description = "`ADMIN_REQUIRED`", body = ErrorBody),
+        (status = 409, description = "`SIM_NUMBER_TAKEN`", body = ErrorBody),
+    ),
+)]
 async fn create_sim(
     State(app): State<AppState>,
     AdminUser(user): AdminUser,
@@ -277,6 +338,18 @@ async fn create_sim(
 
 /// `POST /api/sim-cards/{id}/broker-credentials`: a new broker password for the SIM's
 /// agent; the old one stops working and the agent is disconnected.
+#[utoipa::path(
+    post,
+    path = "/api/sim-cards/{id}/broker-credentials",
+    tag = "sim-cards",
+    params(("id" = i64, Path, minimum = 1, description = "The SIM card id")),
+    security(("bearer" = []), ("api_key" = [])),
+    responses(
+        (status = 200, description = "The new login, shown once", body = BrokerLoginView),
+        (status = 403, description = "`ADMIN_REQUIRED`", body = ErrorBody),
+        (status = 404, description = "`NOT_FOUND`", body = ErrorBody),
+    ),
+)]
 async fn rotate_broker_credentials(
     State(app): State<AppState>,
     AdminUser(user): AdminUser,
@@ -287,7 +360,7 @@ async fn rotate_broker_credentials(
     Ok(Json(BrokerLoginView::new(&app, id, credentials)))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 struct UpdateSimRequest {
     #[serde(default)]
     number: Option<String>,
@@ -297,15 +370,20 @@ struct UpdateSimRequest {
     status: Option<String>,
     /// `"all"` or a list of user ids; absent keeps them.
     #[serde(default)]
+    #[schema(value_type = Option<AssigneeList>)]
     assignees: Option<serde_json::Value>,
     /// Caps: a positive number sets one, `null` clears it, absent keeps it.
     #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<i32>, minimum = 1)]
     max_per_minute: Option<serde_json::Value>,
     #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<i32>, minimum = 1)]
     max_per_hour: Option<serde_json::Value>,
     #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<i32>, minimum = 1)]
     max_per_day: Option<serde_json::Value>,
     #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<i32>, minimum = 1)]
     send_interval_secs: Option<serde_json::Value>,
 }
 
@@ -329,6 +407,22 @@ fn parse_cap(
     Ok(Some(Some(Cap::parse(field, n)?)))
 }
 
+/// Changes a SIM card (admins); fields left out are kept.
+#[utoipa::path(
+    put,
+    path = "/api/sim-cards/{id}",
+    tag = "sim-cards",
+    params(("id" = i64, Path, minimum = 1, description = "The SIM card id")),
+    request_body = UpdateSimRequest,
+    security(("bearer" = []), ("api_key" = [])),
+    responses(
+        (status = 200, description = "The SIM card as changed", body = SimView),
+        (status = 400, description = "`INVALID_PHONE_NUMBER`, `INVALID_SIM_STATUS`, `INVALID_ASSIGNEES`, `UNKNOWN_USERS`, `INVALID_SIM_CAP`", body = ErrorBody),
+        (status = 403, description = "`ADMIN_REQUIRED`", body = ErrorBody),
+        (status = 404, description = "`NOT_FOUND`", body = ErrorBody),
+        (status = 409, description = "`SIM_NUMBER_TAKEN`", body = ErrorBody),
+    ),
+)]
 async fn update_sim(
     State(app): State<AppState>,
     AdminUser(user): AdminUser,
@@ -352,19 +446,36 @@ async fn update_sim(
     Ok(Json(views.remove(0)))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 struct DeleteQuery {
+    /// Delete even with jobs queued for it (they fail).
     #[serde(default)]
     force: bool,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 struct DeletedView {
     deleted: bool,
     id: i64,
     failed_recipients: i64,
 }
 
+/// Deletes a SIM card (admins).
+#[utoipa::path(
+    delete,
+    path = "/api/sim-cards/{id}",
+    tag = "sim-cards",
+    params(("id" = i64, Path, minimum = 1, description = "The SIM card id"), DeleteQuery),
+    security(("bearer" = []), ("api_key" = [])),
+    responses(
+        (status = 200, description = "Deleted", body = DeletedView),
+        (status = 400, description = "`INVALID_QUERY`", body = ErrorBody),
+        (status = 403, description = "`ADMIN_REQUIRED`", body = ErrorBody),
+        (status = 404, description = "`NOT_FOUND`", body = ErrorBody),
+        (status = 409, description = "`SIM_HAS_QUEUED_JOBS`: pass `force=true` to fail them", body = ErrorBody),
+    ),
+)]
 async fn delete_sim(
     State(app): State<AppState>,
     AdminUser(user): AdminUser,
@@ -388,10 +499,15 @@ async fn delete_sim(
     }))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 struct ListQuery {
+    /// 1-based.
+    #[param(value_type = Option<i64>, minimum = 1, maximum = 1_000_000)]
     page: Option<PageNumber>,
+    /// 20 by default; at most 1000 (larger values are clamped).
     per_page: Option<i64>,
+    /// Only this SIM card's.
     sim_card_id: Option<i64>,
 }
 
@@ -403,7 +519,7 @@ impl ListQuery {
     }
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 struct InboundView {
     id: i64,
     sim_card_id: Option<i64>,
@@ -438,7 +554,7 @@ impl From<InboundRow> for InboundView {
     }
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 struct Listing<T> {
     messages: Vec<T>,
     total: i64,
@@ -448,6 +564,17 @@ struct Listing<T> {
 }
 
 /// Received SMS (often one-time codes) of the SIMs usable by the caller; all for an admin.
+#[utoipa::path(
+    get,
+    path = "/api/sms/inbox",
+    tag = "sim-cards",
+    params(ListQuery),
+    security(("bearer" = []), ("api_key" = [])),
+    responses(
+        (status = 200, description = "A page of received SMS", body = Listing<InboundView>),
+        (status = 400, description = "`INVALID_QUERY`", body = ErrorBody),
+    ),
+)]
 async fn list_inbox(
     State(app): State<AppState>,
     user: AuthUser,
@@ -464,7 +591,7 @@ async fn list_inbox(
     }))
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 struct OutgoingView {
     id: i64,
     message_id: i64,
@@ -504,6 +631,18 @@ fn owner_filter(user: &AuthUser) -> Option<i64> {
     (!user.is_admin).then_some(user.id)
 }
 
+/// Outgoing SMS of both routes, one row per recipient (admins: everyone's).
+#[utoipa::path(
+    get,
+    path = "/api/sms/outbox",
+    tag = "sim-cards",
+    params(ListQuery),
+    security(("bearer" = []), ("api_key" = [])),
+    responses(
+        (status = 200, description = "A page of sent recipients", body = Listing<OutgoingView>),
+        (status = 400, description = "`INVALID_QUERY`", body = ErrorBody),
+    ),
+)]
 async fn list_outbox(
     State(app): State<AppState>,
     user: AuthUser,
@@ -527,7 +666,7 @@ async fn list_outbox(
     }))
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 struct StatusView {
     id: i64,
     message_id: i64,
@@ -538,7 +677,7 @@ struct StatusView {
     timestamp: String,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 struct StatusList {
     statuses: Vec<StatusView>,
     total: i64,
@@ -547,6 +686,18 @@ struct StatusList {
     per_page: i64,
 }
 
+/// Where each outgoing recipient stands, as the edge gateway's clients read it.
+#[utoipa::path(
+    get,
+    path = "/api/sms-status",
+    tag = "sim-cards",
+    params(ListQuery),
+    security(("bearer" = []), ("api_key" = [])),
+    responses(
+        (status = 200, description = "A page of statuses", body = StatusList),
+        (status = 400, description = "`INVALID_QUERY`", body = ErrorBody),
+    ),
+)]
 async fn list_statuses(
     State(app): State<AppState>,
     user: AuthUser,

@@ -8,3 +8,11 @@ mod traffic;
 pub fn router() -> axum::Router<crate::state::AppState> {
     routes::router().merge(traffic::router())
 }
+
+/// This module's part of the OpenAPI document (see `crate::openapi`).
+pub(crate) fn openapi() -> utoipa::openapi::OpenApi {
+    use utoipa::OpenApi;
+    let mut doc = routes::Api::openapi();
+    doc.merge(traffic::Api::openapi());
+    doc
+}

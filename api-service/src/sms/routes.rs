@@ -8,12 +8,14 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 use smsgate_shared::domain::{MessageBody, MessageBodyError, PhoneNumber};
+use utoipa::{IntoParams, OpenApi, ToSchema};
 
 use crate::auth::{AuthSender, AuthUser};
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorBody};
 use crate::extract::IdempotencyHeader;
 use crate::extract::{ApiJson, ApiQuery, IdPath, PageNumber};
 use crate::metrics::SendKind;
+use crate::openapi::IdempotencyParam;
 use crate::sims::{route_name, WithEdgeFields};
 use crate::state::AppState;
 use crate::wire::rfc3339;
@@ -36,8 +38,18 @@ pub fn router() -> Router<AppState> {
         .route("/api/sms/{id}/recipients", get(list_recipients))
 }
 
+#[derive(OpenApi)]
+#[openapi(paths(send_sms, send_bulk, list_messages, get_message, list_recipients))]
+pub(crate) struct Api;
+
+/// 400 codes of every send, besides the JSON body's own.
+const SEND_400: &str = "Invalid send: `INVALID_PHONE_NUMBER`, `EMPTY_CONTENT`, `CONTENT_TOO_LONG`, \
+    `INVALID_PRIORITY`, `INVALID_SEND_AT`, `INVALID_VALIDITY`, `INVALID_ROUTE`, `INVALID_FALLBACK`, \
+    `UNKNOWN_SIM_CARD`, `UNKNOWN_FIELD`, `INVALID_IDEMPOTENCY_KEY`";
+
 /// The panel's success envelope: `{"success": true, "data": …, "message": …}`.
-#[derive(Serialize)]
+/// The panel's success envelope.
+#[derive(Serialize, ToSchema)]
 struct Success<T> {
     success: bool,
     data: T,
@@ -83,9 +95,11 @@ fn send_options(
 
 /// Unknown fields are refused (400 `UNKNOWN_FIELD`, naming it): a misspelt `sendat` used to
 /// be ignored and the message sent at once.
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct SendSmsRequest {
+    /// E.164 (`+85291234567`) or a Hong Kong number of 8 digits.
+    #[schema(example = "+85291234567")]
     recipient: String,
     /// The edge gateway's clients call it `message`.
     #[serde(alias = "message")]
@@ -113,7 +127,7 @@ struct SendSmsRequest {
     valid_until: Option<String>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 struct SentSms {
     id: i64,
     status: &'static str,
@@ -125,6 +139,23 @@ struct SentSms {
 /// The busiest route: an HKT send without an idempotency key goes through the
 /// shared-statement writer, which checks the sender's standing as it stores; every other
 /// send checks it first.
+#[utoipa::path(
+    post,
+    path = "/api/sms",
+    tag = "sms",
+    request_body = SendSmsRequest,
+    params(IdempotencyParam),
+    security(("bearer" = []), ("api_key" = [])),
+    responses(
+        (status = 202, description = "Accepted and queued; `Idempotent-Replayed: true` when it repeats an earlier request with the same key",
+            body = WithEdgeFields<Success<SentSms>>,
+            headers(("Idempotent-Replayed" = String, description = "`true` on a replayed answer"))),
+        (status = 400, description = SEND_400, body = ErrorBody),
+        (status = 409, description = "`SIM_CARD_INACTIVE`, `IDEMPOTENCY_KEY_IN_USE`", body = ErrorBody),
+        (status = 422, description = "`IDEMPOTENCY_KEY_REUSED`, `PRIORITY_ALLOWANCE_TOO_SMALL`", body = ErrorBody),
+        (status = 429, description = "`QUOTA_EXCEEDED`, `RATE_LIMITED`, `PRIORITY_ALLOWANCE_EXCEEDED`; see `Retry-After`", body = ErrorBody),
+    ),
+)]
 async fn send_sms(
     State(app): State<AppState>,
     AuthSender(sender): AuthSender,
@@ -211,11 +242,12 @@ async fn send_sms(
     ))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct SendBulkRequest {
     /// Kept as JSON text: [`parse_recipient_list`] checks its length before building any
     /// entry, so an oversized list costs a scan, not millions of values.
+    #[schema(value_type = Vec<String>, example = json!(["+85291234567", "61234567"]))]
     recipients: Box<serde_json::value::RawValue>,
     #[serde(alias = "message")]
     content: String,
@@ -238,7 +270,7 @@ struct SendBulkRequest {
     valid_until: Option<String>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 struct SentBulk {
     id: i64,
     status: &'static str,
@@ -247,6 +279,23 @@ struct SentBulk {
     created_at: String,
 }
 
+#[utoipa::path(
+    post,
+    path = "/api/sms/send-bulk",
+    tag = "sms",
+    request_body = SendBulkRequest,
+    params(IdempotencyParam),
+    security(("bearer" = []), ("api_key" = [])),
+    responses(
+        (status = 202, description = "Accepted and queued; `Idempotent-Replayed: true` when it repeats an earlier request with the same key",
+            body = WithEdgeFields<Success<SentBulk>>,
+            headers(("Idempotent-Replayed" = String, description = "`true` on a replayed answer"))),
+        (status = 400, description = "Invalid send: the codes of `POST /api/sms`, and `EMPTY_RECIPIENTS`, `TOO_MANY_RECIPIENTS`, `INVALID_RECIPIENTS` (with `details` and `invalid_count`)", body = ErrorBody),
+        (status = 409, description = "`SIM_CARD_INACTIVE`, `IDEMPOTENCY_KEY_IN_USE`", body = ErrorBody),
+        (status = 422, description = "`IDEMPOTENCY_KEY_REUSED`, `PRIORITY_ALLOWANCE_TOO_SMALL`", body = ErrorBody),
+        (status = 429, description = "`QUOTA_EXCEEDED`, `RATE_LIMITED`, `PRIORITY_ALLOWANCE_EXCEEDED`; see `Retry-After`", body = ErrorBody),
+    ),
+)]
 async fn send_bulk(
     State(app): State<AppState>,
     user: AuthUser,
@@ -356,9 +405,13 @@ fn accepted_response<T: Serialize>(replayed: bool, body: T) -> Response {
 /// Set on the answer to a repeated idempotency key.
 const REPLAYED_HEADER: &str = "idempotent-replayed";
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 struct PageQuery {
+    /// 1-based.
+    #[param(value_type = Option<i64>, minimum = 1, maximum = 1_000_000)]
     page: Option<PageNumber>,
+    /// 20 by default; at most 1000 (larger values are clamped).
     per_page: Option<i64>,
 }
 
@@ -376,7 +429,7 @@ impl PageQuery {
     }
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 struct MessageView {
     id: i64,
     content: String,
@@ -431,7 +484,7 @@ impl From<MessageRow> for MessageView {
     }
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 struct MessageList {
     messages: Vec<MessageView>,
     total: i64,
@@ -440,6 +493,18 @@ struct MessageList {
     per_page: i64,
 }
 
+/// The caller's messages, newest first.
+#[utoipa::path(
+    get,
+    path = "/api/sms",
+    tag = "sms",
+    params(PageQuery),
+    security(("bearer" = []), ("api_key" = [])),
+    responses(
+        (status = 200, description = "A page of messages", body = Success<MessageList>),
+        (status = 400, description = "`INVALID_QUERY`", body = ErrorBody),
+    ),
+)]
 async fn list_messages(
     State(app): State<AppState>,
     user: AuthUser,
@@ -458,6 +523,18 @@ async fn list_messages(
     Ok(success(data, None))
 }
 
+/// One of the caller's messages with its counters (`eta` while work is pending).
+#[utoipa::path(
+    get,
+    path = "/api/sms/{id}",
+    tag = "sms",
+    params(("id" = i64, Path, minimum = 1, description = "The message id")),
+    security(("bearer" = []), ("api_key" = [])),
+    responses(
+        (status = 200, description = "The message", body = Success<MessageView>),
+        (status = 404, description = "`NOT_FOUND`: no such message of the caller", body = ErrorBody),
+    ),
+)]
 async fn get_message(
     State(app): State<AppState>,
     user: AuthUser,
@@ -472,7 +549,7 @@ async fn get_message(
     Ok(success(view, None))
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 struct RecipientView {
     id: i64,
     phone: String,
@@ -499,7 +576,7 @@ impl From<RecipientRow> for RecipientView {
     }
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 struct RecipientList {
     message_id: i64,
     recipients: Vec<RecipientView>,
@@ -509,6 +586,19 @@ struct RecipientList {
     per_page: i64,
 }
 
+/// A page of one message's recipients and where each stands.
+#[utoipa::path(
+    get,
+    path = "/api/sms/{id}/recipients",
+    tag = "sms",
+    params(("id" = i64, Path, minimum = 1, description = "The message id"), PageQuery),
+    security(("bearer" = []), ("api_key" = [])),
+    responses(
+        (status = 200, description = "A page of recipients", body = Success<RecipientList>),
+        (status = 400, description = "`INVALID_QUERY`", body = ErrorBody),
+        (status = 404, description = "`NOT_FOUND`: no such message of the caller", body = ErrorBody),
+    ),
+)]
 async fn list_recipients(
     State(app): State<AppState>,
     user: AuthUser,

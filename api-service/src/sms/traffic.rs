@@ -5,9 +5,10 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::Serialize;
 use smsgate_core::traffic::{self, Backlog, CancelError, QueueStatus};
+use utoipa::{OpenApi, ToSchema};
 
 use crate::auth::AuthUser;
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorBody};
 use crate::extract::IdPath;
 use crate::state::AppState;
 use crate::wire::rfc3339;
@@ -17,6 +18,10 @@ pub fn router() -> Router<AppState> {
         .route("/api/sms/{id}/cancel", post(cancel))
         .route("/api/queue/status", get(queue_status))
 }
+
+#[derive(OpenApi)]
+#[openapi(paths(cancel, queue_status))]
+pub(crate) struct Api;
 
 impl From<CancelError> for ApiError {
     fn from(err: CancelError) -> ApiError {
@@ -33,7 +38,7 @@ impl From<CancelError> for ApiError {
     }
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 struct CancelView {
     id: i64,
     status: &'static str,
@@ -46,6 +51,19 @@ struct CancelView {
     expired_count: i32,
 }
 
+/// Cancels what of a message has not gone out yet (admins: anyone's message).
+#[utoipa::path(
+    post,
+    path = "/api/sms/{id}/cancel",
+    tag = "sms",
+    params(("id" = i64, Path, minimum = 1, description = "The message id")),
+    security(("bearer" = []), ("api_key" = [])),
+    responses(
+        (status = 200, description = "Cancelled (or cancelled before)", body = CancelView),
+        (status = 404, description = "`NOT_FOUND`", body = ErrorBody),
+        (status = 409, description = "`MESSAGE_FINISHED`: nothing is left to cancel", body = ErrorBody),
+    ),
+)]
 async fn cancel(
     State(app): State<AppState>,
     user: AuthUser,
@@ -66,7 +84,7 @@ async fn cancel(
     }))
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 struct Rates {
     /// HKT_RATE_LIMIT; null when unlimited.
     configured: Option<f64>,
@@ -74,7 +92,7 @@ struct Rates {
     measured: f64,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 struct BacklogView {
     high: i64,
     normal: i64,
@@ -91,14 +109,14 @@ impl From<Backlog> for BacklogView {
     }
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 struct OwnView {
     backlog: BacklogView,
     recipients: i64,
     eta: Option<String>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 struct QueueStatusView {
     /// Recipients waiting for the HKT gateway (scheduled ones not counted).
     queue_depth: i64,
@@ -133,6 +151,14 @@ impl From<QueueStatus> for QueueStatusView {
     }
 }
 
+/// The HKT queue's depth and rates, and the caller's own backlog.
+#[utoipa::path(
+    get,
+    path = "/api/queue/status",
+    tag = "sms",
+    security(("bearer" = []), ("api_key" = [])),
+    responses((status = 200, description = "The queue", body = QueueStatusView)),
+)]
 async fn queue_status(
     State(app): State<AppState>,
     user: AuthUser,

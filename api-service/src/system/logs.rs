@@ -6,23 +6,34 @@
 use axum::extract::State;
 use axum::Json;
 use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, OpenApi, ToSchema};
 
 use crate::auth::AuthUser;
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorBody};
 use crate::extract::{ApiQuery, PageNumber};
 use crate::state::AppState;
 use crate::wire::rfc3339;
 use smsgate_core::admin::audit::AuditEntry;
 use smsgate_core::system::repo::{self, LogFilter};
 
-#[derive(Deserialize)]
+#[derive(OpenApi)]
+#[openapi(paths(list))]
+pub(crate) struct Api;
+
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct LogQuery {
+    /// 1-based.
+    #[param(value_type = Option<i64>, minimum = 1, maximum = 1_000_000)]
     page: Option<PageNumber>,
+    /// 50 by default; at most 500 (larger values are clamped).
     per_page: Option<i64>,
+    /// An action (`sim.update`) or a family of actions (`sim`).
+    #[param(pattern = "^[a-z._]{1,64}$")]
     action: Option<String>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 pub struct LogList {
     logs: Vec<LogView>,
     total: i64,
@@ -31,7 +42,7 @@ pub struct LogList {
     per_page: i64,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 struct LogView {
     id: i64,
     action: String,
@@ -87,6 +98,18 @@ fn parse_action(raw: &str) -> Result<&str, ApiError> {
     }
 }
 
+/// The audit log, newest first (admins: everyone's; others: their own actions).
+#[utoipa::path(
+    get,
+    path = "/api/logs",
+    tag = "system",
+    params(LogQuery),
+    security(("bearer" = []), ("api_key" = [])),
+    responses(
+        (status = 200, description = "A page of entries", body = LogList),
+        (status = 400, description = "`INVALID_QUERY`, `INVALID_ACTION`", body = ErrorBody),
+    ),
+)]
 pub async fn list(
     State(app): State<AppState>,
     user: AuthUser,

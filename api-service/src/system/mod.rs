@@ -18,3 +18,11 @@ pub fn router() -> Router<AppState> {
         .route("/api/statistics", get(statistics::show))
         .route("/api/logs", get(logs::list))
 }
+
+/// This module's part of the OpenAPI document (see `crate::openapi`).
+pub(crate) fn openapi() -> utoipa::openapi::OpenApi {
+    use utoipa::OpenApi;
+    let mut doc = logs::Api::openapi();
+    doc.merge(statistics::Api::openapi());
+    doc
+}

@@ -14,6 +14,7 @@ use axum::response::{IntoResponse, Response};
 use chrono::Utc;
 use serde::Serialize;
 use smsgate_shared::queue::{routing, Names};
+use utoipa::{OpenApi, ToSchema};
 
 use crate::auth::AuthUser;
 use crate::error::ApiError;
@@ -24,6 +25,10 @@ use smsgate_core::live::hkt_queue_depth;
 use smsgate_core::sims::service as sims;
 use smsgate_core::system::memory::{self, MemoryFigures};
 use smsgate_core::system::repo;
+
+#[derive(OpenApi)]
+#[openapi(paths(show))]
+pub(crate) struct Api;
 
 /// Days in `daily`, today included.
 const DAYS: i32 = 7;
@@ -50,7 +55,7 @@ impl Default for StatisticsCache {
     }
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 pub struct Statistics {
     generated_at: String,
     /// `null` where the host's memory can't be read.
@@ -62,12 +67,12 @@ pub struct Statistics {
     daily: Vec<DayFigures>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 struct DatabaseFigures {
     size_bytes: i64,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 struct MessageFigures {
     /// Outgoing and incoming together, as the edge gateway counted them.
     total: i64,
@@ -77,20 +82,20 @@ struct MessageFigures {
     today: TodayFigures,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 struct TodayFigures {
     sent: i64,
     failed: i64,
     pending: i64,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 struct QueueFigures {
     /// Jobs waiting for a dispatcher; `null` while the broker can't be asked.
     hkt_depth: Option<u32>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 struct SimFigures {
     total: usize,
     active: usize,
@@ -98,7 +103,7 @@ struct SimFigures {
     cards: Vec<SimUsage>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 struct SimUsage {
     id: i64,
     number: String,
@@ -110,7 +115,7 @@ struct SimUsage {
     received: i64,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 struct DayFigures {
     date: String,
     outgoing: i64,
@@ -118,6 +123,15 @@ struct DayFigures {
     incoming: i64,
 }
 
+/// Host, database, message, queue and SIM figures, and the last 7 days (admins:
+/// everyone's messages; others: their own). Recomputed at most every 10 s.
+#[utoipa::path(
+    get,
+    path = "/api/statistics",
+    tag = "system",
+    security(("bearer" = []), ("api_key" = [])),
+    responses((status = 200, description = "The figures", body = Statistics)),
+)]
 pub async fn show(State(app): State<AppState>, user: AuthUser) -> Result<Response, ApiError> {
     let owner = (!user.is_admin).then_some(user.id);
     let json = match app.statistics.cache.get(&owner) {

@@ -7,9 +7,10 @@ use axum::http::StatusCode;
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, OpenApi, ToSchema};
 
 use crate::auth::AuthUser;
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorBody};
 use crate::extract::{ApiJson, ApiQuery, IdPair, IdPath};
 use crate::state::AppState;
 use crate::wire::rfc3339;
@@ -33,7 +34,21 @@ pub fn router() -> Router<AppState> {
         )
 }
 
-#[derive(Serialize)]
+#[derive(OpenApi)]
+#[openapi(paths(
+    list_webhooks,
+    create_webhook,
+    get_webhook,
+    update_webhook,
+    delete_webhook,
+    rotate_secret,
+    send_test_event,
+    list_deliveries,
+    retry_delivery
+))]
+pub(crate) struct Api;
+
+#[derive(Serialize, ToSchema)]
 struct WebhookView {
     id: i64,
     url: String,
@@ -77,7 +92,7 @@ fn parse_url(app: &AppState, raw: &str) -> Result<WebhookUrl, ApiError> {
         .map_err(|e: WebhookUrlError| ApiError::validation("INVALID_WEBHOOK_URL", e.to_string()))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 struct CreateWebhookRequest {
     url: String,
     #[serde(default)]
@@ -87,6 +102,19 @@ struct CreateWebhookRequest {
     events: Option<Vec<String>>,
 }
 
+/// Registers an endpoint; the answer carries its signing secret, shown this once.
+#[utoipa::path(
+    post,
+    path = "/api/webhooks",
+    tag = "webhooks",
+    request_body = CreateWebhookRequest,
+    security(("bearer" = []), ("api_key" = [])),
+    responses(
+        (status = 201, description = "Registered", body = WebhookView),
+        (status = 400, description = "`INVALID_WEBHOOK_URL`, `INVALID_WEBHOOK_EVENTS`, `VALIDATION_ERROR`", body = ErrorBody),
+        (status = 409, description = "`WEBHOOK_LIMIT_REACHED`", body = ErrorBody),
+    ),
+)]
 async fn create_webhook(
     State(app): State<AppState>,
     user: AuthUser,
@@ -110,11 +138,18 @@ async fn create_webhook(
     Ok((StatusCode::CREATED, Json(view)))
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 struct WebhookList {
     webhooks: Vec<WebhookView>,
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/webhooks",
+    tag = "webhooks",
+    security(("bearer" = []), ("api_key" = [])),
+    responses((status = 200, description = "The caller's webhooks", body = WebhookList)),
+)]
 async fn list_webhooks(
     State(app): State<AppState>,
     user: AuthUser,
@@ -125,6 +160,17 @@ async fn list_webhooks(
     }))
 }
 
+#[utoipa::path(
+    get,
+    path = "/api/webhooks/{id}",
+    tag = "webhooks",
+    params(("id" = i64, Path, minimum = 1, description = "The webhook id")),
+    security(("bearer" = []), ("api_key" = [])),
+    responses(
+        (status = 200, description = "The webhook", body = WebhookView),
+        (status = 404, description = "`NOT_FOUND`: no such webhook of the caller", body = ErrorBody),
+    ),
+)]
 async fn get_webhook(
     State(app): State<AppState>,
     user: AuthUser,
@@ -133,7 +179,7 @@ async fn get_webhook(
     Ok(Json(service::find(&app.core.db, user.id, id).await?.into()))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 struct UpdateWebhookRequest {
     #[serde(default)]
     url: Option<String>,
@@ -145,6 +191,20 @@ struct UpdateWebhookRequest {
     events: Option<Vec<String>>,
 }
 
+/// Changes a webhook; fields left out are kept.
+#[utoipa::path(
+    put,
+    path = "/api/webhooks/{id}",
+    tag = "webhooks",
+    params(("id" = i64, Path, minimum = 1, description = "The webhook id")),
+    request_body = UpdateWebhookRequest,
+    security(("bearer" = []), ("api_key" = [])),
+    responses(
+        (status = 200, description = "The webhook as changed", body = WebhookView),
+        (status = 400, description = "`INVALID_WEBHOOK_URL`, `INVALID_WEBHOOK_EVENTS`, `VALIDATION_ERROR`", body = ErrorBody),
+        (status = 404, description = "`NOT_FOUND`: no such webhook of the caller", body = ErrorBody),
+    ),
+)]
 async fn update_webhook(
     State(app): State<AppState>,
     user: AuthUser,
@@ -164,12 +224,23 @@ async fn update_webhook(
     ))
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 struct Deleted {
     deleted: bool,
     id: i64,
 }
 
+#[utoipa::path(
+    delete,
+    path = "/api/webhooks/{id}",
+    tag = "webhooks",
+    params(("id" = i64, Path, minimum = 1, description = "The webhook id")),
+    security(("bearer" = []), ("api_key" = [])),
+    responses(
+        (status = 200, description = "Deleted", body = Deleted),
+        (status = 404, description = "`NOT_FOUND`: no such webhook of the caller", body = ErrorBody),
+    ),
+)]
 async fn delete_webhook(
     State(app): State<AppState>,
     user: AuthUser,
@@ -179,12 +250,24 @@ async fn delete_webhook(
     Ok(Json(Deleted { deleted: true, id }))
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 struct RotatedSecret {
     id: i64,
     secret: String,
 }
 
+/// A new signing secret, shown once; the old one stops signing at once.
+#[utoipa::path(
+    post,
+    path = "/api/webhooks/{id}/rotate-secret",
+    tag = "webhooks",
+    params(("id" = i64, Path, minimum = 1, description = "The webhook id")),
+    security(("bearer" = []), ("api_key" = [])),
+    responses(
+        (status = 200, description = "The new secret", body = RotatedSecret),
+        (status = 404, description = "`NOT_FOUND`: no such webhook of the caller", body = ErrorBody),
+    ),
+)]
 async fn rotate_secret(
     State(app): State<AppState>,
     user: AuthUser,
@@ -200,11 +283,23 @@ async fn rotate_secret(
     Ok(Json(RotatedSecret { id, secret }))
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 struct QueuedDelivery {
     delivery_id: i64,
 }
 
+/// Queues a `test` event to the endpoint.
+#[utoipa::path(
+    post,
+    path = "/api/webhooks/{id}/test",
+    tag = "webhooks",
+    params(("id" = i64, Path, minimum = 1, description = "The webhook id")),
+    security(("bearer" = []), ("api_key" = [])),
+    responses(
+        (status = 202, description = "Queued", body = QueuedDelivery),
+        (status = 404, description = "`NOT_FOUND`: no such webhook of the caller", body = ErrorBody),
+    ),
+)]
 async fn send_test_event(
     State(app): State<AppState>,
     user: AuthUser,
@@ -214,15 +309,19 @@ async fn send_test_event(
     Ok((StatusCode::ACCEPTED, Json(QueuedDelivery { delivery_id })))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 struct DeliveryQuery {
+    /// `pending`, `delivered` or `failed`; empty or absent: all.
+    #[param(pattern = "^(pending|delivered|failed)?$")]
     status: Option<String>,
     /// The last id of the previous page (`next_before` of its answer).
     before: Option<i64>,
+    /// 20 by default; 1 to 100 (other values are clamped).
     limit: Option<i64>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 struct DeliveryView {
     id: i64,
     event_type: String,
@@ -257,13 +356,26 @@ impl From<DeliveryRow> for DeliveryView {
     }
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 struct DeliveryPage {
     deliveries: Vec<DeliveryView>,
     /// Pass as `before` for the next page; `null` on the last one.
     next_before: Option<i64>,
 }
 
+/// The webhook's deliveries, newest first, paged by `before`.
+#[utoipa::path(
+    get,
+    path = "/api/webhooks/{id}/deliveries",
+    tag = "webhooks",
+    params(("id" = i64, Path, minimum = 1, description = "The webhook id"), DeliveryQuery),
+    security(("bearer" = []), ("api_key" = [])),
+    responses(
+        (status = 200, description = "A page of deliveries", body = DeliveryPage),
+        (status = 400, description = "`INVALID_QUERY`", body = ErrorBody),
+        (status = 404, description = "`NOT_FOUND`: no such webhook of the caller", body = ErrorBody),
+    ),
+)]
 async fn list_deliveries(
     State(app): State<AppState>,
     user: AuthUser,
@@ -291,6 +403,21 @@ async fn list_deliveries(
     }))
 }
 
+/// Queues a failed delivery again.
+#[utoipa::path(
+    post,
+    path = "/api/webhooks/{id}/deliveries/{delivery_id}/retry",
+    tag = "webhooks",
+    params(
+        ("id" = i64, Path, minimum = 1, description = "The webhook id"),
+        ("delivery_id" = i64, Path, minimum = 1, description = "The delivery id"),
+    ),
+    security(("bearer" = []), ("api_key" = [])),
+    responses(
+        (status = 202, description = "Queued again", body = QueuedDelivery),
+        (status = 404, description = "`NOT_FOUND`: no such webhook of the caller, or no such failed delivery", body = ErrorBody),
+    ),
+)]
 async fn retry_delivery(
     State(app): State<AppState>,
     user: AuthUser,

@@ -98,6 +98,7 @@ impl Assignees {
 
 /// A user a SIM card is assigned to.
 #[derive(Debug, Clone, serde::Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Assignee {
     pub id: i64,
     pub username: String,

@@ -13,6 +13,7 @@ use smsgate_shared::domain::{PhoneNumber, PhoneNumberError};
 
 /// One invalid entry of a bulk request, reported with its position.
 #[derive(Debug, Clone, serde::Serialize, PartialEq)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct InvalidEntry {
     pub index: usize,
     pub value: String,

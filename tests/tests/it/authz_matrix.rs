@@ -156,6 +156,13 @@ fn table() -> Vec<Row> {
         Row::api(M::GET, "/health/live").expect(&[PUBLIC, "- 200 200"]),
         Row::api(M::GET, "/health/ready").expect(&[PUBLIC, "- 200 200"]),
         Row::api(M::GET, "/metrics").expect(&[PUBLIC, "- 200 200"]),
+        // ---- JSON API: the OpenAPI document and its docs page (public: no secret in them)
+        Row::api(M::GET, "/api/openapi.json").expect(&[PUBLIC, "- 200 200"]),
+        Row::api(M::GET, "/api/docs").expect(&["303 303 303 303 303 |", "- 303 303"]),
+        Row::api(M::GET, "/api/docs/").expect(&[PUBLIC, "- 200 200"]),
+        Row::api(M::GET, "/api/docs/{*rest}")
+            .on("docs-asset")
+            .expect(&[PUBLIC, "- 200 200"]),
         // ---- Panel: signing in and out
         Row::panel(M::GET, "/login").expect(&["200 200 - - |", "- 200 200"]),
         Row::panel(M::POST, "/login")

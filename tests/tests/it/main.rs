@@ -21,6 +21,7 @@ mod edge_trust;
 mod idempotency;
 mod login_throttle;
 mod metrics;
+mod openapi_contract;
 mod operations_doc;
 mod optouts_api;
 mod pipeline;
