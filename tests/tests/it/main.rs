@@ -6,6 +6,7 @@ mod api_errors;
 mod auth;
 mod authz_matrix;
 mod bounded_input;
+mod cli;
 mod consumer_acks;
 mod credential_revocation;
 mod deploy_files;
