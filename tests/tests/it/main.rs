@@ -7,6 +7,7 @@ mod auth;
 mod authz_matrix;
 mod backup_restore;
 mod bounded_input;
+mod cli;
 mod config_changes;
 mod consumer_acks;
 mod credential_revocation;
