@@ -9,6 +9,7 @@ use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 use smsgate_shared::domain::{MessageBody, MessageBodyError, PhoneNumber};
 
+use super::export::FilterQuery;
 use crate::auth::{AuthSender, AuthUser};
 use crate::error::ApiError;
 use crate::extract::IdempotencyHeader;
@@ -19,6 +20,7 @@ use crate::state::AppState;
 use crate::wire::rfc3339;
 use smsgate_core::auth::confirm_sender;
 use smsgate_core::auth::service::AuthError;
+use smsgate_core::history::{self, Viewer};
 use smsgate_core::idempotency::{IdempotencyKey, KeyClaim};
 use smsgate_core::sms::repo::{MessageRow, RecipientRow};
 use smsgate_core::sms::service::AcceptError;
@@ -440,14 +442,19 @@ struct MessageList {
     per_page: i64,
 }
 
+/// The caller's own messages (admins' too), filtered by `status`, `from`/`to` (UTC days,
+/// inclusive), `q` (text in the content) and `recipient`.
 async fn list_messages(
     State(app): State<AppState>,
     user: AuthUser,
     ApiQuery(query): ApiQuery<PageQuery>,
+    ApiQuery(filter): ApiQuery<FilterQuery>,
 ) -> Result<Json<Success<MessageList>>, ApiError> {
     let (page, per_page) = query.resolve();
+    let filter = filter.parse()?;
     let listed: Page<MessageRow> =
-        service::list_messages(&app.core.db, user.id, page, per_page).await?;
+        history::service::list_page(&app.core.db, Viewer::own(user.id), &filter, page, per_page)
+            .await?;
     let data = MessageList {
         total: listed.total,
         pages: listed.pages(),
