@@ -4,16 +4,12 @@
 
 use reqwest::{header, StatusCode};
 use serde_json::Value;
-use smsgate_tests::app::{assert_error, TestApp, TestOptions};
+use smsgate_tests::app::{assert_error, TestApp};
 
 /// A stack without a dispatcher: nothing here needs sending, and recipients keep the
 /// statuses the tests give them.
 async fn spawn() -> TestApp {
-    TestApp::spawn_with(TestOptions {
-        start_dispatcher: false,
-        ..Default::default()
-    })
-    .await
+    TestApp::spawn_without_dispatcher().await
 }
 
 /// Sets what a test filters on, straight in the database (the API stamps `now()`).

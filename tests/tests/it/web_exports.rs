@@ -2,7 +2,7 @@
 //! (CSV)" on a message's page, served from the same core export as the JSON API.
 
 use reqwest::{header, StatusCode};
-use smsgate_tests::app::{PanelClient, PanelResponse, TestApp, TestOptions, ADMIN_PASSWORD};
+use smsgate_tests::app::{PanelClient, PanelResponse, TestApp, ADMIN_PASSWORD};
 
 const BOM: &[u8] = b"\xEF\xBB\xBF";
 
@@ -53,11 +53,7 @@ async fn csv_rows(client: &PanelClient, path: &str) -> Vec<csv::StringRecord> {
 
 #[tokio::test]
 async fn history_export_follows_the_filters_and_recipients_download_from_the_message_page() {
-    let app = TestApp::spawn_with(TestOptions {
-        start_dispatcher: false,
-        ..Default::default()
-    })
-    .await;
+    let app = TestApp::spawn_without_dispatcher().await;
     app.create_user("bob", "Bob-pass-2026!").await;
     let bob = app.panel_login("bob", "Bob-pass-2026!").await;
     let typhoon = message_id(
