@@ -5,6 +5,7 @@ use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
+use smsgate_core::history::{ExportError, FilterError};
 use smsgate_core::optout::{CsvError, OptOutError};
 use smsgate_core::quota::QuotaError;
 use smsgate_core::sims::service::SimError;
@@ -334,6 +335,27 @@ impl From<OptOutError> for ApiError {
             }
             OptOutError::Csv(_) => ApiError::validation("INVALID_CSV", message),
             OptOutError::Database(e) => e.into(),
+        }
+    }
+}
+
+impl From<FilterError> for ApiError {
+    fn from(err: FilterError) -> ApiError {
+        let code = match err {
+            FilterError::Status { .. } => "INVALID_STATUS",
+            FilterError::Date { .. } => "INVALID_DATE",
+            FilterError::Range { .. } => "INVALID_DATE_RANGE",
+            FilterError::Recipient(_) => "INVALID_PHONE_NUMBER",
+        };
+        ApiError::validation(code, err.to_string())
+    }
+}
+
+impl From<ExportError> for ApiError {
+    fn from(err: ExportError) -> ApiError {
+        match err {
+            ExportError::Database(e) => e.into(),
+            ExportError::Csv(e) => ApiError::Internal(e.into()),
         }
     }
 }

@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 use smsgate_shared::domain::{MessageBody, MessageBodyError, PhoneNumber};
 use utoipa::{IntoParams, OpenApi, ToSchema};
 
+use super::export::{FilterQuery, FILTER_400};
 use crate::auth::{AuthSender, AuthUser};
 use crate::error::{ApiError, ErrorBody};
 use crate::extract::IdempotencyHeader;
@@ -21,6 +22,7 @@ use crate::state::AppState;
 use crate::wire::rfc3339;
 use smsgate_core::auth::confirm_sender;
 use smsgate_core::auth::service::AuthError;
+use smsgate_core::history::{self, Viewer};
 use smsgate_core::idempotency::{IdempotencyKey, KeyClaim};
 use smsgate_core::sms::repo::{MessageRow, RecipientRow};
 use smsgate_core::sms::service::AcceptError;
@@ -493,26 +495,30 @@ struct MessageList {
     per_page: i64,
 }
 
-/// The caller's messages, newest first.
+/// The caller's own messages (admins' too), filtered by `status`, `from`/`to` (UTC days,
+/// inclusive), `q` (text in the content) and `recipient`.
 #[utoipa::path(
     get,
     path = "/api/sms",
     tag = "sms",
-    params(PageQuery),
+    params(PageQuery, FilterQuery),
     security(("bearer" = []), ("api_key" = [])),
     responses(
         (status = 200, description = "A page of messages", body = Success<MessageList>),
-        (status = 400, description = "`INVALID_QUERY`", body = ErrorBody),
+        (status = 400, description = FILTER_400, body = ErrorBody),
     ),
 )]
 async fn list_messages(
     State(app): State<AppState>,
     user: AuthUser,
     ApiQuery(query): ApiQuery<PageQuery>,
+    ApiQuery(filter): ApiQuery<FilterQuery>,
 ) -> Result<Json<Success<MessageList>>, ApiError> {
     let (page, per_page) = query.resolve();
+    let filter = filter.parse()?;
     let listed: Page<MessageRow> =
-        service::list_messages(&app.core.db, user.id, page, per_page).await?;
+        history::service::list_page(&app.core.db, Viewer::own(user.id), &filter, page, per_page)
+            .await?;
     let data = MessageList {
         total: listed.total,
         pages: listed.pages(),

@@ -58,16 +58,17 @@ pub struct RecipientRow {
     pub updated_at: DateTime<Utc>,
 }
 
-/// Filters already parsed into SQL-ready values.
+/// Filters already parsed into SQL-ready values (built by `HistoryFilter::to_sql`).
 #[derive(Debug, Default, Clone)]
-pub struct Filter<'a> {
+pub struct Filter {
     pub user_id: Option<i64>,
     pub status: Option<MessageStatus>,
     pub from: Option<DateTime<Utc>>,
     pub until: Option<DateTime<Utc>>,
     /// A LIKE pattern, already escaped and wrapped in `%`.
-    pub content_like: Option<&'a str>,
-    pub phone: Option<&'a str>,
+    pub content_like: Option<String>,
+    /// E.164.
+    pub phone: Option<String>,
 }
 
 /// Which side of a cursor to read.
@@ -83,7 +84,7 @@ pub enum Direction {
 /// that order usable (see the migrations), so page 1,000 costs what page 1 costs.
 pub async fn search_messages(
     db: &PgPool,
-    filter: &Filter<'_>,
+    filter: &Filter,
     cursor: Option<(DateTime<Utc>, i64)>,
     direction: Direction,
     limit: i64,
@@ -105,13 +106,12 @@ pub async fn search_messages(
     if let Some(until) = filter.until {
         q.push(" AND m.created_at < ").push_bind(until);
     }
-    if let Some(pattern) = filter.content_like {
-        q.push(" AND m.content ILIKE ")
-            .push_bind(pattern.to_owned());
+    if let Some(pattern) = &filter.content_like {
+        q.push(" AND m.content ILIKE ").push_bind(pattern.clone());
     }
-    if let Some(phone) = filter.phone {
+    if let Some(phone) = &filter.phone {
         q.push(" AND m.id IN (SELECT r.message_id FROM recipients r WHERE r.phone = ")
-            .push_bind(phone.to_owned())
+            .push_bind(phone.clone())
             .push(")");
     }
     if let Some((at, id)) = cursor {
@@ -133,6 +133,112 @@ pub async fn search_messages(
     })
     .push_bind(limit);
     q.build_query_as().fetch_all(db).await
+}
+
+/// Messages matching `filter` before `before` in `(created_at DESC, id DESC)` order,
+/// skipping `offset`: numbered pages pass [`START`] and an offset, the export walks the
+/// keyset with offset 0. The same conditions as [`search_messages`], as a macro: each is
+/// switched off by a NULL, and the keyset bound is always a real value, so it stays an
+/// index condition in a generic plan too.
+pub async fn list_matching(
+    db: &PgPool,
+    filter: &Filter,
+    before: (DateTime<Utc>, i64),
+    limit: i64,
+    offset: i64,
+) -> Result<Vec<MessageDetailRow>, sqlx::Error> {
+    sqlx::query_as!(
+        MessageDetailRow,
+        r#"SELECT m.id, m.user_id, u.username, m.content, m.encoding, m.segments,
+                m.status AS "status: MessageStatus",
+                m.total_count, m.sent_count, m.failed_count, m.cancelled_count, m.expired_count,
+                m.opted_out_count,
+                m.priority AS "priority: Priority", m.route, m.send_at, m.valid_until,
+                m.created_at, m.completed_at
+         FROM messages m JOIN users u ON u.id = m.user_id
+         WHERE ($1::bigint IS NULL OR m.user_id = $1)
+           AND ($2::text IS NULL OR m.status = $2)
+           AND ($3::timestamptz IS NULL OR m.created_at >= $3)
+           AND ($4::timestamptz IS NULL OR m.created_at < $4)
+           AND ($5::text IS NULL OR m.content ILIKE $5)
+           AND ($6::text IS NULL OR m.id IN (SELECT r.message_id FROM recipients r WHERE r.phone = $6))
+           AND (m.created_at, m.id) < ($7, $8)
+         ORDER BY m.created_at DESC, m.id DESC LIMIT $9 OFFSET $10"#,
+        filter.user_id,
+        filter.status.map(|s| s.as_str()),
+        filter.from,
+        filter.until,
+        filter.content_like,
+        filter.phone,
+        before.0,
+        before.1,
+        limit,
+        offset
+    )
+    .fetch_all(db)
+    .await
+}
+
+/// Where the `(created_at DESC, id DESC)` order starts: after every stored message.
+pub const START: (DateTime<Utc>, i64) = (DateTime::<Utc>::MAX_UTC, i64::MAX);
+
+/// How many messages match `filter` (the conditions of [`list_matching`]).
+pub async fn count_matching(db: &PgPool, filter: &Filter) -> Result<i64, sqlx::Error> {
+    sqlx::query_scalar!(
+        r#"SELECT count(*) AS "count!" FROM messages m
+         WHERE ($1::bigint IS NULL OR m.user_id = $1)
+           AND ($2::text IS NULL OR m.status = $2)
+           AND ($3::timestamptz IS NULL OR m.created_at >= $3)
+           AND ($4::timestamptz IS NULL OR m.created_at < $4)
+           AND ($5::text IS NULL OR m.content ILIKE $5)
+           AND ($6::text IS NULL OR m.id IN (SELECT r.message_id FROM recipients r WHERE r.phone = $6))"#,
+        filter.user_id,
+        filter.status.map(|s| s.as_str()),
+        filter.from,
+        filter.until,
+        filter.content_like,
+        filter.phone,
+    )
+    .fetch_one(db)
+    .await
+}
+
+/// A recipient with everything the CSV export shows.
+#[derive(Debug, Clone)]
+pub struct ExportedRecipient {
+    pub id: i64,
+    pub phone: String,
+    pub status: RecipientStatus,
+    pub attempts: i32,
+    pub last_error: Option<String>,
+    /// The gateway's answer (HKT's body excerpt, or what the SIM's agent reported).
+    pub gateway_response: Option<String>,
+    pub sim_card_id: Option<i64>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    pub sent_at: Option<DateTime<Utc>>,
+    pub delivered_at: Option<DateTime<Utc>>,
+}
+
+/// The next `limit` recipients of a message with ids above `after`, by
+/// `recipients_message_idx (message_id, id)`: each batch of an export costs the same.
+pub async fn recipients_after(
+    db: &PgPool,
+    message_id: i64,
+    after: i64,
+    limit: i64,
+) -> Result<Vec<ExportedRecipient>, sqlx::Error> {
+    sqlx::query_as!(
+        ExportedRecipient,
+        r#"SELECT id, phone, status AS "status: RecipientStatus", attempts, last_error,
+                gateway_response, sim_card_id, created_at, updated_at, sent_at, delivered_at
+         FROM recipients WHERE message_id = $1 AND id > $2 ORDER BY id LIMIT $3"#,
+        message_id,
+        after,
+        limit
+    )
+    .fetch_all(db)
+    .await
 }
 
 pub async fn find_message(db: &PgPool, id: i64) -> Result<Option<MessageDetailRow>, sqlx::Error> {

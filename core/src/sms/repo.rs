@@ -322,28 +322,6 @@ impl SmallInsertRow {
     }
 }
 
-pub async fn list_messages(
-    db: &PgPool,
-    user_id: i64,
-    limit: i64,
-    offset: i64,
-) -> Result<Vec<MessageRow>, sqlx::Error> {
-    sqlx::query_as!(
-        MessageRow,
-        r#"SELECT id, user_id, content, encoding, segments, status AS "status: MessageStatus",
-                total_count, sent_count, failed_count, cancelled_count, expired_count, opted_out_count,
-                priority AS "priority: Priority", route, send_at, valid_until, created_at,
-                completed_at
-         FROM messages WHERE user_id = $1
-         ORDER BY created_at DESC, id DESC LIMIT $2 OFFSET $3"#,
-        user_id,
-        limit,
-        offset
-    )
-    .fetch_all(db)
-    .await
-}
-
 /// The user's message total, kept per user by triggers (see the bulk_insert_speed
 /// migration): a sum over at most 16 rows instead of a count over millions.
 pub async fn count_messages(db: &PgPool, user_id: i64) -> Result<i64, sqlx::Error> {

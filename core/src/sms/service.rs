@@ -169,21 +169,6 @@ impl<T> Page<T> {
     }
 }
 
-pub async fn list_messages(
-    db: &PgPool,
-    user_id: i64,
-    page: i64,
-    per_page: i64,
-) -> Result<Page<MessageRow>, sqlx::Error> {
-    Page::fetch(
-        page,
-        per_page,
-        |limit, offset| repo::list_messages(db, user_id, limit, offset),
-        repo::count_messages(db, user_id),
-    )
-    .await
-}
-
 pub async fn find_message(
     db: &PgPool,
     user_id: i64,

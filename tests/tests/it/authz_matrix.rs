@@ -64,6 +64,11 @@ fn table() -> Vec<Row> {
         Row::api(M::GET, "/api/sms/{id}/recipients")
             .on("message")
             .expect(&[AUTHED, "404 200 404"]),
+        // CSV exports: the same scope as the list and the message they export.
+        Row::api(M::GET, "/api/sms/{id}/recipients.csv")
+            .on("message")
+            .expect(&[AUTHED, "404 200 404"]),
+        Row::api(M::GET, "/api/sms/export.csv").expect(&[AUTHED, "- 200 200"]),
         // Cancel: the owner or an admin (a second cancel is harmless, hence the admin's 200).
         Row::api(M::POST, "/api/sms/{id}/cancel")
             .on("scheduled-message")
@@ -193,6 +198,11 @@ fn table() -> Vec<Row> {
         Row::panel(M::GET, "/history/{id}/events")
             .on("message")
             .expect(&[PAGE, "404 200 200"]),
+        // The panel's CSV downloads: whoever sees the page gets its file.
+        Row::panel(M::GET, "/history/{id}/recipients.csv")
+            .on("message")
+            .expect(&[PAGE, "404 200 200"]),
+        Row::panel(M::GET, "/history/export.csv").expect(&[PAGE, "- 200 200"]),
         Row::panel(M::POST, "/history/{id}/retry")
             .on("message")
             .expect(&[FORM, "404 303 303"]),

@@ -5,9 +5,11 @@ use std::convert::Infallible;
 
 use crate::view::{preview, DisplayTz};
 use crate::{Flash, Page, WebError};
+use axum::body::Body;
 use axum::extract::{Query, State};
+use axum::http::header;
 use axum::response::sse::{Event, KeepAlive, Sse};
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use chrono::NaiveDate;
 use futures::{Stream, StreamExt};
 use serde::{Deserialize, Serialize};
@@ -19,6 +21,7 @@ use super::session::{AdminUser, PanelUser, Session, SignedIn};
 use super::PanelId;
 use crate::state::WebState;
 use smsgate_core::admin::users;
+use smsgate_core::history::export::{self, Bom, CsvExport, ExportError};
 use smsgate_core::history::repo::HistoryRow;
 use smsgate_core::history::service::{self, Cursor, HistoryFilter, PageRequest};
 use smsgate_core::live;
@@ -198,6 +201,7 @@ async fn render_history(
         .with("users", users)
         .with("show_user", viewer.is_admin)
         .with("messages", items)
+        .with("export_url", query.url(EXPORT_PATH, None, None))
         .with("newer_url", newer_url)
         .with("older_url", older_url))
 }
@@ -227,6 +231,67 @@ pub async fn list_all_messages(
         nav: "messages",
     };
     render_history(&app, &user, query, listing).await
+}
+
+/// The history export: the filters of the page it is linked from.
+const EXPORT_PATH: &str = "/history/export.csv";
+
+/// `200 text/csv` as an attachment, its body the export's chunks as they are produced
+/// (the JSON API's exports answer the same way). A failure after the first chunk can only
+/// cut the response short: see docs/exports.md.
+pub fn csv_attachment(export: CsvExport) -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, "text/csv; charset=utf-8".to_owned()),
+            (
+                header::CONTENT_DISPOSITION,
+                format!("attachment; filename=\"{}\"", export.filename),
+            ),
+            (header::CACHE_CONTROL, "no-store".to_owned()),
+        ],
+        Body::from_stream(export.chunks),
+    )
+        .into_response()
+}
+
+/// "Export CSV": the messages the history page's filters match (staff: their own; admins:
+/// everyone's or the chosen user's), all of them, with a byte-order mark for Excel.
+pub async fn export_messages(
+    State(app): State<WebState>,
+    user: PanelUser,
+    Query(query): Query<HistoryQuery>,
+) -> Result<Response, WebError> {
+    let (filter, phone_error) = query.filter(&app.panel.display_tz);
+    if let Some(error) = phone_error {
+        return Err(WebError::BadRequest(error));
+    }
+    let export = export::messages_csv(&app.core.db, user.session.viewer(), &filter, Bom::With)
+        .await
+        .map_err(export_error)?;
+    Ok(csv_attachment(export))
+}
+
+/// "Download recipients (CSV)" on a message the user may see.
+pub async fn export_recipients(
+    State(app): State<WebState>,
+    user: PanelUser,
+    PanelId(id): PanelId,
+) -> Result<Response, WebError> {
+    service::find_message(&app.core.db, user.session.viewer(), id)
+        .await
+        .map_err(db_error)?
+        .ok_or(WebError::NotFound("Message"))?;
+    let export = export::recipients_csv(&app.core.db, id, Bom::With)
+        .await
+        .map_err(export_error)?;
+    Ok(csv_attachment(export))
+}
+
+fn export_error(e: ExportError) -> WebError {
+    match e {
+        ExportError::Database(e) => db_error(e),
+        ExportError::Csv(e) => WebError::Internal(e.into()),
+    }
 }
 
 #[derive(Deserialize, Default)]

@@ -30,6 +30,7 @@ use axum::routing::{get, post};
 use axum::Router;
 use serde::Deserialize;
 
+pub use history_pages::csv_attachment;
 pub use settings::PanelSettings;
 
 use crate::state::WebState;
@@ -54,7 +55,12 @@ pub fn router(state: WebState) -> Router {
             get(compose::compose_form).post(compose::send_message),
         )
         .route("/history", get(history_pages::list_messages))
+        .route("/history/export.csv", get(history_pages::export_messages))
         .route("/history/{id}", get(history_pages::show_message))
+        .route(
+            "/history/{id}/recipients.csv",
+            get(history_pages::export_recipients),
+        )
         .route("/history/{id}/events", get(history_pages::stream_events))
         .route("/history/{id}/retry", post(history_pages::retry_failed))
         // GET confirms, POST cancels: a link alone must never stop a send.
