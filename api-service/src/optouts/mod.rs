@@ -4,3 +4,8 @@
 mod routes;
 
 pub use routes::router;
+
+/// This module's part of the OpenAPI document (see `crate::openapi`).
+pub(crate) fn openapi() -> utoipa::openapi::OpenApi {
+    <routes::Api as utoipa::OpenApi>::openapi()
+}

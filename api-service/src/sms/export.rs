@@ -7,10 +7,10 @@ use axum::response::Response;
 use axum::routing::get;
 use axum::Router;
 use serde::Deserialize;
-use utoipa::{IntoParams, OpenApi};
 use smsgate_core::history::export::{self, Bom};
 use smsgate_core::history::{HistoryFilter, RawFilter, Viewer};
 use smsgate_core::sms::service;
+use utoipa::{IntoParams, OpenApi};
 // The panel's downloads answer the same way: one place sets the headers.
 use smsgate_web::panel::csv_attachment as attachment;
 

@@ -19,7 +19,7 @@ use crate::metrics::SendKind;
 use crate::openapi::IdempotencyParam;
 use crate::sims::{route_name, WithEdgeFields};
 use crate::state::AppState;
-use crate::wire::rfc3339;
+use crate::wire::{rfc3339, success, Success};
 use smsgate_core::auth::confirm_sender;
 use smsgate_core::auth::service::AuthError;
 use smsgate_core::history::{self, Viewer};
@@ -48,24 +48,6 @@ pub(crate) struct Api;
 const SEND_400: &str = "Invalid send: `INVALID_PHONE_NUMBER`, `EMPTY_CONTENT`, `CONTENT_TOO_LONG`, \
     `INVALID_PRIORITY`, `INVALID_SEND_AT`, `INVALID_VALIDITY`, `INVALID_ROUTE`, `INVALID_FALLBACK`, \
     `UNKNOWN_SIM_CARD`, `UNKNOWN_FIELD`, `INVALID_IDEMPOTENCY_KEY`";
-
-/// The panel's success envelope: `{"success": true, "data": …, "message": …}`.
-/// The panel's success envelope.
-#[derive(Serialize, ToSchema)]
-struct Success<T> {
-    success: bool,
-    data: T,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    message: Option<&'static str>,
-}
-
-fn success<T>(data: T, message: Option<&'static str>) -> Json<Success<T>> {
-    Json(Success {
-        success: true,
-        data,
-        message,
-    })
-}
 
 fn parse_body(app: &AppState, content: &str) -> Result<MessageBody, ApiError> {
     MessageBody::parse(content, app.core.settings.max_segments).map_err(|e| match e {

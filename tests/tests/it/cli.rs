@@ -578,11 +578,9 @@ async fn an_unreachable_api_is_a_network_error_with_exit_code_3() {
     assert!(!run.stderr.contains("t0ken"));
 }
 
-// ---- export and opt-out: their routes are built on other branches (issue #16 items 4
-// and 5); these run once those are merged (drop the `ignore`).
+// ---- export and opt-out
 
 #[tokio::test]
-#[ignore = "needs GET /api/sms/{id}/recipients.csv (the exports branch)"]
 async fn export_streams_the_recipients_csv_to_stdout_or_a_file() {
     let app = TestApp::spawn().await;
     let shell = Shell::with_env(&app, &app.token);
@@ -642,7 +640,6 @@ async fn export_streams_the_recipients_csv_to_stdout_or_a_file() {
 }
 
 #[tokio::test]
-#[ignore = "needs /api/opt-outs (the optouts branch)"]
 async fn opt_outs_are_added_listed_imported_and_removed() {
     let app = TestApp::spawn().await;
     let shell = Shell::with_env(&app, &app.token);
