@@ -89,9 +89,13 @@ struct Lines<'a> {
 impl Lines<'_> {
     /// Offsets only grow (records come in order), so the file is scanned once.
     fn at(&mut self, byte: u64) -> u64 {
-        let byte = usize::try_from(byte)
+        let mut byte = usize::try_from(byte)
             .unwrap_or(usize::MAX)
             .min(self.input.len());
+        // A record's position is where the previous one ended, before any blank lines.
+        while matches!(self.input.get(byte), Some(b'\n' | b'\r')) {
+            byte += 1;
+        }
         if byte > self.counted {
             let newlines = self.input[self.counted..byte]
                 .iter()
