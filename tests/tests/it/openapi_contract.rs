@@ -277,7 +277,22 @@ async fn schemathesis_finds_no_server_error_and_no_answer_outside_the_contract()
         output.status.success(),
         "schemathesis found problems:\n{report}"
     );
-    // It really tested the API, not an empty document.
-    assert!(report.contains("passed"), "{report}");
+    // It really tested the API: every operation it selected (all of the document's), not an
+    // empty document.
+    let selected = report
+        .lines()
+        .find_map(|line| line.trim().strip_prefix("Selected: "))
+        .and_then(|counts| counts.split_once('/'))
+        .unwrap_or_else(|| panic!("no `Selected: n/m` in the report:\n{report}"));
+    assert_eq!(selected.0, selected.1, "operations left out:\n{report}");
+    assert!(
+        selected.0.parse::<usize>().unwrap() > 40,
+        "too few operations:\n{report}"
+    );
+    assert!(
+        report.contains(&format!("Tested: {}\n", selected.0)),
+        "not every operation was tested:\n{report}"
+    );
+    assert!(report.contains(" passed"), "{report}");
     app.teardown().await;
 }
